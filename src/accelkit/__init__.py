@@ -1,0 +1,11 @@
+"""accelkit: classic acceleration techniques for PyTorch, each measured beside its baseline.
+
+Importing accelkit is cheap: it initialises no CUDA and imports neither
+transformers nor onnxruntime; those load when a workload or technique needs them.
+"""
+
+from accelkit.errors import AccelkitError
+
+__version__ = "0.1.0"
+
+__all__ = ["AccelkitError", "__version__"]

@@ -1,0 +1,58 @@
+"""The ``accelkit`` command line: a thin typer shell over the library.
+
+Each command calls one library function with the same name. Bad input raises an
+AccelkitError; ``main`` prints its one line and exits 2, with no traceback.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+
+import typer
+
+from accelkit.errors import AccelkitError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Make PyTorch models faster with classic techniques; every speed-up measured beside its baseline.",
+)
+
+# Each area adds its commands from its own module (``register(app)``), so the
+# areas grow without editing each other. A module that has not landed yet is absent.
+_COMMAND_MODULES = (
+    "accelkit.commands.core",
+    "accelkit.commands.inference",
+    "accelkit.commands.train",
+    "accelkit.commands.data",
+    "accelkit.commands.compress",
+    "accelkit.commands.early_exit",
+    "accelkit.commands.optimize",
+)
+
+for _name in _COMMAND_MODULES:
+    if importlib.util.find_spec(_name) is not None:
+        importlib.import_module(_name).register(app)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the app, turning AccelkitError into one line and exit code 2."""
+    try:
+        app(args=argv, standalone_mode=False)
+    except AccelkitError as exc:
+        typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
+        sys.exit(2)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        typer.secho("aborted", err=True)
+        sys.exit(130)
+    except Exception as exc:  # click usage errors arrive here with standalone_mode=False
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(2)
+        raise
