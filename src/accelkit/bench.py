@@ -1,0 +1,164 @@
+"""``bench``: measure named variants of a workload side by side against its baseline.
+
+Every variant is built from a copy of the same fp32 model, scored on the same
+held-out data against the baseline's outputs, then all are timed interleaved
+(A B C A B C …) so the quoted speed-up is the median of per-round ratios.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from accelkit.errors import DeviceUnavailableError
+from accelkit.measure import (
+    compare_interleaved,
+    count_parameters,
+    peak_memory_mb,
+    serialized_size_mb,
+)
+from accelkit.measure.roofline import measure_roofline
+from accelkit.report.results import Results, VariantResult
+from accelkit.variants import build_variant, check_variants, list_variants
+from accelkit.workloads import RunSettings, Workload, get_workload
+
+__all__ = ["bench", "check_device", "BenchTask", "TASKS"]
+
+
+def check_device(device: str) -> None:
+    """Raise DeviceUnavailableError when ``device`` is not usable here."""
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise DeviceUnavailableError(f"--device {device}: CUDA is not available on this machine; use --device cpu")
+    if device == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise DeviceUnavailableError("--device mps: MPS is not available on this machine; use --device cpu")
+    if device.split(":")[0] not in ("cpu", "cuda", "mps"):
+        raise DeviceUnavailableError(f"--device {device!r}: expected cpu, cuda[:N] or mps")
+
+
+def _flops_of_pass(fn: Callable[[], torch.Tensor]) -> tuple[torch.Tensor, int | None]:
+    """Run ``fn`` once under the FLOP counter; fall back to a plain run if it cannot trace."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    try:
+        with FlopCounterMode(display=False) as counter:
+            out = fn()
+        return out, int(counter.get_total_flops()) or None
+    except Exception:
+        return fn(), None
+
+
+def bench(
+    workload: str | Workload,
+    variants: list[str] | None = None,
+    *,
+    batch_size: int | None = None,
+    repeats: int = 5,
+    warmup: int = 1,
+    limit: int | None = None,
+    device: str = "cpu",
+    max_quality_drop: float | None = None,
+    roofline: bool = True,
+    progress: Callable[[str], None] | None = None,
+    baseline_model: torch.nn.Module | None = None,
+) -> Results:
+    """Measure ``variants`` (names, ``+`` for compositions) beside ``baseline``.
+
+    A variant that fails to build or run is recorded with its ``error``; the others go on.
+    """
+    check_device(device)
+    wl = get_workload(workload) if isinstance(workload, str) else workload
+    names = list(variants or ["baseline", *[n for n in list_variants(wl) if n != "baseline"]])
+    if "baseline" in names:
+        names.remove("baseline")
+    check_variants(names, wl)
+    say = progress or (lambda msg: None)
+
+    say(f"loading {wl.name}")
+    model = (baseline_model or wl.build_model()).to(device)
+    data = wl.eval_data(limit)
+    base_settings = RunSettings(batch_size=batch_size or wl.default_batch_size, device=device)
+    n_items = wl.n_items(data)
+    n_batches = sum(1 for _ in wl.batches(data, base_settings)) if hasattr(wl, "tokenizer") else -(-n_items // base_settings.batch_size)
+
+    runners: dict[str, Callable[[], Any]] = {}
+    records: dict[str, VariantResult] = {}
+    say("baseline: reference outputs")
+    reference, base_flops = _flops_of_pass(lambda: wl.predict(model, data, base_settings))
+    base_quality = wl.quality(reference, reference, data)
+    records["baseline"] = VariantResult(
+        "baseline",
+        quality=base_quality,
+        quality_drop=0.0,
+        size_mb=serialized_size_mb(model),
+        params=count_parameters(model),
+        flops_per_item=base_flops / n_items if base_flops else None,
+        meets_budget=True if max_quality_drop is not None else None,
+    )
+    runners["baseline"] = lambda: wl.predict(model, data, base_settings)
+    dtypes = {"baseline": "fp32"}
+
+    for name in names:
+        say(f"{name}: build + quality")
+        rec = VariantResult(name)
+        records[name] = rec
+        try:
+            start = time.perf_counter()
+            vmodel, vsettings, dtype = build_variant(name, model, base_settings, wl)
+            rec.build_s = time.perf_counter() - start
+            outputs, flops = _flops_of_pass(lambda m=vmodel, s=vsettings: wl.predict(m, data, s))
+            rec.quality = wl.quality(outputs, reference, data)
+            rec.quality_drop = wl.quality_drop(rec.quality, base_quality)
+            if max_quality_drop is not None:
+                rec.meets_budget = rec.quality_drop <= max_quality_drop
+            rec.size_mb = serialized_size_mb(vmodel)
+            rec.params = count_parameters(vmodel) if isinstance(vmodel, torch.nn.Module) else None
+            rec.flops_per_item = flops / n_items if flops else None
+            rec.compute_dtype = dtype
+            dtypes[name] = dtype
+            runners[name] = lambda m=vmodel, s=vsettings: wl.predict(m, data, s)
+        except Exception as exc:  # a failing candidate is a result, not a crash
+            rec.error = f"{type(exc).__name__}: {exc}"
+
+    say(f"timing {len(runners)} variants interleaved, {repeats} rounds")
+    timings = compare_interleaved(
+        runners, baseline="baseline", repeats=repeats, warmup=warmup,
+        on_step=lambda n, r: say(f"round {r + 1}/{repeats}: {n}"),
+    )
+    peak = measure_roofline(size=512, repeats=3, device=device) if roofline else None
+    for name, t in timings.items():
+        rec = records[name]
+        pass_s = t.p50_ms / 1e3
+        rec.speedup = t.speedup
+        rec.pair_ratios = [round(r, 4) for r in t.pair_ratios]
+        rec.pass_ms = {"p50": t.p50_ms, "p95": t.p95_ms}
+        rec.latency_ms = {"p50": t.p50_ms / n_batches, "p95": t.p95_ms / n_batches}
+        rec.throughput = n_items / pass_s if pass_s > 0 else None
+        rec.throughput_unit = f"{wl.item_unit}/s"
+        rec.peak_memory_mb = peak_memory_mb(runners[name])
+        if peak is not None and rec.flops_per_item:
+            rec.roofline_fraction = peak.fraction(rec.flops_per_item * n_items, pass_s, dtypes.get(name, "fp32"))
+
+    from accelkit.hardware import probe
+
+    return Results(
+        workload=wl.name,
+        task="infer",
+        baseline="baseline",
+        variants=[records["baseline"], *[records[n] for n in names]],
+        machine=probe(),
+        settings={**base_settings.to_dict(), "repeats": repeats, "warmup": warmup, "items": n_items},
+        roofline=peak.to_dict() if peak else None,
+        primary_metric=wl.primary_metric,
+        higher_is_better=wl.higher_is_better,
+        max_quality_drop=max_quality_drop,
+        created=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+    )
+
+
+# Other tasks (train, data) plug in here: name → callable(workload, variants, **kw) -> Results.
+BenchTask = Callable[..., Results]
+TASKS: dict[str, BenchTask] = {"infer": bench}

@@ -1,0 +1,135 @@
+"""Typed result records and their JSON schema ``accelkit.results/1``.
+
+Schema (top level): ``schema``, ``machine`` (``accelkit env --json``), ``workload``,
+``task``, ``baseline`` (a variant name), ``settings``, ``roofline``, ``created``,
+``variants``: list of ``VariantResult`` dicts. See README "Results format".
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from accelkit.errors import OutputPathError, SchemaError
+
+__all__ = ["SCHEMA", "VariantResult", "Results", "save_results", "load_results", "check_writable"]
+
+SCHEMA = "accelkit.results/1"
+
+
+@dataclass
+class VariantResult:
+    """One measured variant. Times in ms, memory and size in MB, throughput in items/s."""
+
+    name: str
+    speedup: float | None = None  # median over interleaved pairs of baseline_time / variant_time
+    throughput: float | None = None  # items (sentences, images, tokens) per second
+    throughput_unit: str = "items/s"
+    latency_ms: dict[str, float] | None = None  # {"p50", "p95"} of one batch (pass time / batches)
+    pass_ms: dict[str, float] | None = None  # {"p50", "p95"} of one pass over the eval data
+    peak_memory_mb: float | None = None
+    size_mb: float | None = None
+    params: int | None = None
+    flops_per_item: float | None = None
+    roofline_fraction: float | None = None  # achieved FLOP/s over this machine's peak for compute_dtype
+    compute_dtype: str = "fp32"
+    quality: dict[str, float] = field(default_factory=dict)
+    quality_drop: float | None = None  # in the workload's primary metric; > 0 is worse
+    meets_budget: bool | None = None
+    build_s: float | None = None  # time to build the variant (quantize, compile, train), not in latency
+    pair_ratios: list[float] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> VariantResult:
+        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+
+@dataclass
+class Results:
+    workload: str
+    task: str
+    baseline: str
+    variants: list[VariantResult]
+    machine: dict[str, Any] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
+    roofline: dict[str, Any] | None = None
+    primary_metric: str = ""
+    higher_is_better: bool = True
+    max_quality_drop: float | None = None
+    created: str = ""
+    schema: str = SCHEMA
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["variants"] = [v.to_dict() for v in self.variants]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Results:
+        if not isinstance(d, dict) or d.get("schema") != SCHEMA:
+            got = d.get("schema") if isinstance(d, dict) else type(d).__name__
+            raise SchemaError(f"results schema is {got!r}, expected {SCHEMA!r}; write it with `accelkit bench --out`")
+        try:
+            fields = {k: v for k, v in d.items() if k in cls.__dataclass_fields__ and k != "variants"}
+            return cls(variants=[VariantResult.from_dict(v) for v in d["variants"]], **fields)
+        except (KeyError, TypeError) as exc:
+            raise SchemaError(f"results file is missing or mistypes a field ({exc}); regenerate it") from exc
+
+    def variant(self, name: str) -> VariantResult:
+        for v in self.variants:
+            if v.name == name:
+                return v
+        raise KeyError(name)
+
+
+def check_writable(path: str | os.PathLike) -> Path:
+    """Make sure ``path`` can be written (creating its folder); OutputPathError otherwise."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputPathError(f"cannot create folder {path.parent} ({exc.strerror}); choose a writable --out") from exc
+    if path.is_dir():
+        raise OutputPathError(f"{path} is a folder; give a file name, e.g. {path / 'results.json'}")
+    if not os.access(path.parent, os.W_OK):
+        raise OutputPathError(f"{path.parent} is not writable; choose another --out")
+    return path
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` to ``path`` through a temp file and rename: never half-written."""
+    path = check_writable(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def save_results(results: Results, path: str | os.PathLike) -> Path:
+    return write_text_atomic(path, json.dumps(results.to_dict(), indent=2, default=str))
+
+
+def load_results(path: str | os.PathLike) -> Results:
+    path = Path(path)
+    if not path.is_file():
+        raise SchemaError(f"results file {path} does not exist; write one with `accelkit bench --out {path}`")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise SchemaError(f"{path} is not JSON ({exc}); give a results file written by accelkit") from exc
+    return Results.from_dict(data)

@@ -1,0 +1,65 @@
+"""Reduced-precision inference: bf16/fp16 autocast, or a full cast of the weights.
+
+Autocast keeps fp32 weights and runs matmuls in the low dtype (safe, same size);
+a full cast halves the weights' memory but also rounds layer norms and softmax.
+bf16 pays off on CPUs with AVX512_BF16/AMX; fp16 on CPU only with AVX512_FP16.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from accelkit.errors import ConfigError
+from accelkit.workloads.base import RunSettings
+
+__all__ = ["PrecisionConfig", "apply_precision", "CastInputs"]
+
+_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@dataclass
+class PrecisionConfig:
+    """``dtype``: "bf16" or "fp16"; ``mode``: "autocast" or "cast" (weights converted)."""
+
+    dtype: str = "bf16"
+    mode: str = "autocast"
+    version: int = 1
+
+    def __post_init__(self) -> None:
+        if self.dtype not in _DTYPES:
+            raise ConfigError(f"dtype={self.dtype!r}: expected one of {sorted(_DTYPES)}")
+        if self.mode not in ("autocast", "cast"):
+            raise ConfigError(f"mode={self.mode!r}: expected 'autocast' or 'cast'")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> PrecisionConfig:
+        return cls(**d)
+
+
+class CastInputs(nn.Module):
+    """Runs a low-precision model on float inputs by casting them to its dtype first."""
+
+    def __init__(self, model: nn.Module, dtype: torch.dtype) -> None:
+        super().__init__()
+        self.model = model
+        self.dtype = dtype
+
+    def _cast(self, v: Any) -> Any:
+        return v.to(self.dtype) if isinstance(v, torch.Tensor) and v.is_floating_point() else v
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        return self.model(*(self._cast(a) for a in args), **{k: self._cast(v) for k, v in kwargs.items()})
+
+
+def apply_precision(model: nn.Module, settings: RunSettings, config: PrecisionConfig) -> tuple[nn.Module, RunSettings]:
+    """Return the model and run settings for ``config``; the input model is not modified in autocast mode."""
+    if config.mode == "autocast":
+        return model, settings.with_(autocast=config.dtype)
+    return CastInputs(model.to(_DTYPES[config.dtype]), _DTYPES[config.dtype]), settings

