@@ -1,0 +1,377 @@
+"""DataLoader tuner: time short passes over num_workers, pin_memory, persistent_workers, prefetch_factor.
+
+It buys loader settings measured on this machine and dataset instead of guessed;
+it costs a few seconds of trial passes, once per machine + dataset (the answer is cached).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import platform
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from accelkit.data._common import (
+    DATA_FORMAT_VERSION,
+    atomic_write_json,
+    cache_root,
+    fingerprint_json,
+)
+from accelkit.errors import ConfigError
+
+__all__ = [
+    "LoaderTuneConfig",
+    "LoaderTuneResult",
+    "dataset_fingerprint",
+    "machine_fingerprint",
+    "measure_loader",
+    "tune_loader",
+]
+
+_SEARCH = ("auto", "grid", "coordinate")
+_DEFAULTS = {
+    "num_workers": 0,
+    "pin_memory": False,
+    "persistent_workers": False,
+    "prefetch_factor": 2,
+}
+
+
+def _default_workers() -> tuple[int, ...]:
+    cpus = (
+        len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    )
+    return tuple(sorted({0, 1, 2, cpus, min(2 * cpus, 8)}))
+
+
+@dataclass
+class LoaderTuneConfig:
+    """Search space and trial length.
+
+    search: "grid" tries every combination; "coordinate" sweeps num_workers, then
+    persistent_workers, prefetch_factor and pin_memory one at a time from the best
+    so far, then re-measures the top ``confirm_top``; "auto" picks grid when it has
+    at most ``max_grid`` configurations. pin_memory is only tried when CUDA is
+    present (pinning without a device copy only costs).
+    """
+
+    batch_size: int = 64
+    num_workers: tuple[int, ...] = field(default_factory=_default_workers)
+    pin_memory: tuple[bool, ...] = (False, True)
+    persistent_workers: tuple[bool, ...] = (False, True)
+    prefetch_factor: tuple[int, ...] = (2, 4, 8)
+    batches_per_trial: int = 12
+    epochs_per_trial: int = 2
+    search: str = "auto"
+    max_grid: int = 8
+    confirm_top: int = 2
+    version: int = DATA_FORMAT_VERSION
+
+    def __post_init__(self) -> None:
+        self.num_workers = tuple(int(w) for w in self.num_workers)
+        self.pin_memory = tuple(bool(p) for p in self.pin_memory)
+        self.persistent_workers = tuple(bool(p) for p in self.persistent_workers)
+        self.prefetch_factor = tuple(int(p) for p in self.prefetch_factor)
+        if self.batch_size < 1:
+            raise ConfigError(f"batch_size={self.batch_size!r}: expected >= 1")
+        if not self.num_workers or min(self.num_workers) < 0:
+            raise ConfigError(
+                f"num_workers={self.num_workers!r}: expected a non-empty list of counts >= 0"
+            )
+        if not self.prefetch_factor or min(self.prefetch_factor) < 1:
+            raise ConfigError(f"prefetch_factor={self.prefetch_factor!r}: expected values >= 1")
+        if not self.pin_memory or not self.persistent_workers:
+            raise ConfigError(
+                "pin_memory and persistent_workers need at least one value each, e.g. (False,)"
+            )
+        if self.batches_per_trial < 2:
+            raise ConfigError(
+                f"batches_per_trial={self.batches_per_trial!r}: expected >= 2 (first batch is start-up)"
+            )
+        if self.epochs_per_trial < 2:
+            raise ConfigError(
+                f"epochs_per_trial={self.epochs_per_trial!r}: expected >= 2 (epoch 2 shows worker reuse)"
+            )
+        if self.search not in _SEARCH:
+            raise ConfigError(f"search={self.search!r}: expected one of {_SEARCH}")
+        if self.confirm_top < 1 or self.max_grid < 1:
+            raise ConfigError("confirm_top and max_grid must be >= 1")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> LoaderTuneConfig:
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
+
+@dataclass
+class LoaderTuneResult:
+    """best_kwargs: DataLoader keyword arguments; table: one row per trial (images_per_s projected to a full epoch)."""
+
+    best_kwargs: dict[str, Any]
+    table: list[dict[str, Any]]
+    search: str
+    trials: int
+    elapsed_s: float
+    machine: str
+    dataset_fingerprint: str | None
+    from_cache: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> LoaderTuneResult:
+        return cls(**d)
+
+
+def machine_fingerprint() -> str:
+    """Facts that change loader speed: host, CPU model and count, torch build, GPU."""
+    cpu_model = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu_model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    facts = {
+        "host": platform.node(),
+        "machine": platform.machine(),
+        "cpu": cpu_model,
+        "cpus": len(os.sched_getaffinity(0))
+        if hasattr(os, "sched_getaffinity")
+        else os.cpu_count(),
+        "torch": torch.__version__,
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+    return fingerprint_json(facts)
+
+
+def dataset_fingerprint(dataset: Any) -> str | None:
+    """The dataset's own fingerprint (method or attribute), or None when it has none."""
+    fp = getattr(dataset, "fingerprint", None)
+    if callable(fp):
+        fp = fp()
+    if fp is None and isinstance(dataset, torch.utils.data.Subset):
+        inner = dataset_fingerprint(dataset.dataset)
+        return None if inner is None else fingerprint_json([inner, list(dataset.indices)])
+    return fp if isinstance(fp, str) else None
+
+
+def _loader_kwargs(num_workers: int, pin: bool, persistent: bool, prefetch: int) -> dict[str, Any]:
+    kw: dict[str, Any] = {"num_workers": num_workers, "pin_memory": pin}
+    if num_workers > 0:  # DataLoader rejects these two without workers
+        kw["persistent_workers"] = persistent
+        kw["prefetch_factor"] = prefetch
+    return kw
+
+
+def measure_loader(
+    dataset: Any,
+    loader_kwargs: dict[str, Any],
+    *,
+    batch_size: int,
+    batches: int,
+    epochs: int = 2,
+    full_epoch_batches: int | None = None,
+    consume: Callable[[Any], None] | None = None,
+) -> dict[str, float]:
+    """Time ``epochs`` short passes; project the images/s of one full steady-state epoch.
+
+    Each pass is split into start-up (iterator creation + first batch: worker
+    spawn, unless persistent) and steady batches. The projection uses the last
+    pass, where persistent workers are already up: start-up + steady x (full batches - 1).
+    """
+    n = min(len(dataset), batches * batch_size)
+    subset = torch.utils.data.Subset(dataset, range(n))
+    loader = torch.utils.data.DataLoader(
+        subset, batch_size=batch_size, shuffle=False, **loader_kwargs
+    )
+    set_epoch = getattr(dataset, "set_epoch", None)
+    startups, steadies = [], []
+    try:
+        for epoch in range(epochs):
+            if set_epoch is not None:
+                set_epoch(epoch)
+            t0 = time.perf_counter()
+            it = iter(loader)
+            first = next(it)
+            if consume is not None:
+                consume(first)
+            t1 = time.perf_counter()
+            count = 0
+            for batch in it:
+                if consume is not None:
+                    consume(batch)
+                count += 1
+            t2 = time.perf_counter()
+            startups.append(t1 - t0)
+            steadies.append((t2 - t1) / max(count, 1))
+    finally:
+        del loader  # shuts persistent workers down
+    full = full_epoch_batches if full_epoch_batches is not None else -(-len(dataset) // batch_size)
+    epoch_s = startups[-1] + steadies[-1] * max(full - 1, 0)
+    return {
+        "images_per_s": full * batch_size / epoch_s if epoch_s > 0 else float("inf"),
+        "startup_s": startups[-1],
+        "steady_images_per_s": batch_size / steadies[-1] if steadies[-1] > 0 else float("inf"),
+    }
+
+
+def _key(kw: dict[str, Any]) -> tuple:
+    return (
+        kw["num_workers"],
+        kw["pin_memory"],
+        kw.get("persistent_workers", False),
+        kw.get("prefetch_factor", 2),
+    )
+
+
+def tune_loader(
+    dataset: Any,
+    config: LoaderTuneConfig | None = None,
+    *,
+    consume: Callable[[Any], None] | None = None,
+    cache_dir: str | Path | None = None,
+    use_cache: bool = True,
+    dataset_key: str | None = None,
+    progress: bool = False,
+) -> LoaderTuneResult:
+    """Find the fastest DataLoader kwargs for ``dataset`` on this machine.
+
+    Returns the best kwargs (ready for ``DataLoader(dataset, batch_size=..., **best_kwargs)``)
+    and the table of every trial. The result is cached per machine, dataset
+    fingerprint (or ``dataset_key``) and search config; a dataset with neither is
+    tuned every time (noted in ``notes``).
+    """
+    config = config or LoaderTuneConfig()
+    machine = machine_fingerprint()
+    ds_fp = dataset_key or dataset_fingerprint(dataset)
+    notes: list[str] = []
+    cache_path = None
+    if use_cache and ds_fp is not None:
+        root = Path(cache_dir) if cache_dir else cache_root() / "tune"
+        name = f"{machine[:12]}-{ds_fp[:16]}-{fingerprint_json(config.to_dict())[:8]}.json"
+        cache_path = root / name
+        if cache_path.is_file():
+            import json
+
+            try:
+                cached = LoaderTuneResult.from_dict(json.loads(cache_path.read_text()))
+                cached.from_cache = True
+                return cached
+            except (ValueError, TypeError):
+                notes.append(f"ignored unreadable tuner cache {cache_path}")
+    elif use_cache:
+        notes.append("dataset has no fingerprint and no dataset_key: result not cached")
+
+    has_cuda = torch.cuda.is_available()
+    pins = config.pin_memory if has_cuda else (False,)
+    if not has_cuda and True in config.pin_memory:
+        notes.append("pin_memory=True skipped: no CUDA device, pinning would only add a copy")
+    workers = config.num_workers
+    grid = [
+        _loader_kwargs(w, p, s, f)
+        for w, p in itertools.product(workers, pins)
+        for s, f in (
+            itertools.product(config.persistent_workers, config.prefetch_factor)
+            if w > 0
+            else [(False, 2)]
+        )
+    ]
+    search = config.search
+    if search == "auto":
+        search = "grid" if len(grid) <= config.max_grid else "coordinate"
+
+    results: dict[tuple, list[dict[str, Any]]] = {}
+    full_batches = -(-len(dataset) // config.batch_size)
+
+    def trial(kw: dict[str, Any], phase: str) -> float:
+        row = measure_loader(
+            dataset,
+            kw,
+            batch_size=config.batch_size,
+            batches=config.batches_per_trial,
+            epochs=config.epochs_per_trial,
+            full_epoch_batches=full_batches,
+            consume=consume,
+        )
+        row = {**_DEFAULTS, **kw, **row, "phase": phase}
+        results.setdefault(_key(kw), []).append(row)
+        return row["images_per_s"]
+
+    def score(key: tuple) -> float:
+        rows = results[key]
+        return sum(r["images_per_s"] for r in rows) / len(rows)
+
+    t_start = time.perf_counter()
+    from rich.progress import Progress
+
+    with Progress(disable=not progress, transient=True) as bar:
+        task = bar.add_task("tuning DataLoader", total=None)
+        if search == "grid":
+            for kw in grid:
+                trial(kw, "grid")
+                bar.advance(task)
+        else:
+            best = dict(_DEFAULTS)
+
+            def sweep(name: str, values: Iterable[Any]) -> None:
+                nonlocal best
+                for v in values:
+                    cand = {**best, name: v}
+                    kw = _loader_kwargs(
+                        cand["num_workers"],
+                        cand["pin_memory"],
+                        cand["persistent_workers"],
+                        cand["prefetch_factor"],
+                    )
+                    if _key(kw) not in results:
+                        trial(kw, f"sweep {name}")
+                        bar.advance(task)
+                ranked = sorted(results, key=score, reverse=True)
+                top = ranked[0]
+                best = dict(
+                    zip(
+                        ("num_workers", "pin_memory", "persistent_workers", "prefetch_factor"),
+                        top,
+                        strict=True,
+                    )
+                )
+
+            sweep("num_workers", workers)
+            if best["num_workers"] > 0:
+                sweep("persistent_workers", config.persistent_workers)
+                sweep("prefetch_factor", config.prefetch_factor)
+            sweep("pin_memory", pins)
+        # Re-measure the leaders once more, interleaved, so one noisy trial cannot pick the winner.
+        leaders = sorted(results, key=score, reverse=True)[: config.confirm_top]
+        if len(leaders) > 1:
+            for key in leaders:
+                trial(_loader_kwargs(*key), "confirm")
+                bar.advance(task)
+    best_key = max(results, key=score)
+    table = [row for rows in results.values() for row in rows]
+    result = LoaderTuneResult(
+        best_kwargs=_loader_kwargs(*best_key),
+        table=table,
+        search=search,
+        trials=len(table),
+        elapsed_s=time.perf_counter() - t_start,
+        machine=machine,
+        dataset_fingerprint=ds_fp,
+        notes=notes,
+    )
+    if cache_path is not None:
+        atomic_write_json(cache_path, result.to_dict())
+    return result
