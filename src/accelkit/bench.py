@@ -118,6 +118,8 @@ def bench(
             rec.params = count_parameters(vmodel) if isinstance(vmodel, torch.nn.Module) else None
             rec.flops_per_item = flops / n_items if flops else None
             rec.compute_dtype = dtype
+            # techniques report what they decided (kept layers, thresholds, curves) here
+            rec.details = dict(getattr(vmodel, "accelkit_details", None) or {})
             dtypes[name] = dtype
             runners[name] = lambda m=vmodel, s=vsettings: wl.predict(m, data, s)
         except Exception as exc:  # a failing candidate is a result, not a crash

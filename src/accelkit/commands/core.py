@@ -1,0 +1,158 @@
+"""Core commands: ``env``, ``bench``, ``report``, ``demo``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from accelkit.errors import ConfigError, UnknownVariantError
+
+__all__ = ["register"]
+
+
+def _console() -> Console:
+    return Console(stderr=False)
+
+
+def env(as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False) -> None:
+    """What this machine offers (CUDA, bf16/fp16/TF32, AVX-512 BF16/VNNI, AMX) and the path to take."""
+    from accelkit.hardware import probe
+
+    facts = probe()
+    if as_json:
+        typer.echo(json.dumps(facts, indent=2))
+        return
+    c = facts["cpu"]
+    out = _console()
+    out.print(f"[bold]CPU[/bold]   {c['model']} ({c['arch']}), {c['logical_cores']} cores, {c['memory_gb']} GiB")
+    out.print(f"      ISA: {', '.join(c['isa']) or 'none of interest'} (torch kernels: {c['torch_capability']})")
+    if facts["cuda"]["devices"]:
+        for d in facts["cuda"]["devices"]:
+            caps = [k for k in ("bf16", "fp16", "tf32", "fp8", "sparse_2_4") if d[k]]
+            out.print(f"[bold]CUDA[/bold]  {d['index']}: {d['name']}, {d['memory_gb']} GiB, cc {d['compute_capability']}, {', '.join(caps)}")
+    else:
+        out.print("[bold]CUDA[/bold]  none")
+    out.print(f"[bold]MPS[/bold]   {'yes' if facts['mps'] else 'no'}")
+    v = facts["versions"]
+    out.print("[bold]libs[/bold]  " + ", ".join(f"{k} {val}" for k, val in v.items() if val))
+    r = facts["recommend"]
+    out.print(
+        f"[bold]use[/bold]   device {r['device']}; train {r['train_precision']}; infer {r['infer_precision']}; "
+        f"quantization {r['quant_backend']}; {r['threads']} threads; {r['dataloader_workers']} DataLoader workers"
+    )
+    for reason in r["reasons"]:
+        out.print(f"      - {reason}")
+
+
+def bench(
+    workload: Annotated[str, typer.Option("--workload", "-w", help="minilm | digits | gpt-mini | package.module:function")] = "minilm",
+    task: Annotated[str, typer.Option(help="infer | train | data")] = "infer",
+    variants: Annotated[str, typer.Option(help="comma-separated names, '+' composes; 'all' runs every one")] = "baseline,dynamic-padding,bf16",
+    list_: Annotated[bool, typer.Option("--list", help="print the variant names available, one a line")] = False,
+    out: Annotated[Path | None, typer.Option(help="write results JSON here")] = None,
+    html: Annotated[Path | None, typer.Option(help="also write the HTML report here")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="default: the workload's")] = None,
+    repeats: Annotated[int, typer.Option(help="interleaved rounds")] = 5,
+    limit: Annotated[int | None, typer.Option(help="use only the first N evaluation items")] = None,
+    device: Annotated[str, typer.Option(help="cpu | cuda | cuda:N | mps")] = "cpu",
+    max_quality_drop: Annotated[float | None, typer.Option(help="mark variants within this drop of the primary metric")] = None,
+) -> None:
+    """Measure variants side by side against the baseline and print the table."""
+    from accelkit.bench import TASKS, check_device
+    from accelkit.report.results import check_writable, save_results
+    from accelkit.report.table import print_table
+    from accelkit.variants import list_variants
+    from accelkit.workloads import get_workload
+
+    if task not in TASKS:
+        raise ConfigError(f"--task {task!r}: expected one of {sorted(TASKS)}")
+    check_device(device)
+    for path in (out, html):
+        if path is not None:
+            check_writable(path)
+    if task != "infer":
+        TASKS[task](workload=workload, variants=variants, list_only=list_, out=out, html=html, repeats=repeats)
+        return
+    wl = get_workload(workload)
+    available = list_variants(wl)
+    if list_:
+        typer.echo("\n".join(available))
+        return
+    names = available if variants.strip() == "all" else [v.strip() for v in variants.split(",") if v.strip()]
+    if not names:
+        raise UnknownVariantError("--variants is empty; name at least one, e.g. --variants baseline,bf16")
+    console = _console()
+    with console.status("starting") as status:
+        from accelkit.bench import bench as run_bench
+
+        results = run_bench(
+            wl, names, batch_size=batch_size, repeats=repeats, limit=limit, device=device,
+            max_quality_drop=max_quality_drop, progress=lambda msg: status.update(msg),
+        )
+    print_table(results, console)
+    if out is not None:
+        save_results(results, out)
+        console.print(f"results → {out}")
+    if html is not None:
+        from accelkit.report.html import write_html_report
+
+        write_html_report(results, html)
+        console.print(f"report → {html}")
+
+
+def report(
+    results: Annotated[list[Path], typer.Argument(help="one or more results JSON files")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="HTML file to write")] = Path("out/report.html"),
+    title: Annotated[str, typer.Option(help="page title")] = "accelkit report",
+) -> None:
+    """Write a self-contained HTML report (opens offline) from results files; print their tables."""
+    from accelkit.report.html import write_html_report
+    from accelkit.report.results import check_writable, load_results
+    from accelkit.report.table import print_table
+
+    check_writable(output)
+    loaded = [load_results(p) for p in results]
+    for r in loaded:
+        print_table(r)
+    write_html_report(loaded, output, title=title)
+    typer.echo(f"report → {output}")
+
+
+def demo(out: Annotated[Path, typer.Option(help="output folder")] = Path("out")) -> None:
+    """The main job on the embedded workloads: optimize minilm and digits, write out/report.html."""
+    import importlib.util
+
+    if importlib.util.find_spec("accelkit.optimize") is not None:
+        from accelkit.optimize import run_demo
+
+        run_demo(out)
+        return
+    from accelkit.bench import bench as run_bench
+    from accelkit.report.html import write_html_report
+    from accelkit.report.results import save_results
+    from accelkit.report.table import print_table
+
+    console = _console()
+    all_results = []
+    for wl, names, kw in (
+        ("minilm", ["dynamic-padding", "bf16", "dynamic-padding+bf16"], {"limit": 256}),
+        ("digits", ["bf16"], {}),
+    ):
+        with console.status(wl) as status:
+            res = run_bench(wl, names, repeats=5, progress=lambda m, s=status, w=wl: s.update(f"{w}: {m}"), **kw)
+        print_table(res, console)
+        save_results(res, out / f"{wl}-results.json")
+        all_results.append(res)
+    path = write_html_report(all_results, out / "report.html", title="accelkit demo")
+    console.print(f"report → {path}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("env")(env)
+    app.command("bench")(bench)
+    app.command("report")(report)
+    app.command("demo")(demo)

@@ -1,0 +1,61 @@
+import pytest
+
+from accelkit.bench import bench
+from accelkit.errors import DeviceUnavailableError, UnknownVariantError
+from accelkit.report.results import Results, load_results, save_results
+
+
+@pytest.fixture(scope="module")
+def minilm_results(minilm_workload, minilm_model):
+    return bench(minilm_workload, ["dynamic-padding", "bf16"], limit=32, repeats=2, warmup=0,
+                 baseline_model=minilm_model, max_quality_drop=0.01, roofline=False)
+
+
+def test_bench_measures_every_variant_beside_the_baseline(minilm_results):
+    names = [v.name for v in minilm_results.variants]
+    assert names == ["baseline", "dynamic-padding", "bf16"]
+    for v in minilm_results.variants:
+        assert v.error is None
+        assert len(v.pair_ratios) == 2
+        assert v.throughput > 0 and v.latency_ms["p50"] > 0
+    dyn = minilm_results.variant("dynamic-padding")
+    # padding tokens are masked: dynamic padding is exact, and does less work
+    assert dyn.quality["cosine_min"] > 0.9999
+    assert dyn.flops_per_item < minilm_results.variant("baseline").flops_per_item
+    bf16 = minilm_results.variant("bf16")
+    assert bf16.quality["cosine_mean"] > 0.99 and bf16.meets_budget
+
+
+def test_results_round_trip_through_json(minilm_results, tmp_path):
+    path = save_results(minilm_results, tmp_path / "r.json")
+    again = load_results(path)
+    assert again.to_dict() == Results.from_dict(minilm_results.to_dict()).to_dict()
+    assert again.schema == "accelkit.results/1"
+
+
+def test_failing_variant_is_recorded_not_raised(digits_workload, digits_model):
+    from accelkit.variants import VARIANTS, register_variant
+
+    @register_variant("test-broken")
+    def _broken(model, settings, workload):
+        raise RuntimeError("kernel missing")
+
+    try:
+        res = bench(digits_workload, ["test-broken", "bf16"], limit=64, repeats=1, warmup=0,
+                    baseline_model=digits_model, roofline=False)
+    finally:
+        VARIANTS.pop("test-broken")
+    assert "kernel missing" in res.variant("test-broken").error
+    assert res.variant("bf16").error is None
+
+
+def test_bad_input_raises_specific_errors(digits_workload):
+    with pytest.raises(UnknownVariantError):
+        bench(digits_workload, ["no-such-variant"])
+    with pytest.raises(UnknownVariantError):
+        bench(digits_workload, ["dynamic-padding"])  # text-only technique
+    import torch
+
+    if not torch.cuda.is_available():
+        with pytest.raises(DeviceUnavailableError, match="--device cpu"):
+            bench(digits_workload, ["bf16"], device="cuda")

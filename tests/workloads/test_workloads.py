@@ -1,0 +1,88 @@
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from accelkit.errors import UnknownWorkloadError, WorkloadImportError
+from accelkit.workloads import RunSettings, TensorWorkload, get_workload, list_workloads
+from accelkit.workloads.minilm import embedding_quality, pydoc_sentences
+
+
+def test_embedded_workloads_are_listed():
+    assert {"minilm", "digits", "gpt-mini"} <= set(list_workloads())
+
+
+def test_unknown_workload_names_the_choices():
+    with pytest.raises(UnknownWorkloadError, match="minilm"):
+        get_workload("resnet")
+
+
+def test_pydoc_sentences_are_deterministic_real_english():
+    sents = pydoc_sentences()
+    assert len(sents) >= 2000
+    assert sents == pydoc_sentences.__wrapped__()
+    assert all(len(s.split()) >= 5 for s in sents[:100])
+
+
+def test_minilm_eval_and_calib_are_disjoint(minilm_workload):
+    assert not set(minilm_workload.eval_data()) & set(minilm_workload.calib_data())
+
+
+def test_dynamic_padding_keeps_embeddings_and_order(minilm_workload, minilm_model):
+    data = minilm_workload.eval_data(24)
+    fixed = minilm_workload.predict(minilm_model, data, RunSettings(batch_size=8))
+    dyn = minilm_workload.predict(
+        minilm_model, data, RunSettings(batch_size=8, padding="dynamic", sort_by_length=True)
+    )
+    q = minilm_workload.quality(dyn, fixed, data)
+    assert q["cosine_min"] > 0.9999
+    assert fixed.shape == (24, 384)
+
+
+def test_embedding_quality_detects_a_shuffled_output():
+    ref = torch.randn(50, 16)
+    assert embedding_quality(ref, ref)["top10_agreement"] == 1.0
+    q = embedding_quality(ref[torch.randperm(50)], ref)
+    assert q["cosine_mean"] < 0.5
+
+
+def test_digits_baseline_is_accurate(digits_workload, digits_model):
+    data = digits_workload.eval_data()
+    out = digits_workload.predict(digits_model, data, RunSettings(batch_size=256))
+    assert digits_workload.quality(out, out, data)["accuracy"] >= 0.97
+
+
+@pytest.fixture()
+def user_module(tmp_path, monkeypatch):
+    (tmp_path / "my_wl.py").write_text(textwrap.dedent("""
+        import torch
+        def good():
+            torch.manual_seed(0)
+            return {"model": torch.nn.Linear(4, 3), "inputs": torch.randn(10, 4), "labels": torch.zeros(10, dtype=torch.long)}
+        def bad():
+            return 42
+        def raises():
+            raise RuntimeError("boom")
+    """))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield "my_wl"
+    sys.modules.pop("my_wl", None)
+
+
+def test_user_workload_from_module_function(user_module):
+    wl = get_workload(f"{user_module}:good")
+    assert isinstance(wl, TensorWorkload)
+    data = wl.eval_data()
+    out = wl.predict(wl.build_model(), data, RunSettings(batch_size=4))
+    assert out.shape == (10, 3)
+    assert "accuracy" in wl.quality(out, out, data)
+
+
+@pytest.mark.parametrize(
+    "spec, match",
+    [("no_such_module_xyz:f", "cannot import"), ("my_wl:missing", "no callable"), ("my_wl:bad", "returned int"), ("my_wl:raises", "boom")],
+)
+def test_user_workload_errors_are_one_clear_line(user_module, spec, match):
+    with pytest.raises(WorkloadImportError, match=match):
+        get_workload(spec)
