@@ -5,6 +5,12 @@ gradient accumulation with LR scaling, warm-up + cosine, DDP/FSDP under torchrun
 checkpoints with exact resume, and a batch-size finder.
 """
 
+from accelkit.train.batch_finder import (
+    BatchProbe,
+    BatchSizeError,
+    BatchSizeResult,
+    find_max_batch_size,
+)
 from accelkit.train.checkpoint import (
     CheckpointError,
     latest_checkpoint,
@@ -18,6 +24,10 @@ from accelkit.train.precision import autocast_context, make_grad_scaler
 from accelkit.train.schedule import lr_at_step
 
 __all__ = [
+    "BatchProbe",
+    "BatchSizeError",
+    "BatchSizeResult",
+    "find_max_batch_size",
     "PRECISIONS",
     "CheckpointError",
     "TrainConfig",
