@@ -34,17 +34,25 @@ def _losses(out):
     return [json.loads(line)["loss"] for line in (out / "metrics.jsonl").read_text().splitlines()]
 
 
-def test_stopped_and_resumed_run_equals_unbroken_run_bitwise(digits_dataset, tmp_path):
-    full_model = make_model(dropout=0.2)
-    train(full_model, digits_dataset, F.cross_entropy, _cfg(tmp_path / "full"))
+@pytest.fixture(scope="module")
+def unbroken(digits_dataset, tmp_path_factory):
+    """The reference: one uninterrupted run (its loss curve and final weights)."""
+    torch.set_num_threads(1)  # as in every test here (the autouse fixture is function-scoped)
+    out = tmp_path_factory.mktemp("unbroken")
+    model = make_model(dropout=0.2)
+    train(model, digits_dataset, F.cross_entropy, _cfg(out))
+    return _losses(out), {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def test_stopped_and_resumed_run_equals_unbroken_run_bitwise(digits_dataset, tmp_path, unbroken):
     # two time slices of 13 then the rest: the second slice resumes from the step-13 checkpoint
     first = train(make_model(dropout=0.2), digits_dataset, F.cross_entropy, _cfg(tmp_path / "sliced", stop_after_steps=13))
     assert first.steps_done == 13 and first.checkpoint_path.endswith("step-00000013")
     resumed_model = make_model(seed=99, dropout=0.2)  # different init: everything must come from the checkpoint
     second = train(resumed_model, digits_dataset, F.cross_entropy, _cfg(tmp_path / "sliced", resume=True))
     assert second.resumed_from_step == 13 and second.steps_done == 32
-    assert _losses(tmp_path / "sliced") == _losses(tmp_path / "full")  # bitwise, fp32 CPU
-    for k, v in full_model.state_dict().items():
+    assert _losses(tmp_path / "sliced") == unbroken[0]  # bitwise, fp32 CPU
+    for k, v in unbroken[1].items():
         assert torch.equal(resumed_model.state_dict()[k], v), k
 
 
@@ -56,6 +64,7 @@ _KILLED_RUN = textwrap.dedent("""
     sys.path.insert(0, {testdir!r})
     from train_testkit import make_model
     from accelkit.train import TrainConfig, train
+    torch.set_num_threads(1)
     d = load_digits()
     ds = TensorDataset(torch.tensor(d.data[:512], dtype=torch.float32).reshape(-1, 1, 8, 8) / 16.0, torch.tensor(d.target[:512]))
     config = TrainConfig(**{config!r})
@@ -66,8 +75,7 @@ _KILLED_RUN = textwrap.dedent("""
 """)
 
 
-def test_sigkilled_run_resumes_to_the_unbroken_loss_curve_bitwise(digits_dataset, tmp_path):
-    train(make_model(dropout=0.2), digits_dataset, F.cross_entropy, _cfg(tmp_path / "full"))
+def test_sigkilled_run_resumes_to_the_unbroken_loss_curve_bitwise(digits_dataset, tmp_path, unbroken):
     killed_dir = tmp_path / "killed"
     script = tmp_path / "killed_run.py"
     config = _cfg(killed_dir).to_dict()
@@ -78,7 +86,7 @@ def test_sigkilled_run_resumes_to_the_unbroken_loss_curve_bitwise(digits_dataset
     assert len(_losses(killed_dir)) == 23 and latest_checkpoint(killed_dir / "checkpoints").name == "step-00000020"
     result = train(make_model(dropout=0.2), digits_dataset, F.cross_entropy, _cfg(killed_dir, resume=True))
     assert result.resumed_from_step == 20
-    assert _losses(killed_dir) == _losses(tmp_path / "full")
+    assert _losses(killed_dir) == unbroken[0]
     assert not [p for p in (killed_dir / "checkpoints").iterdir() if ".tmp" in p.name]
 
 
