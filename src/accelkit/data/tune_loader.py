@@ -245,14 +245,16 @@ def tune_loader(
     cache_dir: str | Path | None = None,
     use_cache: bool = True,
     dataset_key: str | None = None,
+    context: str | None = None,
     progress: bool = False,
 ) -> LoaderTuneResult:
     """Find the fastest DataLoader kwargs for ``dataset`` on this machine.
 
     Returns the best kwargs (ready for ``DataLoader(dataset, batch_size=..., **best_kwargs)``)
     and the table of every trial. The result is cached per machine, dataset
-    fingerprint (or ``dataset_key``) and search config; a dataset with neither is
-    tuned every time (noted in ``notes``).
+    fingerprint (or ``dataset_key``), search config, this process's torch thread
+    count and ``context`` (name the consumer step there: a heavier step changes
+    the answer); a dataset with neither fingerprint nor key is tuned every time.
     """
     config = config or LoaderTuneConfig()
     machine = machine_fingerprint()
@@ -261,7 +263,8 @@ def tune_loader(
     cache_path = None
     if use_cache and ds_fp is not None:
         root = Path(cache_dir) if cache_dir else cache_root() / "tune"
-        name = f"{machine[:12]}-{ds_fp[:16]}-{fingerprint_json(config.to_dict())[:8]}.json"
+        settings = fingerprint_json([config.to_dict(), torch.get_num_threads(), context])
+        name = f"{machine[:12]}-{ds_fp[:16]}-{settings[:8]}.json"
         cache_path = root / name
         if cache_path.is_file():
             import json
