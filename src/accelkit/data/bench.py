@@ -20,7 +20,13 @@ from accelkit.data.images import ImagePipelineConfig, images_workload
 from accelkit.data.tune_loader import LoaderTuneConfig, tune_loader
 from accelkit.errors import UnknownVariantError
 
-__all__ = ["DATA_VARIANTS", "bench_data_variants", "make_consumer"]
+__all__ = [
+    "DATA_VARIANTS",
+    "bench_data_task",
+    "bench_data_variants",
+    "data_results",
+    "make_consumer",
+]
 
 DATA_VARIANTS = ("naive", "cached", "tuned", "cached+tuned")
 _EXTRA_VARIANTS = ("precomputed+tuned",)
@@ -229,3 +235,78 @@ def _run(
         )
     del loaders  # stop persistent workers before returning
     return rows
+
+
+def data_results(rows: list[dict[str, Any]], *, repeats: int, batch_size: int) -> Any:
+    """Rows of ``bench_data_variants`` as an ``accelkit.results/1`` Results record."""
+    import datetime as _dt
+
+    from accelkit.hardware import probe
+    from accelkit.report.results import Results, VariantResult
+
+    variants = [
+        VariantResult(
+            name=r["name"],
+            speedup=r["speedup"],
+            throughput=r["throughput"],
+            throughput_unit="images/s",
+            pass_ms={"p50": r["epoch_s"] * 1e3},
+            build_s=r["setup_s"],
+            pair_ratios=r["pair_ratios"],
+            details={"wait_fraction": r["wait_fraction"], "loader_kwargs": r["loader_kwargs"]},
+        )
+        for r in rows
+    ]
+    return Results(
+        workload="images",
+        task="data",
+        baseline="naive",
+        variants=variants,
+        machine=probe(),
+        settings={"repeats": repeats, "batch_size": batch_size, "images": rows[0]["images"]},
+        primary_metric="",
+        created=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+    )
+
+
+def bench_data_task(
+    *,
+    workload: str = "images",
+    variants: str = "all",
+    list_only: bool = False,
+    out: Path | None = None,
+    html: Path | None = None,
+    repeats: int = 3,
+    **_: Any,
+) -> Any:
+    """``accelkit bench --task data`` entry (the BenchTask signature): run, print, save."""
+    from accelkit.errors import UnknownWorkloadError
+
+    if workload != "images":
+        raise UnknownWorkloadError(
+            f"--workload {workload!r}: --task data measures the 'images' workload"
+        )
+    if list_only:
+        print("\n".join(DATA_VARIANTS + _EXTRA_VARIANTS))
+        return None
+    names = (
+        None if variants.strip() == "all" else [v.strip() for v in variants.split(",") if v.strip()]
+    )
+    rows = bench_data_variants(names, repeats=repeats)
+    results = data_results(rows, repeats=repeats, batch_size=64)
+    from accelkit.report.table import print_table
+
+    print_table(results)
+    for r in rows:
+        print(
+            f"{r['name']}: consumer waits on data {r['wait_fraction']:.0%} of the epoch; loader {r['loader_kwargs']}"
+        )
+    if out is not None:
+        from accelkit.report.results import save_results
+
+        save_results(results, out)
+    if html is not None:
+        from accelkit.report.html import write_html_report
+
+        write_html_report(results, html)
+    return results
