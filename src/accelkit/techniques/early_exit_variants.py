@@ -1,0 +1,132 @@
+"""Registers the dynamic-inference variants: ``early-exit`` (digits, minilm), ``layer-skip`` (minilm).
+
+Exit heads are trained on the first part of the workload's calibration data and the
+thresholds calibrated on the rest (never on eval data); both are cached under
+``cache_dir()/early_exit`` keyed by config, data and baseline weights.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from torch import nn
+
+from accelkit.techniques.early_exit import (
+    EarlyExitConfig,
+    EarlyExitModel,
+    apply_early_exit,
+    calibrate_thresholds,
+    load_early_exit,
+    save_early_exit,
+    train_exit_heads_,
+)
+from accelkit.variants import register_variant
+from accelkit.workloads.base import RunSettings, Workload, cache_dir
+
+__all__ = ["EARLY_EXIT_PRESETS", "build_early_exit", "weights_fingerprint"]
+
+# per workload: exit config, quality budget on calibration data, how the calib data is split
+EARLY_EXIT_PRESETS: dict[str, dict[str, Any]] = {
+    "digits": {
+        "config": EarlyExitConfig(criterion="confidence"),
+        "max_quality_drop": 0.005,  # agreement with the full model, i.e. ≤ 0.5 points
+        "train_fraction": 0.67,
+        "batch_size": 256,
+    },
+    "minilm": {
+        "config": EarlyExitConfig(criterion="stability", shift_augment=False, lr=3e-3, epochs=300),
+        "max_quality_drop": 0.015,  # mean cosine ≥ 0.985 on calibration: margin under 0.98
+        "train_fraction": 0.6,
+        "batch_size": 64,
+    },
+}
+
+
+def weights_fingerprint(model: nn.Module) -> str:
+    """A short hash of the model's weights, so a cache never serves heads of another model."""
+    h = hashlib.sha256()
+    for name, t in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(t.detach().float().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def _input_batches(workload: Workload, data: Any, batch_size: int) -> list[Any]:
+    # dynamic padding: per-row outputs do not depend on padding, and it is faster to tune on
+    settings = RunSettings(batch_size=batch_size, padding="dynamic")
+    return [inputs for inputs, _ in workload.batches(data, settings)]
+
+
+def build_early_exit(
+    model: nn.Module,
+    workload: Workload,
+    config: EarlyExitConfig,
+    *,
+    max_quality_drop: float,
+    train_fraction: float = 0.67,
+    batch_size: int = 64,
+    use_cache: bool = True,
+    progress=None,
+) -> EarlyExitModel:
+    """Wrap, train heads on calibration data, calibrate thresholds on held-apart calib data."""
+    calib = workload.calib_data()
+    n = workload.n_items(calib)
+    n_train = int(n * train_fraction)
+    key_src = json.dumps(
+        {"workload": workload.name, "config": config.to_dict(), "budget": max_quality_drop,
+         "n_calib": n, "n_train": n_train, "weights": weights_fingerprint(model)},
+        sort_keys=True,
+    )
+    key = hashlib.sha256(key_src.encode()).hexdigest()[:16]
+    folder = cache_dir() / "early_exit" / f"{workload.name}-{key}"
+    if use_cache and (folder / "early_exit.json").exists():
+        try:
+            return load_early_exit(folder, model)
+        except Exception:  # a stale or corrupt cache entry: rebuild rather than fail
+            pass
+    train_part, calib_part = _split(calib, n_train)
+    train_batches = _input_batches(workload, train_part, batch_size)
+    calib_batches = _input_batches(workload, calib_part, batch_size)
+    wrapped = apply_early_exit(model, config, train_batches[0])
+    train_report = train_exit_heads_(wrapped, train_batches, progress=progress)
+    result = calibrate_thresholds(wrapped, calib_batches, max_quality_drop=max_quality_drop)
+    wrapped.accelkit_details = {
+        "criterion": config.criterion,
+        "exit_after": wrapped.exit_after,
+        "thresholds": result.thresholds,
+        "calibration": {k: v for k, v in result.to_dict().items() if k not in ("curve", "costs")},
+        "costs": result.costs,
+        "tradeoff_curve": result.curve,
+        "train": train_report,
+        "calib_items": n - n_train,
+        "train_items": n_train,
+    }
+    if use_cache:
+        save_early_exit(wrapped, folder)
+    return wrapped
+
+
+def _split(data: Any, n_train: int) -> tuple[Any, Any]:
+    if isinstance(data, dict):
+        return {k: v[:n_train] for k, v in data.items()}, {k: v[n_train:] for k, v in data.items()}
+    return data[:n_train], data[n_train:]
+
+
+@register_variant(
+    "early-exit",
+    description="exit heads after each block, thresholds calibrated to the quality budget; "
+    "exited rows leave the batch",
+    applies_to=lambda w: w.name in EARLY_EXIT_PRESETS,
+    expensive=True,
+)
+def _early_exit(model, settings, workload):
+    preset = EARLY_EXIT_PRESETS[workload.name]
+    wrapped = build_early_exit(
+        model, workload, EarlyExitConfig.from_dict(preset["config"].to_dict()),
+        max_quality_drop=preset["max_quality_drop"], train_fraction=preset["train_fraction"],
+        batch_size=preset["batch_size"],
+    )
+    wrapped.reset_stats()
+    return wrapped, settings

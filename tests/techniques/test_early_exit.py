@@ -1,0 +1,261 @@
+"""Early exit: parity when nothing exits, batched == one-at-a-time, errors, save/load."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from accelkit.errors import ConfigError, SchemaError
+from accelkit.techniques.early_exit import (
+    BlocksNotFoundError,
+    EarlyExitConfig,
+    apply_early_exit,
+    calibrate_thresholds,
+    collect_exit_outputs,
+    find_blocks,
+    load_early_exit,
+    save_early_exit,
+)
+from accelkit.workloads.digits import DigitsCNN
+from accelkit.workloads.gpt_mini import GPTConfig, GPTMini
+
+
+def _digits_cnn() -> nn.Module:
+    torch.manual_seed(0)
+    model = DigitsCNN(width=8).eval()
+    for m in model.modules():  # non-trivial BN statistics so rows differ in depth
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.1, 0.1)
+            m.running_var.uniform_(0.5, 1.5)
+    return model
+
+
+def _images(n: int = 24) -> torch.Tensor:
+    return torch.rand(n, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+
+
+def _tiny_bert() -> nn.Module:
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(0)
+    cfg = BertConfig(
+        vocab_size=50, hidden_size=32, num_hidden_layers=4, num_attention_heads=4,
+        intermediate_size=64, max_position_embeddings=32,
+    )
+    return BertModel(cfg, add_pooling_layer=False).eval()
+
+
+def _bert_inputs(n: int = 6, t: int = 10) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(2)
+    ids = torch.randint(1, 50, (n, t), generator=g)
+    mask = torch.ones(n, t, dtype=torch.long)
+    for i in range(n):
+        mask[i, t - i :] = 0  # a different amount of padding per row
+    return {"input_ids": ids, "attention_mask": mask}
+
+
+def _median_thresholds(model, inputs) -> list[float]:
+    """Thresholds at each head's median score, so rows leave at different blocks."""
+    outs, _ = collect_exit_outputs(model, [inputs])
+    if model.mode == "embedding":
+        scores = [torch.ones(1)] + [
+            nn.functional.cosine_similarity(o, outs[k - 1], dim=-1) for k, o in enumerate(outs) if k
+        ]
+    else:
+        scores = [o.softmax(-1).amax(-1) for o in outs]
+    return [_midpoint(s) for s in scores]
+
+
+def _midpoint(scores: torch.Tensor) -> float:
+    """Half-way between the two middle scores: no row sits on the threshold, where batched and
+    single-row float rounding could decide differently."""
+    ordered = scores.flatten().sort().values
+    n = len(ordered)
+    return float(ordered[0]) if n == 1 else float((ordered[n // 2 - 1] + ordered[n // 2]) / 2)
+
+
+# ------------------------------------------------------------------ parity
+
+
+@pytest.mark.parametrize("thresholds", [None, [2.0, 2.0]])
+def test_never_exiting_cnn_equals_the_original(thresholds):
+    model = _digits_cnn()
+    x = _images()
+    ref = model(x)
+    wrapped = apply_early_exit(model, EarlyExitConfig(thresholds=thresholds), x[:2])
+    assert not wrapped.can_exit()
+    with torch.inference_mode():
+        out = wrapped(x)
+    torch.testing.assert_close(out, ref, rtol=0, atol=0)
+    assert wrapped.last_exit_blocks.tolist() == [2] * len(x)
+
+
+def test_never_exiting_bert_equals_the_original():
+    model = _tiny_bert()
+    inputs = _bert_inputs()
+    with torch.inference_mode():
+        ref = model(**inputs).last_hidden_state
+        wrapped = apply_early_exit(model, EarlyExitConfig(criterion="stability"), inputs)
+        out = wrapped(**inputs)
+    assert wrapped.mode == "embedding" and isinstance(out, tuple)
+    torch.testing.assert_close(out[0], ref, rtol=0, atol=0)
+
+
+def test_never_exiting_gpt_equals_the_original():
+    torch.manual_seed(0)
+    model = GPTMini(GPTConfig(block_size=16, n_layer=3, n_head=2, n_embd=32)).eval()
+    idx = torch.randint(0, 256, (4, 16))
+    with torch.inference_mode():
+        ref = model(idx)
+        wrapped = apply_early_exit(model, EarlyExitConfig(), idx)
+        out = wrapped(idx)
+    assert wrapped.heads[0].kind == "token-classifier"
+    torch.testing.assert_close(out, ref, rtol=0, atol=0)
+
+
+# ------------------------------------------------------------------ batched exit
+
+
+@pytest.mark.parametrize("criterion", ["confidence", "entropy", "patience"])
+def test_batched_exit_matches_one_at_a_time_cnn(criterion):
+    model = _digits_cnn()
+    x = _images(32)
+    wrapped = apply_early_exit(model, EarlyExitConfig(criterion=criterion, patience=1), x[:2])
+    if criterion == "confidence":
+        wrapped.thresholds = _median_thresholds(wrapped, x)
+    elif criterion == "entropy":
+        outs, _ = collect_exit_outputs(wrapped, [x])
+        from accelkit.techniques.early_exit import _normalized_entropy
+
+        wrapped.thresholds = [_midpoint(_normalized_entropy(o)) for o in outs]
+    else:
+        wrapped.thresholds = [1.0, 1.0]
+    with torch.inference_mode():
+        batched = wrapped(x)
+        blocks = wrapped.last_exit_blocks.clone()
+        single, single_blocks = [], []
+        for i in range(len(x)):
+            single.append(wrapped(x[i : i + 1]))
+            single_blocks.append(int(wrapped.last_exit_blocks[0]))
+    torch.testing.assert_close(batched, torch.cat(single), rtol=1e-5, atol=1e-5)
+    assert blocks.tolist() == single_blocks
+    if criterion != "patience":
+        assert len(set(single_blocks)) >= 2, "the test should exercise rows leaving at different blocks"
+
+
+def test_batched_exit_matches_one_at_a_time_bert():
+    model = _tiny_bert()
+    inputs = _bert_inputs(8)
+    with torch.inference_mode():
+        wrapped = apply_early_exit(model, EarlyExitConfig(criterion="stability"), inputs)
+        wrapped.thresholds = _median_thresholds(wrapped, inputs)
+        batched = wrapped(**inputs)[0]
+        blocks = wrapped.last_exit_blocks.clone()
+        for i in range(len(blocks)):
+            row = {k: v[i : i + 1] for k, v in inputs.items()}
+            single = wrapped(**row)[0]
+            n_tok = int(row["attention_mask"].sum())
+            # compare the real tokens: pooled output is what the workload reads
+            torch.testing.assert_close(batched[i, :n_tok], single[0, :n_tok], rtol=1e-4, atol=1e-5)
+            assert int(wrapped.last_exit_blocks[0]) == int(blocks[i])
+    assert len(set(blocks.tolist())) >= 2
+
+
+def test_exit_histogram_and_details_count_rows():
+    model = _digits_cnn()
+    x = _images(32)
+    wrapped = apply_early_exit(model, EarlyExitConfig(), x[:2])
+    wrapped.thresholds = _median_thresholds(wrapped, x)
+    with torch.inference_mode():
+        wrapped(x)
+    hist = wrapped.accelkit_details["exit_histogram"]
+    assert sum(h["rows"] for h in hist) == 32
+    assert [h["rows"] for h in hist] == torch.bincount(wrapped.last_exit_blocks, minlength=3).tolist()
+
+
+# ------------------------------------------------------------------ errors
+
+
+def test_missing_blocks_name_how_to_declare_them():
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
+    with pytest.raises(BlocksNotFoundError, match="block_names"):
+        apply_early_exit(model, EarlyExitConfig(), torch.rand(2, 1, 8, 8))
+    with pytest.raises(BlocksNotFoundError, match="features.9"):
+        find_blocks(_digits_cnn(), ["blocks.0", "features.9"])
+
+
+def test_declared_blocks_that_forward_never_calls_are_refused():
+    model = _digits_cnn()
+    model.spare = nn.Identity()
+    with pytest.raises(BlocksNotFoundError, match="block_names"):
+        apply_early_exit(model, EarlyExitConfig(block_names=["blocks.0", "spare", "blocks.2"]), _images(2))
+
+
+def test_declared_block_names_work():
+    model = _digits_cnn()
+    x = _images(8)
+    cfg = EarlyExitConfig(block_names=["blocks.0", "blocks.1", "blocks.2"], final_names=["head"])
+    wrapped = apply_early_exit(model, cfg, x[:2])
+    torch.testing.assert_close(wrapped(x), model(x), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(
+    "bad", [{"criterion": "vibes"}, {"patience": 0}, {"exit_after": []}, {"training": "magic"}, {"lr": 0.0}]
+)
+def test_bad_config_raises_config_error(bad):
+    with pytest.raises(ConfigError):
+        EarlyExitConfig(**bad)
+
+
+def test_config_round_trips_and_rejects_unknown_keys():
+    cfg = EarlyExitConfig(criterion="entropy", thresholds=[0.1, None])
+    assert EarlyExitConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(ConfigError, match="unknown keys"):
+        EarlyExitConfig.from_dict({"criterion": "entropy", "threshold": 0.3})
+
+
+def test_exit_after_the_last_block_is_refused():
+    with pytest.raises(ConfigError, match="exit_after"):
+        apply_early_exit(_digits_cnn(), EarlyExitConfig(exit_after=[2]), _images(2))
+
+
+def test_a_budget_no_threshold_meets_falls_back_to_the_full_model():
+    model = _tiny_bert()
+    inputs = _bert_inputs(8)
+    wrapped = apply_early_exit(model, EarlyExitConfig(criterion="stability"), inputs)
+    # untrained heads never reproduce the final embedding exactly: cosine 1.0 is out of reach
+    result = calibrate_thresholds(wrapped, [inputs], max_quality_drop=0.0)
+    assert not result.met_budget and "full model" in result.message
+    assert wrapped.thresholds == [None] * 3 and not wrapped.can_exit()
+    with torch.inference_mode():
+        torch.testing.assert_close(wrapped(**inputs)[0], model(**inputs).last_hidden_state, rtol=0, atol=0)
+    assert result.curve and all("compute_saved" in c for c in result.curve)
+
+
+# ------------------------------------------------------------------ save / load
+
+
+def test_save_then_load_gives_identical_outputs(tmp_path):
+    model = _digits_cnn()
+    x = _images(32)
+    wrapped = apply_early_exit(model, EarlyExitConfig(), x[:2])
+    wrapped.thresholds = _median_thresholds(wrapped, x)
+    wrapped.accelkit_details = {"note": "kept"}
+    with torch.inference_mode():
+        before = wrapped(x)
+        blocks = wrapped.last_exit_blocks.clone()
+    save_early_exit(wrapped, tmp_path / "ee")
+    loaded = load_early_exit(tmp_path / "ee", _digits_cnn())
+    with torch.inference_mode():
+        after = loaded(x)
+    assert loaded.thresholds == pytest.approx(wrapped.thresholds)
+    torch.testing.assert_close(after, before, rtol=0, atol=0)
+    assert loaded.last_exit_blocks.tolist() == blocks.tolist()
+    assert loaded.accelkit_details["note"] == "kept"
+    assert not list(tmp_path.joinpath("ee").glob("*.tmp"))
+
+
+def test_loading_a_folder_without_metadata_raises_schema_error(tmp_path):
+    with pytest.raises(SchemaError, match="save_early_exit"):
+        load_early_exit(tmp_path, _digits_cnn())
