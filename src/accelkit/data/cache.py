@@ -8,6 +8,7 @@ fingerprint of the sources + transform config, so stale data is never served.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -160,7 +161,9 @@ def _validate_entry(entry: Path, fingerprint: str, verify: str) -> str | None:
 def _open_entry(entry: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     meta = json.loads((entry / _META).read_text())
     arrays = {name: np.load(entry / f"{name}.npy", mmap_mode="r") for name in meta["fields"]}
-    os.utime(entry / _META)  # mtime = last use, for least-recently-used eviction
+    # mtime = last use, for least-recently-used eviction; a read-only shared cache is still usable.
+    with contextlib.suppress(OSError):
+        os.utime(entry / _META)
     return arrays, meta
 
 

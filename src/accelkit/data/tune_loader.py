@@ -10,6 +10,7 @@ import itertools
 import os
 import platform
 import time
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -198,25 +199,13 @@ def measure_loader(
         subset, batch_size=batch_size, shuffle=False, **loader_kwargs
     )
     set_epoch = getattr(dataset, "set_epoch", None)
-    startups, steadies = [], []
     try:
-        for epoch in range(epochs):
-            if set_epoch is not None:
-                set_epoch(epoch)
-            t0 = time.perf_counter()
-            it = iter(loader)
-            first = next(it)
-            if consume is not None:
-                consume(first)
-            t1 = time.perf_counter()
-            count = 0
-            for batch in it:
-                if consume is not None:
-                    consume(batch)
-                count += 1
-            t2 = time.perf_counter()
-            startups.append(t1 - t0)
-            steadies.append((t2 - t1) / max(count, 1))
+        with warnings.catch_warnings():
+            # Trying more workers than cores is the point of a trial; torch's advice is noise here.
+            warnings.filterwarnings("ignore", message=".*worker processes in total.*")
+            epoch_times = _timed_passes(loader, epochs, set_epoch, consume)
+        startups = [s for s, _ in epoch_times]
+        steadies = [t for _, t in epoch_times]
     finally:
         del loader  # shuts persistent workers down
     full = full_epoch_batches if full_epoch_batches is not None else -(-len(dataset) // batch_size)
@@ -226,6 +215,33 @@ def measure_loader(
         "startup_s": startups[-1],
         "steady_images_per_s": batch_size / steadies[-1] if steadies[-1] > 0 else float("inf"),
     }
+
+
+def _timed_passes(
+    loader: Any,
+    epochs: int,
+    set_epoch: Callable[[int], None] | None,
+    consume: Callable[[Any], None] | None,
+) -> list[tuple[float, float]]:
+    """(start-up s, steady s per batch) for each pass."""
+    out = []
+    for epoch in range(epochs):
+        if set_epoch is not None:
+            set_epoch(epoch)
+        t0 = time.perf_counter()
+        it = iter(loader)
+        first = next(it)
+        if consume is not None:
+            consume(first)
+        t1 = time.perf_counter()
+        count = 0
+        for batch in it:
+            if consume is not None:
+                consume(batch)
+            count += 1
+        t2 = time.perf_counter()
+        out.append((t1 - t0, (t2 - t1) / max(count, 1)))
+    return out
 
 
 def _key(kw: dict[str, Any]) -> tuple:
