@@ -375,6 +375,7 @@ def _train(model, data, loss_fn, config: TrainConfig, ctx: DistContext, on_step)
     rates: list[float] = []
     skipped = nonfinite = consecutive_nonfinite = 0
     last_ckpt: Path | None = latest
+    last_ckpt_step = start_step if latest is not None else None  # known on every rank (rank 0 alone writes)
     stop_at = total_steps if config.stop_after_steps is None else min(total_steps, start_step + config.stop_after_steps)
     progress = _Progress(config.progress and ctx.is_main, total_steps, start_step, config.throughput_unit)
     metrics_fh = open(metrics_path, "a") if metrics_path is not None else None  # noqa: SIM115
@@ -466,13 +467,20 @@ def _train(model, data, loss_fn, config: TrainConfig, ctx: DistContext, on_step)
                     on_step(record)
                 if config.checkpoint_every and step % config.checkpoint_every == 0 and not was_skipped:
                     last_ckpt = checkpoint(step, epoch) or last_ckpt
+                    last_ckpt_step = step
             else:
                 epoch += 1
                 skip_steps_in_epoch = 0
                 continue
             break  # stop_at reached inside the epoch
-        if ckpt_dir is not None and step > start_step and (last_ckpt is None or not last_ckpt.name.endswith(f"{step:08d}")):
+        if ckpt_dir is not None and step > start_step and last_ckpt_step != step:
+            # every rank decides alike: FSDP gathers the full state collectively
             last_ckpt = checkpoint(step, epoch) or last_ckpt
+            last_ckpt_step = step
+        if ctx.is_distributed:
+            import torch.distributed as dist
+
+            dist.barrier()  # no rank leaves (and tears the group down) while another still writes
     finally:
         progress.close()
         if metrics_fh is not None:
