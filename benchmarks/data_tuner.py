@@ -10,6 +10,7 @@ prints the tuner's choice as a fraction of the grid best, and the time each sear
 from __future__ import annotations
 
 import argparse
+import warnings
 
 import torch
 
@@ -27,6 +28,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     args = parser.parse_args()
     torch.set_num_threads(1)  # same setting as benchmarks/data_loader.py
+    warnings.filterwarnings(
+        "ignore", message=".*worker processes in total.*"
+    )  # 3 workers on 2 cores is tried on purpose
     raw = images_workload()
     if args.limit:
         raw.samples = raw.samples[: args.limit]

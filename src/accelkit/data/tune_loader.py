@@ -195,19 +195,19 @@ def measure_loader(
     """
     n = min(len(dataset), batches * batch_size)
     subset = torch.utils.data.Subset(dataset, range(n))
-    loader = torch.utils.data.DataLoader(
-        subset, batch_size=batch_size, shuffle=False, **loader_kwargs
-    )
     set_epoch = getattr(dataset, "set_epoch", None)
-    try:
-        with warnings.catch_warnings():
-            # Trying more workers than cores is the point of a trial; torch's advice is noise here.
-            warnings.filterwarnings("ignore", message=".*worker processes in total.*")
+    with warnings.catch_warnings():
+        # Trying more workers than cores is the point of a trial; torch's advice is noise here.
+        warnings.filterwarnings("ignore", message=".*worker processes in total.*")
+        loader = torch.utils.data.DataLoader(
+            subset, batch_size=batch_size, shuffle=False, **loader_kwargs
+        )
+        try:
             epoch_times = _timed_passes(loader, epochs, set_epoch, consume)
-        startups = [s for s, _ in epoch_times]
-        steadies = [t for _, t in epoch_times]
-    finally:
-        del loader  # shuts persistent workers down
+        finally:
+            del loader  # shuts persistent workers down
+    startups = [s for s, _ in epoch_times]
+    steadies = [t for _, t in epoch_times]
     full = full_epoch_batches if full_epoch_batches is not None else -(-len(dataset) // batch_size)
     epoch_s = startups[-1] + steadies[-1] * max(full - 1, 0)
     return {
