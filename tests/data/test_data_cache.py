@@ -231,3 +231,29 @@ def test_cache_config_round_trips() -> None:
     cfg = CacheConfig(store="ram", precompute_epochs=3, max_bytes=10**6)
     assert CacheConfig.from_dict(cfg.to_dict()) == cfg
     assert os.fspath(CacheConfig(cache_dir="/x").resolved_dir()) == "/x"
+
+
+def test_file_lock_held_elsewhere_times_out_with_a_clear_error(tmp_path) -> None:
+    from accelkit.data._common import file_lock
+
+    with file_lock(tmp_path / "x.lock"):
+        with pytest.raises(OutputPathError, match="held for over"):
+            with file_lock(tmp_path / "x.lock", timeout_s=0.2):
+                pass
+    with file_lock(tmp_path / "x.lock", timeout_s=0.2):  # released: free again
+        pass
+
+
+def test_read_only_valid_cache_is_still_served(
+    digits_root, small_config, tmp_path, monkeypatch
+) -> None:
+    cfg = CacheConfig(cache_dir=str(tmp_path / "c"))
+    ds = ImageFolderDataset(digits_root, small_config)
+    CachedDataset(ds, cfg)
+
+    def refuse(*a, **k):
+        raise PermissionError("read-only file system")
+
+    monkeypatch.setattr(os, "utime", refuse)
+    again = CachedDataset(ds, cfg)
+    assert again.rebuilt_reason is None and torch.equal(again[1][0], ds[1][0])

@@ -12,15 +12,28 @@ from accelkit.data.images import (
     images_workload,
     render_digits_folder,
 )
+from accelkit.data.prefetch import DevicePrefetcher, PrefetchConfig, prefetch_to_device
+from accelkit.data.text import TextWindowConfig, TextWindowStream, TokenizedText, pydoc_corpus
+from accelkit.data.tune_loader import LoaderTuneConfig, LoaderTuneResult, tune_loader
 
 __all__ = [
     "CacheConfig",
     "CachedDataset",
     "CorruptImageError",
+    "DevicePrefetcher",
     "ImageFolderDataset",
     "ImagePipelineConfig",
+    "LoaderTuneConfig",
+    "LoaderTuneResult",
+    "PrefetchConfig",
+    "TextWindowConfig",
+    "TextWindowStream",
+    "TokenizedText",
     "cache_info",
     "clear_cache",
     "images_workload",
+    "prefetch_to_device",
+    "pydoc_corpus",
     "render_digits_folder",
+    "tune_loader",
 ]
