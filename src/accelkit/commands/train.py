@@ -1,0 +1,129 @@
+"""``accelkit train``: train a workload with the chosen accelerations, on 1 or N processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from accelkit.errors import ConfigError
+
+__all__ = ["register"]
+
+
+def train(
+    workload: Annotated[str, typer.Option("--workload", "-w", help="digits | gpt-mini | package.module:function")],
+    precision: Annotated[str, typer.Option(help="fp32 | bf16 | fp16 (fp16 uses a GradScaler)")] = "fp32",
+    compile_: Annotated[bool, typer.Option("--compile/--no-compile", help="torch.compile the model")] = False,
+    channels_last: Annotated[bool, typer.Option(help="channels-last memory format (CNNs)")] = False,
+    optimizer: Annotated[str, typer.Option(help="adamw | sgd")] = "adamw",
+    optimizer_impl: Annotated[str, typer.Option(help="auto | fused | foreach | for-loop")] = "auto",
+    lr: Annotated[float, typer.Option(help="learning rate at --base-batch")] = 1e-3,
+    weight_decay: Annotated[float, typer.Option()] = 0.0,
+    micro_batch: Annotated[int, typer.Option(help="samples per forward per process")] = 32,
+    target_batch: Annotated[int | None, typer.Option(help="effective (global) batch; sets gradient accumulation")] = None,
+    base_batch: Annotated[int | None, typer.Option(help="batch --lr was tuned at (default: --target-batch)")] = None,
+    lr_scaling: Annotated[str, typer.Option(help="linear | sqrt | none")] = "linear",
+    epochs: Annotated[int, typer.Option()] = 1,
+    max_steps: Annotated[int | None, typer.Option(help="optimizer steps (overrides --epochs)")] = None,
+    warmup: Annotated[int, typer.Option(help="warm-up steps before cosine decay")] = 0,
+    clip: Annotated[float | None, typer.Option(help="gradient clipping max norm")] = None,
+    seed: Annotated[int, typer.Option()] = 0,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
+    strategy: Annotated[str, typer.Option(help="ddp | fsdp (with --nproc > 1)")] = "ddp",
+    out: Annotated[Path | None, typer.Option(help="folder for metrics.jsonl, checkpoints/ and result.json")] = None,
+    checkpoint_every: Annotated[int | None, typer.Option(help="optimizer steps between checkpoints")] = None,
+    resume: Annotated[bool, typer.Option(help="continue from --out's latest checkpoint")] = False,
+    stop_after: Annotated[int | None, typer.Option(help="end this invocation after N steps (resume later)")] = None,
+    find_batch_size: Annotated[bool, typer.Option(help="measure and use the best --micro-batch first")] = False,
+    num_workers: Annotated[int, typer.Option(help="DataLoader worker processes")] = 0,
+    width: Annotated[int | None, typer.Option(help="model width (digits channels, gpt-mini n_embd)")] = None,
+    nproc: Annotated[int, typer.Option(help="processes per node (launched with torch.distributed.run)")] = 1,
+    nnodes: Annotated[str, typer.Option(help="torchrun --nnodes")] = "1",
+    node_rank: Annotated[int | None, typer.Option(help="torchrun --node-rank")] = None,
+    rdzv_endpoint: Annotated[str | None, typer.Option(help="torchrun --rdzv-endpoint host:port")] = None,
+    rdzv_id: Annotated[str | None, typer.Option(help="torchrun --rdzv-id")] = None,
+    max_restarts: Annotated[int, typer.Option(help="torchrun --max-restarts (workers resume from the last checkpoint)")] = 0,
+    progress: Annotated[bool, typer.Option(help="show the progress bar")] = True,
+    config_json: Annotated[Path | None, typer.Option(hidden=True, help="TrainConfig JSON (used by launched workers)")] = None,
+) -> None:
+    """Train a workload's model with each acceleration a switch; print loss, throughput and validation quality."""
+    from accelkit.train import TrainConfig
+    from accelkit.train.checkpoint import _atomic_write_json
+    from accelkit.train.distributed import LaunchConfig, launch
+    from accelkit.train.loop import train as run_train
+    from accelkit.train.tasks import get_training_task
+
+    if config_json is not None:
+        try:
+            config = TrainConfig.from_dict(json.loads(config_json.read_text()))
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"--config-json {config_json}: unreadable ({exc})") from exc
+    else:
+        config = TrainConfig(
+            precision=precision, compile=compile_, channels_last=channels_last, optimizer=optimizer,
+            optimizer_impl=optimizer_impl, lr=lr, weight_decay=weight_decay, micro_batch_size=micro_batch,
+            target_batch_size=target_batch, base_batch_size=base_batch, lr_scaling=lr_scaling, epochs=epochs,
+            max_steps=max_steps, warmup_steps=warmup, grad_clip_norm=clip, seed=seed, device=device,
+            strategy=strategy, output_dir=str(out) if out else None, checkpoint_every=checkpoint_every,
+            resume=resume, stop_after_steps=stop_after, num_workers=num_workers, progress=progress,
+        )
+    inside_torchrun = "WORLD_SIZE" in os.environ
+    task = get_training_task(workload, seed=config.seed, width=width)
+    config.throughput_unit = task.throughput_unit
+    if find_batch_size and config_json is None:
+        from accelkit.train.batch_finder import find_max_batch_size
+
+        found = find_max_batch_size(task.model, *task.example_batch, task.loss_fn, device=config.device, precision=config.precision)
+        typer.echo("batch finder: " + ", ".join(
+            f"{p.batch_size}:{p.samples_per_s:,.0f}/s" if p.fits else f"{p.batch_size}:no ({p.error})" for p in found.curve
+        ) + f" -> micro batch {found.batch_size}")
+        config.micro_batch_size = found.batch_size
+        if config.target_batch_size is not None and config.target_batch_size % (found.batch_size * nproc):
+            config.target_batch_size = None  # the found size does not divide the target: no accumulation
+            typer.echo("note: --target-batch is not a multiple of the found batch size; training without accumulation")
+
+    if nproc > 1 and not inside_torchrun:
+        launch_config = LaunchConfig(nproc_per_node=nproc, nnodes=nnodes, node_rank=node_rank, rdzv_endpoint=rdzv_endpoint,
+                                     rdzv_id=rdzv_id, max_restarts=max_restarts)
+        if max_restarts and not (config.output_dir and config.checkpoint_every):
+            typer.echo("note: --max-restarts without --out/--checkpoint-every restarts from step 0")
+        config.resume = config.resume or bool(max_restarts and config.output_dir)  # restarted workers resume
+        folder = Path(config.output_dir) if config.output_dir else Path(tempfile.mkdtemp(prefix="accelkit-train-"))
+        folder.mkdir(parents=True, exist_ok=True)
+        config_path = folder / "train_config.json"
+        _atomic_write_json(config_path, config.to_dict())
+        target = ["accelkit", "train", "--workload", workload, "--config-json", str(config_path)]
+        if width is not None:
+            target += ["--width", str(width)]
+        code = launch(launch_config, target, module=True)
+        if code:
+            raise typer.Exit(code)
+        return
+
+    result = run_train(task.model, task.dataset, task.loss_fn, config)
+    if int(os.environ.get("RANK", "0")) != 0:
+        return
+    metrics = task.evaluate(task.model)
+    summary = {**result.to_dict(), "validation": metrics, "workload": workload}
+    final = f"{result.final_loss:.4f}" if result.final_loss is not None else "n/a (nothing left to train)"
+    rate = f"{result.throughput_per_s:,.0f} {result.throughput_unit}/s" if result.throughput_per_s else "n/a"
+    typer.echo(
+        f"{workload}: {result.steps_done}/{result.total_steps} steps, final loss {final}, {rate}, "
+        f"{result.precision}, effective batch {result.effective_batch_size} = {result.micro_batch_size} x "
+        f"{result.accumulation_steps} accumulation x {result.world_size} processes, lr {result.lr:.3g} "
+        f"({result.lr_scaling} scaling of {result.base_lr:.3g}), skipped steps {result.skipped_steps}"
+    )
+    if metrics:
+        typer.echo("validation: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+    if config.output_dir:
+        _atomic_write_json(Path(config.output_dir) / "result.json", summary)
+        typer.echo(f"result -> {Path(config.output_dir) / 'result.json'}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train")(train)
