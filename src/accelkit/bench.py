@@ -64,14 +64,17 @@ def bench(
     roofline: bool = True,
     progress: Callable[[str], None] | None = None,
     baseline_model: torch.nn.Module | None = None,
+    split: str = "eval",
 ) -> Results:
     """Measure ``variants`` (names, ``+`` for compositions) beside ``baseline``.
 
     A variant that fails to build or run is recorded with its ``error``; the others go on.
+    ``split="calib"`` scores on the calibration split instead, so a search can screen
+    candidates without ever touching the held-out evaluation data.
     """
     check_device(device)
     wl = get_workload(workload) if isinstance(workload, str) else workload
-    names = list(variants or ["baseline", *[n for n in list_variants(wl) if n != "baseline"]])
+    names = list(variants) if variants is not None else list_variants(wl)
     if "baseline" in names:
         names.remove("baseline")
     check_variants(names, wl)
@@ -79,7 +82,9 @@ def bench(
 
     say(f"loading {wl.name}")
     model = (baseline_model or wl.build_model()).to(device)
-    data = wl.eval_data(limit)
+    if split not in ("eval", "calib"):
+        raise ValueError(f"split={split!r}: expected 'eval' or 'calib'")
+    data = wl.eval_data(limit) if split == "eval" else wl.calib_data(limit)
     base_settings = RunSettings(batch_size=batch_size or wl.default_batch_size, device=device)
     n_items = wl.n_items(data)
     n_batches = sum(1 for _ in wl.batches(data, base_settings)) if hasattr(wl, "tokenizer") else -(-n_items // base_settings.batch_size)
@@ -152,7 +157,7 @@ def bench(
         baseline="baseline",
         variants=[records["baseline"], *[records[n] for n in names]],
         machine=probe(),
-        settings={**base_settings.to_dict(), "repeats": repeats, "warmup": warmup, "items": n_items},
+        settings={**base_settings.to_dict(), "repeats": repeats, "warmup": warmup, "items": n_items, "split": split},
         roofline=peak.to_dict() if peak else None,
         primary_metric=wl.primary_metric,
         higher_is_better=wl.higher_is_better,

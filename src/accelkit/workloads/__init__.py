@@ -106,6 +106,7 @@ def _load_user_workload(spec: str) -> Workload:
             made["inputs"],
             made.get("labels"),
             calib_inputs=made.get("calib_inputs"),
+            calib_labels=made.get("calib_labels"),
             default_batch_size=int(made.get("batch_size", 32)),
         )
     raise WorkloadImportError(

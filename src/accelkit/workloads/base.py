@@ -151,6 +151,7 @@ class TensorWorkload(Workload):
         labels: torch.Tensor | None = None,
         *,
         calib_inputs: torch.Tensor | None = None,
+        calib_labels: torch.Tensor | None = None,
         default_batch_size: int = 32,
     ) -> None:
         self.name = name
@@ -158,6 +159,7 @@ class TensorWorkload(Workload):
         self._inputs = inputs
         self._labels = labels
         self._calib = calib_inputs
+        self._calib_labels = calib_labels
         self.default_batch_size = default_batch_size
         self.primary_metric = "accuracy" if labels is not None else "cosine_mean"
 
@@ -175,7 +177,10 @@ class TensorWorkload(Workload):
         if self._calib is None:
             return self.eval_data(limit)
         n = len(self._calib) if limit is None else min(limit, len(self._calib))
-        return {"inputs": self._calib[:n]}
+        data = {"inputs": self._calib[:n]}
+        if self._calib_labels is not None:
+            data["labels"] = self._calib_labels[:n]
+        return data
 
     def batches(self, data: dict, settings: RunSettings) -> Iterator[tuple[Any, Any]]:
         x = data["inputs"]

@@ -92,6 +92,7 @@ class DigitsWorkload(TensorWorkload):
             x_te,
             y_te,
             calib_inputs=x_tr,
+            calib_labels=y_tr,
             default_batch_size=256,
         )
 

@@ -1,0 +1,54 @@
+"""``accelkit optimize``: the search, from the command line."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from accelkit.errors import ConfigError
+
+__all__ = ["parse_duration", "register"]
+
+
+def parse_duration(text: str) -> float:
+    """'90s', '10m', '1h', '1h30m' or plain seconds → seconds."""
+    text = text.strip().lower()
+    if re.fullmatch(r"\d+(\.\d+)?", text):
+        return float(text)
+    parts = re.findall(r"(\d+(?:\.\d+)?)([hms])", text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise ConfigError(f"time budget {text!r}: expected e.g. 90s, 10m, 1h30m")
+    return sum(float(n) * {"h": 3600, "m": 60, "s": 1}[u] for n, u in parts)
+
+
+def optimize(
+    workload: Annotated[str, typer.Option("--workload", "-w", help="minilm | digits | gpt-mini | package.module:function")] = "minilm",
+    max_quality_drop: Annotated[float, typer.Option(help="budget in the workload's metric (minilm: cosine, digits: accuracy fraction)")] = 0.01,
+    objective: Annotated[str, typer.Option(help="throughput | latency | memory | size")] = "throughput",
+    time_budget: Annotated[str, typer.Option(help="e.g. 10m")] = "10m",
+    batch_size: Annotated[int | None, typer.Option(help="batch for the throughput objective")] = None,
+    out: Annotated[Path, typer.Option(help="output folder")] = Path("out/optimize"),
+    candidates: Annotated[str | None, typer.Option(help="comma-separated single techniques to search (default: all)")] = None,
+    no_expensive: Annotated[bool, typer.Option("--no-expensive", help="skip techniques that train (distill, fine-tune)")] = False,
+    screen_limit: Annotated[int, typer.Option(help="calibration items per screening pass")] = 128,
+    eval_limit: Annotated[int | None, typer.Option(help="held-out items for the final measurement")] = None,
+) -> None:
+    """Search every technique under a quality budget; write the model, plan.json, results.json, report.html."""
+    from accelkit.optimize import OptimizeConfig
+    from accelkit.optimize import optimize as run
+
+    cfg = OptimizeConfig(
+        workload, max_quality_drop, objective, batch_size, parse_duration(time_budget), screen_limit, eval_limit,
+        candidates=[c.strip() for c in candidates.split(",")] if candidates else None,
+        include_expensive=not no_expensive,
+    )
+    res = run(cfg, out)
+    typer.echo(res.message)
+    typer.echo(f"report → {out / 'report.html'}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("optimize")(optimize)

@@ -1,0 +1,46 @@
+"""``accelkit optimize``: search techniques under a quality budget; the product's main job."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from accelkit.optimize.plans import Plan, compose_plans, technique_group
+from accelkit.optimize.search import OptimizeConfig, OptimizeResult, objective_score, optimize
+
+__all__ = [
+    "OptimizeConfig",
+    "OptimizeResult",
+    "Plan",
+    "compose_plans",
+    "objective_score",
+    "optimize",
+    "run_demo",
+    "technique_group",
+]
+
+# What `make demo` runs: both embedded inference workloads within ~10 minutes on 2 cores.
+DEMO_CONFIGS = (
+    OptimizeConfig("minilm", max_quality_drop=0.01, objective="throughput", time_budget_s=300,
+                   screen_limit=96, eval_limit=256, repeats=3),
+    OptimizeConfig("digits", max_quality_drop=0.005, objective="throughput", batch_size=256,
+                   time_budget_s=150, screen_limit=512, repeats=5),
+)
+
+
+def run_demo(out: str | Path = "out") -> Path:
+    """Optimize minilm and digits, write out/<workload>/ and the combined out/report.html."""
+    from rich.console import Console
+
+    from accelkit.optimize.report import write_optimize_report
+
+    console = Console()
+    out = Path(out)
+    runs = []
+    for cfg in DEMO_CONFIGS:
+        console.rule(f"optimize {cfg.workload}")
+        res = optimize(cfg, out / cfg.workload, console=console)
+        console.print(res.message)
+        runs.append(res)
+    path = write_optimize_report(runs, out / "report.html")
+    console.print(f"report → {path}")
+    return path
