@@ -187,12 +187,18 @@ def measure_loader(
     full_epoch_batches: int | None = None,
     consume: Callable[[Any], None] | None = None,
 ) -> dict[str, float]:
-    """Time ``epochs`` short passes; project the images/s of one full steady-state epoch.
+    """Time ``epochs`` short passes; project the images/s of one full epoch.
 
-    Each pass is split into start-up (iterator creation + first batch: worker
-    spawn, unless persistent) and steady batches. The projection uses the last
-    pass, where persistent workers are already up: start-up + steady x (full batches - 1).
+    With W workers the first W batches are made in parallel and arrive together,
+    so per-batch time is measured from the end of that first round (arrival of
+    batch W-1) to the last batch, and start-up is the time until that first
+    round ended (worker spawn unless persistent). Timing from the first batch
+    instead would count the rest of the first round as free and flatter many
+    workers. The projection uses the last pass (persistent workers already up):
+    start-up + steady x (full batches - W).
     """
+    first_round = max(int(loader_kwargs.get("num_workers", 0)), 1)
+    batches = max(batches, 2 * first_round + 2)  # enough batches after the first round
     n = min(len(dataset), batches * batch_size)
     subset = torch.utils.data.Subset(dataset, range(n))
     set_epoch = getattr(dataset, "set_epoch", None)
@@ -203,17 +209,19 @@ def measure_loader(
             subset, batch_size=batch_size, shuffle=False, **loader_kwargs
         )
         try:
-            epoch_times = _timed_passes(loader, epochs, set_epoch, consume)
+            arrivals = _timed_passes(loader, epochs, set_epoch, consume)
         finally:
             del loader  # shuts persistent workers down
-    startups = [s for s, _ in epoch_times]
-    steadies = [t for _, t in epoch_times]
+    last = arrivals[-1]  # seconds from iter() to the consumer finishing batch k
+    k0 = min(first_round, len(last)) - 1
+    steady = (last[-1] - last[k0]) / max(len(last) - 1 - k0, 1)
+    startup = last[k0]
     full = full_epoch_batches if full_epoch_batches is not None else -(-len(dataset) // batch_size)
-    epoch_s = startups[-1] + steadies[-1] * max(full - 1, 0)
+    epoch_s = startup + steady * max(full - 1 - k0, 0)
     return {
         "images_per_s": full * batch_size / epoch_s if epoch_s > 0 else float("inf"),
-        "startup_s": startups[-1],
-        "steady_images_per_s": batch_size / steadies[-1] if steadies[-1] > 0 else float("inf"),
+        "startup_s": startup,
+        "steady_images_per_s": batch_size / steady if steady > 0 else float("inf"),
     }
 
 
@@ -222,25 +230,19 @@ def _timed_passes(
     epochs: int,
     set_epoch: Callable[[int], None] | None,
     consume: Callable[[Any], None] | None,
-) -> list[tuple[float, float]]:
-    """(start-up s, steady s per batch) for each pass."""
+) -> list[list[float]]:
+    """For each pass, the time from ``iter()`` to the end of consuming each batch."""
     out = []
     for epoch in range(epochs):
         if set_epoch is not None:
             set_epoch(epoch)
         t0 = time.perf_counter()
-        it = iter(loader)
-        first = next(it)
-        if consume is not None:
-            consume(first)
-        t1 = time.perf_counter()
-        count = 0
-        for batch in it:
+        marks = []
+        for batch in loader:
             if consume is not None:
                 consume(batch)
-            count += 1
-        t2 = time.perf_counter()
-        out.append((t1 - t0, (t2 - t1) / max(count, 1)))
+            marks.append(time.perf_counter() - t0)
+        out.append(marks)
     return out
 
 
