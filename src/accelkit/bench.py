@@ -26,7 +26,7 @@ from accelkit.report.results import Results, VariantResult
 from accelkit.variants import build_variant, check_variants, list_variants
 from accelkit.workloads import RunSettings, Workload, get_workload
 
-__all__ = ["bench", "check_device", "BenchTask", "TASKS"]
+__all__ = ["bench", "check_device", "BenchTask", "TASKS", "available_tasks", "task_runner"]
 
 
 def check_device(device: str) -> None:
@@ -166,6 +166,30 @@ def bench(
     )
 
 
-# Other tasks (train, data) plug in here: name → callable(workload, variants, **kw) -> Results.
-BenchTask = Callable[..., Results]
-TASKS: dict[str, BenchTask] = {"infer": bench}
+# ``accelkit bench --task``: name → "module:function" taking (workload=, variants=, list_only=,
+# out=, html=, repeats=). Resolved lazily so `import accelkit.bench` stays light.
+BenchTask = Callable[..., Any]
+TASKS: dict[str, str] = {
+    "infer": "accelkit.bench:bench",
+    "train": "accelkit.train.bench:bench_train_task",
+    "data": "accelkit.data.bench:bench_data_task",
+}
+
+
+def available_tasks() -> list[str]:
+    """Tasks whose module is installed in this build."""
+    import importlib.util
+
+    return [t for t, spec in TASKS.items() if importlib.util.find_spec(spec.split(":")[0]) is not None]
+
+
+def task_runner(task: str) -> BenchTask:
+    """The function behind ``--task``; ConfigError for a task this build does not have."""
+    import importlib
+
+    from accelkit.errors import ConfigError
+
+    if task not in available_tasks():
+        raise ConfigError(f"--task {task!r}: expected one of {available_tasks()}")
+    module, _, fn = TASKS[task].partition(":")
+    return getattr(importlib.import_module(module), fn)

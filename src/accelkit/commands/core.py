@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from accelkit.errors import ConfigError, UnknownVariantError
+from accelkit.errors import UnknownVariantError
 
 __all__ = ["register"]
 
@@ -49,9 +49,9 @@ def env(as_json: Annotated[bool, typer.Option("--json", help="machine-readable o
 
 
 def bench(
-    workload: Annotated[str, typer.Option("--workload", "-w", help="minilm | digits | gpt-mini | package.module:function")] = "minilm",
+    workload: Annotated[str | None, typer.Option("--workload", "-w", help="minilm | digits | gpt-mini | images | package.module:function [default: minilm; images for --task data; digits for --task train]")] = None,
     task: Annotated[str, typer.Option(help="infer | train | data")] = "infer",
-    variants: Annotated[str, typer.Option(help="comma-separated names, '+' composes; 'all' runs every one")] = "baseline,dynamic-padding,bf16",
+    variants: Annotated[str | None, typer.Option(help="comma-separated names, '+' composes; 'all' runs every one [default: all]")] = None,
     list_: Annotated[bool, typer.Option("--list", help="print the variant names available, one a line")] = False,
     out: Annotated[Path | None, typer.Option(help="write results JSON here")] = None,
     html: Annotated[Path | None, typer.Option(help="also write the HTML report here")] = None,
@@ -62,20 +62,21 @@ def bench(
     max_quality_drop: Annotated[float | None, typer.Option(help="mark variants within this drop of the primary metric")] = None,
 ) -> None:
     """Measure variants side by side against the baseline and print the table."""
-    from accelkit.bench import TASKS, check_device
+    from accelkit.bench import check_device, task_runner
     from accelkit.report.results import check_writable, save_results
     from accelkit.report.table import print_table
     from accelkit.variants import list_variants
     from accelkit.workloads import get_workload
 
-    if task not in TASKS:
-        raise ConfigError(f"--task {task!r}: expected one of {sorted(TASKS)}")
+    runner = task_runner(task)
+    workload = workload or {"data": "images", "train": "digits"}.get(task, "minilm")
     check_device(device)
     for path in (out, html):
         if path is not None:
             check_writable(path)
+    variants = variants or "all"
     if task != "infer":
-        TASKS[task](workload=workload, variants=variants, list_only=list_, out=out, html=html, repeats=repeats)
+        runner(workload=workload, variants=variants, list_only=list_, out=out, html=html, repeats=repeats)
         return
     wl = get_workload(workload)
     available = list_variants(wl)
