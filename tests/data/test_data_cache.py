@@ -257,3 +257,23 @@ def test_read_only_valid_cache_is_still_served(
     monkeypatch.setattr(os, "utime", refuse)
     again = CachedDataset(ds, cfg)
     assert again.rebuilt_reason is None and torch.equal(again[1][0], ds[1][0])
+
+
+def test_full_disk_is_reported_before_any_decode(
+    digits_root, small_config, tmp_path, monkeypatch
+) -> None:
+    import collections
+    import shutil
+
+    calls = []
+
+    class Spy(ImageFolderDataset):
+        def load_base(self, i):
+            calls.append(i)
+            return super().load_base(i)
+
+    usage = collections.namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(10**9, 10**9 - 1000, 1000))
+    with pytest.raises(OutputPathError, match="MiB free"):
+        CachedDataset(Spy(digits_root, small_config), CacheConfig(cache_dir=str(tmp_path / "c")))
+    assert calls == []
