@@ -1,0 +1,472 @@
+"""Knowledge distillation: train a smaller student to imitate a trained teacher.
+
+Buys a model with fewer layers/channels (real speed on any kernel) that keeps most of
+the teacher's quality; costs a training run (minutes here; the teacher's outputs are
+computed once and cached, and trained students are cached by config).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from accelkit.errors import ConfigError
+from accelkit.workloads.base import cache_dir
+
+__all__ = [
+    "ClassifierDistillConfig",
+    "HiddenDistillConfig",
+    "HiddenDistillLoss",
+    "LogitKDConfig",
+    "SentenceDistillConfig",
+    "cached_sentence_student",
+    "distill_classifier",
+    "distill_sentence_encoder",
+    "logit_kd_loss",
+    "make_layer_student",
+    "sentence_embeddings",
+]
+
+_HIDDEN_LOSSES = ("mse", "cosine")
+
+
+def _check_positive(name: str, value: float) -> None:
+    if not value > 0:
+        raise ConfigError(f"{name}={value!r}: expected a positive number")
+
+
+# ---------------------------------------------------------------------------- losses
+
+
+@dataclass
+class LogitKDConfig:
+    """Hinton KD: ``alpha`` · T² · KL(teacher_T ‖ student_T) + (1 − alpha) · CE(student, labels)."""
+
+    temperature: float = 4.0
+    alpha: float = 0.9
+    version: int = 1
+
+    def __post_init__(self) -> None:
+        _check_positive("temperature", self.temperature)
+        if not 0.0 <= self.alpha <= 1.0:
+            raise ConfigError(f"alpha={self.alpha!r}: expected a weight in [0, 1] (1 = soft targets only)")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> LogitKDConfig:
+        return cls(**d)
+
+
+def logit_kd_loss(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    targets: torch.Tensor | None = None,
+    config: LogitKDConfig | None = None,
+) -> torch.Tensor:
+    """Distillation loss on logits (B, C); ``targets`` (B,) needed when alpha < 1.
+
+    The T² factor keeps soft-target gradients the same size as the hard loss's across T.
+    """
+    config = config or LogitKDConfig()
+    if student_logits.shape != teacher_logits.shape:
+        raise ConfigError(
+            f"student logits {tuple(student_logits.shape)} and teacher logits {tuple(teacher_logits.shape)} "
+            "differ in shape; both models must predict the same classes"
+        )
+    t = config.temperature
+    soft = nn.functional.kl_div(
+        nn.functional.log_softmax(student_logits / t, dim=-1),
+        nn.functional.log_softmax(teacher_logits.detach() / t, dim=-1),
+        reduction="batchmean",
+        log_target=True,
+    ) * (t * t)
+    if config.alpha >= 1.0:
+        return soft
+    if targets is None:
+        raise ConfigError(f"alpha={config.alpha} mixes in the hard-label loss: pass targets, or use alpha=1.0")
+    hard = nn.functional.cross_entropy(student_logits, targets)
+    return config.alpha * soft + (1.0 - config.alpha) * hard
+
+
+@dataclass
+class HiddenDistillConfig:
+    """Match hidden states/embeddings: ``loss`` "mse" or "cosine" (1 − cos, mean over vectors)."""
+
+    loss: str = "cosine"
+    version: int = 1
+
+    def __post_init__(self) -> None:
+        if self.loss not in _HIDDEN_LOSSES:
+            raise ConfigError(f"loss={self.loss!r}: expected one of {list(_HIDDEN_LOSSES)}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> HiddenDistillConfig:
+        return cls(**d)
+
+
+class HiddenDistillLoss(nn.Module):
+    """Loss between student (…, d_s) and teacher (…, d_t) states; a learned Linear maps d_s → d_t when they differ.
+
+    Train the projection together with the student (include this module's parameters).
+    """
+
+    def __init__(self, student_dim: int, teacher_dim: int, config: HiddenDistillConfig | None = None) -> None:
+        super().__init__()
+        if student_dim < 1 or teacher_dim < 1:
+            raise ConfigError(f"student_dim={student_dim}, teacher_dim={teacher_dim}: expected positive widths")
+        self.config = config or HiddenDistillConfig()
+        self.student_dim, self.teacher_dim = student_dim, teacher_dim
+        self.projection: nn.Module = (
+            nn.Identity() if student_dim == teacher_dim else nn.Linear(student_dim, teacher_dim, bias=False)
+        )
+
+    def forward(self, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+        if student.shape[-1] != self.student_dim or teacher.shape[-1] != self.teacher_dim:
+            raise ConfigError(
+                f"hidden widths student {student.shape[-1]} / teacher {teacher.shape[-1]} do not match this loss "
+                f"(built for {self.student_dim} → {self.teacher_dim}); build it with the layers' real widths"
+            )
+        if student.shape[:-1] != teacher.shape[:-1]:
+            raise ConfigError(
+                f"student states {tuple(student.shape)} and teacher states {tuple(teacher.shape)} differ before the "
+                "last (width) dimension; match the same tokens/positions of the same batch"
+            )
+        projected = self.projection(student)
+        teacher = teacher.detach()
+        if self.config.loss == "mse":
+            return nn.functional.mse_loss(projected, teacher)
+        return (1.0 - nn.functional.cosine_similarity(projected, teacher, dim=-1)).mean()
+
+
+# ---------------------------------------------------------------------------- classifiers
+
+
+@dataclass
+class ClassifierDistillConfig:
+    """Logit distillation of a classifier on a labelled dataset, teacher logits computed once."""
+
+    kd: LogitKDConfig = None  # type: ignore[assignment]
+    epochs: int = 30
+    lr: float = 3e-3
+    batch_size: int = 64
+    weight_decay: float = 1e-4
+    seed: int = 0
+    version: int = 1
+
+    def __post_init__(self) -> None:
+        if self.kd is None:
+            self.kd = LogitKDConfig()
+        elif isinstance(self.kd, dict):
+            self.kd = LogitKDConfig.from_dict(self.kd)
+        if self.epochs < 1:
+            raise ConfigError(f"epochs={self.epochs}: expected a positive number of epochs")
+        _check_positive("lr", self.lr)
+        if self.batch_size < 1:
+            raise ConfigError(f"batch_size={self.batch_size}: expected a positive integer")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ClassifierDistillConfig:
+        return cls(**d)
+
+
+@torch.no_grad()
+def _teacher_outputs(teacher: Callable, inputs: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
+    if isinstance(teacher, nn.Module):
+        teacher.eval()
+    return torch.cat([teacher(inputs[i : i + batch_size]) for i in range(0, len(inputs), batch_size)])
+
+
+def distill_classifier(
+    student: nn.Module,
+    teacher: Callable[[torch.Tensor], torch.Tensor],
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    config: ClassifierDistillConfig | None = None,
+    *,
+    augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
+) -> nn.Module:
+    """Train ``student`` on (inputs, targets) to match ``teacher``'s logits (computed once, cached in memory).
+
+    ``augment(x, gen)`` perturbs a batch; with it the teacher runs on each augmented batch
+    instead of using the cache (the cached logits belong to the clean inputs).
+    """
+    config = config or ClassifierDistillConfig()
+    cached = None if augment is not None else _teacher_outputs(teacher, inputs)
+    with torch.no_grad():
+        s_out = student.eval()(inputs[:2])
+        t_out = teacher(inputs[:2])
+    if s_out.shape != t_out.shape:
+        raise ConfigError(
+            f"student output {tuple(s_out.shape)} cannot be matched to teacher output {tuple(t_out.shape)}; "
+            "the student's head must have the teacher's number of classes"
+        )
+    gen = torch.Generator().manual_seed(config.seed)
+    torch.manual_seed(config.seed)
+    steps_per_epoch = -(-len(inputs) // config.batch_size)
+    total = config.epochs * steps_per_epoch
+    opt = torch.optim.AdamW(student.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=total)
+    student.train()
+    for _ in range(config.epochs):
+        perm = torch.randperm(len(inputs), generator=gen)
+        for start in range(0, len(inputs), config.batch_size):
+            idx = perm[start : start + config.batch_size]
+            xb = inputs[idx]
+            if augment is not None:
+                xb = augment(xb, gen)
+                with torch.no_grad():
+                    tb = teacher(xb)
+            else:
+                tb = cached[idx]
+            loss = logit_kd_loss(student(xb), tb, targets[idx], config.kd)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+    return student.eval()
+
+
+def shift_augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Roll a batch of images by up to one pixel each way (the digits baseline's augmentation)."""
+    shifts = tuple(torch.randint(-1, 2, (2,), generator=gen).tolist())
+    return torch.roll(x, shifts=shifts, dims=(-2, -1))
+
+
+# ---------------------------------------------------------------------------- sentence encoders
+
+
+@dataclass
+class SentenceDistillConfig:
+    """A k-layer BERT student initialised from ``keep_layers`` of the teacher, trained to match
+    the teacher's mean-pooled sentence embeddings (cosine + ``mse_weight`` · MSE)."""
+
+    keep_layers: tuple[int, ...] = (0, 2, 4)
+    epochs: int = 3
+    lr: float = 1e-4
+    batch_size: int = 32
+    max_length: int = 128
+    mse_weight: float = 1.0
+    train_sentences: int | None = None  # None: all calibration sentences
+    seed: int = 0
+    version: int = 1
+
+    def __post_init__(self) -> None:
+        self.keep_layers = tuple(int(i) for i in self.keep_layers)
+        if not self.keep_layers:
+            raise ConfigError("keep_layers=(): name at least one teacher layer to keep, e.g. (0, 2, 4)")
+        if len(set(self.keep_layers)) != len(self.keep_layers) or list(self.keep_layers) != sorted(self.keep_layers):
+            raise ConfigError(f"keep_layers={self.keep_layers}: expected distinct increasing layer indices")
+        if min(self.keep_layers) < 0:
+            raise ConfigError(f"keep_layers={self.keep_layers}: layer indices start at 0")
+        if self.epochs < 0:
+            raise ConfigError(f"epochs={self.epochs}: expected 0 (copy layers only) or more")
+        _check_positive("lr", self.lr)
+        if self.batch_size < 1 or self.max_length < 2:
+            raise ConfigError(f"batch_size={self.batch_size}, max_length={self.max_length}: expected ≥1 and ≥2")
+        if self.mse_weight < 0:
+            raise ConfigError(f"mse_weight={self.mse_weight}: expected ≥ 0")
+        if self.train_sentences is not None and self.train_sentences < 1:
+            raise ConfigError(f"train_sentences={self.train_sentences}: expected None (all) or a positive count")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["keep_layers"] = list(self.keep_layers)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> SentenceDistillConfig:
+        return cls(**d)
+
+    def cache_key(self) -> str:
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _encoder_layers(model: nn.Module) -> nn.ModuleList:
+    layers = getattr(getattr(model, "encoder", None), "layer", None)
+    if not isinstance(layers, nn.ModuleList):
+        raise ConfigError(
+            f"{type(model).__name__} has no encoder.layer ModuleList; make_layer_student needs a BERT-style encoder"
+        )
+    return layers
+
+
+def make_layer_student(teacher: nn.Module, keep_layers: Sequence[int]) -> nn.Module:
+    """A copy of a BERT-style ``teacher`` keeping only ``keep_layers`` (initialised from those layers)."""
+    layers = _encoder_layers(teacher)
+    bad = [i for i in keep_layers if not 0 <= i < len(layers)]
+    if bad or not keep_layers:
+        raise ConfigError(
+            f"keep_layers={list(keep_layers)}: the teacher has layers 0..{len(layers) - 1}; pick indices in that range"
+        )
+    student = copy.deepcopy(teacher)
+    student.encoder.layer = nn.ModuleList([copy.deepcopy(layers[i]) for i in keep_layers])
+    if hasattr(student, "config"):
+        student.config.num_hidden_layers = len(keep_layers)
+    for new_idx, layer in enumerate(student.encoder.layer):
+        # HF layers carry their index for KV caches; keep it consistent with the new position
+        attn = getattr(getattr(layer, "attention", None), "self", None)
+        if attn is not None and hasattr(attn, "layer_idx"):
+            attn.layer_idx = new_idx
+    student.accelkit_details = {"kept_layers": list(keep_layers), "teacher_layers": len(layers)}
+    return student.eval()
+
+
+def _mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    m = mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)
+
+
+def _length_sorted_batches(tokenizer: Any, sentences: Sequence[str], batch_size: int, max_length: int):
+    """(indices, encoded batch) with dynamic padding over length-sorted sentences: little padding, same result."""
+    lengths = [len(ids) for ids in tokenizer(list(sentences), truncation=True, max_length=max_length)["input_ids"]]
+    order = sorted(range(len(sentences)), key=lambda i: lengths[i])
+    batches = []
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        enc = tokenizer([sentences[i] for i in idx], padding="longest", truncation=True,
+                        max_length=max_length, return_tensors="pt")
+        batches.append((idx, {k: enc[k] for k in ("input_ids", "attention_mask")}))
+    return batches
+
+
+def _embed(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    out = model(**batch)
+    hidden = out[0] if isinstance(out, (tuple, list)) else out.last_hidden_state
+    return _mean_pool(hidden, batch["attention_mask"])
+
+
+@torch.no_grad()
+def sentence_embeddings(
+    model: nn.Module, tokenizer: Any, sentences: Sequence[str], batch_size: int = 64, max_length: int = 128
+) -> torch.Tensor:
+    """Mean-pooled embeddings (N, D) in the sentences' order (computed with length-sorted dynamic padding)."""
+    model.eval()
+    out: torch.Tensor | None = None
+    for idx, batch in _length_sorted_batches(tokenizer, sentences, batch_size, max_length):
+        emb = _embed(model, batch)
+        if out is None:
+            out = emb.new_empty((len(sentences), emb.shape[1]))
+        out[torch.tensor(idx)] = emb
+    assert out is not None
+    return out
+
+
+def distill_sentence_encoder(
+    student: nn.Module,
+    teacher_embeddings: torch.Tensor,
+    tokenizer: Any,
+    sentences: Sequence[str],
+    config: SentenceDistillConfig | None = None,
+    *,
+    progress: Callable[[int, int], None] | None = None,
+) -> nn.Module:
+    """Train ``student`` so its mean-pooled embeddings of ``sentences`` match ``teacher_embeddings`` (N, D).
+
+    Batches are length-sorted and dynamically padded (training pays only for real tokens),
+    and shuffled as whole batches each epoch.
+    """
+    config = config or SentenceDistillConfig()
+    if len(teacher_embeddings) != len(sentences):
+        raise ConfigError(
+            f"{len(sentences)} sentences but teacher embeddings of shape {tuple(teacher_embeddings.shape)}; "
+            "compute the teacher embeddings of exactly these sentences"
+        )
+    batches = _length_sorted_batches(tokenizer, sentences, config.batch_size, config.max_length)
+    if config.epochs == 0:
+        return student.eval()
+    with torch.no_grad():
+        width = _embed(student.eval(), batches[0][1]).shape[-1]
+    hidden_loss = HiddenDistillLoss(width, teacher_embeddings.shape[1], HiddenDistillConfig("cosine"))
+    params = list(student.parameters()) + list(hidden_loss.parameters())
+    opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=0.01)
+    total = config.epochs * len(batches)
+    warmup = max(1, total // 10)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, total) / total))
+    )
+    gen = torch.Generator().manual_seed(config.seed)
+    torch.manual_seed(config.seed)
+    student.train()
+    step = 0
+    for _ in range(config.epochs):
+        for b in torch.randperm(len(batches), generator=gen).tolist():
+            idx, batch = batches[b]
+            emb = _embed(student, batch)
+            target = teacher_embeddings[torch.tensor(idx)]
+            loss = hidden_loss(emb, target)
+            if config.mse_weight:
+                loss = loss + config.mse_weight * nn.functional.mse_loss(hidden_loss.projection(emb), target)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            step += 1
+            if progress is not None:
+                progress(step, total)
+    return student.eval()
+
+
+def _cached_tensor(path: Path, make: Callable[[], torch.Tensor]) -> torch.Tensor:
+    from safetensors.torch import load_file, save_file
+
+    if path.exists():
+        try:
+            return load_file(str(path))["tensor"]
+        except Exception:  # corrupt entry: recompute
+            path.unlink(missing_ok=True)
+    tensor = make()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    save_file({"tensor": tensor.contiguous()}, str(tmp))
+    tmp.replace(path)
+    return tensor
+
+
+def cached_sentence_student(workload: Any, teacher: nn.Module, config: SentenceDistillConfig | None = None) -> nn.Module:
+    """The distilled student for a sentence-embedding workload (minilm), trained once per config and cached.
+
+    Trains on ``workload.calib_data()`` (never the evaluation sentences). Teacher embeddings
+    and student weights live under ``cache_dir()/distill``.
+    """
+    from safetensors.torch import load_file
+
+    from accelkit.workloads._weights import save_state_atomic
+
+    config = config or SentenceDistillConfig()
+    student = make_layer_student(teacher, config.keep_layers)
+    key = config.cache_key()
+    weights = cache_dir() / "distill" / f"{workload.name}-student-{key}.safetensors"
+    if weights.exists():
+        try:
+            student.load_state_dict(load_file(str(weights)))
+            student.accelkit_details.update({"config": config.to_dict(), "cached": True})
+            return student.eval()
+        except Exception:
+            weights.unlink(missing_ok=True)
+    sentences = workload.calib_data(config.train_sentences)
+    digest = hashlib.sha256("\n".join(sentences).encode()).hexdigest()[:12]
+    targets = _cached_tensor(
+        cache_dir() / "distill" / f"{workload.name}-teacher-emb-{digest}-L{config.max_length}.safetensors",
+        lambda: sentence_embeddings(teacher, workload.tokenizer, sentences, max_length=config.max_length),
+    )
+    student = distill_sentence_encoder(student, targets, workload.tokenizer, sentences, config)
+    save_state_atomic(student, weights)
+    student.accelkit_details.update({"config": config.to_dict(), "cached": False})
+    return student
