@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import os
 import platform
+import statistics
 import time
 import warnings
 from collections.abc import Callable, Iterable
@@ -55,10 +56,13 @@ def _default_workers() -> tuple[int, ...]:
 class LoaderTuneConfig:
     """Search space and trial length.
 
-    search: "grid" tries every combination; "coordinate" sweeps num_workers, then
-    persistent_workers, prefetch_factor and pin_memory one at a time from the best
-    so far, then re-measures the top ``confirm_top``; "auto" picks grid when it has
-    at most ``max_grid`` configurations. pin_memory is only tried when CUDA is
+    search: "grid" tries every combination once, then the runners-up up to
+    ``confirm_top`` challenge the leader head to head; "coordinate" starts from
+    the plain loader (num_workers=0) and sweeps num_workers, persistent_workers,
+    prefetch_factor and pin_memory one at a time, each change adopted only when
+    it beats the incumbent by ``min_gain`` in ``rounds`` interleaved pairs (a
+    shared machine drifts; adjacent pairs see the same load). "auto" picks grid
+    when it has at most ``max_grid`` configurations. pin_memory is only tried when CUDA is
     present (pinning without a device copy only costs).
     """
 
@@ -72,6 +76,8 @@ class LoaderTuneConfig:
     search: str = "auto"
     max_grid: int = 8
     confirm_top: int = 2
+    rounds: int = 2
+    min_gain: float = 0.05
     version: int = DATA_FORMAT_VERSION
 
     def __post_init__(self) -> None:
@@ -101,8 +107,12 @@ class LoaderTuneConfig:
             )
         if self.search not in _SEARCH:
             raise ConfigError(f"search={self.search!r}: expected one of {_SEARCH}")
-        if self.confirm_top < 1 or self.max_grid < 1:
-            raise ConfigError("confirm_top and max_grid must be >= 1")
+        if self.confirm_top < 1 or self.max_grid < 1 or self.rounds < 1:
+            raise ConfigError("confirm_top, max_grid and rounds must be >= 1")
+        if not 0.0 <= self.min_gain < 1.0:
+            raise ConfigError(
+                f"min_gain={self.min_gain!r}: expected a fraction in [0, 1), e.g. 0.05"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -331,57 +341,58 @@ def tune_loader(
         results.setdefault(_key(kw), []).append(row)
         return row["images_per_s"]
 
-    def score(key: tuple) -> float:
-        rows = results[key]
-        return sum(r["images_per_s"] for r in rows) / len(rows)
+    def challenge(incumbent: dict[str, Any], challenger: dict[str, Any], phase: str) -> bool:
+        """Pair the two in ``rounds`` interleaved rounds (A B, B A, ...); True when the
+        challenger's median throughput ratio beats the incumbent by ``min_gain``.
+        Shared machines drift; adjacent pairs see the same load, separate trials do not."""
+        ratios = []
+        for r in range(config.rounds):
+            order = [("i", incumbent), ("c", challenger)]
+            rates = {who: trial(kw, phase) for who, kw in (order if r % 2 == 0 else order[::-1])}
+            ratios.append(rates["c"] / rates["i"] if rates["i"] > 0 else float("inf"))
+        ratio = statistics.median(ratios)
+        results[_key(challenger)][-1]["ratio_vs_incumbent"] = ratio
+        return ratio > 1.0 + config.min_gain
 
     t_start = time.perf_counter()
     from rich.progress import Progress
 
     with Progress(disable=not progress, transient=True) as bar:
-        task = bar.add_task("tuning DataLoader", total=None)
+        bar.add_task("tuning DataLoader", total=None)
         if search == "grid":
             for kw in grid:
                 trial(kw, "grid")
-                bar.advance(task)
+            ranked = sorted(results, key=lambda k: -results[k][0]["images_per_s"])
+            best = _loader_kwargs(*ranked[0])
+            # One short pass each is noisy: the runner-up must beat the leader head to head.
+            for key in ranked[1 : config.confirm_top]:
+                if challenge(best, _loader_kwargs(*key), "confirm"):
+                    best = _loader_kwargs(*key)
         else:
-            best = dict(_DEFAULTS)
-
-            def sweep(name: str, values: Iterable[Any]) -> None:
-                nonlocal best
-                for v in values:
-                    cand = {**best, name: v}
-                    kw = _loader_kwargs(
-                        cand["num_workers"],
-                        cand["pin_memory"],
-                        cand["persistent_workers"],
-                        cand["prefetch_factor"],
+            # Start from the plain loader; each change must win a head-to-head by min_gain.
+            best = _loader_kwargs(
+                **{"num_workers": 0, "pin": False, "persistent": False, "prefetch": 2}
+            )
+            sweeps: list[tuple[str, Iterable[Any]]] = [
+                ("num_workers", workers),
+                ("persistent_workers", config.persistent_workers),
+                ("prefetch_factor", config.prefetch_factor),
+                ("pin_memory", pins),
+            ]
+            for name, values in sweeps:
+                if name in ("persistent_workers", "prefetch_factor") and best["num_workers"] == 0:
+                    continue
+                for value in values:
+                    merged = {**_DEFAULTS, **best, name: value}
+                    cand = _loader_kwargs(
+                        merged["num_workers"],
+                        merged["pin_memory"],
+                        merged["persistent_workers"],
+                        merged["prefetch_factor"],
                     )
-                    if _key(kw) not in results:
-                        trial(kw, f"sweep {name}")
-                        bar.advance(task)
-                ranked = sorted(results, key=score, reverse=True)
-                top = ranked[0]
-                best = dict(
-                    zip(
-                        ("num_workers", "pin_memory", "persistent_workers", "prefetch_factor"),
-                        top,
-                        strict=True,
-                    )
-                )
-
-            sweep("num_workers", workers)
-            if best["num_workers"] > 0:
-                sweep("persistent_workers", config.persistent_workers)
-                sweep("prefetch_factor", config.prefetch_factor)
-            sweep("pin_memory", pins)
-        # Re-measure the leaders once more, interleaved, so one noisy trial cannot pick the winner.
-        leaders = sorted(results, key=score, reverse=True)[: config.confirm_top]
-        if len(leaders) > 1:
-            for key in leaders:
-                trial(_loader_kwargs(*key), "confirm")
-                bar.advance(task)
-    best_key = max(results, key=score)
+                    if _key(cand) != _key(best) and challenge(best, cand, f"sweep {name}"):
+                        best = cand
+    best_key = _key(best)
     table = [row for rows in results.values() for row in rows]
     result = LoaderTuneResult(
         best_kwargs=_loader_kwargs(*best_key),
