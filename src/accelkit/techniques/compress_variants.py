@@ -3,7 +3,26 @@
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 
+import torch
+from torch import nn
+
+from accelkit.techniques.distill import (
+    ClassifierDistillConfig,
+    LogitKDConfig,
+    SentenceDistillConfig,
+    cached_sentence_student,
+    distill_classifier,
+    shift_augment,
+)
+from accelkit.techniques.lightweight import (
+    DepthwiseConfig,
+    MobileDigitsNet,
+    compare_architectures,
+    to_depthwise_separable,
+)
 from accelkit.techniques.prune import (
     FineTuneConfig,
     StructuredPruneConfig,
@@ -12,7 +31,7 @@ from accelkit.techniques.prune import (
     prune_unstructured_,
 )
 from accelkit.variants import register_variant
-from accelkit.workloads.base import RunSettings, TensorWorkload
+from accelkit.workloads.base import RunSettings, TensorWorkload, cache_dir
 
 # The settings each expensive variant uses; the benchmarks quote them.
 PRUNE_50 = StructuredPruneConfig(ratio=0.5, importance="magnitude", steps=2, finetune=FineTuneConfig(epochs=3))
@@ -52,3 +71,115 @@ def _prune_structured_50(model, settings, workload):
 def _prune_unstructured_50(model, settings, workload):
     prune_unstructured_(model, copy.deepcopy(UNSTRUCTURED_50))
     return model, settings
+
+
+# ---------------------------------------------------------------------------- distillation / lightweight
+
+DISTILL_3LAYER = SentenceDistillConfig(keep_layers=(0, 3, 5), epochs=3, lr=2e-4)
+DIGITS_KD = ClassifierDistillConfig(kd=LogitKDConfig(temperature=4.0, alpha=0.7), epochs=30, lr=3e-3)
+
+
+def _is_digits(workload) -> bool:
+    return getattr(workload, "name", None) == "digits" and hasattr(workload, "train_dataset")
+
+
+def _is_bert_encoder(workload) -> bool:
+    return getattr(workload, "name", None) == "minilm" and hasattr(workload, "tokenizer")
+
+
+def _state_digest(model: nn.Module) -> str:
+    h = hashlib.sha256()
+    for key, tensor in sorted(model.state_dict().items()):
+        h.update(key.encode())
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:12]
+
+
+def _cached_digits_student(name: str, student: nn.Module, teacher: nn.Module, workload, spec: dict) -> nn.Module:
+    """Distil ``student`` from ``teacher`` on the digits train split once; cache by (spec, teacher weights)."""
+    from safetensors.torch import load_file
+
+    from accelkit.workloads._weights import save_state_atomic
+
+    key = hashlib.sha256(
+        json.dumps({**spec, "kd": DIGITS_KD.to_dict(), "teacher": _state_digest(teacher)}, sort_keys=True).encode()
+    ).hexdigest()[:12]
+    path = cache_dir() / "distill" / f"digits-{name}-{key}.safetensors"
+    if path.exists():
+        try:
+            student.load_state_dict(load_file(str(path)))
+            return student.eval()
+        except Exception:  # stale or corrupt cache entry: train again
+            path.unlink(missing_ok=True)
+    data = workload.train_dataset()
+    inputs, targets = data.tensors
+    distill_classifier(student, teacher.eval(), inputs, targets, DIGITS_KD, augment=shift_augment)
+    save_state_atomic(student, path)
+    return student.eval()
+
+
+def _with_details(model: nn.Module, teacher: nn.Module, example, **details) -> nn.Module:
+    rows = compare_architectures({"teacher": teacher, "student": model}, example)
+    model.accelkit_details = {
+        **(getattr(model, "accelkit_details", None) or {}),
+        **details,
+        "params_ratio": rows["student"]["params_ratio"],
+        "flops_ratio": rows["student"]["flops_ratio"],
+    }
+    return model
+
+
+@register_variant(
+    "distill-small",
+    description="DigitsCNN(width=16) student distilled from the width-64 baseline (logit KD, T=4, alpha=0.7)",
+    applies_to=_is_digits,
+    expensive=True,
+)
+def _distill_small(model, settings, workload):
+    from accelkit.workloads.digits import DigitsCNN
+
+    torch.manual_seed(0)
+    teacher = model.cpu().eval()
+    student = _cached_digits_student("cnn-w16", DigitsCNN(width=16), teacher, workload, {"arch": "DigitsCNN(16)"})
+    student = _with_details(student, teacher, _example_inputs(workload), student="DigitsCNN(width=16)")
+    return student.to(settings.device), settings
+
+
+@register_variant(
+    "depthwise-separable",
+    description="k×k convs (≥8 input channels) replaced by depthwise+pointwise, accuracy recovered by KD",
+    applies_to=_is_digits,
+    expensive=True,
+)
+def _depthwise_separable(model, settings, workload):
+    teacher = model.cpu().eval()
+    torch.manual_seed(0)
+    student, replaced = to_depthwise_separable(copy.deepcopy(teacher), DepthwiseConfig())
+    student = _cached_digits_student("depthwise", student, teacher, workload, {"arch": "dws", "replaced": replaced})
+    student = _with_details(student, teacher, _example_inputs(workload), replaced_layers=replaced)
+    return student.to(settings.device), settings
+
+
+@register_variant(
+    "mobilenet-v2",
+    description="MobileNetV2-style digits net (inverted residuals + SE, ~6% of the FLOPs) distilled from the baseline",
+    applies_to=_is_digits,
+    expensive=True,
+)
+def _mobilenet_v2(model, settings, workload):
+    teacher = model.cpu().eval()
+    torch.manual_seed(0)
+    student = _cached_digits_student("mobilenet-v2", MobileDigitsNet(), teacher, workload, {"arch": "MobileDigitsNet()"})
+    student = _with_details(student, teacher, _example_inputs(workload), student="MobileDigitsNet(width_mult=1)")
+    return student.to(settings.device), settings
+
+
+@register_variant(
+    "distill-3layer",
+    description="3 of the 6 MiniLM layers (0, 3, 5) kept and trained to match the teacher's embeddings on calib sentences",
+    applies_to=_is_bert_encoder,
+    expensive=True,
+)
+def _distill_3layer(model, settings, workload):
+    student = cached_sentence_student(workload, model.cpu().eval(), DISTILL_3LAYER)
+    return student.to(settings.device), settings

@@ -34,6 +34,7 @@ __all__ = [
     "logit_kd_loss",
     "make_layer_student",
     "sentence_embeddings",
+    "shift_augment",
 ]
 
 _HIDDEN_LOSSES = ("mse", "cosine")
