@@ -61,7 +61,8 @@ class LoaderTuneConfig:
     the plain loader (num_workers=0) and sweeps num_workers, persistent_workers,
     prefetch_factor and pin_memory one at a time, each change adopted only when
     it beats the incumbent by ``min_gain`` in ``rounds`` interleaved pairs (a
-    shared machine drifts; adjacent pairs see the same load). "auto" picks grid
+    shared machine drifts; adjacent pairs see the same load), and the final pick
+    must beat the plain loader again over two rounds. "auto" picks grid
     when it has at most ``max_grid`` configurations. pin_memory is only tried when CUDA is
     present (pinning without a device copy only costs).
     """
@@ -76,7 +77,7 @@ class LoaderTuneConfig:
     search: str = "auto"
     max_grid: int = 8
     confirm_top: int = 2
-    rounds: int = 2
+    rounds: int = 1
     min_gain: float = 0.05
     version: int = DATA_FORMAT_VERSION
 
@@ -341,12 +342,14 @@ def tune_loader(
         results.setdefault(_key(kw), []).append(row)
         return row["images_per_s"]
 
-    def challenge(incumbent: dict[str, Any], challenger: dict[str, Any], phase: str) -> bool:
+    def challenge(
+        incumbent: dict[str, Any], challenger: dict[str, Any], phase: str, rounds: int | None = None
+    ) -> bool:
         """Pair the two in ``rounds`` interleaved rounds (A B, B A, ...); True when the
         challenger's median throughput ratio beats the incumbent by ``min_gain``.
         Shared machines drift; adjacent pairs see the same load, separate trials do not."""
         ratios = []
-        for r in range(config.rounds):
+        for r in range(rounds or config.rounds):
             order = [("i", incumbent), ("c", challenger)]
             rates = {who: trial(kw, phase) for who, kw in (order if r % 2 == 0 else order[::-1])}
             ratios.append(rates["c"] / rates["i"] if rates["i"] > 0 else float("inf"))
@@ -370,9 +373,7 @@ def tune_loader(
                     best = _loader_kwargs(*key)
         else:
             # Start from the plain loader; each change must win a head-to-head by min_gain.
-            best = _loader_kwargs(
-                **{"num_workers": 0, "pin": False, "persistent": False, "prefetch": 2}
-            )
+            plain = best = _loader_kwargs(0, False, False, 2)
             sweeps: list[tuple[str, Iterable[Any]]] = [
                 ("num_workers", workers),
                 ("persistent_workers", config.persistent_workers),
@@ -392,6 +393,13 @@ def tune_loader(
                     )
                     if _key(cand) != _key(best) and challenge(best, cand, f"sweep {name}"):
                         best = cand
+            # Guard against a chain of lucky single pairs: the final pick must still
+            # beat the plain loader over two interleaved rounds, or the plain one stays.
+            if _key(best) != _key(plain) and not challenge(plain, best, "final check", rounds=2):
+                notes.append(
+                    f"{best} did not beat the plain loader head to head; keeping num_workers=0"
+                )
+                best = plain
     best_key = _key(best)
     table = [row for rows in results.values() for row in rows]
     result = LoaderTuneResult(
