@@ -53,11 +53,11 @@ def test_cpu_finder_measures_in_a_subprocess_and_verifies_its_choice():
 
 
 def test_a_killed_probe_does_not_kill_the_caller():
-    result = find_max_batch_size(SmallCNN(), X, Y, LossThatIsKilledAbove(16), device="cpu", max_batch_size=64,
+    result = find_max_batch_size(SmallCNN(), X, Y, LossThatIsKilledAbove(4), device="cpu", max_batch_size=64,
                                  steps=1, patience=100)
     dead = result.curve[-1]
-    assert dead.batch_size == 32 and not dead.fits and "died" in dead.error
-    assert result.batch_size <= 16 and result.verified.fits  # verified in a fresh process
+    assert dead.batch_size == 8 and not dead.fits and "died" in dead.error
+    assert result.batch_size <= 4 and result.verified.fits  # verified in a fresh process
 
 
 def test_model_that_does_not_fit_at_batch_one_raises():

@@ -5,6 +5,7 @@ from accelkit.report.results import Results
 from accelkit.train.bench import bench_train_variants, list_train_variants
 
 
+@pytest.mark.slow  # imports dynamo + sklearn and measures a roofline: ~20 s on the shared box
 def test_training_variants_train_equal_steps_and_report_in_the_results_schema():
     results = bench_train_variants("digits", ["bf16", "channels-last"], batch_size=64, steps_per_call=1, repeats=2,
                                    warmup=1, width=8, roofline_size=256)

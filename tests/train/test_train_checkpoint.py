@@ -75,6 +75,7 @@ _KILLED_RUN = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow  # a subprocess (~10-30 s on the shared box); the stop/resume test above is the fast check
 def test_sigkilled_run_resumes_to_the_unbroken_loss_curve_bitwise(digits_dataset, tmp_path, unbroken):
     killed_dir = tmp_path / "killed"
     script = tmp_path / "killed_run.py"
