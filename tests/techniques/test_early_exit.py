@@ -259,3 +259,52 @@ def test_save_then_load_gives_identical_outputs(tmp_path):
 def test_loading_a_folder_without_metadata_raises_schema_error(tmp_path):
     with pytest.raises(SchemaError, match="save_early_exit"):
         load_early_exit(tmp_path, _digits_cnn())
+
+
+# ------------------------------------------------------------------ calibration on real data
+
+
+def test_calibrated_digits_exit_respects_the_budget_on_held_out_data(digits_workload, digits_model, tmp_path, monkeypatch):
+    """Heads trained and thresholds tuned on calibration data only; the eval set checks them."""
+    import copy
+
+    from accelkit.techniques.early_exit_variants import build_early_exit
+
+    monkeypatch.setenv("ACCELKIT_CACHE", str(tmp_path))
+    budget = 0.01
+    cfg = EarlyExitConfig(epochs=60, lr=1e-2, shift_augment=False)
+    wrapped = build_early_exit(
+        copy.deepcopy(digits_model), digits_workload, cfg, max_quality_drop=budget, train_fraction=0.5, batch_size=256
+    )
+    calib = wrapped.accelkit_details["calibration"]
+    assert calib["met_budget"] and calib["compute_saved"] > 0.2
+    assert 1 - calib["quality"] <= budget
+    curve = wrapped.accelkit_details["tradeoff_curve"]
+    assert {"threshold", "compute_saved", "quality"} <= set(curve[0])
+
+    x, y = digits_workload.eval_data()["inputs"], digits_workload.eval_data()["labels"]
+    with torch.inference_mode():
+        full = digits_model(x)
+        wrapped.reset_stats()
+        early = wrapped(x)
+    agreement = float((early.argmax(-1) == full.argmax(-1)).float().mean())
+    drop = float((full.argmax(-1) == y).float().mean() - (early.argmax(-1) == y).float().mean())
+    # 450 held-out images: allow a binomial margin of two standard errors over the budget
+    assert 1 - agreement <= budget + 0.02
+    assert drop <= budget + 0.02
+    assert wrapped.accelkit_details["compute_saved_measured"] > 0.2
+
+    # the second build comes from the cache: same thresholds, same outputs
+    again = build_early_exit(
+        copy.deepcopy(digits_model), digits_workload, cfg, max_quality_drop=budget, train_fraction=0.5, batch_size=256
+    )
+    assert again.thresholds == pytest.approx(wrapped.thresholds)
+    with torch.inference_mode():
+        torch.testing.assert_close(again(x), early, rtol=0, atol=0)
+
+
+def test_early_exit_variants_are_registered(digits_workload, minilm_workload):
+    from accelkit.variants import list_variants
+
+    assert "early-exit" in list_variants(digits_workload)
+    assert {"early-exit", "layer-skip"} <= set(list_variants(minilm_workload))

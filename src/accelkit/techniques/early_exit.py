@@ -7,11 +7,12 @@ quality drop bounded by calibrated thresholds, and head overhead for rows that s
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import tempfile
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -628,6 +629,8 @@ def train_exit_heads_(
     if cfg.training == "joint":
         return _train_joint(model, batches, labels, progress)
     model.eval()
+    if model.mode == "embedding" and cfg.head_hidden == 0:
+        return _fit_embedding_heads_ridge(model, batches, progress)
     with torch.no_grad():
         feats, teacher = _pooled_features(model, batches, cfg.shift_augment)
     report: dict[str, Any] = {"heads": []}
@@ -635,7 +638,8 @@ def train_exit_heads_(
         f = feats[k].float()
         opt = torch.optim.AdamW(head.proj.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         head.train()
-        with torch.enable_grad():
+        # tiny matmuls: one thread avoids OpenMP barrier stalls on a busy machine
+        with torch.enable_grad(), _threads(1):
             for _ in range(cfg.epochs):
                 out = head.proj(f)
                 loss = _distill_loss(model.mode, out, teacher, cfg.temperature)
@@ -652,6 +656,84 @@ def train_exit_heads_(
     return report
 
 
+@contextlib.contextmanager
+def _threads(n: int) -> Iterator[None]:
+    saved = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(saved)
+
+
+def _fit_embedding_heads_ridge(
+    model: EarlyExitModel, batches: list[Any], progress: Callable[[str], None] | None
+) -> dict[str, Any]:
+    """Least-squares heads for embedding models, fitted per token, ridge strength chosen on held-out rows.
+
+    A linear map commutes with the mean pool, so fitting hidden(layer k) → hidden(final) on
+    every token (thousands of rows) and applying it to the pooled vector predicts the pooled
+    embedding — far less overfit than fitting a D×D map on a few hundred pooled rows.
+    """
+    n_heads = len(model.heads)
+    n_select = max(1, len(batches) // 5)  # the last fifth of the batches picks the ridge strength
+    gram = [[None, None] for _ in range(n_heads)]  # per head: [fit part, select part] of (XᵀX, XᵀY)
+    pooled: list[list[torch.Tensor]] = [[] for _ in range(n_heads)]
+    pooled_final: list[torch.Tensor] = []
+    head_at = {b: k for k, b in enumerate(model.exit_after)}
+    with torch.no_grad():
+        for j, inputs in enumerate(batches):
+            part = 1 if j >= len(batches) - n_select else 0
+            kwargs = inputs if isinstance(inputs, dict) else {}
+            args = () if isinstance(inputs, dict) else (inputs,)
+            block_args, block_kwargs = model._capture(args, kwargs)
+            x, rest = block_args[0], tuple(block_args[1:])
+            mask = kwargs.get("attention_mask")
+            hidden: dict[int, torch.Tensor] = {}
+            for i, block in enumerate(model.blocks):
+                x = _first(block(x, *rest, **block_kwargs))
+                if i in head_at:
+                    hidden[head_at[i]] = x
+            final = model._finals(x)
+            keep = mask.bool() if mask is not None else torch.ones(final.shape[:2], dtype=torch.bool)
+            y = final[keep].double()  # (tokens, D)
+            for k, h in hidden.items():
+                xt = torch.cat([h[keep].double(), torch.ones(y.shape[0], 1, dtype=torch.float64)], 1)
+                xtx, xty = xt.T @ xt, xt.T @ y
+                g = gram[k][part]
+                gram[k][part] = (xtx, xty) if g is None else (g[0] + xtx, g[1] + xty)
+                if part == 1:
+                    pooled[k].append(_masked_mean(h, mask).double())
+            if part == 1:
+                pooled_final.append(_masked_mean(final, mask).double())
+    target = torch.cat(pooled_final)
+    report: dict[str, Any] = {"heads": [], "fit": "ridge per token"}
+    for k, head in enumerate(model.heads):
+        (fit_xtx, fit_xty), (sel_xtx, sel_xty) = gram[k]
+        feats = torch.cat(pooled[k])
+        feats1 = torch.cat([feats, torch.ones(len(feats), 1, dtype=torch.float64)], 1)
+        scale = float(torch.diagonal(fit_xtx).mean())
+        best = (-2.0, 0.0)
+        for lam in (1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0):
+            w = _ridge(fit_xtx, fit_xty, lam * scale)
+            cos = float(nn.functional.cosine_similarity(feats1 @ w, target, dim=-1).mean())
+            best = max(best, (cos, lam))
+        w = _ridge(fit_xtx + sel_xtx, fit_xty + sel_xty, best[1] * scale)
+        with torch.no_grad():
+            head.proj.weight.copy_(w[:-1].T.float())
+            head.proj.bias.copy_(w[-1].float())
+        report["heads"].append({"after_block": model.exit_after[k], "heldout_cosine": best[0], "ridge": best[1]})
+        if progress:
+            progress(f"head after block {model.exit_after[k]}: held-out cosine {best[0]:.4f}")
+    return report
+
+
+def _ridge(xtx: torch.Tensor, xty: torch.Tensor, lam: float) -> torch.Tensor:
+    eye = torch.eye(xtx.shape[0], dtype=xtx.dtype)
+    eye[-1, -1] = 0  # no penalty on the bias
+    return torch.linalg.solve(xtx + lam * eye, xty)
+
+
 def _distill_loss(mode: str, out: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
     if mode == "embedding":
         return (1 - nn.functional.cosine_similarity(out, teacher, dim=-1)).mean()
@@ -661,6 +743,14 @@ def _distill_loss(mode: str, out: torch.Tensor, teacher: torch.Tensor, temperatu
         (out / t).log_softmax(-1), (teacher / t).softmax(-1), reduction="batchmean"
     ) * (t * t)
     return soft + nn.functional.cross_entropy(out, teacher.argmax(-1))
+
+
+def _row_quality(mode: str, out: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """Per row: cosine to the reference (embeddings) or the fraction of predictions that agree."""
+    if mode == "embedding":
+        return nn.functional.cosine_similarity(out, reference, dim=-1).double()
+    same = (out.argmax(-1) == reference.argmax(-1)).double()
+    return same.mean(-1) if same.dim() == 2 else same
 
 
 def _agreement(mode: str, out: torch.Tensor, reference: torch.Tensor) -> float:
@@ -779,6 +869,7 @@ def _simulate(
     scores: list[torch.Tensor | None],
     thresholds: list[float | None],
     costs: tuple[list[float], list[float], float],
+    row_quality: list[torch.Tensor],
 ) -> tuple[float, float, float, torch.Tensor]:
     """(quality, compute_saved, layers_saved, exit_block per row) for ``thresholds``."""
     n = final.shape[0]
@@ -801,12 +892,12 @@ def _simulate(
                 continue
             leave = (s >= sign * thresholds[k]) & (exit_head < 0)
             exit_head[leave] = k
-    chosen = final.clone()
-    for k, o in enumerate(outs):
+    # quality per row is precomputed per head: gather the exit head's value, 1.0 for full depth
+    per_row = torch.ones(n, dtype=torch.float64)
+    for k, rq in enumerate(row_quality):
         sel = exit_head == k
-        if sel.any():
-            chosen[sel] = o[sel]
-    quality = _agreement(model.mode, chosen, final)
+        per_row[sel] = rq[sel]
+    quality = float(per_row.mean())
     block_flops, head_flops, final_flops = costs
     baseline = sum(block_flops) + final_flops
     needed = _needed_for(model, thresholds)
@@ -838,7 +929,7 @@ def calibrate_thresholds(
     *,
     max_quality_drop: float,
     example_inputs: Any = None,
-    n_candidates: int = 40,
+    n_candidates: int = 30,
 ) -> CalibrationResult:
     """Pick the thresholds that save the most compute with quality within budget.
 
@@ -856,11 +947,12 @@ def calibrate_thresholds(
     costs = block_costs(model, example_inputs if example_inputs is not None else batches[0])
     cost_dict = {"block_flops": costs[0], "head_flops": costs[1], "final_flops": costs[2]}
     scores = _scores(model.config.criterion, outs)
+    row_quality = [_row_quality(model.mode, o, final) for o in outs]
     metric = "cosine_mean" if model.mode == "embedding" else "agreement"
     n_heads = len(model.heads)
 
     def evaluate(thr: list[float | None]) -> dict[str, Any]:
-        q, saved, layers, exit_block = _simulate(model, outs, final, scores, thr, costs)
+        q, saved, layers, exit_block = _simulate(model, outs, final, scores, thr, costs, row_quality)
         return {"thresholds": thr, "quality": q, "compute_saved": saved, "layers_saved": layers}
 
     curve: list[dict[str, Any]] = []
@@ -929,7 +1021,7 @@ def _refine(
             best = {"thresholds": [c["threshold"]] * n_heads, **c}
     if best is None:
         best = evaluate([None] * n_heads)
-    for _ in range(4):  # a few sweeps; each only ever increases the saving
+    for _ in range(3):  # a few sweeps; each only ever increases the saving
         improved = False
         for k in range(n_heads):
             if per_head[k] is None:

@@ -1,0 +1,82 @@
+"""CLI for dynamic inference: ``accelkit early-exit`` and ``accelkit layer-skip`` (thin calls into the library)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from accelkit.errors import ConfigError
+
+__all__ = ["register"]
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("early-exit")
+    def early_exit_cmd(
+        workload: str = typer.Option("digits", "--workload", "-w", help="digits | minilm"),
+        budget: float | None = typer.Option(
+            None, help="max quality drop on calibration data (digits: 0.005 agreement; minilm: 0.015 = cosine 0.985)"
+        ),
+        criterion: str | None = typer.Option(None, help="confidence | entropy | patience (digits), stability (minilm)"),
+        out: Path | None = typer.Option(None, help="folder for heads.safetensors + early_exit.json"),
+    ) -> None:
+        """Train exit heads, calibrate thresholds for a quality budget, report held-out quality and compute saved."""
+        from accelkit.techniques.early_exit import EarlyExitConfig, save_early_exit
+        from accelkit.techniques.early_exit_variants import EARLY_EXIT_PRESETS, build_early_exit
+        from accelkit.workloads import RunSettings, get_workload
+
+        if workload not in EARLY_EXIT_PRESETS:
+            raise ConfigError(f"--workload {workload!r}: early exit is set up for {sorted(EARLY_EXIT_PRESETS)}")
+        preset = EARLY_EXIT_PRESETS[workload]
+        config = preset["config"].to_dict()
+        if criterion is not None:
+            config["criterion"] = criterion
+        wl = get_workload(workload)
+        base = wl.build_model()
+        model = build_early_exit(
+            wl.build_model(), wl, EarlyExitConfig.from_dict(config),
+            max_quality_drop=preset["max_quality_drop"] if budget is None else budget,
+            train_fraction=preset["train_fraction"], batch_size=preset["batch_size"],
+        )
+        model.reset_stats()
+        settings = RunSettings(batch_size=preset["batch_size"])
+        data = wl.eval_data()
+        ref = wl.predict(base, data, settings)
+        quality = wl.quality(wl.predict(model, data, settings), ref, data)
+        details = model.accelkit_details
+        report = {
+            "quality": quality,
+            "baseline_quality": wl.quality(ref, ref, data),
+            "compute_saved_eval": details.get("compute_saved_measured"),
+            "layers_saved_eval": details.get("layers_saved_measured"),
+            "thresholds": model.thresholds,
+            "calibration": details.get("calibration"),
+            "exit_histogram": [h["rows"] for h in details["exit_histogram"]],
+        }
+        typer.echo(json.dumps(report, indent=1))
+        if out is not None:
+            save_early_exit(model, out)
+            typer.echo(f"saved to {out}")
+
+    @app.command("layer-skip")
+    def layer_skip_cmd(
+        workload: str = typer.Option("minilm", "--workload", "-w", help="minilm"),
+        budget: float = typer.Option(0.015, help="max drop of mean cosine on calibration sentences"),
+    ) -> None:
+        """Rank encoder layers by sensitivity and skip the least useful ones within the budget."""
+        from accelkit.techniques.early_exit_variants import LAYER_SKIP_PRESETS, build_layer_skip
+        from accelkit.techniques.layer_skip import LayerSkipConfig
+        from accelkit.workloads import RunSettings, get_workload
+
+        if workload not in LAYER_SKIP_PRESETS:
+            raise ConfigError(f"--workload {workload!r}: layer skipping is set up for {sorted(LAYER_SKIP_PRESETS)}")
+        wl = get_workload(workload)
+        base = wl.build_model()
+        model, details = build_layer_skip(wl.build_model(), wl, LayerSkipConfig(max_quality_drop=budget))
+        settings = RunSettings(batch_size=wl.default_batch_size)
+        data = wl.eval_data()
+        ref = wl.predict(base, data, settings)
+        quality = wl.quality(wl.predict(model, data, settings), ref, data)
+        typer.echo(json.dumps({"quality": quality, **{k: v for k, v in details.items() if k != "tradeoff_curve"}}, indent=1))
