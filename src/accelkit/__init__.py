@@ -9,3 +9,11 @@ from accelkit.errors import AccelkitError
 __version__ = "0.1.0"
 
 __all__ = ["AccelkitError", "__version__"]
+
+
+def __getattr__(name: str):  # lazy: accelkit.save / accelkit.load import torch only when used
+    if name in ("save", "load"):
+        from accelkit import saving
+
+        return getattr(saving, name)
+    raise AttributeError(f"module 'accelkit' has no attribute {name!r}")

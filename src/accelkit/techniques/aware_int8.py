@@ -69,14 +69,14 @@ class AwareInt8Config:
 
 
 def onnx_nodes_by_layer(onnx_bytes: bytes, layers: list[str]) -> dict[str, list[str]]:
-    """MatMul/Gemm node names of the exported graph that belong to each torch Linear name.
+    """MatMul node names of the exported graph that belong to each torch Linear name.
 
     The TorchScript exporter names nodes by module scope, e.g. ``/model/encoder/layer.0/attention/self/query/linear/MatMul``.
     """
     import onnx
 
     graph = onnx.load_from_string(onnx_bytes).graph
-    nodes = [n.name for n in graph.node if n.op_type in ("MatMul", "Gemm")]
+    nodes = [n.name for n in graph.node if n.op_type == "MatMul"]
     found: dict[str, list[str]] = {}
     for layer in layers:
         # numeric children of a ModuleList keep their dot: encoder.layer.0 → encoder/layer.0
@@ -154,12 +154,24 @@ def quantize_accuracy_aware(
 
         sens_report = {n: round(sens[n], 6) for n in ranked[:5]}
 
-    if config.backend == "onnxruntime":
+    backend = config.backend
+    if backend == "onnxruntime":
         from accelkit.export.onnx import OrtModule, export_onnx, quantize_onnx_dynamic
 
         float_bytes = export_onnx(model, workload.example_inputs(calib, fp32_settings))
         node_map = onnx_nodes_by_layer(float_bytes, layers)
+        # ONNX Runtime's dynamic int8 covers MatMul only: a Linear on 2-D input exports as Gemm
         unmapped = [n for n, nodes in node_map.items() if not nodes]
+        if len(unmapped) == len(layers):
+            backend = "torch"
+            details["backend"] = "torch"
+            details["fallback"] = ("onnxruntime dynamic int8 covers no Linear of this model (2-D inputs export "
+                                   "as Gemm); used PyTorch dynamic int8 instead")
+            say(details["fallback"])
+        else:
+            ranked = [n for n in ranked if n not in unmapped]
+            layers = [n for n in layers if n not in unmapped]
+    if backend == "onnxruntime":
         cache: dict[tuple[str, ...], OrtModule] = {}
 
         def build(kept: list[str]) -> OrtModule:
@@ -167,7 +179,7 @@ def quantize_accuracy_aware(
             if key not in cache:
                 exclude = [node for layer in kept for node in node_map[layer]]
                 q = quantize_onnx_dynamic(float_bytes, per_channel=config.per_channel, nodes_to_exclude=exclude,
-                                          op_types=["MatMul", "Gemm"])
+                                          op_types=["MatMul"])
                 cache[key] = OrtModule(q)
             return cache[key]
 
@@ -178,8 +190,9 @@ def quantize_accuracy_aware(
 
         kept, final_drop, trace = fallback_search(ranked, drop_with_kept, config.max_quality_drop)
         result: Any = build(kept)
+        result.flop_reference = model
         if unmapped:
-            details["unmapped_layers"] = unmapped
+            details["kept_float_unsupported"] = unmapped
     else:
         def torch_model(kept: list[str]) -> nn.Module:
             m = copy.deepcopy(model)

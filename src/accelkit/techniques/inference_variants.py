@@ -166,7 +166,8 @@ def _onnx_int8_dynamic(model, settings, workload):
     from accelkit.export.onnx import OrtModule, export_onnx, quantize_onnx_dynamic
 
     q = quantize_onnx_dynamic(export_onnx(model, _example(workload, settings)))
-    return OrtModule(q, details={"quantization": "onnxruntime dynamic, per-tensor weights"}), settings
+    return OrtModule(q, details={"quantization": "onnxruntime dynamic, per-tensor weights"},
+                     flop_reference=model), settings
 
 
 @register_variant("onnx-int8-static", description="ONNX Runtime static int8 (QDQ, per-channel, min-max calibrated "
@@ -176,7 +177,8 @@ def _onnx_int8_static(model, settings, workload):
 
     batches = _calib_batches(workload, settings, 512)[:16]
     q = quantize_onnx_static(export_onnx(model, _example(workload, settings)), batches, method="minmax")
-    return OrtModule(q, details={"quantization": "onnxruntime static QDQ, min-max", "calib_batches": len(batches)}), settings
+    details = {"quantization": "onnxruntime static QDQ, min-max", "calib_batches": len(batches)}
+    return OrtModule(q, details=details, flop_reference=model), settings
 
 
 def _weight_only(model, settings, workload, bits: int):

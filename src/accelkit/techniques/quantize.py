@@ -33,8 +33,8 @@ _OBSERVERS = ("histogram", "minmax")
 
 def sqnr_db(reference: torch.Tensor, approx: torch.Tensor) -> float:
     """Signal-to-quantization-noise ratio in dB (PyTorch's quantization tests want > 30 dB)."""
-    ref = reference.float()
-    noise = (ref - approx.float()).pow(2).mean()
+    ref = reference.detach().float()
+    noise = (ref - approx.detach().float()).pow(2).mean()
     return float(10 * torch.log10(ref.pow(2).mean() / noise.clamp(min=1e-30)))
 
 
