@@ -219,3 +219,24 @@ def test_sentence_student_is_cached_by_config(tiny_bert, tmp_path, monkeypatch):
     assert len(list((tmp_path / "distill").glob("tiny-student-*.safetensors"))) == 1
     with pytest.raises(ConfigError, match="sentences but teacher embeddings"):
         distill_sentence_encoder(first, torch.zeros(3, 32), tokenizer, SENTENCES, cfg)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("variant", ["distill-small", "depthwise-separable", "mobilenet-v2"])
+def test_digits_students_stay_within_one_and_a_half_points(variant):
+    from accelkit.bench import bench
+
+    base, student = bench("digits", [variant], batch_size=256, repeats=1, roofline=False).variants
+    assert student.error is None
+    assert student.params < 0.2 * base.params
+    assert student.quality_drop <= 0.015
+
+
+@pytest.mark.slow
+def test_minilm_three_layer_student_keeps_embedding_cosine():
+    from accelkit.bench import bench
+
+    base, student = bench("minilm", ["distill-3layer"], batch_size=32, repeats=1, limit=128, roofline=False).variants
+    assert student.error is None
+    assert student.details["kept_layers"] == [0, 3, 5]
+    assert student.quality["cosine_mean"] >= 0.93

@@ -75,7 +75,7 @@ def _prune_unstructured_50(model, settings, workload):
 
 # ---------------------------------------------------------------------------- distillation / lightweight
 
-DISTILL_3LAYER = SentenceDistillConfig(keep_layers=(0, 3, 5), epochs=3, lr=2e-4)
+DISTILL_3LAYER = SentenceDistillConfig(keep_layers=(0, 3, 5), epochs=3, lr=5e-4, token_weight=1.0, augment_copies=2)
 DIGITS_KD = ClassifierDistillConfig(kd=LogitKDConfig(temperature=4.0, alpha=0.7), epochs=30, lr=3e-3)
 
 

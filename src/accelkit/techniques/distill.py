@@ -28,6 +28,7 @@ __all__ = [
     "HiddenDistillLoss",
     "LogitKDConfig",
     "SentenceDistillConfig",
+    "augment_sentences",
     "cached_sentence_student",
     "distill_classifier",
     "distill_sentence_encoder",
@@ -264,6 +265,8 @@ class SentenceDistillConfig:
     batch_size: int = 32
     max_length: int = 128
     mse_weight: float = 1.0
+    token_weight: float = 0.0  # > 0: also match the teacher's last hidden state token by token (needs teacher=)
+    augment_copies: int = 0  # extra inputs per sentence (word-span crops, sentence pairs): more data, same split
     train_sentences: int | None = None  # None: all calibration sentences
     seed: int = 0
     version: int = 1
@@ -281,8 +284,10 @@ class SentenceDistillConfig:
         _check_positive("lr", self.lr)
         if self.batch_size < 1 or self.max_length < 2:
             raise ConfigError(f"batch_size={self.batch_size}, max_length={self.max_length}: expected ≥1 and ≥2")
-        if self.mse_weight < 0:
-            raise ConfigError(f"mse_weight={self.mse_weight}: expected ≥ 0")
+        if self.mse_weight < 0 or self.token_weight < 0:
+            raise ConfigError(f"mse_weight={self.mse_weight}, token_weight={self.token_weight}: expected ≥ 0")
+        if self.augment_copies < 0:
+            raise ConfigError(f"augment_copies={self.augment_copies}: expected 0 (none) or more")
         if self.train_sentences is not None and self.train_sentences < 1:
             raise ConfigError(f"train_sentences={self.train_sentences}: expected None (all) or a positive count")
 
@@ -369,6 +374,25 @@ def sentence_embeddings(
     return out
 
 
+def augment_sentences(sentences: Sequence[str], copies: int, seed: int = 0) -> list[str]:
+    """``sentences`` plus ``copies`` variants of each: a random span of 40–90% of its words,
+    or the sentence joined to another one. Only training inputs change; evaluation data is untouched."""
+    import random
+
+    rng = random.Random(seed)
+    out = list(sentences)
+    for c in range(copies):
+        for i, sent in enumerate(sentences):
+            words = sent.split()
+            if c % 2 == 0 and len(words) > 4:
+                n = max(3, int(len(words) * rng.uniform(0.4, 0.9)))
+                start = rng.randrange(0, len(words) - n + 1)
+                out.append(" ".join(words[start : start + n]))
+            else:
+                out.append(sent + " " + sentences[(i + rng.randrange(1, len(sentences))) % len(sentences)])
+    return out
+
+
 def distill_sentence_encoder(
     student: nn.Module,
     teacher_embeddings: torch.Tensor,
@@ -376,12 +400,14 @@ def distill_sentence_encoder(
     sentences: Sequence[str],
     config: SentenceDistillConfig | None = None,
     *,
+    teacher: nn.Module | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> nn.Module:
     """Train ``student`` so its mean-pooled embeddings of ``sentences`` match ``teacher_embeddings`` (N, D).
 
-    Batches are length-sorted and dynamically padded (training pays only for real tokens),
-    and shuffled as whole batches each epoch.
+    With ``config.token_weight`` > 0 the student's last hidden states also match ``teacher``'s
+    token by token (computed once per batch, kept in memory). Batches are length-sorted and
+    dynamically padded (training pays only for real tokens), shuffled as whole batches each epoch.
     """
     config = config or SentenceDistillConfig()
     if len(teacher_embeddings) != len(sentences):
@@ -389,9 +415,16 @@ def distill_sentence_encoder(
             f"{len(sentences)} sentences but teacher embeddings of shape {tuple(teacher_embeddings.shape)}; "
             "compute the teacher embeddings of exactly these sentences"
         )
+    if config.token_weight > 0 and teacher is None:
+        raise ConfigError(f"token_weight={config.token_weight} matches hidden states: pass teacher=, or set token_weight=0")
     batches = _length_sorted_batches(tokenizer, sentences, config.batch_size, config.max_length)
     if config.epochs == 0:
         return student.eval()
+    token_targets: list[torch.Tensor] = []
+    if config.token_weight > 0:
+        with torch.no_grad():
+            teacher.eval()
+            token_targets = [teacher(**b).last_hidden_state for _, b in batches]  # each (B, T, D)
     with torch.no_grad():
         width = _embed(student.eval(), batches[0][1]).shape[-1]
     hidden_loss = HiddenDistillLoss(width, teacher_embeddings.shape[1], HiddenDistillConfig("cosine"))
@@ -409,11 +442,19 @@ def distill_sentence_encoder(
     for _ in range(config.epochs):
         for b in torch.randperm(len(batches), generator=gen).tolist():
             idx, batch = batches[b]
-            emb = _embed(student, batch)
+            out = student(**batch)
+            hidden = out[0] if isinstance(out, (tuple, list)) else out.last_hidden_state  # (B, T, D)
+            emb = _mean_pool(hidden, batch["attention_mask"])
             target = teacher_embeddings[torch.tensor(idx)]
             loss = hidden_loss(emb, target)
             if config.mse_weight:
                 loss = loss + config.mse_weight * nn.functional.mse_loss(hidden_loss.projection(emb), target)
+            if token_targets:
+                real = batch["attention_mask"].bool()  # (B, T): padding positions carry no signal
+                s_tok, t_tok = hidden_loss.projection(hidden[real]), token_targets[b][real]
+                loss = loss + config.token_weight * (
+                    nn.functional.mse_loss(s_tok, t_tok) + (1 - nn.functional.cosine_similarity(s_tok, t_tok)).mean()
+                )
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -461,13 +502,13 @@ def cached_sentence_student(workload: Any, teacher: nn.Module, config: SentenceD
             return student.eval()
         except Exception:
             weights.unlink(missing_ok=True)
-    sentences = workload.calib_data(config.train_sentences)
+    sentences = augment_sentences(workload.calib_data(config.train_sentences), config.augment_copies, config.seed)
     digest = hashlib.sha256("\n".join(sentences).encode()).hexdigest()[:12]
     targets = _cached_tensor(
         cache_dir() / "distill" / f"{workload.name}-teacher-emb-{digest}-L{config.max_length}.safetensors",
         lambda: sentence_embeddings(teacher, workload.tokenizer, sentences, max_length=config.max_length),
     )
-    student = distill_sentence_encoder(student, targets, workload.tokenizer, sentences, config)
+    student = distill_sentence_encoder(student, targets, workload.tokenizer, sentences, config, teacher=teacher)
     save_state_atomic(student, weights)
     student.accelkit_details.update({"config": config.to_dict(), "cached": False})
     return student
