@@ -221,6 +221,35 @@ def test_sentence_student_is_cached_by_config(tiny_bert, tmp_path, monkeypatch):
         distill_sentence_encoder(first, torch.zeros(3, 32), tokenizer, SENTENCES, cfg)
 
 
+def test_augmented_sentences_are_crops_or_pairs_of_the_training_sentences():
+    from accelkit.techniques.distill import augment_sentences
+
+    out = augment_sentences(SENTENCES[:8], copies=2, seed=0)
+    assert len(out) == 24 and out[:8] == SENTENCES[:8]
+    for crop, source in zip(out[8:16], SENTENCES[:8], strict=True):
+        assert crop in source and len(crop.split()) < len(source.split())
+    for pair, source in zip(out[16:], SENTENCES[:8], strict=True):
+        assert pair.startswith(source + " ") and pair[len(source) + 1 :] in SENTENCES[:8]
+    assert augment_sentences(SENTENCES[:8], 2, seed=0) == out  # deterministic
+
+
+def test_token_matching_needs_the_teacher(tiny_bert):
+    teacher, tokenizer = tiny_bert
+    target = torch.zeros(len(SENTENCES), 32)
+    with pytest.raises(ConfigError, match="pass teacher="):
+        distill_sentence_encoder(make_layer_student(teacher, (0,)), target, tokenizer, SENTENCES,
+                                 SentenceDistillConfig(keep_layers=(0,), token_weight=1.0))
+
+
+def test_token_matching_trains_with_the_teacher(tiny_bert):
+    teacher, tokenizer = tiny_bert
+    target = sentence_embeddings(teacher, tokenizer, SENTENCES[:8])
+    student = make_layer_student(teacher, (0,))
+    distill_sentence_encoder(student, target, tokenizer, SENTENCES[:8],
+                             SentenceDistillConfig(keep_layers=(0,), epochs=1, token_weight=1.0), teacher=teacher)
+    assert torch.isfinite(sentence_embeddings(student, tokenizer, SENTENCES[:8])).all()
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("variant", ["distill-small", "depthwise-separable", "mobilenet-v2"])
 def test_digits_students_stay_within_one_and_a_half_points(variant):
