@@ -34,7 +34,7 @@ def main() -> None:
     models = {
         "DigitsCNN(64) (baseline)": DigitsCNN(64),
         "to_depthwise_separable": to_depthwise_separable(copy.deepcopy(DigitsCNN(64)))[0],
-        "MobileDigitsNet (mobilenet-v2)": MobileDigitsNet(),
+        "MobileDigitsNet w2 (mobilenet-v2)": MobileDigitsNet(2.0),
         "DigitsCNN(16) (distill-small)": DigitsCNN(16),
         **{f"MobileDigitsNet {k}": m for k, m in efficient_family((0, 1, 2), se=True).items()},
     }
