@@ -211,10 +211,20 @@ def load(path: str | os.PathLike, *, baseline: nn.Module | None = None) -> Loade
         model = base
     tensors = load_file(str(root / "model.safetensors"))
     if isinstance(model, nn.Module):
-        result = model.load_state_dict(tensors, strict=False)
-        if result.unexpected_keys:
+        # copy into the live parameters/buffers; load_state_dict would run quantized modules'
+        # own loaders, which want the packed weights that safetensors cannot hold
+        current = model.state_dict(keep_vars=True)
+        unexpected = [k for k in tensors if k not in current]
+        if unexpected:
             raise SchemaError(
-                f"{root}: saved tensors {result.unexpected_keys[:3]} do not exist in the rebuilt model; "
+                f"{root}: saved tensors {unexpected[:3]} do not exist in the rebuilt model; "
                 "the plan or baseline differs from the one saved"
             )
+        with torch.no_grad():
+            for key, value in tensors.items():
+                target = current[key]
+                if target.shape != value.shape:
+                    raise SchemaError(f"{root}: tensor {key} has shape {tuple(value.shape)}, the rebuilt model "
+                                      f"{tuple(target.shape)}; the plan or baseline differs from the one saved")
+                target.data.copy_(value)
     return LoadedModel(model, settings, plan, meta.get("workload"), meta.get("details") or {})

@@ -69,6 +69,12 @@ def _qao():
     return tq
 
 
+def _to_float32(module: nn.Module, args: tuple) -> tuple:
+    if args and isinstance(args[0], torch.Tensor) and args[0].dtype in (torch.bfloat16, torch.float16):
+        return (args[0].float(), *args[1:])
+    return args
+
+
 def quantize_dynamic_int8(model: nn.Module, config: DynamicInt8Config | None = None) -> tuple[nn.Module, dict]:
     """Dynamic int8 copy-in-place of ``model``; returns (model, report).
 
@@ -91,6 +97,10 @@ def quantize_dynamic_int8(model: nn.Module, config: DynamicInt8Config | None = N
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         quantized = tq.quantize_dynamic(model, spec, inplace=True) if spec else model
+    for name in spec:
+        # int8 kernels take fp32 only; under bf16/fp16 autocast the float layers around them
+        # hand over half-precision activations, so cast them back at the door.
+        quantized.get_submodule(name).register_forward_pre_hook(_to_float32)
     report = {
         "converted": sorted(spec),
         "kept_float_unsupported": unsupported,
