@@ -30,7 +30,8 @@ def one_process_weights(tmp_path_factory):
 def _run_two(out, strategy="ddp", die_at=None, max_restarts=0):
     target = [WORKER, str(out), strategy] + ([str(die_at)] if die_at else [])
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
-    return launch(LaunchConfig(nproc_per_node=2, max_restarts=max_restarts, monitor_interval=0.5), target, env=env)
+    return launch(LaunchConfig(nproc_per_node=2, max_restarts=max_restarts, monitor_interval=0.5), target, env=env,
+                  timeout_s=400)  # a hang fails the test instead of stalling CI
 
 
 def _assert_same_weights(path, reference):

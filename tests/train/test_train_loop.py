@@ -126,3 +126,15 @@ def test_too_small_dataset_is_a_config_error(digits_dataset):
 
     with pytest.raises(ConfigError, match="fewer than one optimizer step"):
         train(make_model(), digits_dataset, F.cross_entropy, _cfg(micro_batch_size=512, target_batch_size=1024))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA: fp16 GradScaler and bf16 autocast on GPU")
+@pytest.mark.parametrize("precision", ["fp16", "bf16"])
+def test_cuda_mixed_precision_converges(digits_dataset, precision):
+    if precision == "bf16" and not torch.cuda.is_bf16_supported():
+        pytest.skip("this GPU has no bf16")
+    model = make_model()
+    result = train(model, digits_dataset, F.cross_entropy, _cfg(epochs=3, precision=precision, device="cuda"))
+    assert next(model.parameters()).is_cuda and all(p.dtype == torch.float32 for p in model.parameters())
+    assert result.final_loss < 0.5 * result.losses[0]

@@ -31,6 +31,9 @@ def dataset() -> TensorDataset:
 
 
 def main() -> None:
+    import faulthandler
+
+    faulthandler.dump_traceback_later(150, exit=True)  # a hung worker prints where it hangs, then exits
     torch.set_num_threads(1)
     out, strategy = sys.argv[1], sys.argv[2]
     die_at = int(sys.argv[3]) if len(sys.argv) > 3 else None

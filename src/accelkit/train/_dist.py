@@ -55,6 +55,15 @@ def init_distributed(device: str) -> DistContext:
         raise DeviceUnavailableError("NCCL is not available in this torch build; run on CPU (gloo) with device='cpu'")
     owns = False
     if not dist.is_initialized():
-        dist.init_process_group(backend=backend)
+        restart = os.environ.get("TORCHELASTIC_RESTART_COUNT")
+        if restart is not None:
+            # torchrun's agent store outlives a restart, and the keys the dead attempt's workers
+            # wrote (their gloo addresses) would be read by the new ones (measured here: "connection
+            # refused" to the dead worker's port, or a hang): give each attempt its own key space
+            store, store_rank, store_world = next(dist.rendezvous("env://"))
+            store = dist.PrefixStore(f"accelkit/attempt-{restart}", store)
+            dist.init_process_group(backend=backend, store=store, rank=store_rank, world_size=store_world)
+        else:
+            dist.init_process_group(backend=backend)
         owns = True
     return DistContext(dist.get_rank(), local_rank, dist.get_world_size(), torch_device, backend, owns)

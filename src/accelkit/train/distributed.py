@@ -7,6 +7,8 @@ all-reduce per optimizer step (none during accumulation: DDP ``no_sync``).
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 from dataclasses import asdict, dataclass
@@ -73,6 +75,32 @@ def torchrun_command(launch_config: LaunchConfig, target: list[str], *, module: 
     return cmd + list(target)
 
 
-def launch(launch_config: LaunchConfig, target: list[str], *, module: bool = False, env: dict[str, str] | None = None) -> int:
-    """Run ``target`` under torchrun and wait; returns torchrun's exit code (0: all workers succeeded)."""
-    return subprocess.run(torchrun_command(launch_config, target, module=module), env=env, check=False).returncode
+def launch(launch_config: LaunchConfig, target: list[str], *, module: bool = False, env: dict[str, str] | None = None,
+           timeout_s: float | None = None) -> int:
+    """Run ``target`` under torchrun and wait; returns torchrun's exit code (0: all workers succeeded).
+
+    torchrun and its workers run in their own process group, so a timeout or Ctrl-C stops all
+    of them, never leaving orphaned workers. After ``timeout_s`` it raises TimeoutError.
+    """
+    proc = subprocess.Popen(torchrun_command(launch_config, target, module=module), env=env, start_new_session=True)
+    try:
+        return proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired as exc:
+        _stop_group(proc)
+        raise TimeoutError(f"torchrun did not finish in {timeout_s:.0f} s; it and its workers were stopped") from exc
+    except KeyboardInterrupt:
+        _stop_group(proc, first=signal.SIGINT)
+        raise
+
+
+def _stop_group(proc: subprocess.Popen, first: int = signal.SIGTERM) -> None:
+    for sig, grace in ((first, 15), (signal.SIGKILL, 5)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=grace)
+            return
+        except subprocess.TimeoutExpired:
+            continue
