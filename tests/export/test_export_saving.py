@@ -88,3 +88,22 @@ def test_save_refuses_to_overwrite_a_foreign_directory(tmp_path, ort_digits):
     accelkit.save(ort_digits, tmp_path / "s", "onnx")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mine", "s"]
 
+
+
+def test_cli_export_writes_a_loadable_directory(tmp_path):
+    from typer.testing import CliRunner
+
+    from accelkit.cli import app
+
+    result = CliRunner().invoke(app, ["export", "-w", "digits", "-v", "onnx", "-o", str(tmp_path / "cli")])
+    assert result.exit_code == 0, result.output
+    loaded = accelkit.load(tmp_path / "cli")
+    assert loaded(X).shape == (9, 10)
+
+
+def test_cli_export_unknown_variant_exits_2(tmp_path):
+    from accelkit.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["export", "-w", "digits", "-v", "no-such-thing", "-o", str(tmp_path / "x")])
+    assert exc.value.code == 2

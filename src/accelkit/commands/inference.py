@@ -1,0 +1,35 @@
+"""Inference commands: ``export`` (build a variant and save it) and ``load-check`` (load and verify)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+__all__ = ["register"]
+
+
+def export(
+    variant: Annotated[str, typer.Option("--variant", "-v", help="variant name, '+' composes, e.g. dynamic-padding+int8-aware")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="directory to write (plan.json + model.onnx or model.safetensors)")],
+    workload: Annotated[str, typer.Option("--workload", "-w", help="minilm | digits | gpt-mini | package.module:function")] = "minilm",
+    batch_size: Annotated[int | None, typer.Option(help="default: the workload's")] = None,
+    overwrite: Annotated[bool, typer.Option(help="replace a directory that is not an accelkit save")] = False,
+) -> None:
+    """Build ``variant`` of the workload's baseline and save it; ``accelkit.load(out)`` restores it."""
+    from accelkit.saving import save
+    from accelkit.variants import build_variant
+    from accelkit.workloads import RunSettings, get_workload
+
+    wl = get_workload(workload)
+    settings = RunSettings(batch_size=batch_size or wl.default_batch_size)
+    model, settings, _ = build_variant(variant, wl.build_model(), settings, wl)
+    path = save((model, settings), out, variant, workload=wl.name, overwrite=overwrite)
+    details = getattr(model, "accelkit_details", None) or {}
+    kept = [k["layer"] for k in details.get("kept_layers", [])]
+    typer.echo(f"saved {variant} of {wl.name} to {path}" + (f"; kept in float: {kept}" if kept else ""))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("export")(export)
