@@ -86,6 +86,15 @@ def test_search_rejects_lossy_and_crashing_candidates_and_writes_outputs(test_va
     assert results["schema"] == "accelkit.results/1" and results["search"]["best"] == res.best
     page = (tmp_path / "report.html").read_text()
     assert "unsupported op" in page and "int8-test-lossy" in page
+    # the chosen model is saved and loads back with the baseline's outputs (both candidates are exact)
+    import accelkit
+    from accelkit.workloads import RunSettings, get_workload
+
+    loaded = accelkit.load(tmp_path / "model")
+    wl = get_workload("digits")
+    data = wl.eval_data(64)
+    ref = wl.predict(digits_model, data, RunSettings(batch_size=64))
+    torch.testing.assert_close(wl.predict(loaded.model, data, loaded.settings), ref)
 
 
 def test_budget_no_plan_meets_returns_the_baseline(test_variants, tmp_path, digits_model):

@@ -22,7 +22,7 @@ from accelkit.errors import ConfigError
 from accelkit.optimize.plans import Plan, compose_plans
 from accelkit.report.results import Results, VariantResult, check_writable, write_text_atomic
 from accelkit.variants import VARIANTS, list_variants
-from accelkit.workloads import Workload, get_workload
+from accelkit.workloads import RunSettings, Workload, get_workload
 
 __all__ = ["OptimizeConfig", "OptimizeResult", "optimize", "objective_score"]
 
@@ -212,23 +212,17 @@ def _write_outputs(result: OptimizeResult, config: OptimizeConfig, wl: Workload,
                 "objective": config.objective, "max_quality_drop": config.max_quality_drop,
                 "batch_size": result.results.settings.get("batch_size"), "message": result.message}
     write_text_atomic(out / "plan.json", json.dumps(plan_doc, indent=2))
-    _save_model(result.best, wl, model, out / "model")
+    settings = RunSettings(batch_size=result.results.settings.get("batch_size") or wl.default_batch_size)
+    _save_model(result.best, wl, config.workload, model, settings, out / "model")
     from accelkit.optimize.report import write_optimize_report
 
     write_optimize_report([result], out / "report.html")
 
 
-def _save_model(name: str, wl: Workload, model: Any, path: Path) -> None:
-    """Save the chosen model with accelkit.save when that module is present; plan.json rebuilds it anyway."""
-    import importlib.util
+def _save_model(name: str, wl: Workload, workload_name: str, model: Any, settings: RunSettings, path: Path) -> None:
+    """Rebuild the chosen plan and save it so that ``accelkit.load(path)`` restores it."""
+    from accelkit.saving import save
+    from accelkit.variants import build_variant
 
-    if importlib.util.find_spec("accelkit.saving") is None:
-        return
-    from accelkit import saving
-
-    try:
-        saving.save_plan(name, wl, path, baseline=model)
-    except AttributeError:
-        pass
-
-
+    built = (model, settings) if name == "baseline" else build_variant(name, model, settings, wl)[:2]
+    save(built, path, plan=None if name == "baseline" else name, workload=workload_name, overwrite=True)
