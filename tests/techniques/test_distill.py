@@ -269,3 +269,14 @@ def test_minilm_three_layer_student_keeps_embedding_cosine():
     assert student.error is None
     assert student.details["kept_layers"] == [0, 3, 5]
     assert student.quality["cosine_mean"] >= 0.93
+
+
+def test_distillation_variants_are_registered_where_they_apply():
+    from accelkit.variants import VARIANTS, list_variants
+    from accelkit.workloads import get_workload
+
+    digits = set(list_variants(get_workload("digits")))
+    minilm = set(list_variants(get_workload("minilm")))
+    assert {"distill-small", "depthwise-separable", "mobilenet-v2"} <= digits
+    assert "distill-3layer" in minilm and "distill-3layer" not in digits
+    assert all(VARIANTS[n].expensive for n in ("distill-small", "depthwise-separable", "mobilenet-v2", "distill-3layer"))
