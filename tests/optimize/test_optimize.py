@@ -7,7 +7,14 @@ import torch
 
 from accelkit.commands.optimize import parse_duration
 from accelkit.errors import ConfigError
-from accelkit.optimize import OptimizeConfig, Plan, compose_plans, optimize, technique_group
+from accelkit.optimize import (
+    OptimizeConfig,
+    Plan,
+    compose_plans,
+    extend_plans,
+    optimize,
+    technique_group,
+)
 from accelkit.variants import VARIANTS, register_variant
 
 CALLS: dict[str, int] = {}
@@ -52,6 +59,17 @@ def test_compose_plans_takes_one_technique_per_group_in_order():
     assert all(p.count("+") >= 1 for p in plans)
     assert technique_group("prune-structured-50") == "structure"
     assert Plan.parse("distill-3layer+bf16").steps == ("distill-3layer", "bf16")
+
+
+def test_only_passing_plans_are_extended_and_groups_keep_their_order():
+    passing = ["distill-3layer", "bf16", "dynamic-padding"]
+    two = extend_plans([Plan((n,)) for n in passing], passing)
+    assert {p.name for p in two} == {"distill-3layer+bf16", "distill-3layer+dynamic-padding", "bf16+dynamic-padding"}
+    # only the plans that passed grow: here 'distill-3layer+bf16' failed the budget
+    three = extend_plans([Plan(("bf16", "dynamic-padding"))], passing)
+    assert three == []
+    three = extend_plans([Plan(("distill-3layer", "dynamic-padding")), Plan(("distill-3layer", "bf16"))], passing)
+    assert [p.name for p in three] == ["distill-3layer+bf16+dynamic-padding"]
 
 
 def test_durations_parse_and_bad_ones_are_config_errors():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from accelkit.optimize.plans import Plan, compose_plans, technique_group
+from accelkit.optimize.plans import Plan, compose_plans, extend_plans, technique_group
 from accelkit.optimize.search import OptimizeConfig, OptimizeResult, objective_score, optimize
 
 __all__ = [
@@ -12,6 +12,7 @@ __all__ = [
     "OptimizeResult",
     "Plan",
     "compose_plans",
+    "extend_plans",
     "objective_score",
     "optimize",
     "run_demo",

@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import asdict, dataclass
 
-__all__ = ["GROUP_ORDER", "Plan", "compose_plans", "technique_group"]
+__all__ = ["GROUP_ORDER", "Plan", "compose_plans", "extend_plans", "technique_group"]
 
 # Earlier groups change the network, later ones how it runs.
 GROUP_ORDER = ("structure", "precision", "input", "runtime")
@@ -65,3 +65,18 @@ def compose_plans(passing: list[str], max_steps: int = 4) -> list[Plan]:
         if 2 <= len(steps) <= max_steps:
             plans.append(Plan(steps))
     return sorted(plans, key=lambda p: (len(p.steps), p.name))
+
+
+def extend_plans(passing_plans: list[Plan], passing_singles: list[str]) -> list[Plan]:
+    """Plans one step longer than ``passing_plans``: each adds a passing single of a later group.
+
+    Only plans that passed are extended, so a prefix that failed the budget never grows.
+    """
+    rank = {g: i for i, g in enumerate(GROUP_ORDER)}
+    out = set()
+    for plan in passing_plans:
+        last = rank[technique_group(plan.steps[-1])]
+        for single in passing_singles:
+            if rank[technique_group(single)] > last:
+                out.add(Plan((*plan.steps, single)))
+    return sorted(out, key=lambda p: p.name)

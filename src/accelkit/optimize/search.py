@@ -19,7 +19,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from accelkit.bench import bench
 from accelkit.errors import ConfigError
-from accelkit.optimize.plans import Plan, compose_plans
+from accelkit.optimize.plans import Plan, extend_plans
 from accelkit.report.results import Results, VariantResult, check_writable, write_text_atomic
 from accelkit.variants import VARIANTS, list_variants
 from accelkit.workloads import RunSettings, Workload, get_workload
@@ -46,6 +46,8 @@ class OptimizeConfig:
     include_expensive: bool = True
     candidates: list[str] | None = None  # restrict the single techniques searched
     min_gain: float = 1.02  # a plan must beat the baseline by this factor, or noise could pick it
+    max_steps: int = 4  # longest composition tried
+    max_plans_per_length: int = 12  # compositions screened per length, best estimates first
     version: int = 1
 
     def __post_init__(self) -> None:
@@ -97,6 +99,13 @@ def _singles(wl: Workload, config: OptimizeConfig) -> list[str]:
         names = [n for n in names if not VARIANTS[n].expensive]
     # cheap first: expensive ones (training) only run while there is still time
     return sorted(names, key=lambda n: (VARIANTS[n].expensive, n))
+
+
+def _estimate(plan: Plan, screened: dict[str, dict], objective: str) -> float:
+    score = 1.0
+    for step in plan.steps:
+        score *= objective_score(screened.get(step, {}), objective) or 1.0
+    return score
 
 
 def _load_state(path: Path, config: OptimizeConfig) -> dict[str, dict]:
@@ -164,16 +173,25 @@ def optimize(config: OptimizeConfig, out_dir: str | Path, *, console: Console | 
     singles = _singles(wl, config)
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                   TimeElapsedColumn(), console=console, transient=True) as progress:
-        task = progress.add_task("screening", total=len(singles))
+        total = len(singles)
+        task = progress.add_task("screening", total=total)
         for name in singles:
             screen(name, progress, task)
             progress.advance(task)
         passing = [n for n in singles if screened[n].get("status") == "within budget"]
-        plans = compose_plans(passing)
-        progress.update(task, total=len(singles) + len(plans))
-        for plan in plans:
-            screen(plan.name, progress, task)
-            progress.advance(task)
+        frontier = [Plan((n,)) for n in passing]
+        for _length in range(2, config.max_steps + 1):
+            # most promising first: the product of the steps' screened speed-ups
+            plans = sorted(extend_plans(frontier, passing), key=lambda p: -_estimate(p, screened, config.objective))
+            plans = plans[: config.max_plans_per_length]
+            total += len(plans)
+            progress.update(task, total=total)
+            for plan in plans:
+                screen(plan.name, progress, task)
+                progress.advance(task)
+            frontier = [p for p in plans if screened[p.name].get("status") == "within budget"]
+            if not frontier:
+                break
 
     ok = [r for r in screened.values() if r.get("status") == "within budget"]
     ok.sort(key=lambda r: objective_score(r, config.objective) or 0, reverse=True)
