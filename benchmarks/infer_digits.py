@@ -11,7 +11,7 @@ import argparse
 
 from accelkit.bench import bench
 
-VARIANTS = ["int8-static", "onnx", "onnx-int8-static", "int8-dynamic", "bf16-cast"]
+VARIANTS = ["int8-static", "compile", "onnx", "onnx-int8-static", "int8-aware", "int8-dynamic", "bf16-cast"]
 
 
 def main() -> None:

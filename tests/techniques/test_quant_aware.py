@@ -117,3 +117,28 @@ def test_aware_int8_on_2d_linears_falls_back_to_torch_and_says_so():
                                               AwareInt8Config(max_quality_drop=1e-3, calib_limit=64))
     assert details["backend"] == "torch" and "Gemm" in details["fallback"]
     assert details["quantized_layers"] >= 1
+
+
+@pytest.mark.slow  # ~1-2 min: SmoothQuant + sensitivity + ONNX export of the real MiniLM
+def test_int8_aware_on_minilm_is_faithful(minilm_workload, minilm_model):
+    from accelkit.variants import build_variant
+
+    data = minilm_workload.eval_data(64)
+    base = RunSettings(batch_size=32)
+    model, settings, _ = build_variant("dynamic-padding+int8-aware", minilm_model, base, minilm_workload)
+    assert model.accelkit_details["quantized_ops"] > 0
+    ref = minilm_workload.predict(minilm_model, data, base)
+    q = minilm_workload.quality(minilm_workload.predict(model, data, settings), ref, data)
+    assert q["cosine_mean"] >= 0.99 and q["cosine_min"] >= 0.97
+
+
+@pytest.mark.slow  # compiles with inductor: tens of seconds
+def test_compile_variant_matches_eager_on_digits(digits_workload, digits_model):
+    from accelkit.variants import build_variant
+
+    data = digits_workload.eval_data(64)
+    settings = RunSettings(batch_size=32)
+    model, _, _ = build_variant("compile", digits_model, settings, digits_workload)
+    assert model.accelkit_details["compile_s"] > 0
+    ref = digits_workload.predict(digits_model, data, settings)
+    torch.testing.assert_close(digits_workload.predict(model, data, settings), ref, rtol=1e-4, atol=1e-4)

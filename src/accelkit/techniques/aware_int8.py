@@ -191,6 +191,7 @@ def quantize_accuracy_aware(
         kept, final_drop, trace = fallback_search(ranked, drop_with_kept, config.max_quality_drop)
         result: Any = build(kept)
         result.flop_reference = model
+        cache.clear()  # the other candidates' sessions hold a model's worth of memory each
         if unmapped:
             details["kept_float_unsupported"] = unmapped
     else:
