@@ -308,3 +308,26 @@ def test_early_exit_variants_are_registered(digits_workload, minilm_workload):
 
     assert "early-exit" in list_variants(digits_workload)
     assert {"early-exit", "layer-skip"} <= set(list_variants(minilm_workload))
+
+
+def test_accelkit_save_and_load_round_trip_the_variant(digits_workload, digits_model, tmp_path, monkeypatch):
+    """accelkit.save/load re-applies the plan; heads and thresholds travel in the safetensors."""
+    import accelkit.saving as saving
+    from accelkit.techniques import early_exit_variants as eev
+    from accelkit.variants import build_variant
+    from accelkit.workloads import RunSettings
+
+    monkeypatch.setenv("ACCELKIT_CACHE", str(tmp_path / "cache"))
+    small = {**eev.EARLY_EXIT_PRESETS["digits"], "config": EarlyExitConfig(epochs=20, shift_augment=False)}
+    monkeypatch.setitem(eev.EARLY_EXIT_PRESETS, "digits", small)
+    settings = RunSettings(batch_size=64)
+    model, settings, _ = build_variant("early-exit", digits_model, settings, digits_workload)
+    model.thresholds = [0.9, 0.8]  # differs from what a rebuild would calibrate
+    x = digits_workload.eval_data(limit=64)["inputs"]
+    with torch.inference_mode():
+        before = model(x)
+    saving.save((model, settings), tmp_path / "saved", plan="early-exit", workload="digits")
+    loaded = saving.load(tmp_path / "saved", baseline=digits_model)  # the cache dir is empty: no retrain
+    assert loaded.model.thresholds == pytest.approx([0.9, 0.8])
+    with torch.inference_mode():
+        torch.testing.assert_close(loaded(x), before, rtol=0, atol=0)

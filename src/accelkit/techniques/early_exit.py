@@ -278,9 +278,13 @@ class EarlyExitModel(nn.Module):
             )
         if len(self.heads) != len(self.exit_after):
             raise ConfigError(f"{len(self.heads)} heads for exit_after={self.exit_after}: expected one per index")
-        self.thresholds: list[float | None] = list(config.thresholds or [None] * len(self.heads))
-        if len(self.thresholds) != len(self.heads):
-            raise ConfigError(f"thresholds={self.thresholds}: expected {len(self.heads)} values (None = never exit)")
+        # thresholds and patience are buffers so that any state_dict save carries them (NaN = never)
+        self.register_buffer("exit_thresholds", torch.full((len(self.heads),), math.nan, dtype=torch.float64))
+        self.register_buffer("exit_patience", torch.tensor(config.patience, dtype=torch.long))
+        thresholds = list(config.thresholds or [None] * len(self.heads))
+        if len(thresholds) != len(self.heads):
+            raise ConfigError(f"thresholds={thresholds}: expected {len(self.heads)} values (None = never exit)")
+        self.thresholds = thresholds
         self.last_exit_blocks: torch.Tensor | None = None
         self.exit_counts = torch.zeros(n, dtype=torch.long)
         self._details: dict[str, Any] = {}
@@ -301,6 +305,28 @@ class EarlyExitModel(nn.Module):
     @accelkit_details.setter
     def accelkit_details(self, value: dict[str, Any]) -> None:
         self._details = dict(value)
+
+    @property
+    def thresholds(self) -> list[float | None]:
+        """One per exit head; None: that head never lets a row leave."""
+        return [None if math.isnan(t) else t for t in self.exit_thresholds.tolist()]
+
+    @thresholds.setter
+    def thresholds(self, values: Sequence[float | None]) -> None:
+        if len(values) != len(self.heads):
+            raise ConfigError(f"thresholds={list(values)}: expected {len(self.heads)} values (None = never exit)")
+        filled = [math.nan if v is None else float(v) for v in values]
+        self.exit_thresholds.copy_(torch.tensor(filled, dtype=torch.float64))
+
+    @property
+    def patience(self) -> int:
+        return int(self.exit_patience)
+
+    @patience.setter
+    def patience(self, value: int) -> None:
+        if value < 1:
+            raise ConfigError(f"patience={value}: expected an integer ≥ 1")
+        self.exit_patience.fill_(int(value))
 
     # --- structure
 
@@ -338,7 +364,7 @@ class EarlyExitModel(nn.Module):
     def can_exit(self) -> bool:
         """False when no threshold lets any row leave early (the model then runs in full)."""
         if self.config.criterion == "patience":
-            return any(t is not None for t in self.thresholds) and len(self.heads) >= self.config.patience
+            return any(t is not None for t in self.thresholds) and len(self.heads) > self.patience
         for t in self.thresholds:
             if t is None or (isinstance(t, float) and math.isnan(t)):
                 continue
@@ -351,16 +377,18 @@ class EarlyExitModel(nn.Module):
 
     # --- criteria
 
-    def _exit_mask(self, k: int, out: torch.Tensor, prev: torch.Tensor | None, state: dict) -> torch.Tensor | None:
-        """Rows that leave at head ``k`` (None: nobody can leave here)."""
-        crit, thr = self.config.criterion, self.thresholds[k]
+    def _exit_mask(
+        self, out: torch.Tensor, prev: torch.Tensor | None, state: dict, thr: float | None
+    ) -> torch.Tensor | None:
+        """Rows that leave at this head (None: nobody can leave here)."""
+        crit = self.config.criterion
         if crit == "patience":
             if prev is None:
                 state["count"] = torch.zeros(out.shape[0], dtype=torch.long, device=out.device)
             else:
                 same = _same_prediction(out, prev)
                 state["count"] = torch.where(same, state["count"] + 1, torch.zeros_like(state["count"]))
-            return None if thr is None else state["count"] >= self.config.patience
+            return None if thr is None else state["count"] >= state["patience"]
         if thr is None:
             return None
         if crit == "confidence":
@@ -392,16 +420,17 @@ class EarlyExitModel(nn.Module):
         exit_block = torch.full((batch,), len(self.block_names) - 1, dtype=torch.long)
         result: torch.Tensor | None = None
         needed = self._heads_needed()
+        thresholds = self.thresholds
         head_at = {b: k for k, b in enumerate(self.exit_after)}
         prev: torch.Tensor | None = None
-        state: dict[str, torch.Tensor] = {}
+        state: dict[str, Any] = {"patience": self.patience}
         for i, block in enumerate(self.blocks):
             x = _first(block(x, *rest, **block_kwargs))
             k = head_at.get(i)
             if k is None or not needed[k]:
                 continue
             out = self.heads[k](x, mask)
-            leave = self._exit_mask(k, out, prev, state)
+            leave = self._exit_mask(out, prev, state, thresholds[k])
             prev = out
             if leave is None or not bool(leave.any()):
                 continue
@@ -417,7 +446,8 @@ class EarlyExitModel(nn.Module):
                 break
             x = x[keep]
             prev = prev[keep]
-            state = {key: v[keep] for key, v in state.items()}
+            if "count" in state:
+                state["count"] = state["count"][keep]
             mask = _slice_rows(mask, keep, n_active)
             rest = tuple(_slice_rows(a, keep, n_active) for a in rest)
             block_kwargs = {key: _slice_rows(v, keep, n_active) for key, v in block_kwargs.items()}
@@ -883,7 +913,7 @@ def _simulate(
                 same = _same_prediction(o, outs[k - 1])
                 count = torch.where(same, count + 1, torch.zeros_like(count))
             if thresholds[k] is not None:
-                leave = (count >= model.config.patience) & (exit_head < 0)
+                leave = (count >= model.patience) & (exit_head < 0)
                 exit_head[leave] = k
     else:
         sign = -1.0 if crit == "entropy" else 1.0
@@ -958,13 +988,13 @@ def calibrate_thresholds(
     curve: list[dict[str, Any]] = []
     if model.config.criterion == "patience":
         for p in range(1, n_heads + 1):
-            model.config.patience = p
+            model.patience = p
             r = evaluate([1.0] * n_heads)
             curve.append({"threshold": p, **{k: r[k] for k in ("quality", "compute_saved", "layers_saved")}})
         feasible = [c for c in curve if 1 - c["quality"] <= max_quality_drop + 1e-12]
         best = max(feasible, key=lambda c: c["compute_saved"], default=None)
         if best is not None and best["compute_saved"] > 0:
-            model.config.patience = int(best["threshold"])
+            model.patience = int(best["threshold"])
             chosen = {"thresholds": [1.0] * n_heads, **best}
         else:
             chosen = None
@@ -1051,7 +1081,7 @@ def save_early_exit(model: EarlyExitModel, path: str | os.PathLike) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     meta = {
         "format": _FORMAT,
-        "config": {**model.config.to_dict(), "thresholds": model.thresholds},
+        "config": {**model.config.to_dict(), "thresholds": model.thresholds, "patience": model.patience},
         "mode": model.mode,
         "block_names": model.block_names,
         "final_names": model.final_names,
