@@ -35,7 +35,7 @@ def main() -> None:
     print("exit histogram         " + ", ".join(f"{h['name']}: {h['rows']}" for h in d["exit_histogram"]))
     print("trade-off curve (shared threshold, calibration data):")
     for point in d["tradeoff_curve"][:: max(1, len(d["tradeoff_curve"]) // 10)]:
-        print(f"  thr {point['threshold']:.4f}  compute saved {point['compute_saved']:6.1%}  "
+        print(f"  thr {point['threshold']:.6f}  compute saved {point['compute_saved']:6.1%}  "
               f"agreement {point['quality']:.4f}")
 
 

@@ -38,7 +38,7 @@ def main() -> None:
             print("  exit histogram", [h["rows"] for h in d["exit_histogram"]])
             print("  trade-off curve (shared threshold, calibration data):")
             for point in d["tradeoff_curve"][:: max(1, len(d["tradeoff_curve"]) // 10)]:
-                print(f"    thr {point['threshold']:.4f}  layers saved {point['layers_saved']:6.1%}  "
+                print(f"    thr {point['threshold']:.6f}  layers saved {point['layers_saved']:6.1%}  "
                       f"cosine {point['quality']:.4f}")
         else:
             print("  skipped layers", d["skipped_layers"], " sensitivity (cosine without each layer):",

@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from accelkit.techniques.early_exit import (
@@ -59,7 +60,9 @@ def weights_fingerprint(model: nn.Module) -> str:
     h = hashlib.sha256()
     for name, t in sorted(model.state_dict().items()):
         h.update(name.encode())
-        h.update(t.detach().float().cpu().contiguous().numpy().tobytes())
+        if isinstance(t, torch.Tensor):  # packed int8 params (after another variant) are skipped
+            t = t.dequantize() if t.is_quantized else t
+            h.update(t.detach().float().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()[:16]
 
 
