@@ -35,7 +35,8 @@ def main() -> None:
     unit = results.variants[0].throughput_unit
     print(f"# {args.workload}: batch {s['batch_size']}, {s['items_per_step']} {unit[:-2]}/step, "
           f"{(s['flops_per_step'] or 0) / 1e9:.2f} GFLOP/step (fwd+bwd), {args.steps_per_call} steps/call, "
-          f"{args.repeats} interleaved rounds, torch {torch.__version__}, {s['threads']} threads; measured GEMM peak "
+          f"{args.repeats} interleaved rounds, torch {torch.__version__}, {s['threads']} threads, load average "
+          f"{s['load_average_1min']:.1f}; measured GEMM peak "
           f"fp32 {roof['fp32_gflops']:.0f} / bf16 {roof['bf16_gflops'] or 0:.0f} GFLOP/s")
     print(f"{'variant':<20} {unit:>12} {'speed-up':>9} {'val_loss':>9} {'Δval_loss':>10} {'MFU fp32-peak':>14} {'MFU own-peak':>13}")
     for v in results.variants:

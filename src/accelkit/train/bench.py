@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import datetime as _dt
+import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
@@ -59,14 +60,20 @@ def _batches(dataset, batch: int, seed: int) -> Iterator[tuple[torch.Tensor, tor
             yield x[idx], y[idx]
 
 
-def _make_step(model, loss_fn, variant: TrainVariant, lr: float) -> Callable[[Any, Any], float]:
+def _make_step(model, loss_fn, variant: TrainVariant, lr: float, warmup_steps: int = 10) -> Callable[[Any, Any], float]:
     if variant.channels_last:
         model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, fused=variant.fused or None, foreach=None if variant.fused else True)
     scaler = make_grad_scaler(variant.precision, "cpu")
     forward = torch.compile(model) if variant.compile else model
 
+    done = [0]
+
     def step(inputs, targets) -> float:
+        # linear warm-up, then constant: early steps at full LR make the quality comparison chaotic
+        for group in optimizer.param_groups:
+            group["lr"] = lr * min(1.0, (done[0] + 1) / warmup_steps)
+        done[0] += 1
         if variant.channels_last and inputs.dim() == 4:
             inputs = inputs.contiguous(memory_format=torch.channels_last)
         with autocast_context(variant.precision, "cpu"):
@@ -194,7 +201,8 @@ def bench_train_variants(
     return Results(
         workload=workload, task="train", baseline="fp32", variants=records, machine=probe(),
         settings={"batch_size": batch, "width": width, "steps_per_call": steps_per_call, "repeats": repeats, "warmup": warmup, "lr": lr,
-                  "items_per_step": items_per_step, "flops_per_step": flops, "threads": torch.get_num_threads()},
+                  "items_per_step": items_per_step, "flops_per_step": flops, "threads": torch.get_num_threads(),
+                  "load_average_1min": os.getloadavg()[0]},
         roofline=roof.to_dict(), primary_metric="val_loss", higher_is_better=False,
         created=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     )
