@@ -34,6 +34,7 @@ __all__ = [
     "distill_sentence_encoder",
     "logit_kd_loss",
     "make_layer_student",
+    "rank_layer_subsets",
     "sentence_embeddings",
     "shift_augment",
 ]
@@ -332,6 +333,25 @@ def make_layer_student(teacher: nn.Module, keep_layers: Sequence[int]) -> nn.Mod
             attn.layer_idx = new_idx
     student.accelkit_details = {"kept_layers": list(keep_layers), "teacher_layers": len(layers)}
     return student.eval()
+
+
+def rank_layer_subsets(
+    teacher: nn.Module, tokenizer: Any, sentences: Sequence[str], k: int, max_length: int = 128
+) -> list[tuple[tuple[int, ...], float]]:
+    """Every k-layer subset of the teacher ranked by the untrained student's mean embedding cosine
+    to the teacher on ``sentences`` (use calibration sentences, never evaluation ones): a cheap,
+    data-driven choice of which layers to initialise the student from."""
+    import itertools
+
+    n = len(_encoder_layers(teacher))
+    if not 1 <= k <= n:
+        raise ConfigError(f"k={k}: the teacher has {n} layers; choose 1..{n}")
+    target = sentence_embeddings(teacher, tokenizer, sentences, max_length=max_length)
+    ranked = []
+    for keep in itertools.combinations(range(n), k):
+        emb = sentence_embeddings(make_layer_student(teacher, keep), tokenizer, sentences, max_length=max_length)
+        ranked.append((keep, float(nn.functional.cosine_similarity(emb, target).mean())))
+    return sorted(ranked, key=lambda item: -item[1])
 
 
 def _mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
