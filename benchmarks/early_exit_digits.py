@@ -8,6 +8,7 @@ The first run trains the exit heads (cached under ~/.cache/accelkit/early_exit).
 from __future__ import annotations
 
 import argparse
+import sys
 
 from accelkit.bench import bench
 
@@ -17,7 +18,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--batch-size", type=int, default=256)
     args = parser.parse_args()
-    results = bench("digits", ["early-exit"], batch_size=args.batch_size, repeats=args.repeats, roofline=False)
+    results = bench("digits", ["early-exit"], batch_size=args.batch_size, repeats=args.repeats, roofline=False,
+                    progress=lambda msg: print(msg, file=sys.stderr, flush=True))
     base, ee = results.variants[0], results.variants[1]
     if ee.error:
         raise SystemExit(f"early-exit failed: {ee.error}")

@@ -9,6 +9,7 @@ the skipped layers are chosen on the calibration sentences only (cached after th
 from __future__ import annotations
 
 import argparse
+import sys
 
 from accelkit.bench import bench
 
@@ -19,7 +20,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     args = parser.parse_args()
     results = bench(
-        "minilm", ["early-exit", "layer-skip"], batch_size=args.batch_size, repeats=args.repeats, roofline=False
+        "minilm", ["early-exit", "layer-skip"], batch_size=args.batch_size, repeats=args.repeats, roofline=False,
+        progress=lambda msg: print(msg, file=sys.stderr, flush=True),
     )
     cpu = results.machine.get("cpu") or {}
     print(f"minilm, batch {args.batch_size}, fixed padding, {args.repeats} interleaved rounds, "

@@ -331,3 +331,24 @@ def test_accelkit_save_and_load_round_trip_the_variant(digits_workload, digits_m
     assert loaded.model.thresholds == pytest.approx([0.9, 0.8])
     with torch.inference_mode():
         torch.testing.assert_close(loaded(x), before, rtol=0, atol=0)
+
+
+def test_joint_training_teaches_every_head_the_labels(digits_workload):
+    from accelkit.techniques.early_exit import train_exit_heads_
+
+    x, y = digits_workload.train_inputs[:384], digits_workload.train_labels[:384]
+    model = _digits_cnn()
+    wrapped = apply_early_exit(model, EarlyExitConfig(training="joint", epochs=180, lr=3e-2), x[:2])
+    batches = [x[i : i + 64] for i in range(0, len(x), 64)]
+    train_exit_heads_(wrapped, batches, labels=y)
+    outs, final = collect_exit_outputs(wrapped, [x])
+    for logits in [*outs, final]:
+        assert float((logits.argmax(-1) == y).float().mean()) > 0.6  # chance is 0.1
+
+
+def test_joint_training_needs_labels():
+    from accelkit.techniques.early_exit import train_exit_heads_
+
+    wrapped = apply_early_exit(_digits_cnn(), EarlyExitConfig(training="joint"), _images(2))
+    with pytest.raises(ConfigError, match="labels"):
+        train_exit_heads_(wrapped, [_images(8)])
