@@ -22,6 +22,17 @@ from accelkit.techniques.distill import (
 )
 from accelkit.workloads.digits import DigitsCNN
 
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    # tiny models gain nothing from a second thread, and on a shared CI box idle-spinning
+    # OpenMP workers make them many times slower
+    from accelkit.measure import thread_count
+
+    with thread_count(1):
+        yield
+
+
 GEN = torch.Generator().manual_seed(0)
 LOGITS = torch.randn(8, 10, generator=GEN)
 LABELS = torch.randint(0, 10, (8,), generator=GEN)

@@ -23,6 +23,17 @@ from accelkit.techniques.lightweight import (
 )
 from accelkit.workloads.digits import DigitsCNN
 
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    # tiny models gain nothing from a second thread, and on a shared CI box idle-spinning
+    # OpenMP workers make them many times slower
+    from accelkit.measure import thread_count
+
+    with thread_count(1):
+        yield
+
+
 X = torch.randn(3, 1, 8, 8, generator=torch.Generator().manual_seed(0))
 
 

@@ -7,6 +7,16 @@ import pytest
 from accelkit.cli import main
 
 
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    # tiny models gain nothing from a second thread, and on a shared CI box idle-spinning
+    # OpenMP workers make them many times slower
+    from accelkit.measure import thread_count
+
+    with thread_count(1):
+        yield
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
