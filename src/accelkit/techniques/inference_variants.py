@@ -91,7 +91,10 @@ def _int8_dynamic(model, settings, workload):
 def _int8_static(model, settings, workload):
     from accelkit.techniques.quantize import StaticInt8Config, quantize_static_int8
 
-    batches = [b if isinstance(b, tuple) else (b,) for b in _calib_batches(workload, settings, 2048)]
+    # calibrate in batches of >= 64 whatever the run's batch size: 8 batches of 1 image would
+    # see too little data, and a size-1 example would make export specialize the batch axis to 1
+    calib_settings = settings.with_(batch_size=max(settings.batch_size, 64))
+    batches = [b if isinstance(b, tuple) else (b,) for b in _calib_batches(workload, calib_settings, 2048)]
     if not batches:
         raise ConfigError(f"workload {workload.name!r} has no calibration data for int8-static")
     example = tuple(t[:2] for t in batches[0])
@@ -175,7 +178,7 @@ def _onnx_int8_dynamic(model, settings, workload):
 def _onnx_int8_static(model, settings, workload):
     from accelkit.export.onnx import OrtModule, export_onnx, quantize_onnx_static
 
-    batches = _calib_batches(workload, settings, 512)[:16]
+    batches = _calib_batches(workload, settings.with_(batch_size=max(settings.batch_size, 64)), 512)[:16]
     q = quantize_onnx_static(export_onnx(model, _example(workload, settings)), batches, method="minmax")
     details = {"quantization": "onnxruntime static QDQ, min-max", "calib_batches": len(batches)}
     return OrtModule(q, details=details, flop_reference=model), settings
