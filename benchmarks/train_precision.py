@@ -6,12 +6,18 @@ ratios to fp32, with the validation loss after the same number of steps beside i
 model FLOP/s over this machine's measured GEMM peak (fp32 peak, and the variant's own dtype).
 
     .venv/bin/python benchmarks/train_precision.py --workload gpt-mini --repeats 10
+    .venv/bin/python benchmarks/train_precision.py --workload gpt-mini --size large --threads 1 --steps-per-call 1 --repeats 10
     .venv/bin/python benchmarks/train_precision.py --workload digits --repeats 10
+
+--size large (n_embd 512, 8 heads, 6 layers, T 128, batch 8: accelkit.train.tasks.GPT_MINI_SIZES)
+is the GEMM-bound shape where bf16 pays; the default gpt-mini is overhead-bound on CPU.
+--threads 1 is steadier when other work shares the cores (ratios, not absolute rates, carry over).
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
 import torch
@@ -23,17 +29,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workload", default="gpt-mini", choices=["gpt-mini", "digits"])
     parser.add_argument("--variants", default="fp32,bf16,bf16+compile+fused", help="see accelkit.train.bench.TRAIN_VARIANTS")
-    parser.add_argument("--batch", type=int, default=None, help="default: 16 windows of 128 bytes (gpt-mini), 256 images (digits)")
+    parser.add_argument("--size", default="default", choices=["default", "large"], help="gpt-mini shape (GPT_MINI_SIZES)")
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's own)")
+    parser.add_argument("--batch", type=int, default=None,
+                        help="default: 16 windows of 128 bytes (gpt-mini), 8 (gpt-mini --size large), 256 images (digits)")
     parser.add_argument("--steps-per-call", type=int, default=2, help="training steps per timed call")
     parser.add_argument("--repeats", type=int, default=10, help="interleaved rounds")
     parser.add_argument("--out", default=None, help="also save accelkit.results/1 JSON here")
     args = parser.parse_args()
     start = time.perf_counter()
     results = bench_train_variants(args.workload, [v.strip() for v in args.variants.split(",")], batch_size=args.batch,
-                                   steps_per_call=args.steps_per_call, repeats=args.repeats)
+                                   steps_per_call=args.steps_per_call, repeats=args.repeats,
+                                   size=args.size, threads=args.threads, progress=lambda m: print(f"# {m}", file=sys.stderr))
     s, roof = results.settings, results.roofline
     unit = results.variants[0].throughput_unit
-    print(f"# {args.workload}: batch {s['batch_size']}, {s['items_per_step']} {unit[:-2]}/step, "
+    shape = s.get("model_config") or {}
+    shape_txt = f" (n_embd {shape['n_embd']}, {shape['n_layer']} layers, T {shape['block_size']})" if shape else ""
+    print(f"# {args.workload} size {s['size']}{shape_txt}: batch {s['batch_size']}, {s['items_per_step']} {unit[:-2]}/step, "
           f"{(s['flops_per_step'] or 0) / 1e9:.2f} GFLOP/step (fwd+bwd), {args.steps_per_call} steps/call, "
           f"{args.repeats} interleaved rounds, torch {torch.__version__}, {s['threads']} threads, load average "
           f"{s['load_average_1min']:.1f}; measured GEMM peak "

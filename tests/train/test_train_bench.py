@@ -1,6 +1,7 @@
 import pytest
+import torch
 
-from accelkit.errors import UnknownVariantError
+from accelkit.errors import ConfigError, UnknownVariantError
 from accelkit.report.results import Results
 from accelkit.train.bench import bench_train_variants, list_train_variants
 
@@ -24,3 +25,31 @@ def test_unknown_training_variant():
     assert "channels-last" not in list_train_variants("gpt-mini")
     with pytest.raises(UnknownVariantError, match="channels-last"):
         bench_train_variants("gpt-mini", ["channels-last"])
+
+
+def test_large_gpt_mini_task_has_the_documented_shape_and_windows_of_its_length():
+    from accelkit.train.tasks import GPT_MINI_SIZES, get_training_task
+
+    task = get_training_task("gpt-mini", size="large")
+    cfg = task.model.config
+    assert {k: getattr(cfg, k) for k in GPT_MINI_SIZES["large"]} == GPT_MINI_SIZES["large"]
+    assert len(task.model.blocks) == 6 and task.model.lm_head.in_features == 512
+    x, y = task.dataset.tensors
+    assert x.shape[1] == cfg.block_size and torch.equal(x[:, 1:], y[:, :-1])  # next-byte targets
+    assert get_training_task("gpt-mini", size="large", width=256).model.config.n_embd == 256
+    assert get_training_task("gpt-mini").model.config.n_embd == 128  # the default stays the workload's own
+
+
+def test_bad_size_or_threads_raise_config_error_and_leave_torch_threads_as_they_were():
+    from accelkit.train.tasks import get_training_task
+
+    with pytest.raises(ConfigError, match="size='huge'"):
+        get_training_task("gpt-mini", size="huge")
+    with pytest.raises(ConfigError, match="gpt-mini only"):
+        get_training_task("digits", size="large")
+    with pytest.raises(ConfigError, match="threads=0"):
+        bench_train_variants("gpt-mini", ["bf16"], threads=0)
+    before = torch.get_num_threads()
+    with pytest.raises(ConfigError, match="size='huge'"):  # raised after the thread count was changed
+        bench_train_variants("gpt-mini", ["bf16"], size="huge", threads=before + 1)
+    assert torch.get_num_threads() == before

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from accelkit.errors import UnknownVariantError
+from accelkit.errors import ConfigError, UnknownVariantError
 from accelkit.train.precision import autocast_context, make_grad_scaler
 
 __all__ = ["TRAIN_VARIANTS", "TrainVariant", "bench_train_task", "bench_train_variants", "list_train_variants"]
@@ -116,6 +116,8 @@ def bench_train_variants(
     lr: float = 2e-3,
     seed: int = 0,
     width: int | None = None,
+    size: str = "default",
+    threads: int | None = None,
     roofline_size: int = 1024,
     progress: Callable[[str], None] | None = None,
 ) -> Any:
@@ -123,13 +125,10 @@ def bench_train_variants(
 
     Returns an ``accelkit.results/1`` Results with throughput (tokens/s or samples/s),
     speed-up over fp32, validation metrics after equal steps, and MFU (``roofline_fraction``,
-    against the fp32 or bf16 peak the variant computes in).
+    against the fp32 or bf16 peak the variant computes in). ``size`` picks a gpt-mini shape
+    (``accelkit.train.tasks.GPT_MINI_SIZES``; "large" is GEMM-bound on CPU); ``threads`` sets
+    torch's intra-op threads for the run (one is steadier on a shared machine), then restores them.
     """
-    from accelkit.measure import compare_interleaved
-    from accelkit.measure.roofline import measure_roofline
-    from accelkit.report.results import Results, VariantResult
-    from accelkit.train.tasks import get_training_task
-
     available = list_train_variants(workload)
     names = names or available
     unknown = [n for n in names if n not in available]
@@ -138,8 +137,30 @@ def bench_train_variants(
     if "fp32" not in names:
         names = ["fp32", *names]  # the baseline every ratio is taken against
     names = ["fp32", *[n for n in names if n != "fp32"]]
-    batch = batch_size or (16 if workload == "gpt-mini" else 256)
-    task = get_training_task(workload, seed=seed, width=width)
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise ConfigError(f"threads={threads!r}: expected an integer >= 1, or None to keep torch's setting")
+    if workload == "digits":
+        batch = batch_size or 256
+    else:  # 8 windows of the large shape already make every GEMM 1024 rows tall
+        batch = batch_size or (8 if size == "large" else 16)
+    threads_before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        return _bench_train_variants(workload, names, batch, steps_per_call, repeats, warmup, lr, seed, width, size,
+                                     roofline_size, progress)
+    finally:
+        torch.set_num_threads(threads_before)
+
+
+def _bench_train_variants(workload, names, batch, steps_per_call, repeats, warmup, lr, seed, width, size,
+                          roofline_size, progress) -> Any:
+    from accelkit.measure import compare_interleaved
+    from accelkit.measure.roofline import measure_roofline
+    from accelkit.report.results import Results, VariantResult
+    from accelkit.train.tasks import get_training_task
+
+    task = get_training_task(workload, seed=seed, width=width, size=size)
     init_state = copy.deepcopy(task.model.state_dict())
     models, steps, streams, losses, build_s = {}, {}, {}, {}, {}
     for name in names:
@@ -200,7 +221,8 @@ def bench_train_variants(
 
     return Results(
         workload=workload, task="train", baseline="fp32", variants=records, machine=probe(),
-        settings={"batch_size": batch, "width": width, "steps_per_call": steps_per_call, "repeats": repeats, "warmup": warmup, "lr": lr,
+        settings={"batch_size": batch, "width": width, "size": size,
+                  "model_config": task.model.config.to_dict() if hasattr(task.model, "config") else None, "steps_per_call": steps_per_call, "repeats": repeats, "warmup": warmup, "lr": lr,
                   "items_per_step": items_per_step, "flops_per_step": flops, "threads": torch.get_num_threads(),
                   "load_average_1min": os.getloadavg()[0]},
         roofline=roof.to_dict(), primary_metric="val_loss", higher_is_better=False,

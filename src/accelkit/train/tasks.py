@@ -15,9 +15,19 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from accelkit.errors import WorkloadImportError
+from accelkit.errors import ConfigError, WorkloadImportError
 
-__all__ = ["TrainingTask", "get_training_task"]
+__all__ = ["GPT_MINI_SIZES", "TrainingTask", "get_training_task"]
+
+# gpt-mini shapes for training benchmarks (GPTConfig fields). "default" is the workload's own
+# (n_embd 128, 4 layers, T 128): too small on CPU, where per-op overhead, layer norms and
+# attention outweigh its GEMMs. "large" (n_embd 512, 8 heads of 64, 6 layers, T 128; 19 M
+# parameters, ~117 GFLOP per fwd+bwd at batch 8) is GEMM-bound, so bf16 pays off; T stays 128
+# because the CPU flash-attention kernel gains nothing from bf16 and grows with T.
+GPT_MINI_SIZES: dict[str, dict[str, int]] = {
+    "default": {},
+    "large": {"n_embd": 512, "n_head": 8, "n_layer": 6, "block_size": 128},
+}
 
 
 @dataclass
@@ -51,10 +61,17 @@ def _eval_lm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn) -> dic
     return {"val_loss": sum(losses) / len(x)}
 
 
-def get_training_task(name: str, *, seed: int = 0, width: int | None = None) -> TrainingTask:
-    """The training task for a workload name: ``digits``, ``gpt-mini`` or ``package.module:function``."""
+def get_training_task(name: str, *, seed: int = 0, width: int | None = None, size: str = "default") -> TrainingTask:
+    """The training task for a workload name: ``digits``, ``gpt-mini`` or ``package.module:function``.
+
+    ``size`` picks a gpt-mini shape from ``GPT_MINI_SIZES`` (``width`` then overrides n_embd).
+    """
     from accelkit.workloads import get_workload
 
+    if size not in GPT_MINI_SIZES:
+        raise ConfigError(f"size={size!r}: expected one of {list(GPT_MINI_SIZES)}")
+    if size != "default" and name != "gpt-mini":
+        raise ConfigError(f"size={size!r} applies to gpt-mini only; drop it for workload {name!r}")
     workload = get_workload(name)
     torch.manual_seed(seed)  # the fresh model's initialisation
     if name == "digits":
@@ -66,9 +83,12 @@ def get_training_task(name: str, *, seed: int = 0, width: int | None = None) -> 
         return TrainingTask(name, model, dataset, workload.loss_fn, "samples",
                             lambda m: _eval_classifier(m, x_te, y_te), (dataset.tensors[0][:4], dataset.tensors[1][:4]))
     if name == "gpt-mini":
-        from accelkit.workloads.gpt_mini import GPTConfig, GPTMini
+        from accelkit.workloads.gpt_mini import GPTConfig, GPTMini, GPTMiniWorkload
 
-        cfg = workload.config if width is None else GPTConfig(n_embd=width)
+        shape = {**GPT_MINI_SIZES[size], **({"n_embd": width} if width is not None else {})}
+        cfg = GPTConfig(**shape) if shape else workload.config
+        if cfg.block_size != workload.config.block_size:  # training/validation windows of the model's length
+            workload = GPTMiniWorkload(eval_windows=workload.eval_windows, config=cfg)
         model = GPTMini(cfg)
         dataset = workload.train_dataset()
         val = workload.eval_data()
