@@ -53,3 +53,22 @@ def test_bad_size_or_threads_raise_config_error_and_leave_torch_threads_as_they_
     with pytest.raises(ConfigError, match="size='huge'"):  # raised after the thread count was changed
         bench_train_variants("gpt-mini", ["bf16"], size="huge", threads=before + 1)
     assert torch.get_num_threads() == before
+
+
+@pytest.mark.slow  # an inductor compile of a fwd+bwd: ~30 s on the shared box
+def test_compiled_forward_with_math_attention_matches_eager_values_and_gradients():
+    from accelkit.train.bench import _compile_forward
+    from accelkit.workloads.gpt_mini import GPTConfig, GPTMini
+
+    torch.manual_seed(0)
+    model = GPTMini(GPTConfig(block_size=16, n_layer=1, n_head=2, n_embd=32))
+    idx = torch.randint(0, 256, (2, 16))
+    eager = model(idx)
+    eager.square().mean().backward()
+    grads = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad(set_to_none=True)
+    compiled = _compile_forward(model)(idx)
+    compiled.square().mean().backward()
+    torch.testing.assert_close(compiled, eager, rtol=1e-4, atol=1e-5)  # fp32: same math, other fusion order
+    for got, want in zip((p.grad for p in model.parameters()), grads, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-3, atol=1e-6)
