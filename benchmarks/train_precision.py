@@ -6,7 +6,7 @@ ratios to fp32, with the validation loss after the same number of steps beside i
 model FLOP/s over this machine's measured GEMM peak (fp32 peak, and the variant's own dtype).
 
     .venv/bin/python benchmarks/train_precision.py --workload gpt-mini --repeats 10
-    .venv/bin/python benchmarks/train_precision.py --workload gpt-mini --size large --threads 1 --steps-per-call 1 --repeats 10
+    .venv/bin/python benchmarks/train_precision.py --workload gpt-mini --size large --threads 1 --steps-per-call 2 --repeats 20
     .venv/bin/python benchmarks/train_precision.py --workload digits --repeats 10
 
 --size large (n_embd 512, 8 heads, 6 layers, T 128, batch 8: accelkit.train.tasks.GPT_MINI_SIZES)
