@@ -37,3 +37,13 @@ def test_roofline_reports_positive_peaks_and_fractions():
     assert roof.fp32_gflops > 0
     # a job that ran at exactly the peak rate reaches fraction 1
     assert roof.fraction(roof.fp32_gflops * 1e9, 1.0, "fp32") == 1.0
+
+
+def test_roofline_best_keeps_the_higher_peak_per_dtype():
+    from accelkit.measure.roofline import Roofline
+
+    a = Roofline(100.0, None, 300.0, 512, 2)
+    b = Roofline(120.0, 200.0, 250.0, 512, 2)
+    best = a.best(b)
+    assert (best.fp32_gflops, best.bf16_gflops, best.int8_gops) == (120.0, 200.0, 300.0)
+
