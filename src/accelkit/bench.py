@@ -39,10 +39,12 @@ def check_device(device: str) -> None:
         raise DeviceUnavailableError(f"--device {device!r}: expected cpu, cuda[:N] or mps")
 
 
-def _flops_of_pass(fn: Callable[[], torch.Tensor]) -> tuple[torch.Tensor, int | None]:
+def _flops_of_pass(fn: Callable[[], torch.Tensor], enabled: bool = True) -> tuple[torch.Tensor, int | None]:
     """Run ``fn`` once under the FLOP counter; fall back to a plain run if it cannot trace."""
     from torch.utils.flop_counter import FlopCounterMode
 
+    if not enabled:
+        return fn(), None
     try:
         with FlopCounterMode(display=False) as counter:
             out = fn()
@@ -62,6 +64,8 @@ def bench(
     device: str = "cpu",
     max_quality_drop: float | None = None,
     roofline: bool = True,
+    memory: bool = True,
+    flops: bool = True,
     progress: Callable[[str], None] | None = None,
     baseline_model: torch.nn.Module | None = None,
     split: str = "eval",
@@ -69,7 +73,8 @@ def bench(
     """Measure ``variants`` (names, ``+`` for compositions) beside ``baseline``.
 
     A variant that fails to build or run is recorded with its ``error``; the others go on.
-    ``split="calib"`` scores on the calibration split instead, so a search can screen
+    ``memory``/``flops`` off skip the extra memory-sampling pass and the FLOP count (a
+    search screening many candidates needs neither). ``split="calib"`` scores on the calibration split instead, so a search can screen
     candidates without ever touching the held-out evaluation data.
     """
     check_device(device)
@@ -92,7 +97,7 @@ def bench(
     runners: dict[str, Callable[[], Any]] = {}
     records: dict[str, VariantResult] = {}
     say("baseline: reference outputs")
-    reference, base_flops = _flops_of_pass(lambda: wl.predict(model, data, base_settings))
+    reference, base_flops = _flops_of_pass(lambda: wl.predict(model, data, base_settings), flops)
     base_quality = wl.quality(reference, reference, data)
     records["baseline"] = VariantResult(
         "baseline",
@@ -114,14 +119,14 @@ def bench(
             start = time.perf_counter()
             vmodel, vsettings, dtype = build_variant(name, model, base_settings, wl)
             rec.build_s = time.perf_counter() - start
-            outputs, flops = _flops_of_pass(lambda m=vmodel, s=vsettings: wl.predict(m, data, s))
+            outputs, n_flops = _flops_of_pass(lambda m=vmodel, s=vsettings: wl.predict(m, data, s), flops)
             rec.quality = wl.quality(outputs, reference, data)
             rec.quality_drop = wl.quality_drop(rec.quality, base_quality)
             if max_quality_drop is not None:
                 rec.meets_budget = rec.quality_drop <= max_quality_drop
             rec.size_mb = serialized_size_mb(vmodel)
             rec.params = count_parameters(vmodel) if isinstance(vmodel, torch.nn.Module) else None
-            rec.flops_per_item = flops / n_items if flops else None
+            rec.flops_per_item = n_flops / n_items if n_flops else None
             rec.compute_dtype = dtype
             # techniques report what they decided (kept layers, thresholds, curves) here
             rec.details = dict(getattr(vmodel, "accelkit_details", None) or {})
@@ -147,7 +152,7 @@ def bench(
         rec.latency_ms = {"p50": t.p50_ms / n_batches, "p95": t.p95_ms / n_batches}
         rec.throughput = n_items / pass_s if pass_s > 0 else None
         rec.throughput_unit = f"{wl.item_unit}/s"
-        rec.peak_memory_mb = peak_memory_mb(runners[name])
+        rec.peak_memory_mb = peak_memory_mb(runners[name]) if memory else None
         if peak is not None and rec.flops_per_item:
             rec.roofline_fraction = peak.fraction(rec.flops_per_item * n_items, pass_s, dtypes.get(name, "fp32"))
 

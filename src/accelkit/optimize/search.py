@@ -98,7 +98,7 @@ def _singles(wl: Workload, config: OptimizeConfig) -> list[str]:
     if not config.include_expensive:
         names = [n for n in names if not VARIANTS[n].expensive]
     # cheap first: expensive ones (training) only run while there is still time
-    return sorted(names, key=lambda n: (VARIANTS[n].expensive, n))
+    return sorted(names, key=lambda n: (VARIANTS[n].expensive, n.startswith("compile"), n))
 
 
 def _estimate(plan: Plan, screened: dict[str, dict], objective: str) -> float:
@@ -160,8 +160,9 @@ def optimize(config: OptimizeConfig, out_dir: str | Path, *, console: Console | 
         progress.update(task, description=f"[bold]{name}[/bold] (best so far: {best_so_far()})")
         try:
             res = bench(
-                wl, [name], batch_size=batch_size, repeats=2, warmup=1, limit=config.screen_limit,
+                wl, [name], batch_size=batch_size, repeats=2, warmup=0, limit=config.screen_limit,
                 max_quality_drop=config.max_quality_drop, roofline=False, baseline_model=model, split="calib",
+                memory=config.objective == "memory", flops=False,
             )
             rec = res.variant(name).to_dict()
         except Exception as exc:  # a crashing metric or candidate is a result; the search goes on
@@ -171,27 +172,42 @@ def optimize(config: OptimizeConfig, out_dir: str | Path, *, console: Console | 
         save_state()
 
     singles = _singles(wl, config)
+    cheap = [n for n in singles if not VARIANTS[n].expensive]
+    expensive = [n for n in singles if VARIANTS[n].expensive]
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                   TimeElapsedColumn(), console=console, transient=True) as progress:
-        total = len(singles)
+        total = 0
         task = progress.add_task("screening", total=total)
-        for name in singles:
-            screen(name, progress, task)
-            progress.advance(task)
-        passing = [n for n in singles if screened[n].get("status") == "within budget"]
-        frontier = [Plan((n,)) for n in passing]
-        for _length in range(2, config.max_steps + 1):
-            # most promising first: the product of the steps' screened speed-ups
-            plans = sorted(extend_plans(frontier, passing), key=lambda p: -_estimate(p, screened, config.objective))
-            plans = plans[: config.max_plans_per_length]
-            total += len(plans)
+
+        def screen_all(names: list[str]) -> None:
+            nonlocal total
+            total += len(names)
             progress.update(task, total=total)
-            for plan in plans:
-                screen(plan.name, progress, task)
+            for name in names:
+                screen(name, progress, task)
                 progress.advance(task)
-            frontier = [p for p in plans if screened[p.name].get("status") == "within budget"]
-            if not frontier:
-                break
+
+        def grow(passing: list[str]) -> None:
+            frontier = [Plan((n,)) for n in passing]
+            for _length in range(2, config.max_steps + 1):
+                # most promising first: the product of the steps' screened speed-ups
+                plans = sorted(extend_plans(frontier, passing), key=lambda p: -_estimate(p, screened, config.objective))
+                plans = plans[: config.max_plans_per_length]
+                screen_all([p.name for p in plans])
+                frontier = [p for p in plans if screened[p.name].get("status") == "within budget"]
+                if not frontier:
+                    break
+
+        def passing(names: list[str]) -> list[str]:
+            return [n for n in names if screened[n].get("status") == "within budget"]
+
+        # Cheap techniques and their compositions first; techniques that train (distillation,
+        # fine-tuning) only afterwards, while time remains, then compositions with them too.
+        screen_all(cheap)
+        grow(passing(cheap))
+        if expensive:
+            screen_all(expensive)
+            grow(passing(cheap + expensive))
 
     ok = [r for r in screened.values() if r.get("status") == "within budget"]
     ok.sort(key=lambda r: objective_score(r, config.objective) or 0, reverse=True)
