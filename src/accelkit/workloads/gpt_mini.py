@@ -7,10 +7,9 @@ validation loss (nats per byte) on held-out text windows.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from functools import lru_cache
-from typing import Any
 
 import torch
 from torch import nn
@@ -18,7 +17,7 @@ from torch.nn import functional as F
 
 from accelkit.errors import ConfigError
 from accelkit.workloads._weights import cached_trained
-from accelkit.workloads.base import RunSettings, Workload
+from accelkit.workloads.base import TensorWorkload, Workload
 
 __all__ = ["GPTConfig", "GPTMini", "GPTMiniWorkload", "pydoc_bytes", "generate"]
 
@@ -183,13 +182,9 @@ class GPTMiniWorkload(Workload):
     def loss_fn(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(logits.flatten(0, 1), targets.flatten())
 
-    def batches(self, data: dict, settings: RunSettings) -> Iterator[tuple[Any, Any]]:
-        x = data["inputs"]
-        for start in range(0, len(x), settings.batch_size):
-            yield x[start : start + settings.batch_size].to(settings.device), None
-
-    def forward(self, model: Callable, inputs: torch.Tensor) -> torch.Tensor:
-        return model(inputs)
+    # windows batch and run exactly like any tensor input
+    batches = TensorWorkload.batches
+    forward = TensorWorkload.forward
 
     def n_items(self, data: dict) -> int:
         return data["inputs"].numel()
