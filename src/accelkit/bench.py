@@ -22,7 +22,7 @@ from accelkit.measure import (
     serialized_size_mb,
 )
 from accelkit.measure.roofline import measure_roofline
-from accelkit.report.results import Results, VariantResult
+from accelkit.report.results import Results, VariantResult, describe_error
 from accelkit.variants import build_variant, check_variants, list_variants
 from accelkit.workloads import RunSettings, Workload, get_workload
 
@@ -133,7 +133,7 @@ def bench(
             dtypes[name] = dtype
             runners[name] = lambda m=vmodel, s=vsettings: wl.predict(m, data, s)
         except Exception as exc:  # a failing candidate is a result, not a crash
-            rec.error = f"{type(exc).__name__}: {exc}"
+            rec.error = describe_error(exc)
 
     peak_before = measure_roofline(size=512, repeats=3, device=device) if roofline else None
     say(f"timing {len(runners)} variants interleaved, {repeats} rounds")

@@ -20,7 +20,13 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from accelkit.bench import bench
 from accelkit.errors import ConfigError
 from accelkit.optimize.plans import Plan, extend_plans
-from accelkit.report.results import Results, VariantResult, check_writable, write_text_atomic
+from accelkit.report.results import (
+    Results,
+    VariantResult,
+    check_writable,
+    describe_error,
+    write_text_atomic,
+)
 from accelkit.variants import VARIANTS, list_variants
 from accelkit.workloads import RunSettings, Workload, get_workload
 
@@ -166,7 +172,7 @@ def optimize(config: OptimizeConfig, out_dir: str | Path, *, console: Console | 
             )
             rec = res.variant(name).to_dict()
         except Exception as exc:  # a crashing metric or candidate is a result; the search goes on
-            rec = VariantResult(name, error=f"{type(exc).__name__}: {exc}").to_dict()
+            rec = VariantResult(name, error=describe_error(exc)).to_dict()
         rec["status"] = _rejection(rec, config.max_quality_drop) or "within budget"
         screened[name] = rec
         save_state()

@@ -16,7 +16,7 @@ from typing import Any
 
 from accelkit.errors import OutputPathError, SchemaError
 
-__all__ = ["SCHEMA", "VariantResult", "Results", "save_results", "load_results", "check_writable"]
+__all__ = ["SCHEMA", "VariantResult", "Results", "save_results", "load_results", "check_writable", "describe_error"]
 
 SCHEMA = "accelkit.results/1"
 
@@ -90,6 +90,13 @@ class Results:
             if v.name == name:
                 return v
         raise KeyError(name)
+
+
+def describe_error(exc: BaseException, limit: int = 300) -> str:
+    """One line for a failed variant: exporters put whole graphs into their messages."""
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    text = f"{type(exc).__name__}: {first}"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def check_writable(path: str | os.PathLike) -> Path:
