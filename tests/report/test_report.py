@@ -43,3 +43,11 @@ def test_wrong_schema_is_rejected(tmp_path):
         load_results(p)
     with pytest.raises(SchemaError, match="does not exist"):
         load_results(tmp_path / "missing.json")
+
+
+def test_failure_description_is_one_short_line():
+    from accelkit.report.results import describe_error
+
+    exc = RuntimeError("export failed at op X\n" + "graph line\n" * 500)
+    assert describe_error(exc) == "RuntimeError: export failed at op X"
+    assert len(describe_error(ValueError("x" * 1000))) <= 300
