@@ -9,7 +9,7 @@ from accelkit.workloads.base import RunSettings
 from accelkit.workloads.minilm import embedding_quality
 
 NAMES = {"bf16-cast", "int8-dynamic", "int8-aware", "int8-aware-torch", "compile", "onnx", "onnx-int8-dynamic",
-         "onnx-int8-static", "int8-weight-only", "int4-weight-only"}
+         "int8-weight-only", "int4-weight-only"}
 
 
 def test_variants_are_registered_and_fp16_only_where_it_pays(digits_workload, minilm_workload):
@@ -21,6 +21,9 @@ def test_variants_are_registered_and_fp16_only_where_it_pays(digits_workload, mi
     assert ("fp16" in list_variants(digits_workload)) == bool(fp16_pays)
     assert "int8-static" in list_variants(digits_workload)
     assert "int8-static" not in list_variants(minilm_workload)  # PT2E path is for tensor-input models
+    # static min-max ranges are for convnets; on minilm they lost 0.65 cosine
+    assert "onnx-int8-static" in list_variants(digits_workload)
+    assert "onnx-int8-static" not in list_variants(minilm_workload)
 
 
 def test_composition_with_padding_autocast_and_int8(minilm_workload, minilm_model):
