@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from accelkit._atomic import atomic_write_bytes
 from accelkit.errors import OutputPathError
 
 # Bumped whenever an on-disk layout written by accelkit.data changes: every
@@ -53,21 +54,6 @@ def ensure_writable_dir(path: Path, *, need_bytes: int = 0) -> None:
                 f"{need_bytes / 2**20:.1f} MiB; free space there or pass another --cache-dir"
             )
 
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temp file in the same directory and os.replace."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp-")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:

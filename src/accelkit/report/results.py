@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from accelkit._atomic import atomic_write_bytes
 from accelkit.errors import OutputPathError, SchemaError
 
 __all__ = ["SCHEMA", "VariantResult", "Results", "save_results", "load_results", "check_writable", "describe_error"]
@@ -115,20 +115,7 @@ def check_writable(path: str | os.PathLike) -> Path:
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     """Write ``text`` to ``path`` through a temp file and rename: never half-written."""
-    path = check_writable(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        # mkstemp makes files private (0600); reports are for sharing, so use the umask's default
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    return atomic_write_bytes(check_writable(path), text.encode("utf-8"))
 
 
 def save_results(results: Results, path: str | os.PathLike) -> Path:

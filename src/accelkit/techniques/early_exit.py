@@ -11,7 +11,6 @@ import contextlib
 import json
 import math
 import os
-import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from accelkit._atomic import atomic_write_bytes
 from accelkit.errors import ConfigError
 
 __all__ = [
@@ -1075,7 +1075,7 @@ def save_early_exit(model: EarlyExitModel, path: str | os.PathLike) -> Path:
 
     The backbone is not written: ``load_early_exit`` re-wraps the same baseline.
     """
-    from safetensors.torch import save_file
+    from safetensors.torch import save as save_safetensors
 
     folder = Path(path)
     folder.mkdir(parents=True, exist_ok=True)
@@ -1090,8 +1090,8 @@ def save_early_exit(model: EarlyExitModel, path: str | os.PathLike) -> Path:
         "details": model._details,
     }
     state = {k: v.detach().contiguous().cpu() for k, v in model.heads.state_dict().items()}
-    _atomic(folder / "heads.safetensors", lambda tmp: save_file(state, tmp))
-    _atomic(folder / "early_exit.json", lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=1, default=float)))
+    atomic_write_bytes(folder / "heads.safetensors", save_safetensors(state))
+    atomic_write_bytes(folder / "early_exit.json", json.dumps(meta, indent=1, default=float).encode())
     return folder
 
 
@@ -1120,14 +1120,3 @@ def load_early_exit(path: str | os.PathLike, backbone: nn.Module) -> EarlyExitMo
     model.heads.load_state_dict(load_file(folder / "heads.safetensors"))
     model.accelkit_details = meta.get("details") or {}
     return model.eval()
-
-
-def _atomic(path: Path, write: Callable[[str], None]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)

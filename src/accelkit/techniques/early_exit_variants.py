@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from accelkit._atomic import atomic_write_bytes
 from accelkit.techniques.early_exit import (
     EarlyExitConfig,
     EarlyExitModel,
-    _atomic,
     apply_early_exit,
     calibrate_thresholds,
     find_blocks,
@@ -186,7 +185,7 @@ def build_layer_skip(
         }
         if use_cache:
             path.parent.mkdir(parents=True, exist_ok=True)
-            _atomic(path, lambda tmp: Path(tmp).write_text(json.dumps(details, indent=1)))
+            atomic_write_bytes(path, json.dumps(details, indent=1).encode())
     apply_layer_skip_(model, details["skipped_layers"], config.block_names)
     return model, details
 

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -20,6 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from accelkit._atomic import atomic_write_bytes
 from accelkit._lazy import require
 from accelkit.errors import ConfigError, DeviceUnavailableError, OutputPathError, SchemaError
 
@@ -352,17 +351,6 @@ def pruned_shapes(model: nn.Module) -> dict[str, dict[str, Any]]:
     return shapes
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def save_pruned(model: nn.Module, directory: str | Path, *, extra: dict | None = None) -> Path:
     """Write ``model.safetensors`` + ``pruned.json`` (layer shapes, config) into ``directory``."""
     from safetensors.torch import save as st_save
@@ -381,8 +369,8 @@ def save_pruned(model: nn.Module, directory: str | Path, *, extra: dict | None =
         "details": {k: v for k, v in details.items() if k not in ("config",)},
         **(extra or {}),
     }
-    _atomic_write_bytes(directory / "model.safetensors", st_save(state))
-    _atomic_write_bytes(directory / "pruned.json", json.dumps(meta, indent=1).encode())
+    atomic_write_bytes(directory / "model.safetensors", st_save(state))
+    atomic_write_bytes(directory / "pruned.json", json.dumps(meta, indent=1).encode())
     return directory
 
 

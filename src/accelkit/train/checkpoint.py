@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from accelkit._atomic import atomic_write_bytes
 from accelkit.errors import AccelkitError, OutputPathError
 
 __all__ = [
@@ -41,17 +42,8 @@ class CheckpointError(AccelkitError):
     """A checkpoint is missing, truncated, or does not match the model it is loaded into."""
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
 def _atomic_write_json(path: Path, obj: Any) -> None:
-    _atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
 
 
 # --- weights ---------------------------------------------------------------------------------
@@ -77,7 +69,7 @@ def save_weights(state: Mapping[str, torch.Tensor], path: str | os.PathLike[str]
 
     kept, aliases = _dedupe_shared(state)
     data = save(kept, metadata={"accelkit_aliases": json.dumps(aliases), "format": "pt"})
-    _atomic_write_bytes(Path(path), data)
+    atomic_write_bytes(Path(path), data)
 
 
 def _read_weights(path: Path) -> dict[str, torch.Tensor]:

@@ -2,29 +2,20 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 from torch import nn
 
+from accelkit._atomic import atomic_write_bytes
 from accelkit.workloads.base import cache_dir
 
 
 def save_state_atomic(model: nn.Module, path: Path) -> None:
     """Write the model's weights to ``path`` via a temp file + rename, never half-written."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
-    try:
-        state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-        save_file(state, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    atomic_write_bytes(path, save(state))
 
 
 def cached_trained(name: str, make: Callable[[], nn.Module], train: Callable[[nn.Module], None]) -> nn.Module:
