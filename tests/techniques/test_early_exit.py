@@ -352,3 +352,63 @@ def test_joint_training_needs_labels():
     wrapped = apply_early_exit(_digits_cnn(), EarlyExitConfig(training="joint"), _images(2))
     with pytest.raises(ConfigError, match="labels"):
         train_exit_heads_(wrapped, [_images(8)])
+
+
+# ------------------------------------------------------------------ joint self-distillation (embeddings)
+
+
+def _joint_bert(epochs: int = 40) -> tuple[nn.Module, object, list[dict[str, torch.Tensor]], torch.Tensor]:
+    from accelkit.techniques.early_exit import train_exit_heads_
+
+    model = _tiny_bert()
+    batches = [_bert_inputs(8, 10) for _ in range(1)] + [
+        {k: v.roll(i, 0) for k, v in _bert_inputs(8, 10).items()} for i in range(1, 4)
+    ]
+    with torch.no_grad():
+        reference = torch.cat([_masked(model(**b).last_hidden_state, b["attention_mask"]) for b in batches])
+    cfg = EarlyExitConfig(criterion="stability", training="joint", joint_epochs=epochs, joint_lr=3e-3)
+    wrapped = apply_early_exit(model, cfg, batches[0])
+    report = train_exit_heads_(wrapped, batches)
+    return wrapped, report, batches, reference
+
+
+def _masked(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    m = mask.unsqueeze(-1).float()
+    return (hidden * m).sum(1) / m.sum(1)
+
+
+def test_joint_embedding_training_brings_every_exit_closer_to_the_untouched_model():
+    wrapped, report, batches, reference = _joint_bert()
+    outs, final = collect_exit_outputs(wrapped, batches)
+    ridge = [h["heldout_cosine"] for h in report["heads"]]  # frozen-backbone heads, before joint training
+    for k, out in enumerate(outs):
+        cos = float(nn.functional.cosine_similarity(out, reference, dim=-1).mean())
+        assert cos > max(ridge[k], 0.9), (k, cos, ridge[k])
+    assert float(nn.functional.cosine_similarity(final, reference, dim=-1).mean()) > 0.9
+    assert report["epoch_losses"][-1] < report["epoch_losses"][0]
+
+
+def test_calibration_against_a_reference_counts_the_drift_of_full_depth_rows():
+    wrapped, _, batches, reference = _joint_bert(epochs=2)
+    _, final = collect_exit_outputs(wrapped, batches)
+    drift = float(nn.functional.cosine_similarity(final, reference, dim=-1).double().mean())
+    assert drift < 1.0
+    result = calibrate_thresholds(wrapped, batches, max_quality_drop=0.0, reference=reference)
+    assert not result.met_budget and wrapped.thresholds == [None] * 3
+    assert result.quality == pytest.approx(drift, abs=1e-6)  # full depth is scored, not assumed perfect
+    with pytest.raises(ConfigError, match="reference"):
+        calibrate_thresholds(wrapped, batches, max_quality_drop=0.1, reference=reference[:3])
+
+
+def test_a_jointly_trained_model_saves_and_loads_its_backbone(tmp_path):
+    wrapped, _, batches, _ = _joint_bert(epochs=2)
+    wrapped.thresholds = _median_thresholds(wrapped, batches[0])
+    with torch.inference_mode():
+        before = wrapped(**batches[0])[0]
+    save_early_exit(wrapped, tmp_path / "ee")
+    loaded = load_early_exit(tmp_path / "ee", _tiny_bert())  # the untouched baseline
+    with torch.inference_mode():
+        torch.testing.assert_close(loaded(**batches[0])[0], before, rtol=0, atol=0)
+    (tmp_path / "ee" / "backbone.safetensors").unlink()
+    with pytest.raises(SchemaError, match="backbone"):
+        load_early_exit(tmp_path / "ee", _tiny_bert())

@@ -68,6 +68,8 @@ class EarlyExitConfig:
     training: str = "distill"  # distill: backbone frozen, heads learn the final output
     epochs: int = 300
     lr: float = 3e-3
+    joint_epochs: int | None = None  # training="joint": passes over the data (None: epochs // 30)
+    joint_lr: float | None = None  # training="joint": backbone learning rate (None: lr / 10)
     weight_decay: float = 1e-3
     temperature: float = 2.0
     head_pool: int = 4  # conv features are average-pooled to at most head_pool×head_pool
@@ -91,6 +93,12 @@ class EarlyExitConfig:
             raise ConfigError(
                 f"epochs={self.epochs}, lr={self.lr}, temperature={self.temperature}: "
                 "expected epochs ≥ 0 and positive lr and temperature"
+            )
+        if (self.joint_epochs is not None and self.joint_epochs < 1) or (
+            self.joint_lr is not None and not self.joint_lr > 0
+        ):
+            raise ConfigError(
+                f"joint_epochs={self.joint_epochs}, joint_lr={self.joint_lr}: expected None or ≥ 1 and a positive rate"
             )
         if self.head_pool < 1 or self.head_hidden < 0:
             raise ConfigError(f"head_pool={self.head_pool}, head_hidden={self.head_hidden}: expected ≥ 1, ≥ 0")
@@ -650,8 +658,9 @@ def train_exit_heads_(
 
     ``distill`` (default): the backbone stays frozen and each head learns the model's own
     final output (soft targets at ``temperature`` for logits, cosine for embeddings), so the
-    full-depth output is unchanged. ``joint``: backbone and heads learn ``labels`` together
-    (cross-entropy summed over the heads and the final output); needs a classifier.
+    full-depth output is unchanged. ``joint``: backbone and heads learn together — a classifier
+    learns ``labels`` (cross-entropy summed over the heads and the final output), an embedding
+    model learns its own untouched pooled embedding at every exit (self-distillation).
     """
     cfg = model.config
     torch.manual_seed(cfg.seed)
@@ -792,12 +801,15 @@ def _agreement(mode: str, out: torch.Tensor, reference: torch.Tensor) -> float:
 def _train_joint(
     model: EarlyExitModel, batches: list[Any], labels: torch.Tensor | None, progress: Callable | None
 ) -> dict[str, Any]:
-    if model.mode != "classifier" or labels is None:
-        raise ConfigError("training='joint' needs a classifier and labels for the batches; use training='distill'")
+    if model.mode == "embedding":
+        return _train_joint_embedding(model, batches, progress)
+    if labels is None:
+        raise ConfigError("training='joint' on a classifier needs labels for the batches; use training='distill'")
     cfg = model.config
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr * 0.1, weight_decay=cfg.weight_decay)
+    lr = cfg.joint_lr if cfg.joint_lr is not None else cfg.lr * 0.1
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=cfg.weight_decay)
     model.train()
-    n_epochs = max(1, cfg.epochs // 30)
+    n_epochs = cfg.joint_epochs or max(1, cfg.epochs // 30)
     with torch.enable_grad():
         for epoch in range(n_epochs):
             start = 0
@@ -810,9 +822,56 @@ def _train_joint(
                 loss.backward()
                 opt.step()
             if progress:
-                progress(f"joint epoch {epoch + 1}/{n_epochs}: loss {float(loss):.4f}")
+                progress(f"joint epoch {epoch + 1}/{n_epochs}: loss {loss.item():.4f}")
     model.eval()
     return {"heads": [], "joint_epochs": n_epochs}
+
+
+def _train_joint_embedding(model: EarlyExitModel, batches: list[Any], progress: Callable | None) -> dict[str, Any]:
+    """Self-distillation with the backbone unfrozen: every exit and the final output learn the
+    *untouched* model's pooled embedding (computed before any weight moves).
+
+    A frozen backbone leaves a linear head on layer k only what layer k already encodes
+    (cosine 0.7–0.8 on MiniLM's middle layers); letting the layers below an exit adapt makes
+    the early exits useful at the price of a small drift of the full-depth output, which
+    calibration then measures against the untouched reference.
+    """
+    cfg = model.config
+    model.eval()
+    with torch.no_grad():
+        targets = [_call(model.all_exits, b)[1].detach() for b in batches]
+    ridge = _fit_embedding_heads_ridge(model, batches, progress)  # a good start for the heads
+    lr = cfg.joint_lr if cfg.joint_lr is not None else cfg.lr * 0.1
+    n_epochs = cfg.joint_epochs or max(1, cfg.epochs // 30)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    total = n_epochs * len(batches)
+    warmup = max(1, total // 10)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda step: min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(step, total) / total))
+    )
+    gen = torch.Generator().manual_seed(cfg.seed)
+    model.eval()  # no dropout: the targets are deterministic and the exits should match them exactly
+    losses: list[float] = []
+    with torch.enable_grad():
+        for epoch in range(n_epochs):
+            running, seen = 0.0, 0
+            for j in torch.randperm(len(batches), generator=gen).tolist():
+                outs, final = _call(model.all_exits, batches[j])
+                t = targets[j]
+                loss = (1 - nn.functional.cosine_similarity(final, t, dim=-1)).mean()
+                for o in outs:
+                    loss = loss + (1 - nn.functional.cosine_similarity(o, t, dim=-1)).mean()
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+                running, seen = running + loss.item(), seen + 1
+            losses.append(running / max(1, seen))
+            if progress:
+                progress(f"joint epoch {epoch + 1}/{n_epochs}: mean loss {losses[-1]:.4f}")
+    model.eval()
+    return {"heads": ridge["heads"], "fit": "ridge, then joint self-distillation", "joint_epochs": n_epochs,
+            "joint_lr": lr, "epoch_losses": losses}
 
 
 # ---------------------------------------------------------------- calibration
@@ -900,6 +959,7 @@ def _simulate(
     thresholds: list[float | None],
     costs: tuple[list[float], list[float], float],
     row_quality: list[torch.Tensor],
+    full_quality: torch.Tensor,
 ) -> tuple[float, float, float, torch.Tensor]:
     """(quality, compute_saved, layers_saved, exit_block per row) for ``thresholds``."""
     n = final.shape[0]
@@ -922,8 +982,8 @@ def _simulate(
                 continue
             leave = (s >= sign * thresholds[k]) & (exit_head < 0)
             exit_head[leave] = k
-    # quality per row is precomputed per head: gather the exit head's value, 1.0 for full depth
-    per_row = torch.ones(n, dtype=torch.float64)
+    # quality per row is precomputed per head: gather the exit head's value, full_quality otherwise
+    per_row = full_quality.clone()
     for k, rq in enumerate(row_quality):
         sel = exit_head == k
         per_row[sel] = rq[sel]
@@ -960,12 +1020,15 @@ def calibrate_thresholds(
     max_quality_drop: float,
     example_inputs: Any = None,
     n_candidates: int = 30,
+    reference: torch.Tensor | None = None,
 ) -> CalibrationResult:
     """Pick the thresholds that save the most compute with quality within budget.
 
     Quality is measured against the model's own full-depth output on ``batches`` (held-out
     calibration data): prediction agreement for classifiers, mean cosine for embeddings;
-    ``max_quality_drop`` bounds 1 - that. The curve is the trade-off of one shared threshold
+    ``max_quality_drop`` bounds 1 - that. ``reference``: the untouched model's outputs on
+    ``batches`` when the backbone itself was trained (``training="joint"``); quality is then
+    measured against it, full-depth rows included. The curve is the trade-off of one shared threshold
     swept over its range; the chosen set is then refined head by head. When no setting that
     exits meets the budget, every threshold is None (the full model) and ``met_budget`` is
     False with the reason in ``message``. Sets ``model.thresholds``.
@@ -977,12 +1040,21 @@ def calibrate_thresholds(
     costs = block_costs(model, example_inputs if example_inputs is not None else batches[0])
     cost_dict = {"block_flops": costs[0], "head_flops": costs[1], "final_flops": costs[2]}
     scores = _scores(model.config.criterion, outs)
-    row_quality = [_row_quality(model.mode, o, final) for o in outs]
+    if reference is not None and reference.shape != final.shape:
+        raise ConfigError(
+            f"reference of shape {tuple(reference.shape)} for outputs of shape {tuple(final.shape)}: "
+            "pass the untouched model's outputs on exactly these batches"
+        )
+    ref = final if reference is None else reference.float()
+    row_quality = [_row_quality(model.mode, o, ref) for o in outs]
+    full_quality = (
+        torch.ones(final.shape[0], dtype=torch.float64) if reference is None else _row_quality(model.mode, final, ref)
+    )
     metric = "cosine_mean" if model.mode == "embedding" else "agreement"
     n_heads = len(model.heads)
 
     def evaluate(thr: list[float | None]) -> dict[str, Any]:
-        q, saved, layers, exit_block = _simulate(model, outs, final, scores, thr, costs, row_quality)
+        q, saved, layers, exit_block = _simulate(model, outs, final, scores, thr, costs, row_quality, full_quality)
         return {"thresholds": thr, "quality": q, "compute_saved": saved, "layers_saved": layers}
 
     curve: list[dict[str, Any]] = []
@@ -1073,7 +1145,8 @@ def _refine(
 def save_early_exit(model: EarlyExitModel, path: str | os.PathLike) -> Path:
     """Write the heads (safetensors) and config, thresholds, structure (JSON) to a folder.
 
-    The backbone is not written: ``load_early_exit`` re-wraps the same baseline.
+    The backbone is written only when training changed it (``training="joint"``); otherwise
+    ``load_early_exit`` re-wraps the same baseline.
     """
     from safetensors.torch import save as save_safetensors
 
@@ -1091,12 +1164,18 @@ def save_early_exit(model: EarlyExitModel, path: str | os.PathLike) -> Path:
     }
     state = {k: v.detach().contiguous().cpu() for k, v in model.heads.state_dict().items()}
     atomic_write_bytes(folder / "heads.safetensors", save_safetensors(state))
+    if model.config.training == "joint":
+        backbone = {k: v.detach().clone().contiguous().cpu() for k, v in model.backbone.state_dict().items()}
+        atomic_write_bytes(folder / "backbone.safetensors", save_safetensors(backbone))
     atomic_write_bytes(folder / "early_exit.json", json.dumps(meta, indent=1, default=float).encode())
     return folder
 
 
 def load_early_exit(path: str | os.PathLike, backbone: nn.Module) -> EarlyExitModel:
-    """Re-wrap ``backbone`` (the same baseline) with the heads and thresholds saved at ``path``."""
+    """Re-wrap ``backbone`` (the same baseline) with the heads and thresholds saved at ``path``.
+
+    A jointly trained model also carries its fine-tuned backbone weights, loaded into ``backbone``.
+    """
     from safetensors.torch import load_file
 
     from accelkit.errors import SchemaError
@@ -1110,6 +1189,11 @@ def load_early_exit(path: str | os.PathLike, backbone: nn.Module) -> EarlyExitMo
         raise SchemaError(f"{meta_path}: format {meta.get('format')!r}, expected {_FORMAT!r}")
     config = EarlyExitConfig.from_dict(meta["config"])
     find_blocks(backbone, meta["block_names"])
+    if config.training == "joint":
+        weights = folder / "backbone.safetensors"
+        if not weights.exists():
+            raise SchemaError(f"{weights} is missing: a jointly trained early-exit model needs its backbone weights")
+        backbone.load_state_dict(load_file(weights))
     heads = [
         ExitHead(s["kind"], s["feature_shape"], s["out_features"], s["pool"], s["hidden"]) for s in meta["heads"]
     ]

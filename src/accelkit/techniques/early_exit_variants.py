@@ -20,6 +20,7 @@ from accelkit.techniques.early_exit import (
     EarlyExitModel,
     apply_early_exit,
     calibrate_thresholds,
+    collect_exit_outputs,
     find_blocks,
     load_early_exit,
     save_early_exit,
@@ -81,16 +82,21 @@ def build_early_exit(
     batch_size: int = 64,
     use_cache: bool = True,
     progress=None,
+    extra_train: list[Any] | None = None,
 ) -> EarlyExitModel:
-    """Wrap, train heads on calibration data, calibrate thresholds on held-apart calib data."""
+    """Wrap, train heads on calibration data, calibrate thresholds on held-apart calib data.
+
+    ``extra_train``: more unlabelled training inputs (never evaluation data) added to the
+    training part, e.g. stdlib docstring sentences for minilm.
+    """
     calib = workload.calib_data()
     n = workload.n_items(calib)
     n_train = int(n * train_fraction)
-    key_src = json.dumps(
-        {"workload": workload.name, "config": config.to_dict(), "budget": max_quality_drop,
-         "n_calib": n, "n_train": n_train, "weights": weights_fingerprint(model)},
-        sort_keys=True,
-    )
+    key_fields = {"workload": workload.name, "config": config.to_dict(), "budget": max_quality_drop,
+                  "n_calib": n, "n_train": n_train, "weights": weights_fingerprint(model)}
+    if extra_train:
+        key_fields["extra_train"] = hashlib.sha256(repr(list(extra_train)).encode()).hexdigest()[:16]
+    key_src = json.dumps(key_fields, sort_keys=True)
     key = hashlib.sha256(key_src.encode()).hexdigest()[:16]
     folder = cache_dir() / "early_exit" / f"{workload.name}-{key}"
     if use_cache and (folder / "early_exit.json").exists():
@@ -99,11 +105,16 @@ def build_early_exit(
         except Exception:  # a stale or corrupt cache entry: rebuild rather than fail
             pass
     train_part, calib_part = _split(calib, n_train)
+    if extra_train is not None:
+        train_part = list(train_part) + list(extra_train)
     train_batches = _input_batches(workload, train_part, batch_size)
     calib_batches = _input_batches(workload, calib_part, batch_size)
     wrapped = apply_early_exit(model, config, train_batches[0])
+    reference = None
+    if config.training == "joint":  # the backbone will move: keep the untouched outputs to score against
+        reference = collect_exit_outputs(wrapped, calib_batches)[1]
     train_report = train_exit_heads_(wrapped, train_batches, progress=progress)
-    result = calibrate_thresholds(wrapped, calib_batches, max_quality_drop=max_quality_drop)
+    result = calibrate_thresholds(wrapped, calib_batches, max_quality_drop=max_quality_drop, reference=reference)
     wrapped.accelkit_details = {
         "criterion": config.criterion,
         "exit_after": wrapped.exit_after,
@@ -113,7 +124,7 @@ def build_early_exit(
         "tradeoff_curve": result.curve,
         "train": train_report,
         "calib_items": n - n_train,
-        "train_items": n_train,
+        "train_items": n_train + len(extra_train or ()),
     }
     if use_cache:
         save_early_exit(wrapped, folder)

