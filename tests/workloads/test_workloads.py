@@ -86,3 +86,13 @@ def test_user_workload_from_module_function(user_module):
 def test_user_workload_errors_are_one_clear_line(user_module, spec, match):
     with pytest.raises(WorkloadImportError, match=match):
         get_workload(spec)
+
+
+def test_stdlib_docstring_sentences_are_prose_and_never_evaluation_sentences():
+    from accelkit.workloads.minilm import pydoc_sentences, stdlib_docstring_sentences
+
+    extra = stdlib_docstring_sentences()
+    assert len(extra) > 5000  # the point is more training text than the 1,589 calibration sentences
+    assert not set(extra) & set(pydoc_sentences())  # nothing held out leaks into training
+    assert list(extra) == sorted(extra)  # stable order on one Python version
+    assert all(len(s.split()) >= 5 and ">>>" not in s for s in extra)
