@@ -1,4 +1,4 @@
-"""Registers the compression variants (issue 6): structured/unstructured pruning, distillation, depthwise."""
+"""Registers the compression variants (issue 6): structured/unstructured/attention-head pruning, distillation, depthwise."""
 
 from __future__ import annotations
 
@@ -15,8 +15,10 @@ from accelkit.techniques.distill import (
     SentenceDistillConfig,
     cached_sentence_student,
     distill_classifier,
+    distill_sentence_encoder,
     shift_augment,
 )
+from accelkit.techniques.head_prune import HeadPruneConfig, prune_heads
 from accelkit.techniques.lightweight import (
     DepthwiseConfig,
     MobileDigitsNet,
@@ -185,4 +187,67 @@ def _mobilenet_v2(model, settings, workload):
 )
 def _distill_3layer(model, settings, workload):
     student = cached_sentence_student(workload, model.cpu().eval(), DISTILL_3LAYER)
+    return student.to(settings.device), settings
+
+
+# ---------------------------------------------------------------------------- attention-head pruning
+
+PRUNE_HEADS_50 = HeadPruneConfig(ratio=0.5, importance="taylor")
+PRUNE_HEADS_SCORE_SENTENCES = 256  # calibration sentences the head importance is computed on
+# recovery: every (pruned) layer kept, 1 epoch on calibration + stdlib docstring sentences
+PRUNE_HEADS_DISTILL = SentenceDistillConfig(keep_layers=(0, 1, 2, 3, 4, 5), epochs=1, lr=1e-4)
+
+
+def _head_pruned_student(workload, teacher: nn.Module) -> nn.Module:
+    """Prune half the heads of a copy of ``teacher`` and distil it back; cached by configs and teacher weights."""
+    from accelkit.techniques.distill import (
+        _cached_tensor,
+        _length_sorted_batches,
+        sentence_embeddings,
+    )
+    from accelkit.techniques.prune import load_pruned, save_pruned
+    from accelkit.workloads.minilm import stdlib_docstring_sentences
+
+    spec = {
+        "heads": PRUNE_HEADS_50.to_dict(),
+        "score_sentences": PRUNE_HEADS_SCORE_SENTENCES,
+        "distill": PRUNE_HEADS_DISTILL.to_dict(),
+        "data": "calib+stdlib-docstrings",
+        "teacher": _state_digest(teacher),
+    }
+    key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
+    folder = cache_dir() / "distill" / f"{workload.name}-prune-heads-{key}"
+    if folder.exists():
+        try:
+            student = load_pruned(folder, copy.deepcopy(teacher))
+            student.accelkit_details.update({"config": PRUNE_HEADS_50.to_dict(), "cached": True})
+            return student
+        except Exception:  # stale or corrupt cache entry: prune and train again
+            pass
+    cfg = PRUNE_HEADS_DISTILL
+    calib = workload.calib_data()
+    score = [b for _, b in _length_sorted_batches(workload.tokenizer, calib[:PRUNE_HEADS_SCORE_SENTENCES], 32, cfg.max_length)]
+    student = prune_heads(copy.deepcopy(teacher), score, copy.deepcopy(PRUNE_HEADS_50))
+    details = dict(student.accelkit_details)
+    sentences = list(calib) + list(stdlib_docstring_sentences())
+    digest = hashlib.sha256("\n".join(sentences).encode()).hexdigest()[:12]
+    targets = _cached_tensor(
+        cache_dir() / "distill" / f"{workload.name}-teacher-emb-{digest}-L{cfg.max_length}.safetensors",
+        lambda: sentence_embeddings(teacher, workload.tokenizer, sentences, max_length=cfg.max_length),
+    )
+    student = distill_sentence_encoder(student, targets, workload.tokenizer, sentences, cfg)
+    student.accelkit_details = {**details, "distill": cfg.to_dict(), "train_sentences": len(sentences)}
+    save_pruned(student, folder)
+    student.accelkit_details["cached"] = False
+    return student.eval()
+
+
+@register_variant(
+    "prune-heads-50",
+    description="50% of MiniLM's attention heads physically removed (Taylor head importance), recovered by distillation",
+    applies_to=_is_bert_encoder,
+    expensive=True,
+)
+def _prune_heads_50(model, settings, workload):
+    student = _head_pruned_student(workload, model.cpu().eval())
     return student.to(settings.device), settings

@@ -310,7 +310,11 @@ def prune_structured(
         "config": config.to_dict(),
         "params_before": params_before,
         "params_after": params_after,
-        "channels": {n: s.get("out_channels", s.get("out_features")) for n, s in pruned_shapes(model).items()},
+        "channels": {
+            n: s.get("out_channels", s.get("out_features"))
+            for n, s in pruned_shapes(model).items()
+            if s["type"] != "Attention"
+        },
     }
     return model.eval()
 
@@ -337,7 +341,7 @@ def _check_still_runs(model: nn.Module, example_inputs: Any, reference_out: Any)
 
 
 def pruned_shapes(model: nn.Module) -> dict[str, dict[str, Any]]:
-    """Per-layer shape attributes (channels, features, groups): the JSON half of a pruned model."""
+    """Per-layer shape attributes (channels, features, groups, attention heads): the JSON half of a pruned model."""
     shapes: dict[str, dict[str, Any]] = {}
     for name, m in model.named_modules():
         if isinstance(m, nn.modules.conv._ConvNd):
@@ -348,6 +352,9 @@ def pruned_shapes(model: nn.Module) -> dict[str, dict[str, Any]]:
             shapes[name] = {"type": type(m).__name__, "num_features": m.num_features}
         elif isinstance(m, nn.LayerNorm):
             shapes[name] = {"type": "LayerNorm", "normalized_shape": list(m.normalized_shape)}
+        elif isinstance(getattr(m, "num_attention_heads", None), int) and isinstance(getattr(m, "all_head_size", None), int):
+            # BERT-style self-attention: after head pruning each layer may keep a different number of heads
+            shapes[name] = {"type": "Attention", "num_attention_heads": m.num_attention_heads, "all_head_size": m.all_head_size}
     return shapes
 
 
