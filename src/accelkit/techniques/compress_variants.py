@@ -194,7 +194,9 @@ def _distill_3layer(model, settings, workload):
 
 PRUNE_HEADS_50 = HeadPruneConfig(ratio=0.5, importance="taylor")
 PRUNE_HEADS_SCORE_SENTENCES = 256  # calibration sentences the head importance is computed on
-# recovery: every (pruned) layer kept, 1 epoch on calibration + stdlib docstring sentences
+# recovery: every (pruned) layer kept, 1 epoch on calibration + stdlib docstring sentences (~5 min on 1 thread).
+# token_weight=1 (hidden states matched token by token) scored the same on held-out calibration sentences
+# (cosine 0.9577 vs 0.9578) for a longer run, so only the pooled embeddings are matched.
 PRUNE_HEADS_DISTILL = SentenceDistillConfig(keep_layers=(0, 1, 2, 3, 4, 5), epochs=1, lr=1e-4)
 
 
