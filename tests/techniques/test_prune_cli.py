@@ -23,6 +23,8 @@ def _one_torch_thread():
         (["prune", "--ratio", "1.5"], "ratio=1.5"),
         (["prune", "--method", "random"], "--method 'random'"),
         (["prune", "--importance", "guess"], "importance='guess'"),
+        (["prune", "--method", "heads", "-w", "digits"], "prunes BERT-style encoders"),
+        (["prune", "--method", "heads", "-w", "minilm", "--ratio", "0"], "ratio"),
         (["distill", "-w", "minilm", "--layers", "0,x"], "--layers '0,x'"),
         (["distill", "-w", "gpt-mini"], "distill supports minilm and digits"),
     ],

@@ -22,10 +22,16 @@ def _parse_layers(text: str) -> tuple[int, ...]:
 def register(app: typer.Typer) -> None:
     @app.command("prune")
     def prune_cmd(
-        workload: str = typer.Option("digits", "--workload", "-w", help="workload with train_dataset() (digits)"),
-        method: str = typer.Option("structured", help="structured (channels removed) | unstructured (zeros)"),
-        ratio: float = typer.Option(0.5, help="fraction of channels (structured) or weights (unstructured) to remove"),
-        importance: str = typer.Option("magnitude", help="magnitude | taylor"),
+        workload: str = typer.Option(
+            "digits", "--workload", "-w", help="digits (structured/unstructured) or minilm (heads/unstructured)"
+        ),
+        method: str = typer.Option(
+            "structured", help="structured (channels removed) | heads (attention heads removed) | unstructured (zeros)"
+        ),
+        ratio: float = typer.Option(
+            0.5, help="fraction of channels (structured), attention heads (heads) or weights (unstructured) to remove"
+        ),
+        importance: str = typer.Option("magnitude", help="structured: magnitude | taylor (heads always use taylor)"),
         steps: int = typer.Option(2, help="iterative prune → fine-tune steps"),
         finetune_epochs: int = typer.Option(3, help="fine-tune epochs after each step (0: none)"),
         out: Path | None = typer.Option(None, help="folder for model.safetensors + pruned.json"),
@@ -41,20 +47,36 @@ def register(app: typer.Typer) -> None:
         )
         from accelkit.workloads import RunSettings, get_workload
 
-        if method not in ("structured", "unstructured"):
-            raise ConfigError(f"--method {method!r}: expected 'structured' or 'unstructured'")
-        if method == "structured":
+        if method not in ("structured", "heads", "unstructured"):
+            raise ConfigError(f"--method {method!r}: expected 'structured', 'heads' or 'unstructured'")
+        if method == "heads":
+            from accelkit.techniques.head_prune import HeadPruneConfig
+
+            config = HeadPruneConfig(ratio=ratio)
+        elif method == "structured":
             config = StructuredPruneConfig(ratio, importance, steps, finetune=FineTuneConfig(epochs=finetune_epochs))
         else:
             config = UnstructuredPruneConfig(amount=ratio)
         wl = get_workload(workload)
         if method == "structured" and not hasattr(wl, "train_dataset"):
-            raise ConfigError(f"workload {wl.name!r} has no train_dataset() to fine-tune on; use --workload digits")
+            raise ConfigError(
+                f"workload {wl.name!r} has no train_dataset() to fine-tune on; use --workload digits "
+                "(or --method heads for a BERT encoder such as minilm)"
+            )
+        if method == "heads":
+            from accelkit.techniques.compress_variants import _is_bert_encoder
+
+            if not _is_bert_encoder(wl):
+                raise ConfigError(f"--method heads prunes BERT-style encoders; workload {wl.name!r} is not one (use minilm)")
         base = wl.build_model()
         model = wl.build_model()
         settings = RunSettings(batch_size=wl.default_batch_size)
         data = wl.eval_data()
-        if method == "structured":
+        if method == "heads":
+            from accelkit.techniques.compress_variants import cached_head_pruned_student
+
+            model = cached_head_pruned_student(wl, model, config)
+        elif method == "structured":
             example = wl.example_inputs(wl.calib_data(limit=2), settings.with_(batch_size=2))
             model = prune_structured(model, example, config, dataset=wl.train_dataset(), loss_fn=wl.loss_fn)
         else:
@@ -64,7 +86,7 @@ def register(app: typer.Typer) -> None:
         details = {k: v for k, v in model.accelkit_details.items() if k != "layer_sparsity"}
         typer.echo(json.dumps({"quality": quality, "baseline_quality": wl.quality(ref, ref, data), **details}, indent=1))
         if out is not None:
-            if method != "structured":
+            if method == "unstructured":
                 raise ConfigError("--out saves structurally pruned models; unstructured keeps the original shapes")
             save_pruned(model, out, extra={"workload": wl.name})
             typer.echo(f"saved to {out}")

@@ -200,8 +200,9 @@ PRUNE_HEADS_SCORE_SENTENCES = 256  # calibration sentences the head importance i
 PRUNE_HEADS_DISTILL = SentenceDistillConfig(keep_layers=(0, 1, 2, 3, 4, 5), epochs=1, lr=1e-4)
 
 
-def _head_pruned_student(workload, teacher: nn.Module) -> nn.Module:
-    """Prune half the heads of a copy of ``teacher`` and distil it back; cached by configs and teacher weights."""
+def cached_head_pruned_student(workload, teacher: nn.Module, config: HeadPruneConfig = PRUNE_HEADS_50) -> nn.Module:
+    """Prune ``config.ratio`` of the heads of a copy of ``teacher`` and distil it back on calibration and
+    stdlib docstring sentences (never evaluation ones); cached by configs and teacher weights."""
     from accelkit.techniques.distill import (
         _cached_tensor,
         _length_sorted_batches,
@@ -211,7 +212,7 @@ def _head_pruned_student(workload, teacher: nn.Module) -> nn.Module:
     from accelkit.workloads.minilm import stdlib_docstring_sentences
 
     spec = {
-        "heads": PRUNE_HEADS_50.to_dict(),
+        "heads": config.to_dict(),
         "score_sentences": PRUNE_HEADS_SCORE_SENTENCES,
         "distill": PRUNE_HEADS_DISTILL.to_dict(),
         "data": "calib+stdlib-docstrings",
@@ -222,14 +223,14 @@ def _head_pruned_student(workload, teacher: nn.Module) -> nn.Module:
     if folder.exists():
         try:
             student = load_pruned(folder, copy.deepcopy(teacher))
-            student.accelkit_details.update({"config": PRUNE_HEADS_50.to_dict(), "cached": True})
+            student.accelkit_details.update({"config": config.to_dict(), "cached": True})
             return student
         except Exception:  # stale or corrupt cache entry: prune and train again
             pass
     cfg = PRUNE_HEADS_DISTILL
     calib = workload.calib_data()
     score = [b for _, b in _length_sorted_batches(workload.tokenizer, calib[:PRUNE_HEADS_SCORE_SENTENCES], 32, cfg.max_length)]
-    student = prune_heads(copy.deepcopy(teacher), score, copy.deepcopy(PRUNE_HEADS_50))
+    student = prune_heads(copy.deepcopy(teacher), score, copy.deepcopy(config))
     details = dict(student.accelkit_details)
     sentences = list(calib) + list(stdlib_docstring_sentences())
     digest = hashlib.sha256("\n".join(sentences).encode()).hexdigest()[:12]
@@ -251,5 +252,5 @@ def _head_pruned_student(workload, teacher: nn.Module) -> nn.Module:
     expensive=True,
 )
 def _prune_heads_50(model, settings, workload):
-    student = _head_pruned_student(workload, model.cpu().eval())
+    student = cached_head_pruned_student(workload, model.cpu().eval())
     return student.to(settings.device), settings
