@@ -303,3 +303,36 @@ def test_distillation_variants_are_registered_where_they_apply():
     assert {"distill-small", "depthwise-separable", "mobilenet-v2"} <= digits
     assert "distill-3layer" in minilm and "distill-3layer" not in digits
     assert all(VARIANTS[n].expensive for n in ("distill-small", "depthwise-separable", "mobilenet-v2", "distill-3layer"))
+
+
+def test_later_config_fields_keep_earlier_cache_keys_and_are_validated():
+    old = SentenceDistillConfig(keep_layers=(0, 4, 5), epochs=3)
+    assert "dropout" not in old.to_dict() and "extra_sentences" not in old.to_dict()  # same key as before they existed
+    new = SentenceDistillConfig(keep_layers=(0, 4, 5), epochs=3, dropout=False, extra_sentences="stdlib-docstrings")
+    assert new.cache_key() != old.cache_key()
+    assert SentenceDistillConfig.from_dict(new.to_dict()) == new
+    with pytest.raises(ConfigError, match="extra_sentences"):
+        SentenceDistillConfig(extra_sentences="wikipedia")
+
+
+def test_training_without_dropout_is_deterministic_per_batch(tiny_bert):
+    # with dropout off two students trained from the same start on the same data end identical,
+    # whatever the global RNG does in between; with dropout on they differ
+    teacher, tokenizer = tiny_bert
+    target = sentence_embeddings(teacher, tokenizer, SENTENCES)
+
+    def train(dropout: bool, noise_seed: int) -> list[torch.Tensor]:
+        student = make_layer_student(teacher, (0, 1))
+        student.encoder.layer[0].attention.output.dropout.p = 0.5  # make any dropout visible
+        cfg = SentenceDistillConfig(keep_layers=(0, 1), epochs=1, lr=1e-3, batch_size=8, dropout=dropout, seed=0)
+
+        def progress(step, total):
+            torch.manual_seed(noise_seed + step)  # perturb the dropout masks between steps
+
+        distill_sentence_encoder(student, target, tokenizer, SENTENCES, cfg, progress=progress)
+        return [p.detach().clone() for p in student.parameters()]
+
+    a, b = train(False, 1), train(False, 100)
+    assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+    c, d = train(True, 1), train(True, 100)
+    assert not all(torch.equal(x, y) for x, y in zip(c, d, strict=True))

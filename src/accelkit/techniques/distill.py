@@ -269,6 +269,8 @@ class SentenceDistillConfig:
     token_weight: float = 0.0  # > 0: also match the teacher's last hidden state token by token (needs teacher=)
     augment_copies: int = 0  # extra inputs per sentence (word-span crops, sentence pairs): more data, same split
     train_sentences: int | None = None  # None: all calibration sentences
+    extra_sentences: str | None = None  # "stdlib-docstrings": ~14.8k more unlabelled training sentences
+    dropout: bool = True  # False: the student trains without dropout (matches a deterministic teacher closer)
     seed: int = 0
     version: int = 1
 
@@ -289,12 +291,18 @@ class SentenceDistillConfig:
             raise ConfigError(f"mse_weight={self.mse_weight}, token_weight={self.token_weight}: expected ≥ 0")
         if self.augment_copies < 0:
             raise ConfigError(f"augment_copies={self.augment_copies}: expected 0 (none) or more")
+        if self.extra_sentences not in (None, "stdlib-docstrings"):
+            raise ConfigError(f"extra_sentences={self.extra_sentences!r}: expected None or 'stdlib-docstrings'")
         if self.train_sentences is not None and self.train_sentences < 1:
             raise ConfigError(f"train_sentences={self.train_sentences}: expected None (all) or a positive count")
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["keep_layers"] = list(self.keep_layers)
+        # fields added later are left out at their defaults, so earlier cache keys stay valid
+        for name, default in (("extra_sentences", None), ("dropout", True)):
+            if d[name] == default:
+                del d[name]
         return d
 
     @classmethod
@@ -457,7 +465,9 @@ def distill_sentence_encoder(
     )
     gen = torch.Generator().manual_seed(config.seed)
     torch.manual_seed(config.seed)
-    student.train()
+    # BERT-style encoders differ between train and eval mode only in dropout (attention dropout
+    # reads module.training, so switching the Dropout modules alone would not be enough)
+    student.train(config.dropout)
     step = 0
     for _ in range(config.epochs):
         for b in torch.randperm(len(batches), generator=gen).tolist():
@@ -504,8 +514,9 @@ def _cached_tensor(path: Path, make: Callable[[], torch.Tensor]) -> torch.Tensor
 def cached_sentence_student(workload: Any, teacher: nn.Module, config: SentenceDistillConfig | None = None) -> nn.Module:
     """The distilled student for a sentence-embedding workload (minilm), trained once per config and cached.
 
-    Trains on ``workload.calib_data()`` (never the evaluation sentences). Teacher embeddings
-    and student weights live under ``cache_dir()/distill``.
+    Trains on ``workload.calib_data()`` plus, with ``config.extra_sentences``, stdlib docstring
+    sentences (never the evaluation sentences). Teacher embeddings and student weights live
+    under ``cache_dir()/distill``.
     """
     from safetensors.torch import load_file
 
@@ -522,7 +533,12 @@ def cached_sentence_student(workload: Any, teacher: nn.Module, config: SentenceD
             return student.eval()
         except Exception:
             weights.unlink(missing_ok=True)
-    sentences = augment_sentences(workload.calib_data(config.train_sentences), config.augment_copies, config.seed)
+    sentences = list(workload.calib_data(config.train_sentences))
+    if config.extra_sentences == "stdlib-docstrings":
+        from accelkit.workloads.minilm import stdlib_docstring_sentences
+
+        sentences += stdlib_docstring_sentences()
+    sentences = augment_sentences(sentences, config.augment_copies, config.seed)
     digest = hashlib.sha256("\n".join(sentences).encode()).hexdigest()[:12]
     targets = _cached_tensor(
         cache_dir() / "distill" / f"{workload.name}-teacher-emb-{digest}-L{config.max_length}.safetensors",
