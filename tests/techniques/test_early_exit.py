@@ -412,3 +412,33 @@ def test_a_jointly_trained_model_saves_and_loads_its_backbone(tmp_path):
     (tmp_path / "ee" / "backbone.safetensors").unlink()
     with pytest.raises(SchemaError, match="backbone"):
         load_early_exit(tmp_path / "ee", _tiny_bert())
+
+
+def test_staged_training_makes_the_anchor_exit_good_and_keeps_full_depth_close():
+    from accelkit.techniques.early_exit import train_exit_heads_
+
+    model = _tiny_bert()
+    batches = [{k: v.roll(i, 0) for k, v in _bert_inputs(8, 10).items()} for i in range(4)]
+    with torch.no_grad():
+        reference = torch.cat([_masked(model(**b).last_hidden_state, b["attention_mask"]) for b in batches])
+    cfg = EarlyExitConfig(criterion="stability", training="staged", exit_after=[1, 2], anchor_exit=2,
+                          joint_epochs=40, joint_lr=3e-3)
+    wrapped = apply_early_exit(model, cfg, batches[0])
+    before, _ = collect_exit_outputs(wrapped, batches)
+    report = train_exit_heads_(wrapped, batches)
+    outs, final = collect_exit_outputs(wrapped, batches)
+    cos = [float(nn.functional.cosine_similarity(o, reference, dim=-1).mean()) for o in (*before, *outs, final)]
+    untrained_anchor, anchor, full = cos[1], cos[3], cos[4]
+    assert anchor > max(untrained_anchor, 0.95) and full > 0.95, cos
+    assert report["stage1_losses"][-1] < report["stage1_losses"][0]
+    assert report["anchor_exit"] == 2 and all(p.requires_grad for p in wrapped.parameters())
+
+
+def test_staged_training_config_errors():
+    with pytest.raises(ConfigError, match="anchor_exit"):
+        EarlyExitConfig(training="staged", exit_after=[1, 2], anchor_exit=3)
+    wrapped = apply_early_exit(_digits_cnn(), EarlyExitConfig(training="staged"), _images(2))
+    from accelkit.techniques.early_exit import train_exit_heads_
+
+    with pytest.raises(ConfigError, match="embedding models"):
+        train_exit_heads_(wrapped, [_images(8)])

@@ -16,6 +16,7 @@ from torch import nn
 
 from accelkit._atomic import atomic_write_bytes
 from accelkit.techniques.early_exit import (
+    BACKBONE_TRAINING,
     EarlyExitConfig,
     EarlyExitModel,
     apply_early_exit,
@@ -111,7 +112,7 @@ def build_early_exit(
     calib_batches = _input_batches(workload, calib_part, batch_size)
     wrapped = apply_early_exit(model, config, train_batches[0])
     reference = None
-    if config.training == "joint":  # the backbone will move: keep the untouched outputs to score against
+    if config.training in BACKBONE_TRAINING:  # the backbone will move: keep the untouched outputs to score against
         reference = collect_exit_outputs(wrapped, calib_batches)[1]
     train_report = train_exit_heads_(wrapped, train_batches, progress=progress)
     result = calibrate_thresholds(wrapped, calib_batches, max_quality_drop=max_quality_drop, reference=reference)
