@@ -24,7 +24,11 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Train exit heads, calibrate thresholds for a quality budget, report held-out quality and compute saved."""
         from accelkit.techniques.early_exit import EarlyExitConfig, save_early_exit
-        from accelkit.techniques.early_exit_variants import EARLY_EXIT_PRESETS, build_early_exit
+        from accelkit.techniques.early_exit_variants import (
+            EARLY_EXIT_PRESETS,
+            build_early_exit,
+            extra_train_data,
+        )
         from accelkit.workloads import RunSettings, get_workload
 
         if workload not in EARLY_EXIT_PRESETS:
@@ -38,7 +42,7 @@ def register(app: typer.Typer) -> None:
         model = build_early_exit(
             wl.build_model(), wl, EarlyExitConfig.from_dict(config),
             max_quality_drop=preset["max_quality_drop"] if budget is None else budget,
-            train_fraction=preset["train_fraction"], batch_size=preset["batch_size"],
+            train_fraction=preset["train_fraction"], batch_size=preset["batch_size"], extra_train=extra_train_data(preset),
         )
         model.reset_stats()
         settings = RunSettings(batch_size=preset["batch_size"])

@@ -110,7 +110,11 @@ class EarlyExitConfig:
             raise ConfigError(f"head_pool={self.head_pool}, head_hidden={self.head_hidden}: expected ≥ 1, ≥ 0")
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        for name in ("joint_epochs", "joint_lr", "anchor_exit"):  # added later: left out at their default
+            if d[name] is None:  # (None), so earlier cache keys stay valid
+                del d[name]
+        return d
 
     @classmethod
     def from_dict(cls, data: dict) -> EarlyExitConfig:
