@@ -291,7 +291,7 @@ def test_minilm_three_layer_student_keeps_embedding_cosine():
     base, student = bench("minilm", ["distill-3layer"], batch_size=32, repeats=1, limit=128, roofline=False).variants
     assert student.error is None
     assert student.details["kept_layers"] == [0, 4, 5]
-    assert student.quality["cosine_mean"] >= 0.9  # measured 0.929 on all 512 eval sentences
+    assert student.quality["cosine_mean"] >= 0.93  # measured 0.950 on all 512 eval sentences (0.929 before)
 
 
 def test_distillation_variants_are_registered_where_they_apply():

@@ -78,7 +78,12 @@ def _prune_unstructured_50(model, settings, workload):
 # ---------------------------------------------------------------------------- distillation / lightweight
 
 # layers (0, 4, 5): the best 3-subset by rank_layer_subsets on 200 calibration sentences (untrained cosine 0.70)
-DISTILL_3LAYER = SentenceDistillConfig(keep_layers=(0, 4, 5), epochs=3, lr=5e-4, token_weight=1.0, augment_copies=2)
+# 1,589 calibration + 14,820 stdlib docstring sentences, no dropout (the teacher is deterministic):
+# held-out calibration cosine after 1 epoch on 6k sentences, (0,4,5) 0.901 vs 0.892 with dropout;
+# (1,3,5) 0.883, (0,2,4) 0.765 — the layer set stays (0,4,5)
+DISTILL_3LAYER = SentenceDistillConfig(
+    keep_layers=(0, 4, 5), epochs=6, lr=2e-4, token_weight=1.0, extra_sentences="stdlib-docstrings", dropout=False
+)
 DIGITS_KD = ClassifierDistillConfig(kd=LogitKDConfig(temperature=4.0, alpha=0.7), epochs=30, lr=3e-3)
 
 
