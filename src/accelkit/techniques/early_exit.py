@@ -69,8 +69,8 @@ class EarlyExitConfig:
     training: str = "distill"  # distill: backbone frozen, heads learn the final output; joint; staged (embeddings)
     epochs: int = 300
     lr: float = 3e-3
-    joint_epochs: int | None = None  # training="joint": passes over the data (None: epochs // 30)
-    joint_lr: float | None = None  # training="joint": backbone learning rate (None: lr / 10)
+    joint_epochs: int | None = None  # joint/staged: passes over the data (None: epochs // 30)
+    joint_lr: float | None = None  # joint/staged: backbone learning rate (None: lr / 10)
     anchor_exit: int | None = None  # training="staged": the block whose exit is trained first (None: the last exit)
     weight_decay: float = 1e-3
     temperature: float = 2.0
@@ -820,10 +820,9 @@ def _train_joint(
     if labels is None:
         raise ConfigError("training='joint' on a classifier needs labels for the batches; use training='distill'")
     cfg = model.config
-    lr = cfg.joint_lr if cfg.joint_lr is not None else cfg.lr * 0.1
+    lr, n_epochs = _joint_lr_and_epochs(cfg)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=cfg.weight_decay)
     model.train()
-    n_epochs = cfg.joint_epochs or max(1, cfg.epochs // 30)
     with torch.enable_grad():
         for epoch in range(n_epochs):
             start = 0
@@ -841,6 +840,26 @@ def _train_joint(
     return {"heads": [], "joint_epochs": n_epochs}
 
 
+def _joint_lr_and_epochs(cfg: EarlyExitConfig) -> tuple[float, int]:
+    """Backbone learning rate and passes for ``joint``/``staged`` training (derived when not set)."""
+    lr = cfg.joint_lr if cfg.joint_lr is not None else cfg.lr * 0.1
+    return lr, cfg.joint_epochs or max(1, cfg.epochs // 30)
+
+
+def _untouched_embeddings(model: EarlyExitModel, batches: list[Any]) -> list[torch.Tensor]:
+    """The model's pooled final embedding per batch, taken before any backbone weight moves."""
+    model.eval()
+    with torch.no_grad():
+        return [_call(model.all_exits, b)[1].detach() for b in batches]
+
+
+def _fit_ridge_heads_on_subset(
+    model: EarlyExitModel, batches: list[Any], progress: Callable | None
+) -> dict[str, Any]:
+    # a spread subset of at most ~96 batches is plenty for a 385×D least-squares fit
+    return _fit_embedding_heads_ridge(model, batches[:: max(1, len(batches) // 96)], progress)
+
+
 def _train_joint_embedding(model: EarlyExitModel, batches: list[Any], progress: Callable | None) -> dict[str, Any]:
     """Self-distillation with the backbone unfrozen: every exit and the final output learn the
     *untouched* model's pooled embedding (computed before any weight moves).
@@ -850,42 +869,15 @@ def _train_joint_embedding(model: EarlyExitModel, batches: list[Any], progress: 
     the early exits useful at the price of a small drift of the full-depth output, which
     calibration then measures against the untouched reference.
     """
-    cfg = model.config
-    model.eval()
-    with torch.no_grad():
-        targets = [_call(model.all_exits, b)[1].detach() for b in batches]
-    # a good start for the heads; a spread subset of batches is plenty for a 385×D least-squares fit
-    stride = max(1, len(batches) // 96)
-    ridge = _fit_embedding_heads_ridge(model, batches[::stride], progress)
-    lr = cfg.joint_lr if cfg.joint_lr is not None else cfg.lr * 0.1
-    n_epochs = cfg.joint_epochs or max(1, cfg.epochs // 30)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
-    total = n_epochs * len(batches)
-    warmup = max(1, total // 10)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda step: min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(step, total) / total))
-    )
-    gen = torch.Generator().manual_seed(cfg.seed)
-    model.eval()  # no dropout: the targets are deterministic and the exits should match them exactly
-    losses: list[float] = []
-    with torch.enable_grad():
-        for epoch in range(n_epochs):
-            running, seen = 0.0, 0
-            for j in torch.randperm(len(batches), generator=gen).tolist():
-                outs, final = _call(model.all_exits, batches[j])
-                t = targets[j]
-                loss = (1 - nn.functional.cosine_similarity(final, t, dim=-1)).mean()
-                for o in outs:
-                    loss = loss + (1 - nn.functional.cosine_similarity(o, t, dim=-1)).mean()
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                sched.step()
-                running, seen = running + loss.item(), seen + 1
-            losses.append(running / max(1, seen))
-            if progress:
-                progress(f"joint epoch {epoch + 1}/{n_epochs}: mean loss {losses[-1]:.4f}")
-    model.eval()
+    targets = _untouched_embeddings(model, batches)
+    ridge = _fit_ridge_heads_on_subset(model, batches, progress)  # a good start for the heads
+
+    def every_output(inputs: Any) -> list[torch.Tensor]:
+        outs, final = _call(model.all_exits, inputs)
+        return [final, *outs]
+
+    losses = _fit_cosine(model, batches, targets, list(model.parameters()), every_output, "joint", progress)
+    lr, n_epochs = _joint_lr_and_epochs(model.config)
     return {"heads": ridge["heads"], "fit": "ridge, then joint self-distillation", "joint_epochs": n_epochs,
             "joint_lr": lr, "epoch_losses": losses}
 
@@ -901,14 +893,16 @@ def _fit_cosine(
     batches: list[Any],
     targets: list[torch.Tensor],
     params: list[nn.Parameter],
-    output: Callable[[Any], torch.Tensor],
+    output: Callable[[Any], torch.Tensor | list[torch.Tensor]],
     label: str,
     progress: Callable | None,
 ) -> list[float]:
-    """Train ``params`` so that ``output(batch)`` matches ``targets`` in cosine (warm-up + cosine schedule)."""
+    """Train ``params`` (only those) so that ``output(batch)`` — one tensor, or several whose
+    losses add up — matches ``targets`` in cosine, with warm-up and a cosine schedule; the
+    model stays in eval mode (no dropout). Returns the mean loss of each epoch."""
     cfg = model.config
-    lr = cfg.joint_lr if cfg.joint_lr is not None else cfg.lr * 0.1
-    n_epochs = cfg.joint_epochs or max(1, cfg.epochs // 30)
+    lr, n_epochs = _joint_lr_and_epochs(cfg)
+    model.eval()
     _trainable_only(model, params)
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
     total = n_epochs * len(batches)
@@ -923,7 +917,11 @@ def _fit_cosine(
             for epoch in range(n_epochs):
                 running = 0.0
                 for j in torch.randperm(len(batches), generator=gen).tolist():
-                    loss = (1 - nn.functional.cosine_similarity(output(batches[j]), targets[j], dim=-1)).mean()
+                    outs = output(batches[j])
+                    loss = sum(
+                        (1 - nn.functional.cosine_similarity(o, targets[j], dim=-1)).mean()
+                        for o in (outs if isinstance(outs, list) else [outs])
+                    )
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
                     opt.step()
@@ -949,9 +947,7 @@ def _train_staged_embedding(model: EarlyExitModel, batches: list[Any], progress:
     The other heads are then fitted by ridge on the final backbone. Unlike ``joint``, no single
     set of weights has to serve every exit at once.
     """
-    model.eval()  # no dropout: the targets are deterministic and the exits should match them exactly
-    with torch.no_grad():
-        targets = [_call(model.all_exits, b)[1].detach() for b in batches]
+    targets = _untouched_embeddings(model, batches)
     anchor_block = model.config.anchor_exit if model.config.anchor_exit is not None else model.exit_after[-1]
     anchor = model.exit_after.index(anchor_block)
     later = {id(p) for i, block in enumerate(model.blocks) if i > anchor_block for p in block.parameters()}
@@ -971,8 +967,7 @@ def _train_staged_embedding(model: EarlyExitModel, batches: list[Any], progress:
     stage2 = _fit_cosine(model, batches, targets, suffix, final_output,
                          f"stage 2 (layers > {anchor_block})", progress)
     kept = {k: v.clone() for k, v in model.heads[anchor].state_dict().items()}
-    stride = max(1, len(batches) // 96)  # a spread subset is plenty for the other heads' least squares
-    ridge = _fit_embedding_heads_ridge(model, batches[::stride], progress)
+    ridge = _fit_ridge_heads_on_subset(model, batches, progress)
     model.heads[anchor].load_state_dict(kept)
     model.eval()
     return {"heads": [h for k, h in enumerate(ridge["heads"]) if k != anchor], "fit": "staged",
@@ -1143,7 +1138,7 @@ def calibrate_thresholds(
     Quality is measured against the model's own full-depth output on ``batches`` (held-out
     calibration data): prediction agreement for classifiers, mean cosine for embeddings;
     ``max_quality_drop`` bounds 1 - that. ``reference``: the untouched model's outputs on
-    ``batches`` when the backbone itself was trained (``training="joint"``); quality is then
+    ``batches`` when the backbone itself was trained (``joint`` or ``staged``); quality is then
     measured against it, full-depth rows included. The curve is the trade-off of one shared threshold
     swept over its range; the chosen set is then refined head by head. When no setting that
     exits meets the budget, every threshold is None (the full model) and ``met_budget`` is
@@ -1261,7 +1256,7 @@ def _refine(
 def save_early_exit(model: EarlyExitModel, path: str | os.PathLike) -> Path:
     """Write the heads (safetensors) and config, thresholds, structure (JSON) to a folder.
 
-    The backbone is written only when training changed it (``training="joint"``); otherwise
+    The backbone is written only when training changed it (``joint`` or ``staged``); otherwise
     ``load_early_exit`` re-wraps the same baseline.
     """
     from safetensors.torch import save as save_safetensors
@@ -1308,7 +1303,10 @@ def load_early_exit(path: str | os.PathLike, backbone: nn.Module) -> EarlyExitMo
     if config.training in BACKBONE_TRAINING:
         weights = folder / "backbone.safetensors"
         if not weights.exists():
-            raise SchemaError(f"{weights} is missing: a jointly trained early-exit model needs its backbone weights")
+            raise SchemaError(
+                f"{weights} is missing: an early-exit model trained with training={config.training!r} "
+                "needs its backbone weights"
+            )
         backbone.load_state_dict(load_file(weights))
     heads = [
         ExitHead(s["kind"], s["feature_shape"], s["out_features"], s["pool"], s["hidden"]) for s in meta["heads"]
