@@ -96,3 +96,13 @@ def test_stdlib_docstring_sentences_are_prose_and_never_evaluation_sentences():
     assert not set(extra) & set(pydoc_sentences())  # nothing held out leaks into training
     assert list(extra) == sorted(extra)  # stable order on one Python version
     assert all(len(s.split()) >= 5 and ">>>" not in s for s in extra)
+
+
+def test_extra_sentences_resolve_by_name_and_refuse_unknown_names():
+    from accelkit.errors import ConfigError
+    from accelkit.workloads.minilm import extra_sentences, stdlib_docstring_sentences
+
+    assert extra_sentences(None) == ()
+    assert extra_sentences("stdlib-docstrings") == stdlib_docstring_sentences()
+    with pytest.raises(ConfigError, match="stdlib-docstrings"):
+        extra_sentences("wikipedia")

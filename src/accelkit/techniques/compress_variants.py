@@ -208,13 +208,9 @@ PRUNE_HEADS_DISTILL = SentenceDistillConfig(keep_layers=(0, 1, 2, 3, 4, 5), epoc
 def cached_head_pruned_student(workload, teacher: nn.Module, config: HeadPruneConfig = PRUNE_HEADS_50) -> nn.Module:
     """Prune ``config.ratio`` of the heads of a copy of ``teacher`` and distil it back on calibration and
     stdlib docstring sentences (never evaluation ones); cached by configs and teacher weights."""
-    from accelkit.techniques.distill import (
-        _cached_tensor,
-        _length_sorted_batches,
-        sentence_embeddings,
-    )
+    from accelkit.techniques.distill import _length_sorted_batches, cached_teacher_embeddings
     from accelkit.techniques.prune import load_pruned, save_pruned
-    from accelkit.workloads.minilm import stdlib_docstring_sentences
+    from accelkit.workloads.minilm import extra_sentences
 
     spec = {
         "heads": config.to_dict(),
@@ -237,12 +233,8 @@ def cached_head_pruned_student(workload, teacher: nn.Module, config: HeadPruneCo
     score = [b for _, b in _length_sorted_batches(workload.tokenizer, calib[:PRUNE_HEADS_SCORE_SENTENCES], 32, cfg.max_length)]
     student = prune_heads(copy.deepcopy(teacher), score, copy.deepcopy(config))
     details = dict(student.accelkit_details)
-    sentences = list(calib) + list(stdlib_docstring_sentences())
-    digest = hashlib.sha256("\n".join(sentences).encode()).hexdigest()[:12]
-    targets = _cached_tensor(
-        cache_dir() / "distill" / f"{workload.name}-teacher-emb-{digest}-L{cfg.max_length}.safetensors",
-        lambda: sentence_embeddings(teacher, workload.tokenizer, sentences, max_length=cfg.max_length),
-    )
+    sentences = list(calib) + list(extra_sentences("stdlib-docstrings"))
+    targets = cached_teacher_embeddings(workload, teacher, sentences, cfg.max_length)
     student = distill_sentence_encoder(student, targets, workload.tokenizer, sentences, cfg)
     student.accelkit_details = {**details, "distill": cfg.to_dict(), "train_sentences": len(sentences)}
     save_pruned(student, folder)

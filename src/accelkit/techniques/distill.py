@@ -30,6 +30,7 @@ __all__ = [
     "SentenceDistillConfig",
     "augment_sentences",
     "cached_sentence_student",
+    "cached_teacher_embeddings",
     "distill_classifier",
     "distill_sentence_encoder",
     "logit_kd_loss",
@@ -291,8 +292,12 @@ class SentenceDistillConfig:
             raise ConfigError(f"mse_weight={self.mse_weight}, token_weight={self.token_weight}: expected ≥ 0")
         if self.augment_copies < 0:
             raise ConfigError(f"augment_copies={self.augment_copies}: expected 0 (none) or more")
-        if self.extra_sentences not in (None, "stdlib-docstrings"):
-            raise ConfigError(f"extra_sentences={self.extra_sentences!r}: expected None or 'stdlib-docstrings'")
+        from accelkit.workloads.minilm import EXTRA_SENTENCES
+
+        if self.extra_sentences is not None and self.extra_sentences not in EXTRA_SENTENCES:
+            raise ConfigError(
+                f"extra_sentences={self.extra_sentences!r}: expected None or one of {list(EXTRA_SENTENCES)}"
+            )
         if self.train_sentences is not None and self.train_sentences < 1:
             raise ConfigError(f"train_sentences={self.train_sentences}: expected None (all) or a positive count")
 
@@ -511,6 +516,16 @@ def _cached_tensor(path: Path, make: Callable[[], torch.Tensor]) -> torch.Tensor
     return tensor
 
 
+def cached_teacher_embeddings(workload: Any, teacher: nn.Module, sentences: Sequence[str], max_length: int) -> torch.Tensor:
+    """The teacher's embeddings of ``sentences`` (N, D), computed once per sentence list and
+    length and cached under ``cache_dir()/distill`` (shared by every student trained on them)."""
+    digest = hashlib.sha256("\n".join(sentences).encode()).hexdigest()[:12]
+    return _cached_tensor(
+        cache_dir() / "distill" / f"{workload.name}-teacher-emb-{digest}-L{max_length}.safetensors",
+        lambda: sentence_embeddings(teacher, workload.tokenizer, sentences, max_length=max_length),
+    )
+
+
 def cached_sentence_student(workload: Any, teacher: nn.Module, config: SentenceDistillConfig | None = None) -> nn.Module:
     """The distilled student for a sentence-embedding workload (minilm), trained once per config and cached.
 
@@ -533,17 +548,11 @@ def cached_sentence_student(workload: Any, teacher: nn.Module, config: SentenceD
             return student.eval()
         except Exception:
             weights.unlink(missing_ok=True)
-    sentences = list(workload.calib_data(config.train_sentences))
-    if config.extra_sentences == "stdlib-docstrings":
-        from accelkit.workloads.minilm import stdlib_docstring_sentences
+    from accelkit.workloads.minilm import extra_sentences
 
-        sentences += stdlib_docstring_sentences()
+    sentences = list(workload.calib_data(config.train_sentences)) + list(extra_sentences(config.extra_sentences))
     sentences = augment_sentences(sentences, config.augment_copies, config.seed)
-    digest = hashlib.sha256("\n".join(sentences).encode()).hexdigest()[:12]
-    targets = _cached_tensor(
-        cache_dir() / "distill" / f"{workload.name}-teacher-emb-{digest}-L{config.max_length}.safetensors",
-        lambda: sentence_embeddings(teacher, workload.tokenizer, sentences, max_length=config.max_length),
-    )
+    targets = cached_teacher_embeddings(workload, teacher, sentences, config.max_length)
     student = distill_sentence_encoder(student, targets, workload.tokenizer, sentences, config, teacher=teacher)
     save_state_atomic(student, weights)
     student.accelkit_details.update({"config": config.to_dict(), "cached": False})

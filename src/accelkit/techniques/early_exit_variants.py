@@ -64,11 +64,9 @@ EARLY_EXIT_PRESETS: dict[str, dict[str, Any]] = {
 
 def extra_train_data(preset: dict[str, Any]) -> list[Any] | None:
     """The unlabelled training inputs a preset adds to the calibration split (never evaluation data)."""
-    if preset.get("extra_train") == "stdlib-docstrings":
-        from accelkit.workloads.minilm import stdlib_docstring_sentences
+    from accelkit.workloads.minilm import extra_sentences
 
-        return list(stdlib_docstring_sentences())
-    return None
+    return list(extra_sentences(preset["extra_train"])) if preset.get("extra_train") else None
 
 
 def weights_fingerprint(model: nn.Module) -> str:

@@ -17,9 +17,18 @@ from typing import Any
 import torch
 from torch import nn
 
+from accelkit.errors import ConfigError
 from accelkit.workloads.base import RunSettings, Workload
 
-__all__ = ["MiniLMWorkload", "minilm_path", "pydoc_sentences", "mean_pool", "stdlib_docstring_sentences"]
+__all__ = [
+    "EXTRA_SENTENCES",
+    "MiniLMWorkload",
+    "extra_sentences",
+    "mean_pool",
+    "minilm_path",
+    "pydoc_sentences",
+    "stdlib_docstring_sentences",
+]
 
 
 def minilm_path() -> Path:
@@ -78,6 +87,18 @@ def stdlib_docstring_sentences() -> tuple[str, ...]:
                 if doc:
                     found.update(_sentences_of(doc))
     return tuple(sorted(found - set(pydoc_sentences())))
+
+
+EXTRA_SENTENCES = ("stdlib-docstrings",)  # names a config may use for more unlabelled training text
+
+
+def extra_sentences(name: str | None) -> tuple[str, ...]:
+    """The extra training sentences a config names (``None``: none); an unknown name is a ConfigError."""
+    if name is None:
+        return ()
+    if name == "stdlib-docstrings":
+        return stdlib_docstring_sentences()
+    raise ConfigError(f"extra sentences {name!r}: expected None or one of {list(EXTRA_SENTENCES)}")
 
 
 @lru_cache(maxsize=1)
