@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from tiny_bert import bert_inputs as _bert_inputs
+from tiny_bert import tiny_bert as _tiny_bert
 from torch import nn
 
 from accelkit.errors import ConfigError, SchemaError
@@ -19,6 +21,7 @@ from accelkit.techniques.early_exit import (
 )
 from accelkit.workloads.digits import DigitsCNN
 from accelkit.workloads.gpt_mini import GPTConfig, GPTMini
+from accelkit.workloads.minilm import mean_pool
 
 
 def _digits_cnn() -> nn.Module:
@@ -33,26 +36,6 @@ def _digits_cnn() -> nn.Module:
 
 def _images(n: int = 24) -> torch.Tensor:
     return torch.rand(n, 1, 8, 8, generator=torch.Generator().manual_seed(1))
-
-
-def _tiny_bert() -> nn.Module:
-    from transformers import BertConfig, BertModel
-
-    torch.manual_seed(0)
-    cfg = BertConfig(
-        vocab_size=50, hidden_size=32, num_hidden_layers=4, num_attention_heads=4,
-        intermediate_size=64, max_position_embeddings=32,
-    )
-    return BertModel(cfg, add_pooling_layer=False).eval()
-
-
-def _bert_inputs(n: int = 6, t: int = 10) -> dict[str, torch.Tensor]:
-    g = torch.Generator().manual_seed(2)
-    ids = torch.randint(1, 50, (n, t), generator=g)
-    mask = torch.ones(n, t, dtype=torch.long)
-    for i in range(n):
-        mask[i, t - i :] = 0  # a different amount of padding per row
-    return {"input_ids": ids, "attention_mask": mask}
 
 
 def _median_thresholds(model, inputs) -> list[float]:
@@ -365,16 +348,11 @@ def _joint_bert(epochs: int = 40) -> tuple[nn.Module, object, list[dict[str, tor
         {k: v.roll(i, 0) for k, v in _bert_inputs(8, 10).items()} for i in range(1, 4)
     ]
     with torch.no_grad():
-        reference = torch.cat([_masked(model(**b).last_hidden_state, b["attention_mask"]) for b in batches])
+        reference = torch.cat([mean_pool(model(**b).last_hidden_state, b["attention_mask"]) for b in batches])
     cfg = EarlyExitConfig(criterion="stability", training="joint", joint_epochs=epochs, joint_lr=3e-3)
     wrapped = apply_early_exit(model, cfg, batches[0])
     report = train_exit_heads_(wrapped, batches)
     return wrapped, report, batches, reference
-
-
-def _masked(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    m = mask.unsqueeze(-1).float()
-    return (hidden * m).sum(1) / m.sum(1)
 
 
 def test_joint_embedding_training_brings_every_exit_closer_to_the_untouched_model():
@@ -420,7 +398,7 @@ def test_staged_training_makes_the_anchor_exit_good_and_keeps_full_depth_close()
     model = _tiny_bert()
     batches = [{k: v.roll(i, 0) for k, v in _bert_inputs(8, 10).items()} for i in range(4)]
     with torch.no_grad():
-        reference = torch.cat([_masked(model(**b).last_hidden_state, b["attention_mask"]) for b in batches])
+        reference = torch.cat([mean_pool(model(**b).last_hidden_state, b["attention_mask"]) for b in batches])
     cfg = EarlyExitConfig(criterion="stability", training="staged", exit_after=[1, 2], anchor_exit=2,
                           joint_epochs=40, joint_lr=3e-3)
     wrapped = apply_early_exit(model, cfg, batches[0])

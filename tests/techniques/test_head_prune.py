@@ -6,6 +6,8 @@ import copy
 
 import pytest
 import torch
+from tiny_bert import bert_inputs as _bert_inputs
+from tiny_bert import tiny_bert as _tiny_bert
 from torch import nn
 
 from accelkit.errors import ConfigError
@@ -18,26 +20,6 @@ from accelkit.techniques.head_prune import (
     prune_heads,
 )
 from accelkit.techniques.prune import PruningError, load_pruned, save_pruned
-
-
-def _tiny_bert() -> nn.Module:
-    from transformers import BertConfig, BertModel
-
-    torch.manual_seed(0)
-    cfg = BertConfig(
-        vocab_size=50, hidden_size=32, num_hidden_layers=4, num_attention_heads=4,
-        intermediate_size=64, max_position_embeddings=32,
-    )
-    return BertModel(cfg, add_pooling_layer=False).eval()
-
-
-def _bert_inputs(n: int = 6, t: int = 10, seed: int = 2) -> dict[str, torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    ids = torch.randint(1, 50, (n, t), generator=g)
-    mask = torch.ones(n, t, dtype=torch.long)
-    for i in range(n):
-        mask[i, t - (i % t) :] = 0  # a different amount of padding per row
-    return {"input_ids": ids, "attention_mask": mask}
 
 
 def _embed(model: nn.Module, inputs: dict[str, torch.Tensor]) -> torch.Tensor:

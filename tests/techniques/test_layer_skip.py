@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from tiny_bert import tiny_bert as _tiny_bert
 from torch import nn
 
 from accelkit.errors import ConfigError
@@ -14,17 +15,6 @@ from accelkit.techniques.layer_skip import (
     layer_sensitivity,
     select_layers_to_skip,
 )
-
-
-def _tiny_bert() -> nn.Module:
-    from transformers import BertConfig, BertModel
-
-    torch.manual_seed(0)
-    cfg = BertConfig(
-        vocab_size=50, hidden_size=32, num_hidden_layers=4, num_attention_heads=4,
-        intermediate_size=64, max_position_embeddings=32,
-    )
-    return BertModel(cfg, add_pooling_layer=False).eval()
 
 
 def _inputs(n: int = 8, t: int = 10) -> dict[str, torch.Tensor]:
