@@ -14,13 +14,14 @@ import torch
 from accelkit.bench import bench
 
 
-def _print(res) -> None:
+def print_variants(res, detail_keys: tuple[str, ...] = ("kept_layers", "flops_ratio")) -> None:
+    """One line per variant: speed-up, throughput, quality, params and the named details."""
     for v in res.variants:
         if v.error:
             print(f"{res.workload:<7} {v.name:<16} ERROR {v.error}")
             continue
         q = " ".join(f"{k} {val:.4f}" for k, val in v.quality.items())
-        extra = {k: v.details[k] for k in ("kept_layers", "flops_ratio") if k in v.details}
+        extra = {k: v.details[k] for k in detail_keys if k in v.details}
         print(
             f"{res.workload:<7} {v.name:<16} speedup {v.speedup:5.2f}x  throughput {v.throughput:8.1f} "
             f"{v.throughput_unit}  {q}  params {v.params}  {extra}"
@@ -36,8 +37,8 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     print(f"torch threads: {torch.get_num_threads()}")
-    _print(bench("minilm", ["distill-3layer"], batch_size=32, repeats=args.repeats, limit=args.limit, roofline=False))
-    _print(bench("digits", ["distill-small"], batch_size=256, repeats=args.repeats, roofline=False))
+    print_variants(bench("minilm", ["distill-3layer"], batch_size=32, repeats=args.repeats, limit=args.limit, roofline=False))
+    print_variants(bench("digits", ["distill-small"], batch_size=256, repeats=args.repeats, roofline=False))
 
 
 if __name__ == "__main__":

@@ -11,21 +11,9 @@ from __future__ import annotations
 import argparse
 
 import torch
+from compress_distill import print_variants  # benchmarks/ is on sys.path when run as a script
 
 from accelkit.bench import bench
-
-
-def _print(res) -> None:
-    for v in res.variants:
-        if v.error:
-            print(f"{res.workload:<7} {v.name:<16} ERROR {v.error}")
-            continue
-        q = " ".join(f"{k} {val:.4f}" for k, val in v.quality.items())
-        extra = {k: v.details[k] for k in ("heads_kept", "params_before", "params_after", "cached") if k in v.details}
-        print(
-            f"{res.workload:<7} {v.name:<16} speedup {v.speedup:5.2f}x  throughput {v.throughput:8.1f} "
-            f"{v.throughput_unit}  {q}  params {v.params}  {extra}"
-        )
 
 
 def main() -> None:
@@ -37,7 +25,8 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     print(f"torch threads: {torch.get_num_threads()}")
-    _print(bench("minilm", ["prune-heads-50"], batch_size=32, repeats=args.repeats, limit=args.limit, roofline=False))
+    res = bench("minilm", ["prune-heads-50"], batch_size=32, repeats=args.repeats, limit=args.limit, roofline=False)
+    print_variants(res, ("heads_kept", "params_before", "params_after", "cached"))
 
 
 if __name__ == "__main__":
