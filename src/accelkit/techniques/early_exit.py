@@ -379,6 +379,13 @@ class EarlyExitModel(nn.Module):
             )
         return captured["args"], captured["kwargs"]
 
+    def _block_inputs(self, args: tuple, kwargs: dict) -> tuple[torch.Tensor, tuple, dict, torch.Tensor | None]:
+        """(first block's hidden input, its other positional args, its kwargs, the attention mask
+        the heads pool with — embedding mode only) for a call with ``args``/``kwargs``."""
+        block_args, block_kwargs = self._capture(args, kwargs)
+        mask = kwargs.get("attention_mask") if self.mode == "embedding" else None
+        return block_args[0], tuple(block_args[1:]), block_kwargs, mask
+
     def can_exit(self) -> bool:
         """False when no threshold lets any row leave early (the model then runs in full)."""
         if self.config.criterion == "patience":
@@ -430,10 +437,8 @@ class EarlyExitModel(nn.Module):
     # --- forward
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
-        block_args, block_kwargs = self._capture(args, kwargs)
-        x, rest = block_args[0], tuple(block_args[1:])
+        x, rest, block_kwargs, mask = self._block_inputs(args, kwargs)
         batch = x.shape[0]
-        mask = kwargs.get("attention_mask") if self.mode == "embedding" else None
         rows = torch.arange(batch, device=x.device)  # original row of each active row
         exit_block = torch.full((batch,), len(self.block_names) - 1, dtype=torch.long)
         result: torch.Tensor | None = None
@@ -505,9 +510,7 @@ class EarlyExitModel(nn.Module):
 
         Embedding mode returns the final output mean-pooled, (B, D).
         """
-        block_args, block_kwargs = self._capture(args, kwargs)
-        x, rest = block_args[0], tuple(block_args[1:])
-        mask = kwargs.get("attention_mask") if self.mode == "embedding" else None
+        x, rest, block_kwargs, mask = self._block_inputs(args, kwargs)
         head_at = {b: k for k, b in enumerate(self.exit_after)}
         outs: list[torch.Tensor] = []
         for i, block in enumerate(self.blocks):
@@ -554,6 +557,11 @@ def _same_prediction(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 def _normalized_entropy(logits: torch.Tensor) -> torch.Tensor:
     logp = logits.float().log_softmax(-1)
     return -(logp.exp() * logp).sum(-1) / math.log(logits.shape[-1])
+
+
+def _as_call(inputs: Any) -> tuple[tuple, dict]:
+    """A batch as (args, kwargs): a dict is keyword arguments, anything else one positional."""
+    return ((), inputs) if isinstance(inputs, dict) else ((inputs,), {})
 
 
 def _call(fn: Callable, inputs: Any) -> Any:
@@ -642,10 +650,7 @@ def _pooled_features(model: EarlyExitModel, batches: Iterable[Any], augment: boo
     for inputs in batches:
         variants = _shifted(inputs) if augment and isinstance(inputs, torch.Tensor) and inputs.dim() == 4 else [inputs]
         for inp in variants:
-            args, kwargs = (((), inp) if isinstance(inp, dict) else ((inp,), {}))
-            block_args, block_kwargs = model._capture(args, kwargs)
-            x, rest = block_args[0], tuple(block_args[1:])
-            mask = kwargs.get("attention_mask") if model.mode == "embedding" else None
+            x, rest, block_kwargs, mask = model._block_inputs(*_as_call(inp))
             for i, block in enumerate(model.blocks):
                 x = _first(block(x, *rest, **block_kwargs))
                 if i in head_at:
@@ -737,11 +742,7 @@ def _fit_embedding_heads_ridge(
     with torch.no_grad():
         for j, inputs in enumerate(batches):
             part = 1 if j >= len(batches) - n_select else 0
-            kwargs = inputs if isinstance(inputs, dict) else {}
-            args = () if isinstance(inputs, dict) else (inputs,)
-            block_args, block_kwargs = model._capture(args, kwargs)
-            x, rest = block_args[0], tuple(block_args[1:])
-            mask = kwargs.get("attention_mask")
+            x, rest, block_kwargs, mask = model._block_inputs(*_as_call(inputs))
             hidden: dict[int, torch.Tensor] = {}
             for i, block in enumerate(model.blocks):
                 x = _first(block(x, *rest, **block_kwargs))
@@ -976,13 +977,10 @@ def _train_staged_embedding(model: EarlyExitModel, batches: list[Any], progress:
 
 def _run_blocks(model: EarlyExitModel, inputs: Any, last: int) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Hidden states after block ``last`` (and the attention mask), every row, no exits."""
-    kwargs = inputs if isinstance(inputs, dict) else {}
-    args = () if isinstance(inputs, dict) else (inputs,)
-    block_args, block_kwargs = model._capture(args, kwargs)
-    x, rest = block_args[0], tuple(block_args[1:])
+    x, rest, block_kwargs, mask = model._block_inputs(*_as_call(inputs))
     for block in model.blocks[: last + 1]:
         x = _first(block(x, *rest, **block_kwargs))
-    return x, kwargs.get("attention_mask") if model.mode == "embedding" else None
+    return x, mask
 
 
 # ---------------------------------------------------------------- calibration
