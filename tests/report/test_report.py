@@ -51,3 +51,14 @@ def test_failure_description_is_one_short_line():
     exc = RuntimeError("export failed at op X\n" + "graph line\n" * 500)
     assert describe_error(exc) == "RuntimeError: export failed at op X"
     assert len(describe_error(ValueError("x" * 1000))) <= 300
+
+
+def test_a_variant_with_a_tradeoff_curve_gets_its_own_plot():
+    res = _results()
+    curve = [{"layers_saved": s, "quality": q} for s, q in ((0.0, 1.0), (0.25, 0.985), (0.5, 0.95))]
+    res.variants[1].details = {"tradeoff_curve": curve}
+    page = render_html(res)
+    assert page.count("<svg") == 2 and "fast trade-off" in page and "layers saved (calibration data)" in page
+    # early exit's curve carries compute saved too: that is the axis it is plotted on
+    res.variants[1].details = {"tradeoff_curve": [{**p, "compute_saved": p["layers_saved"] / 2} for p in curve]}
+    assert "compute saved (calibration data)" in render_html(res)

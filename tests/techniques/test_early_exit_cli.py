@@ -13,6 +13,8 @@ from accelkit.cli import main
         (["early-exit", "--workload", "gpt-mini"], "early exit is set up for"),
         (["early-exit", "--workload", "digits", "--criterion", "vibes"], "criterion='vibes'"),
         (["layer-skip", "--workload", "digits"], "layer skipping is set up for"),
+        (["routed-depth", "--workload", "digits"], "routed depth is set up for"),
+        (["routed-depth", "--budget", "3"], "max_quality_drop=3.0"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(argv, needle, capsys):

@@ -84,3 +84,45 @@ def register(app: typer.Typer) -> None:
         ref = wl.predict(base, data, settings)
         quality = wl.quality(wl.predict(model, data, settings), ref, data)
         typer.echo(json.dumps({"quality": quality, **{k: v for k, v in details.items() if k != "tradeoff_curve"}}, indent=1))
+
+    @app.command("routed-depth")
+    def routed_depth_cmd(
+        workload: str = typer.Option("minilm", "--workload", "-w", help="minilm"),
+        budget: float | None = typer.Option(None, help="max drop of mean cosine on held-out calibration sentences (0.015)"),
+        out: Path | None = typer.Option(None, help="folder for the router, thresholds and students"),
+    ) -> None:
+        """Route each input to a distilled shallow student or the full model; report held-out quality and layers saved.
+
+        The first run distils the students (cached); the router is fitted on calibration sentences they never saw.
+        """
+        from accelkit.techniques.early_exit_variants import ROUTED_DEPTH_PRESETS, build_routed_depth
+        from accelkit.techniques.routed_depth import RoutedDepthConfig, save_routed_depth
+        from accelkit.workloads import RunSettings, get_workload
+
+        if workload not in ROUTED_DEPTH_PRESETS:
+            raise ConfigError(f"--workload {workload!r}: routed depth is set up for {sorted(ROUTED_DEPTH_PRESETS)}")
+        preset = ROUTED_DEPTH_PRESETS[workload]
+        config = preset["config"].to_dict()
+        if budget is not None:
+            config["max_quality_drop"] = budget
+        config = RoutedDepthConfig.from_dict(config)  # bad values fail here, before any model loads
+        wl = get_workload(workload)
+        base = wl.build_model()
+        model = build_routed_depth(wl.build_model(), wl, preset["students"], config, batch_size=preset["batch_size"])
+        model.reset_stats()
+        settings = RunSettings(batch_size=wl.default_batch_size)
+        data = wl.eval_data()
+        ref = wl.predict(base, data, settings)
+        quality = wl.quality(wl.predict(model, data, settings), ref, data)
+        details = model.accelkit_details
+        report = {
+            "quality": quality,
+            "layers_saved_eval": details.get("layers_saved_measured"),
+            "routes_eval": {h["path"]: h["rows"] for h in details["route_histogram"]},
+            "thresholds": model.thresholds,
+            "calibration": details.get("calibration"),
+        }
+        typer.echo(json.dumps(report, indent=1))
+        if out is not None:
+            save_routed_depth(model, out)
+            typer.echo(f"saved to {out}")

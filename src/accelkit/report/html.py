@@ -1,4 +1,5 @@
-"""A self-contained HTML report: every variant against the baseline, and a Pareto plot.
+"""A self-contained HTML report: every variant against the baseline, a Pareto plot, and the
+calibration trade-off curve of each dynamic-inference variant.
 
 No scripts, fonts or images from the network: the plot is inline SVG, so the page
 opens offline and can be mailed as one file.
@@ -10,6 +11,7 @@ import html
 import json
 import os
 from collections.abc import Sequence
+from typing import Any
 
 from accelkit.report.results import Results, VariantResult, write_text_atomic
 
@@ -89,6 +91,44 @@ def _svg_scatter(res: Results, front: set[str]) -> str:
     return "".join(parts)
 
 
+def _svg_tradeoff(name: str, curve: Sequence[dict[str, Any]]) -> str:
+    """One variant's calibration trade-off (early exit, routed depth, layer skipping): compute or
+    layers saved against quality, one point per threshold setting it considered."""
+    x_key = "compute_saved" if all("compute_saved" in p for p in curve) else "layers_saved"
+    pts = sorted((float(p[x_key]), float(p["quality"])) for p in curve if x_key in p and "quality" in p)
+    if len(pts) < 2:
+        return ""
+    W, H, M = 420, 260, 50
+    y0, y1 = min(q for _, q in pts), max(q for _, q in pts)
+    if y1 - y0 < 1e-9:
+        y0, y1 = y0 - 0.01, y1 + 0.01
+    x1 = max(max(x for x, _ in pts), 1e-9)
+
+    def sx(x: float) -> float:
+        return M + x / x1 * (W - 2 * M)
+
+    def sy(y: float) -> float:
+        return H - M - (y - y0) / (y1 - y0) * (H - 2 * M)
+
+    line = " ".join(f"{sx(x):.1f},{sy(q):.1f}" for x, q in pts)
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" role="img">',
+             f'<title>{html.escape(name)} trade-off</title>',
+             f'<line x1="{M}" y1="{H - M}" x2="{W - M}" y2="{H - M}" stroke="#333"/>',
+             f'<line x1="{M}" y1="{M}" x2="{M}" y2="{H - M}" stroke="#333"/>',
+             f'<text x="{W / 2}" y="{H - 12}" text-anchor="middle" font-size="11">{x_key.replace("_", " ")} '
+             f'(calibration data)</text>',
+             f'<text x="12" y="{H / 2}" transform="rotate(-90 12 {H / 2})" text-anchor="middle" font-size="11">quality</text>',
+             f'<text x="{W / 2}" y="{M - 15}" text-anchor="middle" font-size="12">{html.escape(name)}</text>',
+             f'<polyline points="{line}" fill="none" stroke="#1f77b4"/>']
+    for i in range(3):
+        yv, xv = y0 + (y1 - y0) * i / 2, x1 * i / 2
+        parts.append(f'<text x="{M - 4}" y="{sy(yv) + 4:.1f}" text-anchor="end" font-size="10">{yv:.4g}</text>')
+        parts.append(f'<text x="{sx(xv):.1f}" y="{H - M + 14}" text-anchor="middle" font-size="10">{xv:.0%}</text>')
+    parts += [f'<circle cx="{sx(x):.1f}" cy="{sy(q):.1f}" r="2.5" fill="#1f77b4"/>' for x, q in pts]
+    parts.append("</svg>")
+    return "".join(parts)
+
+
 def _row(v: VariantResult, res: Results, front: set[str]) -> str:
     q = ", ".join(f"{k}={val:.4g}" for k, val in v.quality.items())
     budget = {True: "✔", False: "✘", None: "–"}[v.meets_budget]
@@ -136,6 +176,8 @@ def _section(res: Results) -> str:
         + "<table><thead><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr></thead><tbody>"
         + "".join(_row(v, res, front) for v in res.variants)
         + "</tbody></table>"
+        + "".join(_svg_tradeoff(v.name, v.details["tradeoff_curve"]) for v in res.variants
+                  if v.error is None and isinstance((v.details or {}).get("tradeoff_curve"), list))
     )
 
 

@@ -1,0 +1,483 @@
+"""Routed depth: a router reads each input before any layer runs and sends it down the shallowest
+path (a distilled shallow copy of the model, or the full model) predicted to stay within budget.
+
+Buys: fewer layer evaluations for easy inputs; rows are grouped by path, so each path runs on
+fewer rows and the saving shows in wall-clock. Costs: the shallow paths must be trained
+(distillation), the router and thresholds are fitted on held-out calibration data, and the
+quality drop is bounded only on average, by calibration. Unlike early exit, a row never pays
+for a path it does not take: the choice is made from the token embeddings alone.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import os
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from accelkit._atomic import atomic_write_bytes
+from accelkit.errors import ConfigError, SchemaError
+from accelkit.techniques.early_exit import _first, _masked_mean
+
+__all__ = [
+    "RouteCalibration",
+    "RoutedDepthConfig",
+    "RoutedDepthModel",
+    "TokenEmbeddingFeatures",
+    "apply_routed_depth",
+    "calibrate_router",
+    "load_routed_depth",
+    "save_routed_depth",
+]
+
+_FORMAT = "accelkit.routed_depth/1"
+
+
+@dataclass
+class RoutedDepthConfig:
+    """How the router is fitted and its thresholds chosen.
+
+    ``max_quality_drop`` bounds 1 - mean quality on calibration data (quality: cosine of the
+    mean-pooled output to the full model's, per row; 0.015 = mean cosine ≥ 0.985). The router
+    is a ridge regression (``ridge``) from input features to each shallow path's quality;
+    thresholds are chosen on ``folds``-fold out-of-fold predictions, so calibration never
+    scores a router on rows it was fitted to. ``grid`` candidate thresholds per path.
+    """
+
+    max_quality_drop: float = 0.015
+    ridge: float = 10.0
+    folds: int = 5
+    grid: int = 41
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.max_quality_drop <= 1.0:
+            raise ConfigError(f"max_quality_drop={self.max_quality_drop}: expected 0..1 (0.015 = mean cosine ≥ 0.985)")
+        if self.ridge <= 0:
+            raise ConfigError(f"ridge={self.ridge}: expected > 0 (the router's L2 regularisation)")
+        if self.folds < 2:
+            raise ConfigError(f"folds={self.folds}: expected ≥ 2 (thresholds are chosen on out-of-fold predictions)")
+        if self.grid < 2:
+            raise ConfigError(f"grid={self.grid}: expected ≥ 2 candidate thresholds per path")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> RoutedDepthConfig:
+        return cls(**data)
+
+
+class TokenEmbeddingFeatures(nn.Module):
+    """Router features read off a BERT-style model's embedding layer, before any encoder layer:
+    mean and spread of the (real) token embeddings, and the log of the length. Costs one
+    embedding lookup, nothing next to a transformer layer."""
+
+    def __init__(self, embeddings: nn.Module) -> None:
+        super().__init__()
+        self.embeddings = embeddings
+
+    @property
+    def width(self) -> int:
+        return 2 * int(self.embeddings.word_embeddings.embedding_dim) + 1
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, **_: Any) -> torch.Tensor:
+        x = self.embeddings(input_ids=input_ids)  # (B, T, D)
+        if attention_mask is None:
+            attention_mask = torch.ones(input_ids.shape, dtype=torch.long, device=input_ids.device)
+        mean = _masked_mean(x, attention_mask)
+        spread = _masked_mean((x - mean.unsqueeze(1)) ** 2, attention_mask).sqrt()
+        length = attention_mask.sum(1, keepdim=True).to(x.dtype).clamp(min=1).log()
+        return torch.cat([mean, spread, length], dim=1)
+
+
+class RoutedDepthModel(nn.Module):
+    """``paths`` ordered shallow → full (the last is the full model); ``depths`` their layer counts.
+
+    Each row goes to the first (cheapest) shallow path whose predicted quality reaches its
+    threshold, otherwise to the full model. Returns the last hidden state (B, T, D) like the
+    encoder it wraps; ``route_counts`` records how many rows took each path.
+    """
+
+    def __init__(
+        self,
+        paths: Sequence[nn.Module],
+        depths: Sequence[int],
+        features: nn.Module,
+        n_features: int,
+        names: Sequence[str] | None = None,
+        thresholds: Sequence[float | None] | None = None,
+    ) -> None:
+        super().__init__()
+        if len(paths) < 2:
+            raise ConfigError(f"{len(paths)} path(s): give at least one shallow path and the full model (last)")
+        if len(depths) != len(paths) or any(int(d) < 1 for d in depths):
+            raise ConfigError(f"depths={list(depths)}: expected one positive layer count per path ({len(paths)})")
+        self.paths = nn.ModuleList(paths)
+        self.depths = [int(d) for d in depths]
+        self.names = list(names) if names is not None else [f"path{i}" for i in range(len(paths) - 1)] + ["full"]
+        self.features = features
+        n_shallow = len(paths) - 1
+        self.router = nn.Linear(n_features, n_shallow)  # predicted quality of each shallow path
+        nn.init.zeros_(self.router.weight)
+        nn.init.zeros_(self.router.bias)
+        self.register_buffer("feature_mean", torch.zeros(n_features))
+        self.register_buffer("feature_scale", torch.ones(n_features))
+        self.register_buffer("route_thresholds", torch.full((n_shallow,), float("nan")))
+        self.route_counts = torch.zeros(len(paths), dtype=torch.long)
+        self._details: dict[str, Any] = {}
+        if thresholds is not None:
+            self.thresholds = thresholds
+
+    @property
+    def thresholds(self) -> list[float | None]:
+        """One per shallow path; None: that path takes no rows."""
+        return [None if math.isnan(t) else t for t in self.route_thresholds.tolist()]
+
+    @thresholds.setter
+    def thresholds(self, values: Sequence[float | None]) -> None:
+        values = list(values)
+        if len(values) != len(self.paths) - 1:
+            raise ConfigError(f"{len(values)} thresholds for {len(self.paths) - 1} shallow paths: give one per shallow path")
+        self.route_thresholds.copy_(torch.tensor([float("nan") if v is None else float(v) for v in values]))
+
+    def can_route(self) -> bool:
+        """False when no threshold lets any row take a shallow path (the model then runs in full)."""
+        return any(t is not None for t in self.thresholds)
+
+    def predicted_quality(self, feats: torch.Tensor) -> torch.Tensor:
+        """(B, n_shallow) the router's estimate of each shallow path's quality per row."""
+        return self.router((feats - self.feature_mean) / self.feature_scale)
+
+    def route(self, predicted: torch.Tensor) -> torch.Tensor:
+        """(B,) index of the path each row takes given predicted qualities (B, n_shallow)."""
+        return _route(predicted, self.route_thresholds, len(self.paths) - 1)
+
+    @torch.no_grad()
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, **kwargs: Any) -> torch.Tensor:
+        inputs = {"input_ids": input_ids, **({"attention_mask": attention_mask} if attention_mask is not None else {}),
+                  **kwargs}
+        full = len(self.paths) - 1
+        if self.can_route():
+            chosen = self.route(self.predicted_quality(self.features(**inputs)))
+        else:
+            chosen = torch.full((input_ids.shape[0],), full, dtype=torch.long, device=input_ids.device)
+        self.route_counts += torch.bincount(chosen.cpu(), minlength=len(self.paths))
+        if bool((chosen == chosen[0]).all()):  # one group: no gather/scatter
+            return _hidden(self.paths[int(chosen[0])](**inputs))
+        out: torch.Tensor | None = None
+        for p in chosen.unique().tolist():
+            rows = (chosen == p).nonzero(as_tuple=True)[0]
+            sub = {k: (v[rows] if isinstance(v, torch.Tensor) and v.shape[:1] == input_ids.shape[:1] else v)
+                   for k, v in inputs.items()}
+            hidden = _hidden(self.paths[p](**sub))
+            if out is None:
+                out = hidden.new_zeros((input_ids.shape[0], *hidden.shape[1:]))
+            out[rows] = hidden
+        assert out is not None
+        return out
+
+    def reset_stats(self) -> None:
+        self.route_counts.zero_()
+
+    def route_histogram(self) -> list[dict[str, Any]]:
+        total = int(self.route_counts.sum()) or 1
+        return [{"path": n, "layers": d, "rows": int(c), "fraction": int(c) / total}
+                for n, d, c in zip(self.names, self.depths, self.route_counts.tolist(), strict=True)]
+
+    @property
+    def accelkit_details(self) -> dict[str, Any]:
+        """What calibration decided (thresholds, curve) and the routes taken since reset_stats."""
+        details = dict(self._details)
+        details["route_histogram"] = self.route_histogram()
+        details["thresholds"] = self.thresholds
+        if int(self.route_counts.sum()):
+            mean_depth = float((self.route_counts * torch.tensor(self.depths)).sum()) / int(self.route_counts.sum())
+            details["layers_saved_measured"] = 1.0 - mean_depth / self.depths[-1]
+        return details
+
+    @accelkit_details.setter
+    def accelkit_details(self, value: dict[str, Any]) -> None:
+        self._details = dict(value)
+
+
+def _hidden(out: Any) -> torch.Tensor:
+    hidden = getattr(out, "last_hidden_state", None)  # HF model outputs
+    return hidden if hidden is not None else _first(out)
+
+
+def _route(predicted: torch.Tensor, thresholds: torch.Tensor, full: int) -> torch.Tensor:
+    # cheapest first: a row takes the first shallow path whose prediction reaches its threshold
+    chosen = torch.full((predicted.shape[0],), full, dtype=torch.long, device=predicted.device)
+    for p in reversed(range(predicted.shape[1])):
+        t = float(thresholds[p])
+        if not math.isnan(t):
+            chosen[predicted[:, p] >= t] = p
+    return chosen
+
+
+def _encoder_depth(model: nn.Module) -> int | None:
+    layers = getattr(getattr(model, "encoder", None), "layer", None)
+    return len(layers) if isinstance(layers, nn.ModuleList) else None
+
+
+def apply_routed_depth(
+    full_model: nn.Module,
+    shallow_paths: Sequence[nn.Module],
+    *,
+    depths: Sequence[int] | None = None,
+    features: nn.Module | None = None,
+    n_features: int | None = None,
+    names: Sequence[str] | None = None,
+) -> RoutedDepthModel:
+    """Wrap ``full_model`` and cheaper ``shallow_paths`` (ordered cheapest first) under one router.
+
+    For BERT-style encoders (``encoder.layer``, ``embeddings``) the depths and the router
+    features (:class:`TokenEmbeddingFeatures` of the full model) are found; for other models
+    pass ``depths=`` (layer count per path, full model last), ``features=`` (a module mapping
+    the model's keyword inputs to (B, F)) and ``n_features=F``. The router routes nothing
+    until :func:`calibrate_router` has set thresholds.
+    """
+    paths = [*shallow_paths, full_model]
+    if not shallow_paths:
+        raise ConfigError("shallow_paths=[]: give at least one cheaper model, e.g. a distilled student")
+    if depths is None:
+        found = [_encoder_depth(p) for p in paths]
+        if None in found:
+            raise ConfigError("could not count layers (no encoder.layer): pass depths=[layers of each path, full last]")
+        depths = [int(d) for d in found]  # type: ignore[arg-type]
+    if list(depths)[-1] <= max(list(depths)[:-1]):
+        raise ConfigError(f"depths={list(depths)}: every shallow path must have fewer layers than the full model (last)")
+    if features is None:
+        emb = getattr(full_model, "embeddings", None)
+        if emb is None or not hasattr(emb, "word_embeddings"):
+            raise ConfigError(
+                f"{type(full_model).__name__} has no BERT-style embeddings: pass features= (inputs → (B, F)) and n_features="
+            )
+        features = TokenEmbeddingFeatures(emb)
+        n_features = features.width
+    if n_features is None:
+        raise ConfigError("features= was given without n_features=: say how many features it returns per row")
+    names = list(names) if names is not None else [f"{d}-layer" for d in depths[:-1]] + ["full"]
+    return RoutedDepthModel(paths, depths, features, n_features, names=names).eval()
+
+
+# ---------------------------------------------------------------- calibration
+
+
+@dataclass
+class RouteCalibration:
+    """What calibration chose, on held-out data: thresholds, the quality and saving they give, and
+    the whole trade-off curve (Pareto points over the threshold grid)."""
+
+    thresholds: list[float | None]
+    quality: float
+    layers_saved: float
+    met_budget: bool
+    n_rows: int
+    path_quality: list[float]  # mean quality of each shallow path over all calibration rows
+    router_spearman: list[float]  # rank correlation of out-of-fold prediction and true quality, per path
+    curve: list[dict[str, float]] = field(default_factory=list)
+    message: str = ""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _row_quality(out: torch.Tensor, reference: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    a = _masked_mean(out, mask) if out.dim() == 3 else out
+    b = _masked_mean(reference, mask) if reference.dim() == 3 else reference
+    return nn.functional.cosine_similarity(a.float(), b.float(), dim=-1)
+
+
+@torch.no_grad()
+def _collect(model: RoutedDepthModel, batches: Iterable[dict[str, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
+    feats, quality = [], []
+    for batch in batches:
+        mask = batch.get("attention_mask")
+        reference = _hidden(model.paths[-1](**batch))
+        quality.append(torch.stack([_row_quality(_hidden(p(**batch)), reference, mask) for p in model.paths[:-1]], 1))
+        feats.append(model.features(**batch).float())
+    if not feats:
+        raise ConfigError("no calibration batches: give held-out inputs (never evaluation data) to fit the router on")
+    return torch.cat(feats), torch.cat(quality)
+
+
+def _ridge_fit(x: torch.Tensor, y: torch.Tensor, lam: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weights (F, P) and bias (P,) of a ridge regression on standardised x (bias not penalised)."""
+    x, y = x.double(), y.double()
+    y_mean = y.mean(0)
+    xc = x - x.mean(0)
+    w = torch.linalg.solve(xc.T @ xc + lam * torch.eye(x.shape[1], dtype=x.dtype), xc.T @ (y - y_mean))
+    return w, y_mean - x.mean(0) @ w
+
+
+def _spearman(a: torch.Tensor, b: torch.Tensor) -> float:
+    ra, rb = a.argsort().argsort().double(), b.argsort().argsort().double()
+    if ra.std() == 0 or rb.std() == 0:
+        return 0.0
+    return float(torch.corrcoef(torch.stack([ra, rb]))[0, 1])
+
+
+def _simulate(predicted: torch.Tensor, quality: torch.Tensor, thresholds: torch.Tensor,
+              depths: list[int]) -> tuple[float, float]:
+    """(mean quality, layer evaluations saved) if rows were routed with ``thresholds``."""
+    full = len(depths) - 1
+    chosen = _route(predicted, thresholds, full)
+    q = torch.ones(len(chosen), dtype=quality.dtype)
+    shallow = chosen < full
+    q[shallow] = quality[shallow.nonzero(as_tuple=True)[0], chosen[shallow]]
+    mean_depth = torch.tensor(depths, dtype=torch.double)[chosen].mean()
+    return float(q.mean()), float(1.0 - mean_depth / depths[-1])
+
+
+def calibrate_router(
+    model: RoutedDepthModel,
+    batches: Sequence[dict[str, torch.Tensor]],
+    config: RoutedDepthConfig | None = None,
+) -> RouteCalibration:
+    """Fit the router on held-out ``batches`` and set the thresholds that save the most layer
+    evaluations while mean quality stays ≥ 1 - ``config.max_quality_drop``.
+
+    Quality is the cosine of each row's mean-pooled output to the full model's (the full
+    path scores 1). Thresholds are searched on out-of-fold router predictions; the router
+    is then refitted on every row. When no threshold meets the budget the thresholds are all
+    None: the model runs in full, and ``message`` says so.
+    """
+    config = config or RoutedDepthConfig()
+    feats, quality = _collect(model, batches)
+    n, n_shallow = quality.shape
+    if n < 2 * config.folds:
+        raise ConfigError(f"{n} calibration rows for {config.folds} folds: give at least {2 * config.folds} rows")
+    mean, scale = feats.mean(0), feats.std(0).clamp(min=1e-6)
+    x = (feats - mean) / scale
+    oof = torch.empty_like(quality, dtype=torch.double)
+    fold = torch.arange(n) % config.folds
+    for k in range(config.folds):
+        w, b = _ridge_fit(x[fold != k], quality[fold != k], config.ridge)
+        oof[fold == k] = x[fold == k].double() @ w + b
+    # candidate thresholds: quantiles of each path's predictions, plus "never" (nan)
+    qs = torch.linspace(0, 1, config.grid, dtype=torch.double)
+    cands = [[float("nan")] + sorted(set(torch.quantile(oof[:, p], qs).tolist())) for p in range(n_shallow)]
+    if math.prod(len(c) for c in cands) > 200_000:
+        raise ConfigError(f"{n_shallow} shallow paths × grid {config.grid}: too many combinations; lower grid=")
+    floor = 1.0 - config.max_quality_drop
+    best: tuple[float, float, tuple[float, ...]] | None = None
+    points: list[tuple[float, float]] = []
+    for combo in itertools.product(*cands):
+        thr = torch.tensor(combo, dtype=torch.double)
+        q, saved = _simulate(oof, quality.double(), thr, model.depths)
+        points.append((saved, q))
+        if q >= floor and (best is None or (saved, q) > (best[0], best[1])):
+            best = (saved, q, combo)
+    w, b = _ridge_fit(x, quality, config.ridge)
+    model.feature_mean.copy_(mean)
+    model.feature_scale.copy_(scale)
+    model.router.weight.data.copy_(w.T.float())
+    model.router.bias.data.copy_(b.float())
+    assert best is not None  # all-"never" scores quality 1.0 and always qualifies
+    saved, q, combo = best
+    thresholds = [None if math.isnan(t) else t for t in combo]
+    model.thresholds = thresholds
+    met = saved > 0
+    message = "" if met else (
+        f"no threshold keeps mean quality ≥ {floor:.4f} while routing any row to a shallow path: "
+        "the model runs in full (raise max_quality_drop or train better shallow paths)"
+    )
+    return RouteCalibration(
+        thresholds=thresholds, quality=q, layers_saved=saved, met_budget=met, n_rows=n,
+        path_quality=quality.mean(0).tolist(),
+        router_spearman=[_spearman(oof[:, p], quality[:, p].double()) for p in range(n_shallow)],
+        curve=_pareto(points), message=message,
+    )
+
+
+def _pareto(points: list[tuple[float, float]]) -> list[dict[str, float]]:
+    """The upper-left frontier: for each saving, the best quality nothing else beats at ≥ that saving."""
+    frontier: list[dict[str, float]] = []
+    best_q = -math.inf
+    for saved, q in sorted(points, key=lambda p: (-p[0], -p[1])):
+        if q > best_q + 1e-12:
+            frontier.append({"layers_saved": saved, "quality": q})
+            best_q = q
+    return frontier[::-1]
+
+
+# ---------------------------------------------------------------- save / load
+
+
+def save_routed_depth(model: RoutedDepthModel, path: str | os.PathLike) -> Path:
+    """Write the router, thresholds and each shallow path's weights to folder ``path`` (the full
+    model is not written: pass it again to :func:`load_routed_depth`). Files are written
+    atomically; ``routed_depth.json`` last, so a folder with it is complete."""
+    from safetensors.torch import save
+
+    folder = Path(path)
+    folder.mkdir(parents=True, exist_ok=True)
+    specs = []
+    for i, p in enumerate(model.paths[:-1]):
+        kept = (getattr(p, "accelkit_details", None) or {}).get("kept_layers")
+        specs.append({"file": f"path{i}.safetensors", "kept_layers": kept})
+        state = {k: v.detach().contiguous() for k, v in p.state_dict().items()}
+        atomic_write_bytes(folder / specs[-1]["file"], save(state))
+    router = {"weight": model.router.weight, "bias": model.router.bias, "feature_mean": model.feature_mean,
+              "feature_scale": model.feature_scale}
+    atomic_write_bytes(folder / "router.safetensors", save({k: v.detach().contiguous() for k, v in router.items()}))
+    meta = {"format": _FORMAT, "names": model.names, "depths": model.depths, "thresholds": model.thresholds,
+            "paths": specs, "details": {k: v for k, v in model.accelkit_details.items()
+                                        if k not in ("route_histogram", "layers_saved_measured")}}
+    atomic_write_bytes(folder / "routed_depth.json", json.dumps(meta, indent=1, default=str).encode())
+    return folder
+
+
+def load_routed_depth(
+    path: str | os.PathLike,
+    full_model: nn.Module,
+    build_path: Callable[[dict[str, Any]], nn.Module] | None = None,
+    *,
+    features: nn.Module | None = None,
+) -> RoutedDepthModel:
+    """Rebuild a saved routed model around ``full_model``. Shallow paths are rebuilt with
+    ``build_path(spec)`` — by default a layer-subset student of ``full_model`` with the saved
+    ``kept_layers`` — and their saved weights loaded."""
+    from safetensors.torch import load_file
+
+    from accelkit.techniques.distill import make_layer_student
+
+    folder = Path(path)
+    meta_file = folder / "routed_depth.json"
+    if not meta_file.exists():
+        raise SchemaError(f"{folder}: no routed_depth.json; save with save_routed_depth first")
+    meta = json.loads(meta_file.read_text())
+    if meta.get("format") != _FORMAT:
+        raise SchemaError(f"{meta_file}: format {meta.get('format')!r}, expected {_FORMAT!r}")
+    paths = []
+    for spec in meta["paths"]:
+        if build_path is not None:
+            student = build_path(spec)
+        elif spec.get("kept_layers") is not None:
+            student = make_layer_student(full_model, spec["kept_layers"])
+        else:
+            raise SchemaError(f"{meta_file}: path {spec['file']} has no kept_layers; pass build_path= to rebuild it")
+        file = folder / spec["file"]
+        if not file.exists():
+            raise SchemaError(f"{file} is missing: the saved routed model is incomplete; save it again")
+        student.load_state_dict(load_file(str(file)))
+        paths.append(student.eval())
+    router = load_file(str(folder / "router.safetensors"))
+    n_features = router["feature_mean"].shape[0]
+    model = apply_routed_depth(full_model, paths, depths=meta["depths"], features=features,
+                               n_features=n_features if features is not None else None, names=meta["names"])
+    model.router.weight.data.copy_(router["weight"])
+    model.router.bias.data.copy_(router["bias"])
+    model.feature_mean.copy_(router["feature_mean"])
+    model.feature_scale.copy_(router["feature_scale"])
+    model.thresholds = meta["thresholds"]
+    model.accelkit_details = meta.get("details", {})
+    return model
