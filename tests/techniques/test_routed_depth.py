@@ -125,3 +125,17 @@ def test_bad_setups_name_the_fix():
         RoutedDepthConfig(max_quality_drop=2.0)
     with pytest.raises(ConfigError, match="calibration rows"):
         calibrate_router(model, _calib(1), RoutedDepthConfig(folds=5))
+
+
+def test_a_separate_router_set_fits_the_router_and_the_calibration_rows_only_set_thresholds():
+    seen = []
+    routers = []
+    for seeds in ((0, 1), (5, 6)):
+        _, model = _routed()
+        batches = [bert_inputs(n=8, t=10, seed=s) for s in seeds]
+        result = calibrate_router(model, batches, RoutedDepthConfig(max_quality_drop=0.1),
+                                  router_batches=_calib(4), progress=lambda i, n: seen.append((i, n)))
+        routers.append(model.router.weight.detach().clone())
+        assert result.n_rows == 16 and result.quality >= 0.9
+    torch.testing.assert_close(routers[0], routers[1])  # the router never saw the calibration rows
+    assert seen[-1] == (6, 6)  # progress over calibration + router batches

@@ -98,11 +98,30 @@ def test_stdlib_docstring_sentences_are_prose_and_never_evaluation_sentences():
     assert all(len(s.split()) >= 5 and ">>>" not in s for s in extra)
 
 
+def test_package_docstring_sentences_are_unseen_by_students_and_evaluation():
+    from accelkit.workloads.minilm import (
+        package_docstring_sentences,
+        pydoc_sentences,
+        stdlib_docstring_sentences,
+    )
+
+    unseen = package_docstring_sentences()
+    assert len(unseen) > 5000  # enough rows to fit a router on
+    # disjoint from what students train on and from every pydoc sentence (evaluation included)
+    assert not set(unseen) & (set(pydoc_sentences()) | set(stdlib_docstring_sentences()))
+    assert all(len(s.split()) >= 5 and ">>>" not in s for s in unseen[:2000])
+
+
 def test_extra_sentences_resolve_by_name_and_refuse_unknown_names():
     from accelkit.errors import ConfigError
-    from accelkit.workloads.minilm import extra_sentences, stdlib_docstring_sentences
+    from accelkit.workloads.minilm import (
+        extra_sentences,
+        package_docstring_sentences,
+        stdlib_docstring_sentences,
+    )
 
     assert extra_sentences(None) == ()
     assert extra_sentences("stdlib-docstrings") == stdlib_docstring_sentences()
+    assert extra_sentences("package-docstrings")[:3] == package_docstring_sentences()[:3]
     with pytest.raises(ConfigError, match="stdlib-docstrings"):
         extra_sentences("wikipedia")

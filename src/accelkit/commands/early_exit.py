@@ -108,7 +108,8 @@ def register(app: typer.Typer) -> None:
         config = RoutedDepthConfig.from_dict(config)  # bad values fail here, before any model loads
         wl = get_workload(workload)
         base = wl.build_model()
-        model = build_routed_depth(wl.build_model(), wl, preset["students"], config, batch_size=preset["batch_size"])
+        model = build_routed_depth(wl.build_model(), wl, preset["students"], config,
+                                   router_sentences=preset.get("router_sentences"), batch_size=preset["batch_size"])
         model.reset_stats()
         settings = RunSettings(batch_size=wl.default_batch_size)
         data = wl.eval_data()

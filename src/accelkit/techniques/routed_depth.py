@@ -14,7 +14,7 @@ import itertools
 import json
 import math
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,13 +46,14 @@ class RoutedDepthConfig:
 
     ``max_quality_drop`` bounds 1 - mean quality on calibration data (quality: cosine of the
     mean-pooled output to the full model's, per row; 0.015 = mean cosine ≥ 0.985). The router
-    is a ridge regression (``ridge``) from input features to each shallow path's quality;
-    thresholds are chosen on ``folds``-fold out-of-fold predictions, so calibration never
-    scores a router on rows it was fitted to. ``grid`` candidate thresholds per path.
+    is a ridge regression (penalty ``ridge`` × rows) from input features to each shallow
+    path's quality; thresholds are never chosen on rows the router was fitted to (out-of-fold
+    predictions over ``folds`` folds, or a separate router set). ``grid`` candidate
+    thresholds per path.
     """
 
     max_quality_drop: float = 0.015
-    ridge: float = 10.0
+    ridge: float = 0.5  # L2 penalty per fitted row
     folds: int = 5
     grid: int = 41
 
@@ -297,20 +298,25 @@ def _row_quality(out: torch.Tensor, reference: torch.Tensor, mask: torch.Tensor 
 
 
 @torch.no_grad()
-def _collect(model: RoutedDepthModel, batches: Iterable[dict[str, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
+def _collect(
+    model: RoutedDepthModel, batches: Sequence[dict[str, torch.Tensor]], progress: Callable[[int, int], None] | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Router features (N, F) and each shallow path's per-row quality (N, n_shallow)."""
     feats, quality = [], []
-    for batch in batches:
+    for i, batch in enumerate(batches):
         mask = batch.get("attention_mask")
         reference = _hidden(model.paths[-1](**batch))
         quality.append(torch.stack([_row_quality(_hidden(p(**batch)), reference, mask) for p in model.paths[:-1]], 1))
         feats.append(model.features(**batch).float())
+        if progress is not None:
+            progress(i + 1, len(batches))
     if not feats:
         raise ConfigError("no calibration batches: give held-out inputs (never evaluation data) to fit the router on")
     return torch.cat(feats), torch.cat(quality)
 
 
 def _ridge_fit(x: torch.Tensor, y: torch.Tensor, lam: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Weights (F, P) and bias (P,) of a ridge regression on standardised x (bias not penalised)."""
+    """Weights (F, P) and bias (P,) of a ridge regression (bias not penalised)."""
     x, y = x.double(), y.double()
     y_mean = y.mean(0)
     xc = x - x.mean(0)
@@ -337,55 +343,57 @@ def _simulate(predicted: torch.Tensor, quality: torch.Tensor, thresholds: torch.
     return float(q.mean()), float(1.0 - mean_depth / depths[-1])
 
 
-def calibrate_router(
-    model: RoutedDepthModel,
-    batches: Sequence[dict[str, torch.Tensor]],
-    config: RoutedDepthConfig | None = None,
-) -> RouteCalibration:
-    """Fit the router on held-out ``batches`` and set the thresholds that save the most layer
-    evaluations while mean quality stays ≥ 1 - ``config.max_quality_drop``.
-
-    Quality is the cosine of each row's mean-pooled output to the full model's (the full
-    path scores 1). Thresholds are searched on out-of-fold router predictions; the router
-    is then refitted on every row. When no threshold meets the budget the thresholds are all
-    None: the model runs in full, and ``message`` says so.
-    """
-    config = config or RoutedDepthConfig()
-    feats, quality = _collect(model, batches)
-    n, n_shallow = quality.shape
-    if n < 2 * config.folds:
-        raise ConfigError(f"{n} calibration rows for {config.folds} folds: give at least {2 * config.folds} rows")
+def _set_router(model: RoutedDepthModel, feats: torch.Tensor, quality: torch.Tensor, ridge: float) -> None:
     mean, scale = feats.mean(0), feats.std(0).clamp(min=1e-6)
-    x = (feats - mean) / scale
-    oof = torch.empty_like(quality, dtype=torch.double)
-    fold = torch.arange(n) % config.folds
-    for k in range(config.folds):
-        w, b = _ridge_fit(x[fold != k], quality[fold != k], config.ridge)
-        oof[fold == k] = x[fold == k].double() @ w + b
-    # candidate thresholds: quantiles of each path's predictions, plus "never" (nan)
-    qs = torch.linspace(0, 1, config.grid, dtype=torch.double)
-    cands = [[float("nan")] + sorted(set(torch.quantile(oof[:, p], qs).tolist())) for p in range(n_shallow)]
-    if math.prod(len(c) for c in cands) > 200_000:
-        raise ConfigError(f"{n_shallow} shallow paths × grid {config.grid}: too many combinations; lower grid=")
-    floor = 1.0 - config.max_quality_drop
-    best: tuple[float, float, tuple[float, ...]] | None = None
-    points: list[tuple[float, float]] = []
-    for combo in itertools.product(*cands):
-        thr = torch.tensor(combo, dtype=torch.double)
-        q, saved = _simulate(oof, quality.double(), thr, model.depths)
-        points.append((saved, q))
-        if q >= floor and (best is None or (saved, q) > (best[0], best[1])):
-            best = (saved, q, combo)
-    w, b = _ridge_fit(x, quality, config.ridge)
+    w, b = _ridge_fit((feats - mean) / scale, quality, ridge * len(feats))
     model.feature_mean.copy_(mean)
     model.feature_scale.copy_(scale)
     model.router.weight.data.copy_(w.T.float())
     model.router.bias.data.copy_(b.float())
-    assert best is not None  # all-"never" scores quality 1.0 and always qualifies
-    saved, q, combo = best
-    thresholds = [None if math.isnan(t) else t for t in combo]
+
+
+def calibrate_router(
+    model: RoutedDepthModel,
+    batches: Sequence[dict[str, torch.Tensor]],
+    config: RoutedDepthConfig | None = None,
+    *,
+    router_batches: Sequence[dict[str, torch.Tensor]] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> RouteCalibration:
+    """Fit the router and set the thresholds that save the most layer evaluations while mean
+    quality on held-out ``batches`` stays ≥ 1 - ``config.max_quality_drop``.
+
+    Quality is the cosine of each row's mean-pooled output to the full model's (the full path
+    scores 1). With ``router_batches`` (more unseen inputs, e.g. package docstrings for
+    minilm) the router is fitted on those and the thresholds chosen on ``batches``, which the
+    router never saw. Without, thresholds are chosen on ``config.folds``-fold out-of-fold
+    predictions over ``batches`` and the router is then refitted on all of them. When no
+    threshold meets the budget the thresholds are all None: the model runs in full, and
+    ``message`` says so.
+    """
+    config = config or RoutedDepthConfig()
+    n_batches = len(batches) + len(router_batches or ())
+    feats, quality = _collect(model, batches, progress and (lambda i, _: progress(i, n_batches)))
+    n, n_shallow = quality.shape
+    if router_batches is not None:
+        offset = len(batches)
+        r_feats, r_quality = _collect(model, router_batches, progress and (lambda i, _: progress(offset + i, n_batches)))
+        _set_router(model, r_feats, r_quality, config.ridge)
+        predicted = model.predicted_quality(feats).double()
+    else:
+        if n < 2 * config.folds:
+            raise ConfigError(f"{n} calibration rows for {config.folds} folds: give at least {2 * config.folds} rows")
+        predicted = torch.empty_like(quality, dtype=torch.double)
+        fold = torch.arange(n) % config.folds
+        for k in range(config.folds):
+            _set_router(model, feats[fold != k], quality[fold != k], config.ridge)
+            predicted[fold == k] = model.predicted_quality(feats[fold == k]).double()
+        _set_router(model, feats, quality, config.ridge)
+    with torch.no_grad():
+        thresholds, q, saved, curve = _choose_thresholds(predicted, quality.double(), model.depths, config)
     model.thresholds = thresholds
     met = saved > 0
+    floor = 1.0 - config.max_quality_drop
     message = "" if met else (
         f"no threshold keeps mean quality ≥ {floor:.4f} while routing any row to a shallow path: "
         "the model runs in full (raise max_quality_drop or train better shallow paths)"
@@ -393,9 +401,31 @@ def calibrate_router(
     return RouteCalibration(
         thresholds=thresholds, quality=q, layers_saved=saved, met_budget=met, n_rows=n,
         path_quality=quality.mean(0).tolist(),
-        router_spearman=[_spearman(oof[:, p], quality[:, p].double()) for p in range(n_shallow)],
-        curve=_pareto(points), message=message,
+        router_spearman=[_spearman(predicted[:, p], quality[:, p].double()) for p in range(n_shallow)],
+        curve=curve, message=message,
     )
+
+
+def _choose_thresholds(
+    predicted: torch.Tensor, quality: torch.Tensor, depths: list[int], config: RoutedDepthConfig
+) -> tuple[list[float | None], float, float, list[dict[str, float]]]:
+    """Exhaustive search over per-path candidate thresholds (quantiles of the predictions, and
+    "never"): the most layers saved with mean quality ≥ the floor; and the Pareto curve."""
+    n_shallow = predicted.shape[1]
+    qs = torch.linspace(0, 1, config.grid, dtype=torch.double)
+    cands = [[float("nan")] + sorted(set(torch.quantile(predicted[:, p], qs).tolist())) for p in range(n_shallow)]
+    if math.prod(len(c) for c in cands) > 200_000:
+        raise ConfigError(f"{n_shallow} shallow paths × grid {config.grid}: too many combinations; lower grid=")
+    floor = 1.0 - config.max_quality_drop
+    best: tuple[float, float, tuple[float, ...]] = (0.0, 1.0, tuple(float("nan") for _ in range(n_shallow)))
+    points: list[tuple[float, float]] = []
+    for combo in itertools.product(*cands):
+        q, saved = _simulate(predicted, quality, torch.tensor(combo, dtype=torch.double), depths)
+        points.append((saved, q))
+        if q >= floor and (saved, q) > (best[0], best[1]):
+            best = (saved, q, combo)
+    saved, q, combo = best
+    return [None if math.isnan(t) else t for t in combo], q, saved, _pareto(points)
 
 
 def _pareto(points: list[tuple[float, float]]) -> list[dict[str, float]]:

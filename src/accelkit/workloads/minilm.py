@@ -58,21 +58,11 @@ def _sentences_of(text: str) -> Iterator[str]:
                 yield sent
 
 
-@lru_cache(maxsize=1)
-def stdlib_docstring_sentences() -> tuple[str, ...]:
-    """About fifteen thousand English sentences from the docstrings of the standard library's
-    own source files (read with ``ast``; nothing is imported, nothing downloaded).
-
-    Unlabelled training text for distillation and exit heads: the teacher labels it, so
-    more of it means students that generalise better. Never evaluation data, and sentences
-    that also occur in pydoc's topics are left out so nothing held out leaks into training.
-    The list depends on the Python version (sorted, so stable on one version).
-    """
+def _docstring_sentences(root: Path, skip: set[str]) -> set[str]:
+    """Prose sentences of every module, class and function docstring under ``root`` (parsed with
+    ``ast``: nothing is imported), leaving out files under folders named in ``skip``."""
     import ast
-    import sysconfig
 
-    root = Path(sysconfig.get_paths()["stdlib"])
-    skip = {"test", "tests", "idlelib", "lib2to3", "site-packages", "dist-packages", "pydoc_data", "turtledemo"}
     found: set[str] = set()
     for path in sorted(root.rglob("*.py")):
         if set(path.relative_to(root).parts) & skip:
@@ -86,10 +76,50 @@ def stdlib_docstring_sentences() -> tuple[str, ...]:
                 doc = ast.get_docstring(node)
                 if doc:
                     found.update(_sentences_of(doc))
-    return tuple(sorted(found - set(pydoc_sentences())))
+    return found
 
 
-EXTRA_SENTENCES = ("stdlib-docstrings",)  # names a config may use for more unlabelled training text
+@lru_cache(maxsize=1)
+def stdlib_docstring_sentences() -> tuple[str, ...]:
+    """About fifteen thousand English sentences from the docstrings of the standard library's
+    own source files (read with ``ast``; nothing is imported, nothing downloaded).
+
+    Unlabelled training text for distillation and exit heads: the teacher labels it, so
+    more of it means students that generalise better. Never evaluation data, and sentences
+    that also occur in pydoc's topics are left out so nothing held out leaks into training.
+    The list depends on the Python version (sorted, so stable on one version).
+    """
+    import sysconfig
+
+    root = Path(sysconfig.get_paths()["stdlib"])
+    skip = {"test", "tests", "idlelib", "lib2to3", "site-packages", "dist-packages", "pydoc_data", "turtledemo"}
+    return tuple(sorted(_docstring_sentences(root, skip) - set(pydoc_sentences())))
+
+
+DOCSTRING_PACKAGES = ("sklearn", "numpy", "scipy", "transformers")  # installed with accelkit
+
+
+@lru_cache(maxsize=1)
+def package_docstring_sentences() -> tuple[str, ...]:
+    """Tens of thousands of English sentences from the docstrings of installed third-party
+    packages (``DOCSTRING_PACKAGES``, those present), none of them in the stdlib docstring or
+    pydoc sentences: text no minilm student trains on, for fitting what must be fitted on
+    unseen inputs (the routed-depth router). In a fixed shuffled order, so a prefix is a
+    sample; the list depends on the installed package versions.
+    """
+    import importlib.util
+
+    found: set[str] = set()
+    for name in DOCSTRING_PACKAGES:
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.origin:
+            found |= _docstring_sentences(Path(spec.origin).parent, {"test", "tests"})
+    ordered = sorted(found - set(pydoc_sentences()) - set(stdlib_docstring_sentences()))
+    random.Random(0).shuffle(ordered)
+    return tuple(ordered)
+
+
+EXTRA_SENTENCES = ("stdlib-docstrings", "package-docstrings")  # names a config may use for more unlabelled text
 
 
 def extra_sentences(name: str | None) -> tuple[str, ...]:
@@ -98,6 +128,8 @@ def extra_sentences(name: str | None) -> tuple[str, ...]:
         return ()
     if name == "stdlib-docstrings":
         return stdlib_docstring_sentences()
+    if name == "package-docstrings":
+        return package_docstring_sentences()
     raise ConfigError(f"extra sentences {name!r}: expected None or one of {list(EXTRA_SENTENCES)}")
 
 
