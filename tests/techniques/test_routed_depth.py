@@ -7,7 +7,7 @@ import torch
 from tiny_bert import bert_inputs, tiny_bert
 
 from accelkit.errors import ConfigError, SchemaError
-from accelkit.techniques.distill import make_layer_student
+from accelkit.techniques.distill import SentenceDistillConfig, make_layer_student
 from accelkit.techniques.routed_depth import (
     RoutedDepthConfig,
     apply_routed_depth,
@@ -139,3 +139,23 @@ def test_a_separate_router_set_fits_the_router_and_the_calibration_rows_only_set
         assert result.n_rows == 16 and result.quality >= 0.9
     torch.testing.assert_close(routers[0], routers[1])  # the router never saw the calibration rows
     assert seen[-1] == (6, 6)  # progress over calibration + router batches
+
+
+def test_the_minilm_variant_is_registered_as_expensive_and_fits_the_router_on_unseen_sentences():
+    from accelkit.techniques.early_exit_variants import (
+        ROUTED_DEPTH_PRESETS,
+        ROUTED_STUDENTS,
+        router_calibration_data,
+    )
+    from accelkit.variants import VARIANTS
+    from accelkit.workloads.minilm import MiniLMWorkload, stdlib_docstring_sentences
+
+    assert VARIANTS["routed-depth"].expensive
+    assert VARIANTS["routed-depth"].applies_to(MiniLMWorkload()) and set(ROUTED_DEPTH_PRESETS) == {"minilm"}
+    wl = MiniLMWorkload()
+    held_out = router_calibration_data(wl, ROUTED_STUDENTS)
+    trained_on = set(wl.calib_data(max(s.train_sentences for s in ROUTED_STUDENTS))) | set(stdlib_docstring_sentences())
+    # thresholds are chosen on calibration sentences no student trained on, never on evaluation ones
+    assert held_out and not set(held_out) & trained_on and not set(held_out) & set(wl.eval_data())
+    with pytest.raises(ConfigError, match="train_sentences"):
+        router_calibration_data(wl, (SentenceDistillConfig(keep_layers=(0,)),))

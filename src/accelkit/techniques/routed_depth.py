@@ -103,7 +103,8 @@ class RoutedDepthModel(nn.Module):
 
     Each row goes to the first (cheapest) shallow path whose predicted quality reaches its
     threshold, otherwise to the full model. Returns the last hidden state (B, T, D) like the
-    encoder it wraps; ``route_counts`` records how many rows took each path.
+    encoder it wraps; ``route_counts`` records how many rows took each path. Inference only:
+    the router is fitted in closed form by :func:`calibrate_router`, never by gradients.
     """
 
     def __init__(
@@ -152,6 +153,7 @@ class RoutedDepthModel(nn.Module):
         """False when no threshold lets any row take a shallow path (the model then runs in full)."""
         return any(t is not None for t in self.thresholds)
 
+    @torch.no_grad()
     def predicted_quality(self, feats: torch.Tensor) -> torch.Tensor:
         """(B, n_shallow) the router's estimate of each shallow path's quality per row."""
         return self.router((feats - self.feature_mean) / self.feature_scale)
