@@ -242,6 +242,14 @@ def test_sentence_student_is_cached_by_config(tiny_bert, tmp_path, monkeypatch):
     assert len(list((tmp_path / "distill").glob("tiny-student-*.safetensors"))) == 1
     with pytest.raises(ConfigError, match="sentences but teacher embeddings"):
         distill_sentence_encoder(first, torch.zeros(3, 32), tokenizer, SENTENCES, cfg)
+    # init_from continues from the cached student: zero further epochs give exactly its weights
+    more = SentenceDistillConfig(keep_layers=(1, 2), epochs=0, batch_size=16, train_sentences=16, init_from=cfg.to_dict())
+    continued = cached_sentence_student(FakeWorkload(), teacher, more)
+    for a, b in zip(first.state_dict().values(), continued.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    fresh = make_layer_student(teacher, (1, 2))
+    assert not all(torch.equal(a, b) for a, b in zip(fresh.state_dict().values(), continued.state_dict().values(),
+                                                      strict=True))
 
 
 def test_augmented_sentences_are_crops_or_pairs_of_the_training_sentences():
@@ -313,6 +321,14 @@ def test_later_config_fields_keep_earlier_cache_keys_and_are_validated():
     assert SentenceDistillConfig.from_dict(new.to_dict()) == new
     with pytest.raises(ConfigError, match="extra_sentences"):
         SentenceDistillConfig(extra_sentences="wikipedia")
+    with pytest.raises(ConfigError, match="extra_sentences"):
+        SentenceDistillConfig(extra_sentences="stdlib-docstrings+wikipedia")
+    assert "init_from" not in old.to_dict()
+    more = SentenceDistillConfig(keep_layers=(0, 4, 5), init_from=new.to_dict(),
+                                 extra_sentences="stdlib-docstrings+package-docstrings-train")
+    assert SentenceDistillConfig.from_dict(more.to_dict()) == more and more.cache_key() != new.cache_key()
+    with pytest.raises(ConfigError, match="same layers"):
+        SentenceDistillConfig(keep_layers=(0, 5), init_from=new.to_dict())
 
 
 def test_training_without_dropout_is_deterministic_per_batch(tiny_bert):

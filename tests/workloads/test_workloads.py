@@ -122,6 +122,8 @@ def test_extra_sentences_resolve_by_name_and_refuse_unknown_names():
 
     assert extra_sentences(None) == ()
     assert extra_sentences("stdlib-docstrings") == stdlib_docstring_sentences()
-    assert extra_sentences("package-docstrings")[:3] == package_docstring_sentences()[:3]
+    held_out, train = extra_sentences("package-docstrings-heldout"), extra_sentences("package-docstrings-train")
+    assert held_out[:3] == package_docstring_sentences()[:3] and not set(held_out) & set(train)
+    assert extra_sentences("stdlib-docstrings+package-docstrings-train") == stdlib_docstring_sentences() + train
     with pytest.raises(ConfigError, match="stdlib-docstrings"):
         extra_sentences("wikipedia")

@@ -272,6 +272,7 @@ class SentenceDistillConfig:
     train_sentences: int | None = None  # None: all calibration sentences
     extra_sentences: str | None = None  # "stdlib-docstrings": ~14.8k more unlabelled training sentences
     dropout: bool = True  # False: the student trains without dropout (matches a deterministic teacher closer)
+    init_from: dict | None = None  # another config's to_dict(): continue from that (cached) student
     seed: int = 0
     version: int = 1
 
@@ -294,9 +295,15 @@ class SentenceDistillConfig:
             raise ConfigError(f"augment_copies={self.augment_copies}: expected 0 (none) or more")
         from accelkit.workloads.minilm import EXTRA_SENTENCES
 
-        if self.extra_sentences is not None and self.extra_sentences not in EXTRA_SENTENCES:
+        if self.extra_sentences is not None and not set(self.extra_sentences.split("+")) <= set(EXTRA_SENTENCES):
             raise ConfigError(
-                f"extra_sentences={self.extra_sentences!r}: expected None or one of {list(EXTRA_SENTENCES)}"
+                f"extra_sentences={self.extra_sentences!r}: expected None or one of {list(EXTRA_SENTENCES)} "
+                "(join several with '+')"
+            )
+        if self.init_from is not None and list(self.init_from.get("keep_layers", ())) != list(self.keep_layers):
+            raise ConfigError(
+                f"init_from keeps layers {self.init_from.get('keep_layers')} but keep_layers={self.keep_layers}: "
+                "continue from a student with the same layers"
             )
         if self.train_sentences is not None and self.train_sentences < 1:
             raise ConfigError(f"train_sentences={self.train_sentences}: expected None (all) or a positive count")
@@ -305,7 +312,7 @@ class SentenceDistillConfig:
         d = asdict(self)
         d["keep_layers"] = list(self.keep_layers)
         # fields added later are left out at their defaults, so earlier cache keys stay valid
-        for name, default in (("extra_sentences", None), ("dropout", True)):
+        for name, default in (("extra_sentences", None), ("dropout", True), ("init_from", None)):
             if d[name] == default:
                 del d[name]
         return d
@@ -529,8 +536,9 @@ def cached_teacher_embeddings(workload: Any, teacher: nn.Module, sentences: Sequ
 def cached_sentence_student(workload: Any, teacher: nn.Module, config: SentenceDistillConfig | None = None) -> nn.Module:
     """The distilled student for a sentence-embedding workload (minilm), trained once per config and cached.
 
-    Trains on ``workload.calib_data()`` plus, with ``config.extra_sentences``, stdlib docstring
-    sentences (never the evaluation sentences). Teacher embeddings and student weights live
+    Trains on ``workload.calib_data()`` plus, with ``config.extra_sentences``, docstring
+    sentences (never the evaluation sentences); with ``config.init_from`` it starts from that
+    config's student instead of the teacher's layers. Teacher embeddings and student weights live
     under ``cache_dir()/distill``.
     """
     from safetensors.torch import load_file
@@ -550,6 +558,9 @@ def cached_sentence_student(workload: Any, teacher: nn.Module, config: SentenceD
             weights.unlink(missing_ok=True)
     from accelkit.workloads.minilm import extra_sentences
 
+    if config.init_from is not None:  # continue from that student (trained first if not cached)
+        start = cached_sentence_student(workload, teacher, SentenceDistillConfig.from_dict(config.init_from))
+        student.load_state_dict(start.state_dict())
     sentences = list(workload.calib_data(config.train_sentences)) + list(extra_sentences(config.extra_sentences))
     sentences = augment_sentences(sentences, config.augment_copies, config.seed)
     targets = cached_teacher_embeddings(workload, teacher, sentences, config.max_length)

@@ -119,17 +119,25 @@ def package_docstring_sentences() -> tuple[str, ...]:
     return tuple(ordered)
 
 
-EXTRA_SENTENCES = ("stdlib-docstrings", "package-docstrings")  # names a config may use for more unlabelled text
+# Package docstring sentences are split once: the first PACKAGE_HELD_OUT are kept for fitting on
+# unseen text (the routed-depth router), the next 30,000 may train students.
+PACKAGE_HELD_OUT = 10_000
+EXTRA_SENTENCES = ("stdlib-docstrings", "package-docstrings-heldout", "package-docstrings-train")
 
 
 def extra_sentences(name: str | None) -> tuple[str, ...]:
-    """The extra training sentences a config names (``None``: none); an unknown name is a ConfigError."""
+    """The extra sentences a config names (``None``: none; ``"a+b"``: both, in that order); an
+    unknown name is a ConfigError."""
     if name is None:
         return ()
+    if "+" in name:
+        return tuple(s for part in name.split("+") for s in extra_sentences(part))
     if name == "stdlib-docstrings":
         return stdlib_docstring_sentences()
-    if name == "package-docstrings":
-        return package_docstring_sentences()
+    if name == "package-docstrings-heldout":
+        return package_docstring_sentences()[:PACKAGE_HELD_OUT]
+    if name == "package-docstrings-train":
+        return package_docstring_sentences()[PACKAGE_HELD_OUT : PACKAGE_HELD_OUT + 30_000]
     raise ConfigError(f"extra sentences {name!r}: expected None or one of {list(EXTRA_SENTENCES)}")
 
 
