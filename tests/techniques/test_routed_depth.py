@@ -159,3 +159,16 @@ def test_the_minilm_variant_is_registered_as_expensive_and_fits_the_router_on_un
     assert held_out and not set(held_out) & trained_on and not set(held_out) & set(wl.eval_data())
     with pytest.raises(ConfigError, match="train_sentences"):
         router_calibration_data(wl, (SentenceDistillConfig(keep_layers=(0,)),))
+
+
+def test_a_confidence_margin_never_saves_more_and_keeps_the_bound():
+    calib = _calib()
+    saved = []
+    for sigmas in (0.0, 2.0):
+        _, model = _routed()
+        result = calibrate_router(model, calib, RoutedDepthConfig(max_quality_drop=0.1, margin_sigmas=sigmas, folds=4))
+        assert result.quality - sigmas * result.quality_se >= 0.9
+        saved.append(result.layers_saved)
+    assert saved[1] <= saved[0]
+    with pytest.raises(ConfigError, match="margin_sigmas"):
+        RoutedDepthConfig(margin_sigmas=-1)

@@ -49,10 +49,13 @@ class RoutedDepthConfig:
     is a ridge regression (penalty ``ridge`` × rows) from input features to each shallow
     path's quality; thresholds are never chosen on rows the router was fitted to (out-of-fold
     predictions over ``folds`` folds, or a separate router set). ``grid`` candidate
-    thresholds per path.
+    thresholds per path. ``margin_sigmas`` turns the budget into a confidence bound: with 2.0
+    the calibration mean minus two standard errors must stay within budget, so on fresh
+    inputs of the same kind the mean holds with about 97.5% confidence.
     """
 
     max_quality_drop: float = 0.015
+    margin_sigmas: float = 0.0  # > 0: the budget must hold for mean - margin_sigmas · standard error
     ridge: float = 0.5  # L2 penalty per fitted row
     folds: int = 5
     grid: int = 41
@@ -60,6 +63,8 @@ class RoutedDepthConfig:
     def __post_init__(self) -> None:
         if not 0.0 <= self.max_quality_drop <= 1.0:
             raise ConfigError(f"max_quality_drop={self.max_quality_drop}: expected 0..1 (0.015 = mean cosine ≥ 0.985)")
+        if self.margin_sigmas < 0:
+            raise ConfigError(f"margin_sigmas={self.margin_sigmas}: expected ≥ 0 (2.0 ≈ 97.5% one-sided confidence)")
         if self.ridge <= 0:
             raise ConfigError(f"ridge={self.ridge}: expected > 0 (the router's L2 regularisation)")
         if self.folds < 2:
@@ -281,6 +286,7 @@ class RouteCalibration:
 
     thresholds: list[float | None]
     quality: float
+    quality_se: float  # standard error of that mean over the calibration rows
     layers_saved: float
     met_budget: bool
     n_rows: int
@@ -334,15 +340,17 @@ def _spearman(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def _simulate(predicted: torch.Tensor, quality: torch.Tensor, thresholds: torch.Tensor,
-              depths: list[int]) -> tuple[float, float]:
-    """(mean quality, layer evaluations saved) if rows were routed with ``thresholds``."""
+              depths: list[int]) -> tuple[float, float, float]:
+    """(mean quality, layer evaluations saved, standard error of the mean quality) if rows were
+    routed with ``thresholds``."""
     full = len(depths) - 1
     chosen = _route(predicted, thresholds, full)
     q = torch.ones(len(chosen), dtype=quality.dtype)
     shallow = chosen < full
     q[shallow] = quality[shallow.nonzero(as_tuple=True)[0], chosen[shallow]]
     mean_depth = torch.tensor(depths, dtype=torch.double)[chosen].mean()
-    return float(q.mean()), float(1.0 - mean_depth / depths[-1])
+    se = float(q.std() / math.sqrt(len(q))) if len(q) > 1 else 0.0
+    return float(q.mean()), float(1.0 - mean_depth / depths[-1]), se
 
 
 def _set_router(model: RoutedDepthModel, feats: torch.Tensor, quality: torch.Tensor, ridge: float) -> None:
@@ -392,16 +400,17 @@ def calibrate_router(
             predicted[fold == k] = model.predicted_quality(feats[fold == k]).double()
         _set_router(model, feats, quality, config.ridge)
     with torch.no_grad():
-        thresholds, q, saved, curve = _choose_thresholds(predicted, quality.double(), model.depths, config)
+        thresholds, q, saved, se, curve = _choose_thresholds(predicted, quality.double(), model.depths, config)
     model.thresholds = thresholds
     met = saved > 0
     floor = 1.0 - config.max_quality_drop
+    bound = f" (less {config.margin_sigmas:g} standard errors)" if config.margin_sigmas else ""
     message = "" if met else (
-        f"no threshold keeps mean quality ≥ {floor:.4f} while routing any row to a shallow path: "
+        f"no threshold keeps mean quality{bound} ≥ {floor:.4f} while routing any row to a shallow path: "
         "the model runs in full (raise max_quality_drop or train better shallow paths)"
     )
     return RouteCalibration(
-        thresholds=thresholds, quality=q, layers_saved=saved, met_budget=met, n_rows=n,
+        thresholds=thresholds, quality=q, quality_se=se, layers_saved=saved, met_budget=met, n_rows=n,
         path_quality=quality.mean(0).tolist(),
         router_spearman=[_spearman(predicted[:, p], quality[:, p].double()) for p in range(n_shallow)],
         curve=curve, message=message,
@@ -410,24 +419,24 @@ def calibrate_router(
 
 def _choose_thresholds(
     predicted: torch.Tensor, quality: torch.Tensor, depths: list[int], config: RoutedDepthConfig
-) -> tuple[list[float | None], float, float, list[dict[str, float]]]:
+) -> tuple[list[float | None], float, float, float, list[dict[str, float]]]:
     """Exhaustive search over per-path candidate thresholds (quantiles of the predictions, and
-    "never"): the most layers saved with mean quality ≥ the floor; and the Pareto curve."""
+    "never"): the most layers saved with mean quality (less the margin) ≥ the floor; and the Pareto curve."""
     n_shallow = predicted.shape[1]
     qs = torch.linspace(0, 1, config.grid, dtype=torch.double)
     cands = [[float("nan")] + sorted(set(torch.quantile(predicted[:, p], qs).tolist())) for p in range(n_shallow)]
     if math.prod(len(c) for c in cands) > 200_000:
         raise ConfigError(f"{n_shallow} shallow paths × grid {config.grid}: too many combinations; lower grid=")
     floor = 1.0 - config.max_quality_drop
-    best: tuple[float, float, tuple[float, ...]] = (0.0, 1.0, tuple(float("nan") for _ in range(n_shallow)))
+    best: tuple[float, float, float, tuple[float, ...]] = (0.0, 1.0, 0.0, tuple(float("nan") for _ in range(n_shallow)))
     points: list[tuple[float, float]] = []
     for combo in itertools.product(*cands):
-        q, saved = _simulate(predicted, quality, torch.tensor(combo, dtype=torch.double), depths)
+        q, saved, se = _simulate(predicted, quality, torch.tensor(combo, dtype=torch.double), depths)
         points.append((saved, q))
-        if q >= floor and (saved, q) > (best[0], best[1]):
-            best = (saved, q, combo)
-    saved, q, combo = best
-    return [None if math.isnan(t) else t for t in combo], q, saved, _pareto(points)
+        if q - config.margin_sigmas * se >= floor and (saved, q) > (best[0], best[1]):
+            best = (saved, q, se, combo)
+    saved, q, se, combo = best
+    return [None if math.isnan(t) else t for t in combo], q, saved, se, _pareto(points)
 
 
 def _pareto(points: list[tuple[float, float]]) -> list[dict[str, float]]:
