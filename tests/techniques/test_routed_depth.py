@@ -170,5 +170,11 @@ def test_a_confidence_margin_never_saves_more_and_keeps_the_bound():
         assert result.quality - sigmas * result.quality_se >= 0.9
         saved.append(result.layers_saved)
     assert saved[1] <= saved[0]
+    _, model = _routed()
+    result = calibrate_router(model, calib, RoutedDepthConfig(max_quality_drop=0.1, validate_folds=3, folds=4))
+    assert result.selection_optimism >= 0 and result.quality - result.selection_optimism >= 0.9
+    assert result.layers_saved <= saved[0]
     with pytest.raises(ConfigError, match="margin_sigmas"):
         RoutedDepthConfig(margin_sigmas=-1)
+    with pytest.raises(ConfigError, match="validate_folds"):
+        RoutedDepthConfig(validate_folds=1)

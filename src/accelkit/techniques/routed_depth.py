@@ -51,11 +51,14 @@ class RoutedDepthConfig:
     predictions over ``folds`` folds, or a separate router set). ``grid`` candidate
     thresholds per path. ``margin_sigmas`` turns the budget into a confidence bound: with 2.0
     the calibration mean minus two standard errors must stay within budget, so on fresh
-    inputs of the same kind the mean holds with about 97.5% confidence.
+    inputs of the same kind the mean holds with about 97.5% confidence. Choosing the best of
+    many threshold sets on the same rows flatters them; ``validate_folds`` measures by how
+    much (choose on k-1 folds, score the k-th) and raises the floor by that optimism.
     """
 
     max_quality_drop: float = 0.015
     margin_sigmas: float = 0.0  # > 0: the budget must hold for mean - margin_sigmas · standard error
+    validate_folds: int = 0  # > 1: also subtract the optimism of choosing thresholds, measured by k-fold
     ridge: float = 0.5  # L2 penalty per fitted row
     folds: int = 5
     grid: int = 41
@@ -65,6 +68,8 @@ class RoutedDepthConfig:
             raise ConfigError(f"max_quality_drop={self.max_quality_drop}: expected 0..1 (0.015 = mean cosine ≥ 0.985)")
         if self.margin_sigmas < 0:
             raise ConfigError(f"margin_sigmas={self.margin_sigmas}: expected ≥ 0 (2.0 ≈ 97.5% one-sided confidence)")
+        if self.validate_folds == 1 or self.validate_folds < 0:
+            raise ConfigError(f"validate_folds={self.validate_folds}: expected 0 (off) or ≥ 2")
         if self.ridge <= 0:
             raise ConfigError(f"ridge={self.ridge}: expected > 0 (the router's L2 regularisation)")
         if self.folds < 2:
@@ -287,6 +292,7 @@ class RouteCalibration:
     thresholds: list[float | None]
     quality: float
     quality_se: float  # standard error of that mean over the calibration rows
+    selection_optimism: float  # how much choosing thresholds flattered held-out quality (validate_folds)
     layers_saved: float
     met_budget: bool
     n_rows: int
@@ -400,25 +406,50 @@ def calibrate_router(
             predicted[fold == k] = model.predicted_quality(feats[fold == k]).double()
         _set_router(model, feats, quality, config.ridge)
     with torch.no_grad():
-        thresholds, q, saved, se, curve = _choose_thresholds(predicted, quality.double(), model.depths, config)
+        optimism = _selection_optimism(predicted, quality.double(), model.depths, config)
+        thresholds, q, saved, se, curve = _choose_thresholds(predicted, quality.double(), model.depths, config,
+                                                             optimism)
     model.thresholds = thresholds
     met = saved > 0
     floor = 1.0 - config.max_quality_drop
     bound = f" (less {config.margin_sigmas:g} standard errors)" if config.margin_sigmas else ""
+    bound += f" (less selection optimism {optimism:.4f})" if optimism else ""
     message = "" if met else (
         f"no threshold keeps mean quality{bound} ≥ {floor:.4f} while routing any row to a shallow path: "
         "the model runs in full (raise max_quality_drop or train better shallow paths)"
     )
     return RouteCalibration(
-        thresholds=thresholds, quality=q, quality_se=se, layers_saved=saved, met_budget=met, n_rows=n,
+        thresholds=thresholds, quality=q, quality_se=se, selection_optimism=optimism, layers_saved=saved, met_budget=met, n_rows=n,
         path_quality=quality.mean(0).tolist(),
         router_spearman=[_spearman(predicted[:, p], quality[:, p].double()) for p in range(n_shallow)],
         curve=curve, message=message,
     )
 
 
-def _choose_thresholds(
+def _selection_optimism(
     predicted: torch.Tensor, quality: torch.Tensor, depths: list[int], config: RoutedDepthConfig
+) -> float:
+    """Mean over ``config.validate_folds`` folds of (quality the chosen thresholds promise on the
+    other folds − quality they give on this one); 0 when validation is off or it came out negative."""
+    k = config.validate_folds
+    if k < 2:
+        return 0.0
+    n = len(quality)
+    if n < 2 * k:
+        raise ConfigError(f"{n} calibration rows for validate_folds={k}: give at least {2 * k} rows")
+    fold = torch.randperm(n, generator=torch.Generator().manual_seed(0)) % k
+    gaps = []
+    for i in range(k):
+        train, test = fold != i, fold == i
+        thr, promised, _, _, _ = _choose_thresholds(predicted[train], quality[train], depths, config)
+        t = torch.tensor([float("nan") if v is None else v for v in thr], dtype=torch.double)
+        gaps.append(promised - _simulate(predicted[test], quality[test], t, depths)[0])
+    return max(0.0, sum(gaps) / k)
+
+
+def _choose_thresholds(
+    predicted: torch.Tensor, quality: torch.Tensor, depths: list[int], config: RoutedDepthConfig,
+    optimism: float = 0.0,
 ) -> tuple[list[float | None], float, float, float, list[dict[str, float]]]:
     """Exhaustive search over per-path candidate thresholds (quantiles of the predictions, and
     "never"): the most layers saved with mean quality (less the margin) ≥ the floor; and the Pareto curve."""
@@ -433,7 +464,7 @@ def _choose_thresholds(
     for combo in itertools.product(*cands):
         q, saved, se = _simulate(predicted, quality, torch.tensor(combo, dtype=torch.double), depths)
         points.append((saved, q))
-        if q - config.margin_sigmas * se >= floor and (saved, q) > (best[0], best[1]):
+        if q - config.margin_sigmas * se - optimism >= floor and (saved, q) > (best[0], best[1]):
             best = (saved, q, se, combo)
     saved, q, se, combo = best
     return [None if math.isnan(t) else t for t in combo], q, saved, se, _pareto(points)
