@@ -26,6 +26,8 @@ def test_cli_trains_digits_with_accumulation_and_reports_scaled_lr(tmp_path, cap
         (["--precision", "fp8"], "precision='fp8'"),
         (["--target-batch", "24"], "not a multiple"),
         (["--resume"], "need output_dir"),
+        (["--size", "large"], "applies to gpt-mini only"),
+        (["--size", "huge"], "size='huge'"),
     ],
 )
 def test_cli_bad_input_is_one_line_and_exit_2(args, message, capsys):
@@ -34,6 +36,18 @@ def test_cli_bad_input_is_one_line_and_exit_2(args, message, capsys):
     assert info.value.code == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+
+
+def test_cli_size_large_trains_the_larger_gpt_mini(tmp_path):
+    from accelkit.train.tasks import GPT_MINI_SIZES
+
+    main(["train", "-w", "gpt-mini", "--size", "large", "--micro-batch", "2", "--max-steps", "1", "--no-progress",
+          "--out", str(tmp_path)])
+    result = json.loads((tmp_path / "result.json").read_text())
+    assert result["size"] == "large" and result["steps_done"] == 1
+    large = GPT_MINI_SIZES["large"]
+    # 12·n_layer·n_embd² is the transformer blocks' weight count; the large shape must be that big
+    assert result["params"] > 12 * large["n_layer"] * large["n_embd"] ** 2
 
 
 def test_cli_unknown_workload_exits_2(capsys):

@@ -42,6 +42,7 @@ def train(
     find_batch_size: Annotated[bool, typer.Option(help="measure and use the best --micro-batch first")] = False,
     num_workers: Annotated[int, typer.Option(help="DataLoader worker processes")] = 0,
     width: Annotated[int | None, typer.Option(help="model width (digits channels, gpt-mini n_embd)")] = None,
+    size: Annotated[str, typer.Option(help="gpt-mini shape: default | large (GPT_MINI_SIZES)")] = "default",
     nproc: Annotated[int, typer.Option(help="processes per node (launched with torch.distributed.run)")] = 1,
     nnodes: Annotated[str, typer.Option(help="torchrun --nnodes")] = "1",
     node_rank: Annotated[int | None, typer.Option(help="torchrun --node-rank")] = None,
@@ -73,7 +74,7 @@ def train(
             resume=resume, stop_after_steps=stop_after, num_workers=num_workers, progress=progress,
         )
     inside_torchrun = "WORLD_SIZE" in os.environ
-    task = get_training_task(workload, seed=config.seed, width=width)
+    task = get_training_task(workload, seed=config.seed, width=width, size=size)
     config.throughput_unit = task.throughput_unit
     if find_batch_size and config_json is None:
         from accelkit.train.batch_finder import find_max_batch_size
@@ -100,6 +101,8 @@ def train(
         target = ["accelkit", "train", "--workload", workload, "--config-json", str(config_path)]
         if width is not None:
             target += ["--width", str(width)]
+        if size != "default":
+            target += ["--size", size]
         code = launch(launch_config, target, module=True)
         if code:
             raise typer.Exit(code)
@@ -109,7 +112,8 @@ def train(
     if int(os.environ.get("RANK", "0")) != 0:
         return
     metrics = task.evaluate(task.model)
-    summary = {**result.to_dict(), "validation": metrics, "workload": workload}
+    summary = {**result.to_dict(), "validation": metrics, "workload": workload, "size": size, "width": width,
+               "params": sum(p.numel() for p in task.model.parameters())}
     final = f"{result.final_loss:.4f}" if result.final_loss is not None else "n/a (nothing left to train)"
     rate = f"{result.throughput_per_s:,.0f} {result.throughput_unit}/s" if result.throughput_per_s else "n/a"
     typer.echo(
