@@ -37,6 +37,17 @@ def test_digits_onnx_matches_pytorch_at_any_batch_size(digits_model, digits_onnx
         torch.testing.assert_close(session(x), ref, rtol=1e-4, atol=1e-4)  # fp32 graph: far tighter in fact
 
 
+def test_onnx_quantizers_do_not_repeat_ort_preprocessing_advice(digits_onnx, caplog):
+    import logging
+
+    with caplog.at_level(logging.WARNING):
+        quantize_onnx_dynamic(digits_onnx)
+        quantize_onnx_static(digits_onnx, [torch.rand(4, 1, 8, 8)])
+    assert not [r for r in caplog.records if "pre-processing" in r.getMessage()]
+    other = logging.getLogger()
+    assert not other.filters  # the filter is removed again: other root warnings still show
+
+
 def test_onnx_static_int8_on_digits_keeps_accuracy_and_has_int8_ops(digits_workload, digits_model, digits_onnx):
     data = digits_workload.eval_data()
     settings = RunSettings(batch_size=256)

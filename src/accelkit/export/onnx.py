@@ -7,6 +7,7 @@ and a graph that no longer changes with the Python code.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import tempfile
@@ -305,13 +306,26 @@ def ort_session_module(model: nn.Module, example_inputs: Any, export: OnnxExport
     return OrtModule(export_onnx(model, example_inputs, export), runtime, flop_reference=model)
 
 
+class _DropPreprocessAdvice(logging.Filter):
+    # ORT's quantizers log this advice to the root logger on every call; our graphs come from
+    # torch.onnx.export with shapes already inferred, so it is noise in every bench and search
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "pre-processing before quantization" not in record.getMessage()
+
+
 def _via_files(onnx_bytes: bytes, fn) -> bytes:
+    advice = _DropPreprocessAdvice()
+    root = logging.getLogger()
     with tempfile.TemporaryDirectory() as tmp:
         src, dst = Path(tmp) / "in.onnx", Path(tmp) / "out.onnx"
         src.write_bytes(onnx_bytes)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            fn(str(src), str(dst))
+        root.addFilter(advice)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                fn(str(src), str(dst))
+        finally:
+            root.removeFilter(advice)
         return dst.read_bytes()
 
 
