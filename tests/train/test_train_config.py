@@ -52,3 +52,12 @@ def test_warmup_then_cosine_to_floor():
     assert all(a >= b for a, b in zip(lrs[4:], lrs[5:], strict=False))  # monotone decay after warm-up
     assert lrs[20] == pytest.approx(0.1)
     assert lrs[12] == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 0.5)))
+
+
+def test_warmup_cosine_factor_warms_up_over_a_tenth_then_decays_to_zero():
+    from accelkit.train.schedule import warmup_cosine_factor
+
+    f = [warmup_cosine_factor(s, 100) for s in range(101)]
+    assert f[0] == pytest.approx(0.1 * 0.5 * (1 + math.cos(0)))  # 1/10 of the way through the warm-up
+    assert max(f) == f[9] and 0.97 < f[9] < 1.0  # warm-up ends at step 9; the cosine has already begun
+    assert all(a >= b for a, b in zip(f[9:], f[10:], strict=False)) and f[100] == pytest.approx(0.0)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ import torch
 from torch import nn
 
 from accelkit.errors import ConfigError
+from accelkit.train.schedule import warmup_cosine_factor
 from accelkit.workloads.base import cache_dir
 
 __all__ = [
@@ -471,10 +471,7 @@ def distill_sentence_encoder(
     params = list(student.parameters()) + list(hidden_loss.parameters())
     opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=0.01)
     total = config.epochs * len(batches)
-    warmup = max(1, total // 10)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, total) / total))
-    )
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine_factor(s, total))
     gen = torch.Generator().manual_seed(config.seed)
     torch.manual_seed(config.seed)
     # BERT-style encoders differ between train and eval mode only in dropout (attention dropout

@@ -21,6 +21,7 @@ from torch import nn
 
 from accelkit._atomic import atomic_write_bytes
 from accelkit.errors import ConfigError
+from accelkit.train.schedule import warmup_cosine_factor
 
 __all__ = [
     "BlocksNotFoundError",
@@ -907,10 +908,7 @@ def _fit_cosine(
     _trainable_only(model, params)
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
     total = n_epochs * len(batches)
-    warmup = max(1, total // 10)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda step: min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(step, total) / total))
-    )
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine_factor(s, total))
     gen = torch.Generator().manual_seed(cfg.seed)
     losses: list[float] = []
     try:
