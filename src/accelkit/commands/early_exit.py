@@ -12,6 +12,13 @@ from accelkit.errors import ConfigError
 __all__ = ["register"]
 
 
+def _held_out_quality(wl, base, model, settings) -> tuple[dict[str, float], dict[str, float]]:
+    """(the model's quality, the baseline's own) on the workload's evaluation data, scored against the baseline."""
+    data = wl.eval_data()
+    ref = wl.predict(base, data, settings)
+    return wl.quality(wl.predict(model, data, settings), ref, data), wl.quality(ref, ref, data)
+
+
 def register(app: typer.Typer) -> None:
     @app.command("early-exit")
     def early_exit_cmd(
@@ -46,13 +53,11 @@ def register(app: typer.Typer) -> None:
         )
         model.reset_stats()
         settings = RunSettings(batch_size=preset["batch_size"])
-        data = wl.eval_data()
-        ref = wl.predict(base, data, settings)
-        quality = wl.quality(wl.predict(model, data, settings), ref, data)
+        quality, baseline_quality = _held_out_quality(wl, base, model, settings)
         details = model.accelkit_details
         report = {
             "quality": quality,
-            "baseline_quality": wl.quality(ref, ref, data),
+            "baseline_quality": baseline_quality,
             "compute_saved_eval": details.get("compute_saved_measured"),
             "layers_saved_eval": details.get("layers_saved_measured"),
             "thresholds": model.thresholds,
@@ -80,9 +85,7 @@ def register(app: typer.Typer) -> None:
         base = wl.build_model()
         model, details = build_layer_skip(wl.build_model(), wl, LayerSkipConfig(max_quality_drop=budget))
         settings = RunSettings(batch_size=wl.default_batch_size)
-        data = wl.eval_data()
-        ref = wl.predict(base, data, settings)
-        quality = wl.quality(wl.predict(model, data, settings), ref, data)
+        quality, baseline_quality = _held_out_quality(wl, base, model, settings)
         typer.echo(json.dumps({"quality": quality, **{k: v for k, v in details.items() if k != "tradeoff_curve"}}, indent=1))
 
     @app.command("routed-depth")
@@ -112,9 +115,7 @@ def register(app: typer.Typer) -> None:
                                    router_sentences=preset.get("router_sentences"), batch_size=preset["batch_size"])
         model.reset_stats()
         settings = RunSettings(batch_size=wl.default_batch_size)
-        data = wl.eval_data()
-        ref = wl.predict(base, data, settings)
-        quality = wl.quality(wl.predict(model, data, settings), ref, data)
+        quality, baseline_quality = _held_out_quality(wl, base, model, settings)
         details = model.accelkit_details
         report = {
             "quality": quality,

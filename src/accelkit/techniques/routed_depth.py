@@ -24,7 +24,7 @@ from torch import nn
 
 from accelkit._atomic import atomic_write_bytes
 from accelkit.errors import ConfigError, SchemaError
-from accelkit.techniques.early_exit import _first, _masked_mean
+from accelkit.techniques.early_exit import _first, _masked_mean, _ridge
 
 __all__ = [
     "RouteCalibration",
@@ -331,11 +331,9 @@ def _collect(
 
 def _ridge_fit(x: torch.Tensor, y: torch.Tensor, lam: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Weights (F, P) and bias (P,) of a ridge regression (bias not penalised)."""
-    x, y = x.double(), y.double()
-    y_mean = y.mean(0)
-    xc = x - x.mean(0)
-    w = torch.linalg.solve(xc.T @ xc + lam * torch.eye(x.shape[1], dtype=x.dtype), xc.T @ (y - y_mean))
-    return w, y_mean - x.mean(0) @ w
+    x1 = torch.cat([x.double(), torch.ones(len(x), 1, dtype=torch.float64)], 1)
+    w = _ridge(x1.T @ x1, x1.T @ y.double(), lam)
+    return w[:-1], w[-1]
 
 
 def _spearman(a: torch.Tensor, b: torch.Tensor) -> float:
