@@ -31,9 +31,10 @@ def main() -> None:
     models = {"baseline": base}
     details = {}
     for name in args.variants.split(","):
-        model, _, _ = build_variant(name, copy.deepcopy(base), settings, wl)
+        built = build_variant(name, copy.deepcopy(base), settings, wl)
+        model = built.model
         models[name] = model
-        details[name] = getattr(model, "accelkit_details", {})
+        details[name] = built.details
     prompt = data["inputs"][:1, :16]  # (1, 16) bytes of held-out text
     ref = wl.predict(base, data, settings)
     loss = {n: wl.quality(wl.predict(m, data, settings), ref, data)["val_loss"] for n, m in models.items()}

@@ -34,17 +34,17 @@ def test_results_round_trip_through_json(minilm_results, tmp_path):
 
 
 def test_failing_variant_is_recorded_not_raised(digits_workload, digits_model):
-    from accelkit.variants import VARIANTS, register_variant
+    from accelkit.techniques.registry import register_technique, unregister_technique
 
-    @register_variant("test-broken")
-    def _broken(model, settings, workload):
+    @register_technique("test-broken", group="precision", description="always fails")
+    def _broken(model, ctx):
         raise RuntimeError("kernel missing")
 
     try:
         res = bench(digits_workload, ["test-broken", "bf16"], limit=64, repeats=1, warmup=0,
                     baseline_model=digits_model, roofline=False)
     finally:
-        VARIANTS.pop("test-broken")
+        unregister_technique("test-broken")
     assert "kernel missing" in res.variant("test-broken").error
     assert res.variant("bf16").error is None
 

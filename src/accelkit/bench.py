@@ -23,7 +23,7 @@ from accelkit.measure import (
 )
 from accelkit.measure.roofline import measure_roofline
 from accelkit.report.results import Results, VariantResult, describe_error
-from accelkit.variants import build_variant, check_variants, list_variants
+from accelkit.variants import Built, build_variant, check_variants, list_variants
 from accelkit.workloads import RunSettings, Workload, get_workload
 
 __all__ = ["bench", "check_device", "BenchTask", "TASKS", "available_tasks", "task_runner"]
@@ -69,13 +69,22 @@ def bench(
     progress: Callable[[str], None] | None = None,
     baseline_model: torch.nn.Module | None = None,
     split: str = "eval",
+    data: Any = None,
+    prebuilt: dict[str, Built] | None = None,
+    keep_built: bool = False,
+    objective: str = "throughput",
 ) -> Results:
     """Measure ``variants`` (names, ``+`` for compositions) beside ``baseline``.
 
     A variant that fails to build or run is recorded with its ``error``; the others go on.
     ``memory``/``flops`` off skip the extra memory-sampling pass and the FLOP count (a
     search screening many candidates needs neither). ``split="calib"`` scores on the calibration split instead, so a search can screen
-    candidates without ever touching the held-out evaluation data.
+    candidates without ever touching the held-out evaluation data; ``data`` overrides the split
+    with items of the caller's choice (a search's representative screening sample).
+
+    ``max_quality_drop`` and ``objective`` reach the techniques that tune themselves. Variants in
+    ``prebuilt`` are measured as they are, not built again; ``keep_built=True`` hands every
+    built variant back in ``Results.built`` (not serialized), so a caller can save the winner.
     """
     check_device(device)
     wl = get_workload(workload) if isinstance(workload, str) else workload
@@ -89,10 +98,12 @@ def bench(
     model = (baseline_model or wl.build_model()).to(device)
     if split not in ("eval", "calib"):
         raise ValueError(f"split={split!r}: expected 'eval' or 'calib'")
-    data = wl.eval_data(limit) if split == "eval" else wl.calib_data(limit)
+    if data is None:
+        data = wl.eval_data(limit) if split == "eval" else wl.calib_data(limit)
     base_settings = RunSettings(batch_size=batch_size or wl.default_batch_size, device=device)
     n_items = wl.n_items(data)
-    n_batches = sum(1 for _ in wl.batches(data, base_settings)) if hasattr(wl, "tokenizer") else -(-n_items // base_settings.batch_size)
+    n_batches = sum(1 for _ in wl.batches(data, base_settings))
+    built: dict[str, Built] = {}
 
     runners: dict[str, Callable[[], Any]] = {}
     records: dict[str, VariantResult] = {}
@@ -117,8 +128,14 @@ def bench(
         records[name] = rec
         try:
             start = time.perf_counter()
-            vmodel, vsettings, dtype = build_variant(name, model, base_settings, wl)
-            rec.build_s = time.perf_counter() - start
+            if prebuilt and name in prebuilt:
+                variant = prebuilt[name]
+                rec.build_s = variant.details.get("build_s")
+            else:
+                variant = build_variant(name, model, base_settings, wl, max_quality_drop=max_quality_drop,
+                                        objective=objective)
+                rec.build_s = time.perf_counter() - start
+            vmodel, vsettings, dtype = variant.model, variant.settings, variant.compute_dtype
             outputs, n_flops = _flops_of_pass(lambda m=vmodel, s=vsettings: wl.predict(m, data, s), flops)
             rec.quality = wl.quality(outputs, reference, data)
             rec.quality_drop = wl.quality_drop(rec.quality, base_quality)
@@ -129,8 +146,11 @@ def bench(
             rec.flops_per_item = n_flops / n_items if n_flops else None
             rec.compute_dtype = dtype
             # techniques report what they decided (kept layers, thresholds, curves) here
-            rec.details = dict(getattr(vmodel, "accelkit_details", None) or {})
+            rec.details = {k: v for k, v in variant.details.items() if k != "build_s"}
             dtypes[name] = dtype
+            if keep_built:
+                variant.details.setdefault("build_s", rec.build_s)
+                built[name] = variant
             runners[name] = lambda m=vmodel, s=vsettings: wl.predict(m, data, s)
         except Exception as exc:  # a failing candidate is a result, not a crash
             rec.error = describe_error(exc)
@@ -158,7 +178,7 @@ def bench(
 
     from accelkit.hardware import probe
 
-    return Results(
+    results = Results(
         workload=wl.name,
         task="infer",
         baseline="baseline",
@@ -171,6 +191,8 @@ def bench(
         max_quality_drop=max_quality_drop,
         created=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     )
+    results.built = built
+    return results
 
 
 # ``accelkit bench --task``: name → "module:function" taking (workload=, variants=, list_only=,

@@ -206,7 +206,7 @@ def load(path: str | os.PathLike, *, baseline: nn.Module | None = None) -> Loade
     base = baseline if baseline is not None else wl.build_model()
     if plan and wl is not None:
         start = RunSettings(batch_size=settings.batch_size, max_length=settings.max_length, device=settings.device)
-        model, _, _ = build_variant("+".join(s["technique"] for s in plan), base, start, wl)
+        model = build_variant("+".join(s["technique"] for s in plan), base, start, wl).model
     else:
         model = base
     tensors = load_file(str(root / "model.safetensors"))

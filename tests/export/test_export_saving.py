@@ -33,7 +33,8 @@ def test_onnx_round_trip_is_identical(tmp_path, ort_digits):
 
 @pytest.mark.parametrize("variant", ["int8-dynamic", "bf16-cast"])
 def test_torch_variant_round_trip_is_identical(tmp_path, digits_workload, digits_model, variant):
-    model, settings, _ = build_variant(variant, digits_model, RunSettings(batch_size=32), digits_workload)
+    built = build_variant(variant, digits_model, RunSettings(batch_size=32), digits_workload)
+    model, settings = built.model, built.settings
     with torch.inference_mode():
         before = model(X)
     accelkit.save((model, settings), tmp_path / variant, variant, workload="digits")

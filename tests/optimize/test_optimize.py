@@ -10,12 +10,14 @@ from accelkit.errors import ConfigError
 from accelkit.optimize import (
     OptimizeConfig,
     Plan,
-    compose_plans,
+    choose_plan,
+    drop_one_step,
     extend_plans,
     optimize,
     technique_group,
 )
-from accelkit.variants import VARIANTS, register_variant
+from accelkit.report.results import Results, VariantResult
+from accelkit.techniques.registry import composition_error, register_technique, unregister_technique
 
 CALLS: dict[str, int] = {}
 
@@ -32,44 +34,88 @@ class _Noisy(torch.nn.Module):
 
 @pytest.fixture()
 def test_variants():
-    @register_variant("int8-test-lossy")
-    def _lossy(model, settings, workload):
+    @register_technique("int8-test-lossy", group="precision", description="adds noise")
+    def _lossy(model, ctx):
         CALLS["lossy"] = CALLS.get("lossy", 0) + 1
-        return _Noisy(model, 50.0), settings
+        return _Noisy(model, 50.0), ctx.settings
 
-    @register_variant("int8-test-crash")
-    def _crash(model, settings, workload):
+    @register_technique("int8-test-crash", group="precision", description="fails to build")
+    def _crash(model, ctx):
         raise RuntimeError("unsupported op")
 
-    @register_variant("prune-test-exact")
-    def _exact(model, settings, workload):
+    @register_technique("prune-test-exact", group="structure", description="changes nothing")
+    def _exact(model, ctx):
         CALLS["exact"] = CALLS.get("exact", 0) + 1
-        return model, settings
+        return model, ctx.settings
 
     yield
     for name in ("int8-test-lossy", "int8-test-crash", "prune-test-exact"):
-        VARIANTS.pop(name)
+        unregister_technique(name)
 
 
-def test_compose_plans_takes_one_technique_per_group_in_order():
-    plans = {p.name for p in compose_plans(["bf16", "int8-static", "dynamic-padding", "distill-3layer", "onnx"])}
-    assert "distill-3layer+int8-static+dynamic-padding+onnx" in plans
-    assert "distill-3layer+bf16" in plans
-    assert not any("bf16" in p and "int8" in p for p in plans)  # one precision at a time
-    assert all(p.count("+") >= 1 for p in plans)
+def test_groups_come_from_the_descriptors_not_the_names():
     assert technique_group("prune-structured-50") == "structure"
+    assert technique_group("mobilenet-v2") == "structure"  # once guessed "precision" from its name
+    assert technique_group("routed-depth") == "structure"
+    assert technique_group("dynamic-padding") == "input"
+    assert technique_group("onnx-int8-static") == "runtime"
     assert Plan.parse("distill-3layer+bf16").steps == ("distill-3layer", "bf16")
 
 
-def test_only_passing_plans_are_extended_and_groups_keep_their_order():
-    passing = ["distill-3layer", "bf16", "dynamic-padding"]
-    two = extend_plans([Plan((n,)) for n in passing], passing)
-    assert {p.name for p in two} == {"distill-3layer+bf16", "distill-3layer+dynamic-padding", "bf16+dynamic-padding"}
-    # only the plans that passed grow: here 'distill-3layer+bf16' failed the budget
-    three = extend_plans([Plan(("bf16", "dynamic-padding"))], passing)
-    assert three == []
-    three = extend_plans([Plan(("distill-3layer", "dynamic-padding")), Plan(("distill-3layer", "bf16"))], passing)
-    assert [p.name for p in three] == ["distill-3layer+bf16+dynamic-padding"]
+def test_descriptors_rule_out_compositions_that_cannot_work_or_do_nothing():
+    # autocast has no effect on an ONNX Runtime session
+    assert "voids the autocast" in composition_error(["bf16", "onnx-int8-dynamic"])
+    # a torch-quantized or bf16-cast model is not what ONNX Runtime's quantizers take
+    assert "leaves a quantized one" in composition_error(["int4-weight-only", "onnx-int8-static"])
+    assert "leaves a eager-lowp one" in composition_error(["bf16-cast", "onnx"])
+    # nothing runs on after an ONNX Runtime session but settings changes
+    assert composition_error(["int8-aware", "compile"]) is not None
+    assert composition_error(["int8-aware", "dynamic-padding"]) is None
+    assert composition_error(["distill-3layer", "bf16", "dynamic-padding"]) is None
+    # zeroed weights speed nothing up: unstructured pruning is a size technique only
+    assert "does not help throughput" in composition_error(["prune-unstructured-50", "onnx"], objective="throughput",
+                                                           search=True)
+    # the search takes one technique per group, in group order; a user's own name need not
+    assert "one of each group" in composition_error(["bf16", "int8-dynamic"], search=True)
+    assert composition_error(["dynamic-padding", "bf16"]) is None
+
+
+def test_only_passing_plans_are_extended_with_allowed_steps():
+    passing = ["distill-3layer", "bf16", "dynamic-padding", "onnx"]
+    two, ruled_out = extend_plans([Plan((n,)) for n in passing], passing)
+    names = {p.name for p in two}
+    assert {"distill-3layer+bf16", "distill-3layer+dynamic-padding", "bf16+dynamic-padding", "dynamic-padding+onnx",
+            "distill-3layer+onnx"} <= names
+    assert "bf16+onnx" not in names and "voids the autocast" in ruled_out["bf16+onnx"]
+    three, _ = extend_plans([Plan(("distill-3layer", "dynamic-padding")), Plan(("distill-3layer", "bf16"))], passing)
+    assert {p.name for p in three} == {"distill-3layer+bf16+dynamic-padding", "distill-3layer+dynamic-padding+onnx"}
+    assert [p.name for p in drop_one_step(Plan(("a", "b", "c")))] == ["b+c", "a+c", "a+b"]
+
+
+def _final(rows: dict[str, list[float]], drops: dict[str, float] | None = None) -> Results:
+    variants = [VariantResult("baseline", speedup=1.0, pair_ratios=[1.0] * 5, quality_drop=0.0, meets_budget=True)]
+    for name, ratios in rows.items():
+        drop = (drops or {}).get(name, 0.0)
+        variants.append(VariantResult(name, speedup=sorted(ratios)[len(ratios) // 2], pair_ratios=ratios,
+                                      quality_drop=drop, meets_budget=drop <= 0.01))
+    return Results(workload="w", task="infer", baseline="baseline", variants=variants)
+
+
+def test_a_step_stays_only_when_it_beats_the_spread_of_the_pair_ratios():
+    # a+b is 2% faster than a by its median, but the round-by-round ratio swings by ±4%: noise
+    final = _final({"a": [5.0, 5.2, 4.8, 5.1, 4.9], "b": [1.5] * 5,
+                    "a+b": [5.3, 5.0, 4.9, 5.4, 4.7]})
+    best, ablation = choose_plan(final, "throughput", 1.02)
+    assert best.name == "a"
+    # now b makes every round 20% faster: it earns its keep, and the ablation shows both drops
+    final = _final({"a": [5.0, 5.2, 4.8, 5.1, 4.9], "b": [1.5] * 5, "a+b": [6.0, 6.24, 5.76, 6.12, 5.88]})
+    best, ablation = choose_plan(final, "throughput", 1.02)
+    assert best.name == "a+b"
+    assert {r["dropped"]: r["name"] for r in ablation} == {"a": "b", "b": "a"}
+    assert all(r["earns_its_keep"] and r["chosen_over_this"] > 1 + r["spread"] for r in ablation)
+    # a faster plan over budget is never chosen
+    final = _final({"a": [5.0] * 5, "a+b": [9.0] * 5}, drops={"a+b": 0.05})
+    assert choose_plan(final, "throughput", 1.02)[0].name == "a"
 
 
 def test_durations_parse_and_bad_ones_are_config_errors():
@@ -148,3 +194,21 @@ def test_users_own_workload_runs_through_the_cli(tmp_path, monkeypatch, capsys):
     assert (tmp_path / "o" / "report.html").exists()
     assert "report" in capsys.readouterr().out
     sys.modules.pop("wl_user_opt", None)
+
+
+def test_a_resumed_run_spends_only_what_the_earlier_runs_left(test_variants, tmp_path, digits_model):
+    cfg = _config(candidates=["prune-test-exact"], time_budget_s=120)
+    state = {"key": cfg.search_key(), "screened": [], "spent_s": 120.0}
+    (tmp_path / "candidates.json").write_text(json.dumps(state))
+    CALLS.clear()
+    res = optimize(cfg, tmp_path)
+    by_name = {r["name"]: r for r in res.search}
+    assert by_name["prune-test-exact"]["status"] == "skipped: time budget spent"
+    assert "exact" not in CALLS  # never built: the budget was spent by the earlier run
+    assert json.loads((tmp_path / "candidates.json").read_text())["spent_s"] > 120
+
+
+def test_bad_budgets_are_config_errors():
+    for bad in (float("nan"), float("inf"), -0.1):
+        with pytest.raises(ConfigError, match="max_quality_drop"):
+            OptimizeConfig(max_quality_drop=bad)

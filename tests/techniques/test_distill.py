@@ -303,14 +303,14 @@ def test_minilm_three_layer_student_keeps_embedding_cosine():
 
 
 def test_distillation_variants_are_registered_where_they_apply():
-    from accelkit.variants import VARIANTS, list_variants
+    from accelkit.variants import get_technique, list_variants
     from accelkit.workloads import get_workload
 
     digits = set(list_variants(get_workload("digits")))
     minilm = set(list_variants(get_workload("minilm")))
     assert {"distill-small", "depthwise-separable", "mobilenet-v2"} <= digits
     assert "distill-3layer" in minilm and "distill-3layer" not in digits
-    assert all(VARIANTS[n].expensive for n in ("distill-small", "depthwise-separable", "mobilenet-v2", "distill-3layer"))
+    assert all(get_technique(n).expensive for n in ("distill-small", "depthwise-separable", "mobilenet-v2", "distill-3layer"))
 
 
 def test_later_config_fields_keep_earlier_cache_keys_and_are_validated():

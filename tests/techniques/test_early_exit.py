@@ -301,10 +301,11 @@ def test_accelkit_save_and_load_round_trip_the_variant(digits_workload, digits_m
     from accelkit.workloads import RunSettings
 
     monkeypatch.setenv("ACCELKIT_CACHE", str(tmp_path / "cache"))
-    small = {**eev.EARLY_EXIT_PRESETS["digits"], "config": EarlyExitConfig(epochs=20, shift_augment=False)}
-    monkeypatch.setitem(eev.EARLY_EXIT_PRESETS, "digits", small)
+    small = {**eev.EARLY_EXIT_PRESETS["classifier"], "config": EarlyExitConfig(epochs=20, shift_augment=False)}
+    monkeypatch.setitem(eev.EARLY_EXIT_PRESETS, "classifier", small)
     settings = RunSettings(batch_size=64)
-    model, settings, _ = build_variant("early-exit", digits_model, settings, digits_workload)
+    built = build_variant("early-exit", digits_model, settings, digits_workload)
+    model, settings = built.model, built.settings
     model.thresholds = [0.9, 0.8]  # differs from what a rebuild would calibrate
     x = digits_workload.eval_data(limit=64)["inputs"]
     with torch.inference_mode():

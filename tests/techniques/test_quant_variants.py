@@ -29,9 +29,10 @@ def test_variants_are_registered_and_fp16_only_where_it_pays(digits_workload, mi
 def test_composition_with_padding_autocast_and_int8(minilm_workload, minilm_model):
     data = minilm_workload.eval_data(16)
     base = RunSettings(batch_size=8)
-    model, settings, dtype = build_variant("dynamic-padding+bf16+int8-dynamic", minilm_model, base, minilm_workload)
+    built = build_variant("dynamic-padding+bf16+int8-dynamic", minilm_model, base, minilm_workload)
+    model, settings, dtype = built.model, built.settings, built.compute_dtype
     assert settings.padding == "dynamic" and settings.autocast == "bf16" and dtype == "int8"
-    assert model.accelkit_details["converted_layers"] >= 36  # 6 layers x 6 Linears (+ pooler)
+    assert built.details["converted_layers"] >= 36  # 6 layers x 6 Linears (+ pooler)
     ref = minilm_workload.predict(minilm_model, data, base)
     q = embedding_quality(minilm_workload.predict(model, data, settings), ref)
     assert q["cosine_mean"] > 0.9  # stock dynamic int8 is lossy on MiniLM (~0.97): the reason int8-aware exists
@@ -40,8 +41,9 @@ def test_composition_with_padding_autocast_and_int8(minilm_workload, minilm_mode
 def test_weight_only_int8_keeps_digits_predictions(digits_workload, digits_model):
     data = digits_workload.eval_data(128)
     settings = RunSettings(batch_size=64)
-    model, _, _ = build_variant("int8-weight-only", digits_model, settings, digits_workload)
-    assert model.accelkit_details["quantized_layers"] == 1
+    built = build_variant("int8-weight-only", digits_model, settings, digits_workload)
+    model = built.model
+    assert built.details["quantized_layers"] == 1
     ref = digits_workload.predict(digits_model, data, settings)
     out = digits_workload.predict(model, data, settings)
     assert digits_workload.quality(out, ref, data)["agreement"] >= 0.99

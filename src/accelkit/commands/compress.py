@@ -58,15 +58,13 @@ def register(app: typer.Typer) -> None:
         else:
             config = UnstructuredPruneConfig(amount=ratio)
         wl = get_workload(workload)
-        if method == "structured" and not hasattr(wl, "train_dataset"):
+        if method == "structured" and "trainable" not in wl.offers():
             raise ConfigError(
                 f"workload {wl.name!r} has no train_dataset() to fine-tune on; use --workload digits "
                 "(or --method heads for a BERT encoder such as minilm)"
             )
         if method == "heads":
-            from accelkit.techniques.compress_variants import _is_bert_encoder
-
-            if not _is_bert_encoder(wl):
+            if "encoder-blocks" not in wl.offers():
                 raise ConfigError(f"--method heads prunes BERT-style encoders; workload {wl.name!r} is not one (use minilm)")
         base = wl.build_model()
         model = wl.build_model()
@@ -118,8 +116,9 @@ def register(app: typer.Typer) -> None:
         else:
             from accelkit.variants import build_variant
 
-            model, settings, _ = build_variant(student, teacher, settings, wl)
+            built = build_variant(student, teacher, settings, wl)
+            model, settings = built.model, built.settings
         data = wl.eval_data()
         ref = wl.predict(teacher, data, settings)
         quality = wl.quality(wl.predict(model, data, settings), ref, data)
-        typer.echo(json.dumps({"quality": quality, "details": getattr(model, "accelkit_details", {})}, indent=1, default=str))
+        typer.echo(json.dumps({"quality": quality, "details": built.details}, indent=1, default=str))

@@ -35,21 +35,23 @@ def register(app: typer.Typer) -> None:
             EARLY_EXIT_PRESETS,
             build_early_exit,
             extra_train_data,
+            preset_for,
         )
         from accelkit.workloads import RunSettings, get_workload
 
-        if workload not in EARLY_EXIT_PRESETS:
-            raise ConfigError(f"--workload {workload!r}: early exit is set up for {sorted(EARLY_EXIT_PRESETS)}")
-        preset = EARLY_EXIT_PRESETS[workload]
+        wl = get_workload(workload)
+        preset = preset_for(EARLY_EXIT_PRESETS, wl)
+        if preset is None:
+            raise ConfigError(f"--workload {workload!r}: early exit is set up for workloads offering one of "
+                              f"{sorted(EARLY_EXIT_PRESETS)}")
         config = preset["config"].to_dict()
         if criterion is not None:
             config["criterion"] = criterion
-        wl = get_workload(workload)
         base = wl.build_model()
         model = build_early_exit(
             wl.build_model(), wl, EarlyExitConfig.from_dict(config),
             max_quality_drop=preset["max_quality_drop"] if budget is None else budget,
-            train_fraction=preset["train_fraction"], batch_size=preset["batch_size"], extra_train=extra_train_data(preset),
+            train_fraction=preset["train_fraction"], batch_size=preset["batch_size"], extra_train=extra_train_data(preset, wl),
         )
         model.reset_stats()
         settings = RunSettings(batch_size=preset["batch_size"])
@@ -75,13 +77,18 @@ def register(app: typer.Typer) -> None:
         budget: float = typer.Option(0.015, help="max drop of mean cosine on calibration sentences"),
     ) -> None:
         """Rank encoder layers by sensitivity and skip the least useful ones within the budget."""
-        from accelkit.techniques.early_exit_variants import LAYER_SKIP_PRESETS, build_layer_skip
+        from accelkit.techniques.early_exit_variants import (
+            LAYER_SKIP_PRESETS,
+            build_layer_skip,
+            preset_for,
+        )
         from accelkit.techniques.layer_skip import LayerSkipConfig
         from accelkit.workloads import RunSettings, get_workload
 
-        if workload not in LAYER_SKIP_PRESETS:
-            raise ConfigError(f"--workload {workload!r}: layer skipping is set up for {sorted(LAYER_SKIP_PRESETS)}")
         wl = get_workload(workload)
+        if preset_for(LAYER_SKIP_PRESETS, wl) is None:
+            raise ConfigError(f"--workload {workload!r}: layer skipping is set up for workloads offering one of "
+                              f"{sorted(LAYER_SKIP_PRESETS)}")
         base = wl.build_model()
         model, details = build_layer_skip(wl.build_model(), wl, LayerSkipConfig(max_quality_drop=budget))
         settings = RunSettings(batch_size=wl.default_batch_size)
@@ -98,18 +105,23 @@ def register(app: typer.Typer) -> None:
 
         The first run distils the students (cached); the router is fitted on calibration sentences they never saw.
         """
-        from accelkit.techniques.early_exit_variants import ROUTED_DEPTH_PRESETS, build_routed_depth
+        from accelkit.techniques.early_exit_variants import (
+            ROUTED_DEPTH_PRESETS,
+            build_routed_depth,
+            preset_for,
+        )
         from accelkit.techniques.routed_depth import RoutedDepthConfig, save_routed_depth
         from accelkit.workloads import RunSettings, get_workload
 
-        if workload not in ROUTED_DEPTH_PRESETS:
-            raise ConfigError(f"--workload {workload!r}: routed depth is set up for {sorted(ROUTED_DEPTH_PRESETS)}")
-        preset = ROUTED_DEPTH_PRESETS[workload]
+        wl = get_workload(workload)
+        preset = preset_for(ROUTED_DEPTH_PRESETS, wl)
+        if preset is None:
+            raise ConfigError(f"--workload {workload!r}: routed depth is set up for workloads offering one of "
+                              f"{sorted(ROUTED_DEPTH_PRESETS)}")
         config = preset["config"].to_dict()
         if budget is not None:
             config["max_quality_drop"] = budget
         config = RoutedDepthConfig.from_dict(config)  # bad values fail here, before any model loads
-        wl = get_workload(workload)
         base = wl.build_model()
         model = build_routed_depth(wl.build_model(), wl, preset["students"], config,
                                    router_sentences=preset.get("router_sentences"), batch_size=preset["batch_size"])

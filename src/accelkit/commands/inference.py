@@ -24,9 +24,10 @@ def export(
 
     wl = get_workload(workload)
     settings = RunSettings(batch_size=batch_size or wl.default_batch_size)
-    model, settings, _ = build_variant(variant, wl.build_model(), settings, wl)
+    built = build_variant(variant, wl.build_model(), settings, wl)
+    model, settings = built.model, built.settings
     path = save((model, settings), out, variant, workload=wl.name, overwrite=overwrite)
-    details = getattr(model, "accelkit_details", None) or {}
+    details = built.details
     kept = [k["layer"] for k in details.get("kept_layers", [])]
     typer.echo(f"saved {variant} of {wl.name} to {path}" + (f"; kept in float: {kept}" if kept else ""))
 

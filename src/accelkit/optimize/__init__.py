@@ -4,14 +4,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from accelkit.optimize.plans import Plan, compose_plans, extend_plans, technique_group
-from accelkit.optimize.search import OptimizeConfig, OptimizeResult, objective_score, optimize
+from accelkit.optimize.plans import Plan, drop_one_step, extend_plans, technique_group
+from accelkit.optimize.search import (
+    OptimizeConfig,
+    OptimizeResult,
+    choose_plan,
+    objective_score,
+    optimize,
+)
 
 __all__ = [
     "OptimizeConfig",
     "OptimizeResult",
     "Plan",
-    "compose_plans",
+    "choose_plan",
+    "drop_one_step",
     "extend_plans",
     "objective_score",
     "optimize",

@@ -1,33 +1,25 @@
-"""Candidate plans: single techniques and sensible compositions of them.
+"""Candidate plans: single techniques and the compositions the descriptors allow.
 
-A plan is a ``+``-joined variant name applied left to right to the baseline.
-Techniques fall into groups (structure → precision → runtime/input); a plan takes at
-most one technique of each group, in that order, so compositions stay meaningful
-(distil → int8 → dynamic padding → ONNX Runtime).
+A plan is a ``+``-joined variant name applied left to right to the baseline. It takes at
+most one technique of each group (structure → precision → input → runtime), each step on a
+model form it accepts and none voiding an earlier one (``techniques.registry.composition_error``);
+so distil → int8 → dynamic padding → ONNX Runtime is a plan, bf16 autocast → ONNX Runtime is not.
 """
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import asdict, dataclass
 
-__all__ = ["GROUP_ORDER", "Plan", "compose_plans", "extend_plans", "technique_group"]
+from accelkit.techniques.registry import GROUPS, composition_error, get_technique
 
-# Earlier groups change the network, later ones how it runs.
-GROUP_ORDER = ("structure", "precision", "input", "runtime")
+__all__ = ["GROUP_ORDER", "Plan", "drop_one_step", "extend_plans", "technique_group"]
+
+GROUP_ORDER = GROUPS
 
 
 def technique_group(name: str) -> str:
-    """Which group a single technique belongs to, from its name."""
-    if name.startswith(("prune", "distill", "depthwise", "early-exit", "layer-skip", "student")):
-        return "structure"
-    if name.startswith(("int8", "int4", "bf16", "fp16", "fp8", "smooth")):
-        return "precision"
-    if name.startswith(("dynamic-padding", "channels-last")):
-        return "input"
-    if name.startswith(("onnx", "compile", "tensorrt")):
-        return "runtime"
-    return "precision"
+    """The group a technique's descriptor states (never guessed from its name)."""
+    return get_technique(name).group
 
 
 @dataclass(frozen=True)
@@ -49,34 +41,34 @@ class Plan:
         return {**asdict(self), "name": self.name}
 
 
-def compose_plans(passing: list[str], max_steps: int = 4) -> list[Plan]:
-    """Every ordered composition of ``passing`` singles with at most one per group.
-
-    Singles that failed the budget are not in ``passing``, so no plan extends a
-    prefix that already failed. Plans are ordered by length (cheap checks first).
-    """
-    by_group: dict[str, list[str]] = {g: [] for g in GROUP_ORDER}
-    for name in passing:
-        by_group[technique_group(name)].append(name)
-    choices = [[None, *by_group[g]] for g in GROUP_ORDER]
-    plans = []
-    for combo in itertools.product(*choices):
-        steps = tuple(s for s in combo if s is not None)
-        if 2 <= len(steps) <= max_steps:
-            plans.append(Plan(steps))
-    return sorted(plans, key=lambda p: (len(p.steps), p.name))
-
-
-def extend_plans(passing_plans: list[Plan], passing_singles: list[str]) -> list[Plan]:
-    """Plans one step longer than ``passing_plans``: each adds a passing single of a later group.
+def extend_plans(
+    passing_plans: list[Plan], passing_singles: list[str], objective: str | None = None
+) -> tuple[list[Plan], dict[str, str]]:
+    """Plans one step longer than ``passing_plans``, each adding a passing single.
 
     Only plans that passed are extended, so a prefix that failed the budget never grows.
+    Returns (plans to try, {plan name: why not} for the compositions the descriptors rule out).
     """
-    rank = {g: i for i, g in enumerate(GROUP_ORDER)}
-    out = set()
+    out: set[Plan] = set()
+    ruled_out: dict[str, str] = {}
     for plan in passing_plans:
-        last = rank[technique_group(plan.steps[-1])]
         for single in passing_singles:
-            if rank[technique_group(single)] > last:
-                out.add(Plan((*plan.steps, single)))
-    return sorted(out, key=lambda p: p.name)
+            if single in plan.steps:
+                continue
+            candidate = Plan((*plan.steps, single))
+            why = composition_error(candidate.steps, objective=objective, search=True)
+            if why is None:
+                out.add(candidate)
+            elif not _search_space_rule(why):
+                ruled_out[candidate.name] = why
+    return sorted(out, key=lambda p: p.name), ruled_out
+
+
+def _search_space_rule(why: str) -> bool:
+    # group order and one-per-group shape the search space; only real incompatibilities are reported
+    return "goes before" in why or "one of each group" in why
+
+
+def drop_one_step(plan: Plan) -> list[Plan]:
+    """Every plan obtained by dropping one step of ``plan`` (the baseline for a single)."""
+    return [Plan(plan.steps[:i] + plan.steps[i + 1 :]) for i in range(len(plan.steps))]

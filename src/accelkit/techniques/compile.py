@@ -14,8 +14,9 @@ import torch
 from torch import nn
 
 from accelkit.errors import ConfigError
+from accelkit.techniques.registry import BuildContext, Built, register_technique
 
-__all__ = ["CompileConfig", "compile_model"]
+__all__ = ["CompileConfig", "WarmedModule", "compile_model"]
 
 _MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
@@ -53,3 +54,33 @@ def compile_model(model: nn.Module | Callable[..., Any], config: CompileConfig |
         model.compile(**kwargs)
         return model
     return torch.compile(model, **kwargs)
+
+
+class WarmedModule(nn.Module):
+    """Holds a compiled callable; ``warm_up`` compiles it at build time so compile time is not timed."""
+
+    def __init__(self, fn: Any) -> None:
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        return self.fn(*args, **kwargs)
+
+    def warm_up(self, ctx: BuildContext) -> float:
+        """Run the batch sizes the workload will see (full batch and a remainder of 1); seconds taken."""
+        import time
+
+        start = time.perf_counter()
+        data = ctx.calib_data(2 * ctx.batch_size)
+        for size in (ctx.batch_size, 1):
+            ctx.workload.predict(self, data, ctx.settings.with_(batch_size=size))
+        return round(time.perf_counter() - start, 2)
+
+
+@register_technique("compile", group="runtime", description="torch.compile (inductor); compile time in "
+                    "details.compile_s", accepts=("eager", "eager-lowp", "quantized"), produces="graph",
+                    saveable=False)
+def _compile(model: nn.Module, ctx: BuildContext) -> Built:
+    runner = WarmedModule(compile_model(model, CompileConfig()))
+    compile_s = runner.warm_up(ctx)
+    return Built(runner, ctx.settings, {"compiler": "inductor", "compile_s": compile_s})

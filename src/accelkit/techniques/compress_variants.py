@@ -1,4 +1,5 @@
-"""Registers the compression variants (issue 6): structured/unstructured/attention-head pruning, distillation, depthwise."""
+"""Registers the compression variants: structured/unstructured/attention-head pruning, distillation,
+lightweight architectures. Each asks the workload what it offers; none names a workload."""
 
 from __future__ import annotations
 
@@ -21,7 +22,6 @@ from accelkit.techniques.distill import (
 from accelkit.techniques.head_prune import HeadPruneConfig, prune_heads
 from accelkit.techniques.lightweight import (
     DepthwiseConfig,
-    MobileDigitsNet,
     compare_architectures,
     to_depthwise_separable,
 )
@@ -32,47 +32,50 @@ from accelkit.techniques.prune import (
     prune_structured,
     prune_unstructured_,
 )
-from accelkit.variants import register_variant
-from accelkit.workloads.base import RunSettings, TensorWorkload, cache_dir
+from accelkit.techniques.registry import BuildContext, Built, register_technique
+from accelkit.workloads.base import RunSettings, cache_dir
 
 # The settings each expensive variant uses; the benchmarks quote them.
 PRUNE_50 = StructuredPruneConfig(ratio=0.5, importance="magnitude", steps=2, finetune=FineTuneConfig(epochs=3))
 UNSTRUCTURED_50 = UnstructuredPruneConfig(amount=0.5)
 
 
-def _trainable_tensor_workload(workload) -> bool:
-    # an image-style workload with labelled training data (digits, a user's TensorWorkload with train_dataset)
-    return isinstance(workload, TensorWorkload) and hasattr(workload, "train_dataset") and hasattr(workload, "loss_fn")
-
-
 def _example_inputs(workload):
     return workload.example_inputs(workload.calib_data(limit=2), RunSettings(batch_size=2))
 
 
-@register_variant(
+# classifiers with labelled training data and one input tensor (digits, a user's CNN with train_dataset)
+_TRAINABLE_CLASSIFIER = ("classifier", "trainable", "tensor-inputs")
+
+
+@register_technique(
     "prune-structured-50",
+    group="structure",
     description="50% of conv channels physically removed (Torch-Pruning, magnitude, 2 steps) + 3-epoch fine-tune per step",
-    applies_to=_trainable_tensor_workload,
+    needs=_TRAINABLE_CLASSIFIER,
     expensive=True,
 )
-def _prune_structured_50(model, settings, workload):
-    model = prune_structured(
-        model.cpu(),
-        _example_inputs(workload),
-        PRUNE_50,
-        dataset=workload.train_dataset(),
-        loss_fn=workload.loss_fn,
-    )
-    return model.to(settings.device), settings
+def _prune_structured_50(model: nn.Module, ctx: BuildContext) -> Built:
+    wl = ctx.workload
+    model = prune_structured(model.cpu(), _example_inputs(wl), PRUNE_50, dataset=wl.train_dataset(), loss_fn=wl.loss_fn)
+    return Built(model.to(ctx.settings.device), ctx.settings, _pop_details(model))
 
 
-@register_variant(
+# zeros make nothing faster on dense kernels: a candidate for the size objective only
+@register_technique(
     "prune-unstructured-50",
+    group="structure",
     description="50% of Linear/Conv weights zeroed (global magnitude): smaller zipped, NOT faster on dense kernels",
+    objectives=("size",),
 )
-def _prune_unstructured_50(model, settings, workload):
+def _prune_unstructured_50(model: nn.Module, ctx: BuildContext) -> Built:
     prune_unstructured_(model, copy.deepcopy(UNSTRUCTURED_50))
-    return model, settings
+    return Built(model, ctx.settings, _pop_details(model))
+
+
+def _pop_details(model: nn.Module) -> dict:
+    """What a technique function recorded on the model, moved into the Built record."""
+    return dict(model.__dict__.pop("accelkit_details", None) or {})
 
 
 # ---------------------------------------------------------------------------- distillation / lightweight
@@ -87,12 +90,8 @@ DISTILL_3LAYER = SentenceDistillConfig(
 DIGITS_KD = ClassifierDistillConfig(kd=LogitKDConfig(temperature=4.0, alpha=0.7), epochs=30, lr=3e-3)
 
 
-def _is_digits(workload) -> bool:
-    return getattr(workload, "name", None) == "digits" and hasattr(workload, "train_dataset")
-
-
-def _is_bert_encoder(workload) -> bool:
-    return getattr(workload, "name", None) == "minilm" and hasattr(workload, "tokenizer")
+# a BERT-style sentence encoder with a tokenizer and unlabelled text to distil on
+_SENTENCE_ENCODER = ("text", "encoder-blocks", "sentence-embedding", "unlabelled-text")
 
 
 def _state_digest(model: nn.Module) -> str:
@@ -103,8 +102,8 @@ def _state_digest(model: nn.Module) -> str:
     return h.hexdigest()[:12]
 
 
-def _cached_digits_student(name: str, student: nn.Module, teacher: nn.Module, workload, spec: dict) -> nn.Module:
-    """Distil ``student`` from ``teacher`` on the digits train split once; cache by (spec, teacher weights)."""
+def _cached_classifier_student(name: str, student: nn.Module, teacher: nn.Module, workload, spec: dict) -> nn.Module:
+    """Distil ``student`` from ``teacher`` on the workload's training split once; cache by (spec, teacher weights)."""
     from safetensors.torch import load_file
 
     from accelkit.workloads._weights import save_state_atomic
@@ -112,7 +111,7 @@ def _cached_digits_student(name: str, student: nn.Module, teacher: nn.Module, wo
     key = hashlib.sha256(
         json.dumps({**spec, "kd": DIGITS_KD.to_dict(), "teacher": _state_digest(teacher)}, sort_keys=True).encode()
     ).hexdigest()[:12]
-    path = cache_dir() / "distill" / f"digits-{name}-{key}.safetensors"
+    path = cache_dir() / "distill" / f"{workload.name}-{name}-{key}.safetensors"
     if path.exists():
         try:
             student.load_state_dict(load_file(str(path)))
@@ -126,73 +125,73 @@ def _cached_digits_student(name: str, student: nn.Module, teacher: nn.Module, wo
     return student.eval()
 
 
-def _with_details(model: nn.Module, teacher: nn.Module, example, **details) -> nn.Module:
-    rows = compare_architectures({"teacher": teacher, "student": model}, example)
-    model.accelkit_details = {
-        **(getattr(model, "accelkit_details", None) or {}),
-        **details,
-        "params_ratio": rows["student"]["params_ratio"],
-        "flops_ratio": rows["student"]["flops_ratio"],
-    }
-    return model
+def _student_built(student: nn.Module, teacher: nn.Module, ctx: BuildContext, **details) -> Built:
+    rows = compare_architectures({"teacher": teacher, "student": student}, _example_inputs(ctx.workload))
+    details = {**_pop_details(student), **details, "params_ratio": rows["student"]["params_ratio"],
+               "flops_ratio": rows["student"]["flops_ratio"]}
+    return Built(student.to(ctx.settings.device), ctx.settings, details)
 
 
-@register_variant(
-    "distill-small",
-    description="DigitsCNN(width=16) student distilled from the width-64 baseline (logit KD, T=4, alpha=0.7)",
-    applies_to=_is_digits,
-    expensive=True,
-)
-def _distill_small(model, settings, workload):
-    from accelkit.workloads.digits import DigitsCNN
-
+def _distil_offered(name: str, model: nn.Module, ctx: BuildContext) -> Built:
+    """Distil the workload's own ``student:<name>`` architecture from the baseline."""
     torch.manual_seed(0)
     teacher = model.cpu().eval()
-    student = _cached_digits_student("cnn-w16", DigitsCNN(width=16), teacher, workload, {"arch": "DigitsCNN(16)"})
-    student = _with_details(student, teacher, _example_inputs(workload), student="DigitsCNN(width=16)")
-    return student.to(settings.device), settings
+    student = ctx.workload.student_architecture(name)
+    spec = {"arch": f"student:{name}", "class": type(student).__name__,
+            "params": sum(p.numel() for p in student.parameters())}
+    student = _cached_classifier_student(name, student, teacher, ctx.workload, spec)
+    return _student_built(student, teacher, ctx, student=f"{type(student).__name__} (the workload's student:{name})")
 
 
-@register_variant(
-    "depthwise-separable",
-    description="k×k convs (≥8 input channels) replaced by depthwise+pointwise, accuracy recovered by KD",
-    applies_to=_is_digits,
+@register_technique(
+    "distill-small",
+    group="structure",
+    description="the workload's smaller architecture (digits: DigitsCNN(width=16)) distilled from the baseline "
+    "(logit KD, T=4, alpha=0.7)",
+    needs=(*_TRAINABLE_CLASSIFIER, "student:small"),
     expensive=True,
 )
-def _depthwise_separable(model, settings, workload):
+def _distill_small(model: nn.Module, ctx: BuildContext) -> Built:
+    return _distil_offered("small", model, ctx)
+
+
+@register_technique(
+    "depthwise-separable",
+    group="structure",
+    description="k×k convs (≥8 input channels) replaced by depthwise+pointwise, accuracy recovered by KD",
+    needs=_TRAINABLE_CLASSIFIER,
+    expensive=True,
+)
+def _depthwise_separable(model: nn.Module, ctx: BuildContext) -> Built:
     teacher = model.cpu().eval()
     torch.manual_seed(0)
     student, replaced = to_depthwise_separable(copy.deepcopy(teacher), DepthwiseConfig())
-    student = _cached_digits_student("depthwise", student, teacher, workload, {"arch": "dws", "replaced": replaced})
-    student = _with_details(student, teacher, _example_inputs(workload), replaced_layers=replaced)
-    return student.to(settings.device), settings
+    student = _cached_classifier_student("depthwise", student, teacher, ctx.workload, {"arch": "dws", "replaced": replaced})
+    return _student_built(student, teacher, ctx, replaced_layers=replaced)
 
 
-@register_variant(
+@register_technique(
     "mobilenet-v2",
-    description="MobileNetV2-style digits net (inverted residuals + SE, width 2: ~23% of the FLOPs) distilled from the baseline",
-    applies_to=_is_digits,
+    group="structure",
+    description="the workload's MobileNetV2-style net (digits: inverted residuals + SE, width 2: ~23% of the "
+    "FLOPs) distilled from the baseline",
+    needs=(*_TRAINABLE_CLASSIFIER, "student:mobilenet-v2"),
     expensive=True,
 )
-def _mobilenet_v2(model, settings, workload):
-    teacher = model.cpu().eval()
-    torch.manual_seed(0)
-    student = _cached_digits_student(
-        "mobilenet-v2", MobileDigitsNet(width_mult=2.0), teacher, workload, {"arch": "MobileDigitsNet(width_mult=2)"}
-    )
-    student = _with_details(student, teacher, _example_inputs(workload), student="MobileDigitsNet(width_mult=2)")
-    return student.to(settings.device), settings
+def _mobilenet_v2(model: nn.Module, ctx: BuildContext) -> Built:
+    return _distil_offered("mobilenet-v2", model, ctx)
 
 
-@register_variant(
+@register_technique(
     "distill-3layer",
-    description="3 of the 6 MiniLM layers (0, 4, 5) kept, trained to match the teacher on calibration sentences",
-    applies_to=_is_bert_encoder,
+    group="structure",
+    description="3 of the 6 encoder layers (0, 4, 5) kept, trained to match the teacher on calibration sentences",
+    needs=_SENTENCE_ENCODER,
     expensive=True,
 )
-def _distill_3layer(model, settings, workload):
-    student = cached_sentence_student(workload, model.cpu().eval(), DISTILL_3LAYER)
-    return student.to(settings.device), settings
+def _distill_3layer(model: nn.Module, ctx: BuildContext) -> Built:
+    student = cached_sentence_student(ctx.workload, model.cpu().eval(), DISTILL_3LAYER)
+    return Built(student.to(ctx.settings.device), ctx.settings, _pop_details(student))
 
 
 # ---------------------------------------------------------------------------- attention-head pruning
@@ -210,8 +209,6 @@ def cached_head_pruned_student(workload, teacher: nn.Module, config: HeadPruneCo
     stdlib docstring sentences (never evaluation ones); cached by configs and teacher weights."""
     from accelkit.techniques.distill import _length_sorted_batches, cached_teacher_embeddings
     from accelkit.techniques.prune import load_pruned, save_pruned
-    from accelkit.workloads.minilm import extra_sentences
-
     spec = {
         "heads": config.to_dict(),
         "score_sentences": PRUNE_HEADS_SCORE_SENTENCES,
@@ -233,7 +230,7 @@ def cached_head_pruned_student(workload, teacher: nn.Module, config: HeadPruneCo
     score = [b for _, b in _length_sorted_batches(workload.tokenizer, calib[:PRUNE_HEADS_SCORE_SENTENCES], 32, cfg.max_length)]
     student = prune_heads(copy.deepcopy(teacher), score, copy.deepcopy(config))
     details = dict(student.accelkit_details)
-    sentences = list(calib) + list(extra_sentences("stdlib-docstrings"))
+    sentences = list(calib) + list(workload.unlabelled_text("stdlib-docstrings"))
     targets = cached_teacher_embeddings(workload, teacher, sentences, cfg.max_length)
     student = distill_sentence_encoder(student, targets, workload.tokenizer, sentences, cfg)
     student.accelkit_details = {**details, "distill": cfg.to_dict(), "train_sentences": len(sentences)}
@@ -242,12 +239,14 @@ def cached_head_pruned_student(workload, teacher: nn.Module, config: HeadPruneCo
     return student.eval()
 
 
-@register_variant(
+@register_technique(
     "prune-heads-50",
-    description="50% of MiniLM's attention heads physically removed (Taylor head importance), recovered by distillation",
-    applies_to=_is_bert_encoder,
+    group="structure",
+    description="50% of the encoder's attention heads physically removed (Taylor head importance), recovered by "
+    "distillation",
+    needs=_SENTENCE_ENCODER,
     expensive=True,
 )
-def _prune_heads_50(model, settings, workload):
-    student = cached_head_pruned_student(workload, model.cpu().eval())
-    return student.to(settings.device), settings
+def _prune_heads_50(model: nn.Module, ctx: BuildContext) -> Built:
+    student = cached_head_pruned_student(ctx.workload, model.cpu().eval())
+    return Built(student.to(ctx.settings.device), ctx.settings, dict(student.accelkit_details))

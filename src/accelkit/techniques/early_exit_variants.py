@@ -1,5 +1,6 @@
-"""Registers the dynamic-inference variants: ``early-exit`` (digits, minilm), ``layer-skip`` and
-``routed-depth`` (minilm).
+"""Registers the dynamic-inference variants: ``early-exit`` (classifiers, sentence encoders),
+``layer-skip`` and ``routed-depth`` (sentence encoders). Presets are chosen by what the workload
+offers, and thresholds are calibrated to the user's budget when one is given.
 
 Exit heads are trained on the first part of the workload's calibration data and the
 thresholds calibrated on the rest (never on eval data); both are cached under
@@ -31,6 +32,7 @@ from accelkit.techniques.early_exit import (
     train_exit_heads_,
 )
 from accelkit.techniques.layer_skip import LayerSkipConfig, apply_layer_skip_, select_layers_to_skip
+from accelkit.techniques.registry import BuildContext, Built, register_technique
 from accelkit.techniques.routed_depth import (
     RoutedDepthConfig,
     RoutedDepthModel,
@@ -39,7 +41,6 @@ from accelkit.techniques.routed_depth import (
     load_routed_depth,
     save_routed_depth,
 )
-from accelkit.variants import register_variant
 from accelkit.workloads.base import RunSettings, Workload, cache_dir
 
 __all__ = [
@@ -55,21 +56,25 @@ __all__ = [
     "weights_fingerprint",
 ]
 
-# per workload: exit config, quality budget on calibration data, how the calib data is split
+# per kind of workload (what it offers): exit config, quality budget on calibration data, how the
+# calib data is split. The budget is the default when the user gives none; with one, the
+# calibration budget keeps the same margin under it (``_calib_budget``).
 EARLY_EXIT_PRESETS: dict[str, dict[str, Any]] = {
-    "digits": {
+    "classifier": {
         "config": EarlyExitConfig(criterion="confidence"),
         "max_quality_drop": 0.005,  # agreement with the full model, i.e. ≤ 0.5 points
+        "margin": 0.0,
         "train_fraction": 0.67,
         "batch_size": 256,
     },
-    "minilm": {
+    "sentence-embedding": {
         # Frozen-backbone ridge heads (cosine 0.66-0.81 to the final embedding on layers 2-5).
         # Tried and measured worse for this target (BENCHMARKS.md): training="joint" (exits
         # 0.78-0.91, full depth drifted to 0.983) and training="staged" (layers 1-4 as a student:
         # exit cosine 0.863; even an oracle choosing the best half of rows reaches only 0.947).
         "config": EarlyExitConfig(criterion="stability", shift_augment=False, lr=3e-3, epochs=300),
         "max_quality_drop": 0.015,  # mean cosine ≥ 0.985 on calibration: margin under 0.98
+        "margin": 0.005,
         "train_fraction": 0.6,
         "batch_size": 64,
         "extra_train": None,  # or "stdlib-docstrings": 14.8k more unlabelled training sentences
@@ -77,11 +82,22 @@ EARLY_EXIT_PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-def extra_train_data(preset: dict[str, Any]) -> list[Any] | None:
+def extra_train_data(preset: dict[str, Any], workload: Workload) -> list[Any] | None:
     """The unlabelled training inputs a preset adds to the calibration split (never evaluation data)."""
-    from accelkit.workloads.minilm import extra_sentences
+    return list(workload.unlabelled_text(preset["extra_train"])) if preset.get("extra_train") else None
 
-    return list(extra_sentences(preset["extra_train"])) if preset.get("extra_train") else None
+
+def preset_for(presets: dict[str, dict[str, Any]], workload: Workload) -> dict[str, Any] | None:
+    """The first preset whose kind (a key of ``OFFERS``) the workload offers."""
+    offered = workload.offers()
+    return next((p for kind, p in presets.items() if kind in offered), None)
+
+
+def _calib_budget(preset: dict[str, Any], ctx: BuildContext) -> float:
+    # the user's budget less the preset's margin for the calibration → held-out gap
+    if ctx.max_quality_drop is None:
+        return preset["max_quality_drop"]
+    return max(0.0, ctx.max_quality_drop - preset.get("margin", 0.0))
 
 
 def weights_fingerprint(model: nn.Module) -> str:
@@ -166,27 +182,38 @@ def _split(data: Any, n_train: int) -> tuple[Any, Any]:
     return data[:n_train], data[n_train:]
 
 
-@register_variant(
+def _preset(presets: dict[str, dict[str, Any]], name: str, workload: Workload) -> dict[str, Any]:
+    preset = preset_for(presets, workload)
+    if preset is None:
+        raise ConfigError(f"{name} has no preset for workload {workload.name!r}: it offers none of {sorted(presets)}")
+    return preset
+
+
+@register_technique(
     "early-exit",
+    group="structure",
     description="exit heads after each block, thresholds calibrated to the quality budget; "
     "exited rows leave the batch",
-    applies_to=lambda w: w.name in EARLY_EXIT_PRESETS,
+    needs=("block-stack",),
+    accepts=("eager",),
+    produces="dynamic",
     expensive=True,
 )
-def _early_exit(model, settings, workload):
-    preset = EARLY_EXIT_PRESETS[workload.name]
+def _early_exit(model: nn.Module, ctx: BuildContext) -> Built:
+    preset = _preset(EARLY_EXIT_PRESETS, "early-exit", ctx.workload)
     wrapped = build_early_exit(
-        model, workload, EarlyExitConfig.from_dict(preset["config"].to_dict()),
-        max_quality_drop=preset["max_quality_drop"], train_fraction=preset["train_fraction"],
-        batch_size=preset["batch_size"], extra_train=extra_train_data(preset),
+        model, ctx.workload, EarlyExitConfig.from_dict(preset["config"].to_dict()),
+        max_quality_drop=_calib_budget(preset, ctx), train_fraction=preset["train_fraction"],
+        batch_size=preset["batch_size"], extra_train=extra_train_data(preset, ctx.workload),
     )
     wrapped.reset_stats()
-    return wrapped, settings
+    return Built(wrapped, ctx.settings, dict(wrapped.accelkit_details))
 
 
 LAYER_SKIP_PRESETS: dict[str, dict[str, Any]] = {
     # mean cosine ≥ 0.985 on calibration data: a margin under the 0.98 target on eval data
-    "minilm": {"config": LayerSkipConfig(max_quality_drop=0.015), "calib_items": 512, "batch_size": 64},
+    "sentence-embedding": {"config": LayerSkipConfig(max_quality_drop=0.015), "max_quality_drop": 0.015,
+                           "margin": 0.005, "calib_items": 512, "batch_size": 64},
 }
 
 
@@ -230,21 +257,21 @@ def build_layer_skip(
     return model, details
 
 
-@register_variant(
+@register_technique(
     "layer-skip",
+    group="structure",
     description="static depth reduction: the least sensitive encoder layers skipped for the "
     "quality budget (the baseline early exit is compared to)",
-    applies_to=lambda w: w.name in LAYER_SKIP_PRESETS,
+    needs=("sentence-embedding", "encoder-blocks"),
     expensive=True,
 )
-def _layer_skip(model, settings, workload):
-    preset = LAYER_SKIP_PRESETS[workload.name]
+def _layer_skip(model: nn.Module, ctx: BuildContext) -> Built:
+    preset = _preset(LAYER_SKIP_PRESETS, "layer-skip", ctx.workload)
+    config = LayerSkipConfig.from_dict({**preset["config"].to_dict(), "max_quality_drop": _calib_budget(preset, ctx)})
     model, details = build_layer_skip(
-        model, workload, LayerSkipConfig.from_dict(preset["config"].to_dict()),
-        calib_items=preset["calib_items"], batch_size=preset["batch_size"],
+        model, ctx.workload, config, calib_items=preset["calib_items"], batch_size=preset["batch_size"],
     )
-    model.accelkit_details = details
-    return model, settings
+    return Built(model, ctx.settings, details)
 
 
 # ---------------------------------------------------------------- routed depth (minilm)
@@ -271,7 +298,7 @@ def _continued(base: SentenceDistillConfig) -> SentenceDistillConfig:
 
 ROUTED_STUDENTS = (_ROUTED_BASE[0], _continued(_ROUTED_BASE[1]), _continued(_ROUTED_BASE[2]))
 ROUTED_DEPTH_PRESETS: dict[str, dict[str, Any]] = {
-    "minilm": {
+    "sentence-embedding": {
         "students": ROUTED_STUDENTS,
         # mean cosine ≥ 0.98 on the held-out calibration sentences less two standard errors and
         # less the optimism of choosing thresholds on them (5-fold), instead of a fixed margin.
@@ -310,9 +337,7 @@ def build_routed_depth(
     named extra text and how many of its sentences, else cross-fitted), and choose thresholds
     on the calibration sentences none of the students trained on. Cached under
     ``cache_dir()/routed_depth``."""
-    from accelkit.workloads.minilm import extra_sentences
-
-    router_data = list(extra_sentences(router_sentences[0])[: router_sentences[1]]) if router_sentences else None
+    router_data = list(workload.unlabelled_text(router_sentences[0])[: router_sentences[1]]) if router_sentences else None
     key_src = json.dumps({"workload": workload.name, "students": [s.cache_key() for s in students],
                           "config": config.to_dict(), "weights": weights_fingerprint(model),
                           "router_data": hashlib.sha256(repr(router_data).encode()).hexdigest()[:16]}, sort_keys=True)
@@ -342,17 +367,21 @@ def build_routed_depth(
     return routed
 
 
-@register_variant(
+@register_technique(
     "routed-depth",
+    group="structure",
     description="a router reading only the token embeddings sends each sentence to a distilled 3-, 4- or "
     "5-layer student or the full model, thresholds calibrated to the quality budget",
-    applies_to=lambda w: w.name in ROUTED_DEPTH_PRESETS,
+    needs=("text", "sentence-embedding", "encoder-blocks", "unlabelled-text"),
+    produces="dynamic",
     expensive=True,
 )
-def _routed_depth(model, settings, workload):
-    preset = ROUTED_DEPTH_PRESETS[workload.name]
-    routed = build_routed_depth(model, workload, preset["students"],
-                                RoutedDepthConfig.from_dict(preset["config"].to_dict()),
+def _routed_depth(model: nn.Module, ctx: BuildContext) -> Built:
+    preset = _preset(ROUTED_DEPTH_PRESETS, "routed-depth", ctx.workload)
+    config = preset["config"].to_dict()
+    if ctx.max_quality_drop is not None:  # its own confidence margin (margin_sigmas) stands in for a fixed one
+        config["max_quality_drop"] = ctx.max_quality_drop
+    routed = build_routed_depth(model, ctx.workload, preset["students"], RoutedDepthConfig.from_dict(config),
                                 router_sentences=preset.get("router_sentences"), batch_size=preset["batch_size"])
     routed.reset_stats()
-    return routed, settings
+    return Built(routed, ctx.settings, dict(routed.accelkit_details))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from accelkit.techniques.registry import FORMS, BuildContext, register_technique
 from accelkit.workloads.base import RunSettings
 
 __all__ = ["DynamicPaddingConfig", "apply_dynamic_padding"]
@@ -31,3 +32,9 @@ def apply_dynamic_padding(settings: RunSettings, config: DynamicPaddingConfig | 
     """Settings that pad per batch (and sort by length when asked)."""
     config = config or DynamicPaddingConfig()
     return settings.with_(padding="dynamic", sort_by_length=config.sort_by_length)
+
+
+@register_technique("dynamic-padding", group="input", description="length-sorted batches padded to their "
+                    "longest sentence", needs=("text",), accepts=FORMS)
+def _dynamic_padding(model, ctx: BuildContext):
+    return model, apply_dynamic_padding(ctx.settings)

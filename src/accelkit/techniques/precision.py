@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from accelkit.errors import ConfigError
+from accelkit.techniques.registry import BuildContext, register_technique
 from accelkit.workloads.base import RunSettings
 
 __all__ = ["PrecisionConfig", "apply_precision", "CastInputs"]
@@ -63,3 +64,41 @@ def apply_precision(model: nn.Module, settings: RunSettings, config: PrecisionCo
     if config.mode == "autocast":
         return model, settings.with_(autocast=config.dtype)
     return CastInputs(model.to(_DTYPES[config.dtype]), _DTYPES[config.dtype]), settings
+
+
+def _fp16_unavailable() -> str | None:
+    # fp16 on CPU is emulated (slower than fp32) without AVX512_FP16/AMX-FP16: offer it only where it pays
+    if torch.cuda.is_available():
+        return None
+    from accelkit.hardware import probe
+
+    return None if probe()["recommend"].get("fp16_on_cpu") else "fp16 is emulated on this CPU (no AVX512_FP16)"
+
+
+# autocast is a run setting: it composes with any torch model, and ONNX Runtime voids it
+_AUTOCAST_FORMS = ("eager", "dynamic")
+
+
+@register_technique("bf16", group="precision", description="bf16 autocast (fp32 weights)",
+                    accepts=_AUTOCAST_FORMS, effects=("autocast",), compute_dtype="bf16")
+def _bf16(model: nn.Module, ctx: BuildContext):
+    return apply_precision(model, ctx.settings, PrecisionConfig("bf16", "autocast"))
+
+
+@register_technique("bf16-cast", group="precision", description="weights and activations cast to bf16 "
+                    "(half the weight memory)", accepts=_AUTOCAST_FORMS, produces="eager-lowp", compute_dtype="bf16")
+def _bf16_cast(model: nn.Module, ctx: BuildContext):
+    return apply_precision(model, ctx.settings, PrecisionConfig("bf16", "cast"))
+
+
+@register_technique("fp16", group="precision", description="fp16 autocast (CUDA, or CPUs with AVX512_FP16)",
+                    accepts=_AUTOCAST_FORMS, effects=("autocast",), compute_dtype="bf16", available=_fp16_unavailable)
+def _fp16(model: nn.Module, ctx: BuildContext):
+    return apply_precision(model, ctx.settings, PrecisionConfig("fp16", "autocast"))
+
+
+@register_technique("fp16-cast", group="precision", description="weights cast to fp16 (CUDA, or CPUs with "
+                    "AVX512_FP16)", accepts=_AUTOCAST_FORMS, produces="eager-lowp", compute_dtype="bf16",
+                    available=_fp16_unavailable)
+def _fp16_cast(model: nn.Module, ctx: BuildContext):
+    return apply_precision(model, ctx.settings, PrecisionConfig("fp16", "cast"))

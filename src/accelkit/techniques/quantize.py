@@ -18,6 +18,7 @@ from torch import nn
 
 from accelkit._lazy import require
 from accelkit.errors import ConfigError
+from accelkit.techniques.registry import BuildContext, Built, register_technique
 
 __all__ = [
     "DynamicInt8Config",
@@ -206,3 +207,37 @@ def quantize_static_int8(
 
         converted = compile_model(converted)
     return converted, report
+
+
+@register_technique("int8-dynamic", group="precision", description="dynamic int8 Linear/LSTM/GRU, per-channel "
+                    "weights (PyTorch)", accepts=("eager", "dynamic"), produces="quantized", compute_dtype="int8")
+def _int8_dynamic(model: nn.Module, ctx: BuildContext) -> Built:
+    model, report = quantize_dynamic_int8(model)
+    if not report["converted"]:
+        raise ConfigError(
+            "int8-dynamic converted no layer (the model has no Linear/LSTM/GRU); it would be a float model "
+            "called int8 — use int8-static for conv models"
+        )
+    details = {"converted_layers": len(report["converted"]), "kept_float_unsupported": report["kept_float_unsupported"]}
+    return Built(model, ctx.settings, details, compute_dtype="int8")
+
+
+@register_technique("int8-static", group="precision", description="static int8 (PT2E, x86 Inductor quantizer, "
+                    "BN folded, compiled)", needs=("tensor-inputs",), produces="graph", compute_dtype="int8")
+def _int8_static(model: nn.Module, ctx: BuildContext) -> Built:
+    import time
+
+    from accelkit.techniques.compile import WarmedModule
+
+    # calibrate in batches of >= 64 whatever the run's batch size: 8 batches of 1 image would
+    # see too little data, and a size-1 example would make export specialize the batch axis to 1
+    batches = [b if isinstance(b, tuple) else (b,) for b in ctx.calib_batches(2048, batch_size=max(ctx.batch_size, 64))]
+    if not batches:
+        raise ConfigError(f"workload {ctx.workload.name!r} has no calibration data for int8-static")
+    example = tuple(t[:2] for t in batches[0])
+    start = time.perf_counter()
+    qmodel, report = quantize_static_int8(model, example, batches, StaticInt8Config(observer="minmax"))
+    report["quantize_s"] = round(time.perf_counter() - start, 2)
+    runner = WarmedModule(qmodel)
+    report["compile_s"] = runner.warm_up(ctx)
+    return Built(runner, ctx.settings, report, compute_dtype="int8")

@@ -15,6 +15,7 @@ from torch import nn
 
 from accelkit._lazy import require
 from accelkit.errors import ConfigError
+from accelkit.techniques.registry import BuildContext, Built, register_technique
 
 __all__ = ["WeightOnlyConfig", "quantize_weight_only_"]
 
@@ -73,3 +74,15 @@ def quantize_weight_only_(
         tao.quantize_(model, qconfig, filter_fn=lambda mod, fqn: fqn in chosen)
     return {"weight_bits": config.bits, "quantized_layers": len(selected), "kept_float": skipped,
             "group_size": config.group_size if config.bits == 4 else None}
+
+
+@register_technique("int8-weight-only", group="precision", description="torchao int8 weight-only Linear "
+                    "(memory-bound decoding)", produces="quantized")
+def _int8_weight_only(model: nn.Module, ctx: BuildContext) -> Built:
+    return Built(model, ctx.settings, quantize_weight_only_(model, WeightOnlyConfig(bits=8)))
+
+
+@register_technique("int4-weight-only", group="precision", description="torchao int4 weight-only Linear, "
+                    "group size 32", produces="quantized")
+def _int4_weight_only(model: nn.Module, ctx: BuildContext) -> Built:
+    return Built(model, ctx.settings, quantize_weight_only_(model, WeightOnlyConfig(bits=4)))

@@ -20,7 +20,23 @@ from torch import nn
 
 from accelkit.errors import ConfigError
 
-__all__ = ["RunSettings", "TensorWorkload", "Workload", "autocast_context", "cache_dir"]
+__all__ = ["OFFERS", "RunSettings", "TensorWorkload", "Workload", "autocast_context", "cache_dir"]
+
+# What a workload can offer a technique (``Workload.offers()``); techniques ask for these, never
+# for a workload's name or attributes. Each promise names what the workload then provides.
+OFFERS = {
+    "text": "token sequences with attention masks (padding and length matter); `tokenizer` attribute",
+    "tensor-inputs": "one input tensor per batch (the PT2E and ONNX static int8 paths)",
+    "classifier": "outputs class logits; quality is scored against labels",
+    "trainable": "labelled training data and a loss: `train_dataset()`, `loss_fn(outputs, targets)`",
+    "onnx-exportable": "the model exports to ONNX with example_inputs (dynamic batch axis)",
+    "block-stack": "a stack of blocks early exit can put exit heads between (found by find_blocks)",
+    "encoder-blocks": "a BERT-style encoder (`encoder.layer` blocks) whose pooled output is the result",
+    "sentence-embedding": "mean-pooled sentence embeddings scored by cosine to the fp32 model's",
+    "unlabelled-text": "extra unlabelled training text by name: `unlabelled_text(name)`",
+    "student:small": "a smaller architecture of the same family: `student_architecture('small')`",
+    "student:mobilenet-v2": "a MobileNetV2-style student: `student_architecture('mobilenet-v2')`",
+}
 
 _AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -77,6 +93,24 @@ class Workload(ABC):
     higher_is_better: bool = True
     item_unit: str = "items"
     default_batch_size: int = 32
+
+    def offers(self) -> frozenset[str]:
+        """What this workload offers techniques (keys of ``OFFERS``); a technique whose needs
+        are not all offered is not listed for it."""
+        return frozenset()
+
+    def unlabelled_text(self, name: str | None) -> tuple[str, ...]:
+        """Extra unlabelled training text by name (workloads offering "unlabelled-text")."""
+        raise ConfigError(f"workload {self.name!r} offers no unlabelled text (asked for {name!r})")
+
+    def student_architecture(self, name: str) -> nn.Module:
+        """A fresh, untrained student network (workloads offering "student:<name>")."""
+        raise ConfigError(f"workload {self.name!r} offers no student architecture {name!r}")
+
+    def screen_data(self, limit: int) -> Any:
+        """Calibration items that look like the evaluation data, for screening candidates:
+        by default the first ``limit`` calibration items (text workloads match lengths)."""
+        return self.calib_data(limit)
 
     @abstractmethod
     def build_model(self) -> nn.Module:
@@ -165,6 +199,14 @@ class TensorWorkload(Workload):
 
     def build_model(self) -> nn.Module:
         return self._model_fn().eval()
+
+    def offers(self) -> frozenset[str]:
+        found = {"tensor-inputs", "onnx-exportable"}
+        if self._labels is not None:
+            found.add("classifier")
+        if callable(getattr(self, "train_dataset", None)) and callable(getattr(self, "loss_fn", None)):
+            found.add("trainable")
+        return frozenset(found)
 
     def eval_data(self, limit: int | None = None) -> dict[str, torch.Tensor]:
         n = len(self._inputs) if limit is None else min(limit, len(self._inputs))

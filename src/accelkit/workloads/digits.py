@@ -99,6 +99,18 @@ class DigitsWorkload(TensorWorkload):
     def train_dataset(self) -> torch.utils.data.TensorDataset:
         return torch.utils.data.TensorDataset(self.train_inputs, self.train_labels)
 
+    def offers(self) -> frozenset[str]:
+        return super().offers() | {"block-stack", "student:small", "student:mobilenet-v2"}
+
+    def student_architecture(self, name: str) -> nn.Module:
+        if name == "small":
+            return DigitsCNN(width=16)
+        if name == "mobilenet-v2":
+            from accelkit.techniques.lightweight import MobileDigitsNet
+
+            return MobileDigitsNet(width_mult=2.0)
+        return super().student_architecture(name)
+
     @staticmethod
     def loss_fn(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return nn.functional.cross_entropy(outputs, targets)

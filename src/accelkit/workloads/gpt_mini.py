@@ -174,6 +174,9 @@ class GPTMiniWorkload(Workload):
     def calib_data(self, limit: int | None = None) -> dict[str, torch.Tensor]:
         return self._windows(_split_tokens()[0], limit or self.eval_windows)
 
+    def offers(self) -> frozenset[str]:
+        return frozenset({"tensor-inputs", "onnx-exportable", "trainable"})
+
     def train_dataset(self) -> torch.utils.data.TensorDataset:
         d = self._windows(_split_tokens()[0], 10**9)
         return torch.utils.data.TensorDataset(d["inputs"], d["targets"])

@@ -7,6 +7,7 @@ sentence embeddings to the fp32 baseline's, and top-10 retrieval agreement.
 
 from __future__ import annotations
 
+import bisect
 import random
 import re
 from collections.abc import Callable, Iterator
@@ -157,6 +158,37 @@ def pydoc_sentences() -> tuple[str, ...]:
     return tuple(ordered)
 
 
+def length_matched_sample(tokenizer: Any, pool: list[str], target: list[str], n: int) -> list[str]:
+    """``n`` sentences of ``pool`` whose token lengths follow ``target``'s distribution, in a
+    shuffled order like the target's: screening on them ranks padding and attention costs as
+    the held-out data would (a prefix of the pool can be much shorter or longer)."""
+    n = min(n, len(pool))
+    if n == 0:
+        return []
+    pool_len = [len(ids) for ids in tokenizer(list(pool), truncation=False)["input_ids"]]
+    target_len = sorted(len(ids) for ids in tokenizer(list(target), truncation=False)["input_ids"])
+    # the target's n quantiles, each matched to the nearest unused pool sentence by length
+    wanted = [target_len[min(len(target_len) - 1, int((i + 0.5) * len(target_len) / n))] for i in range(n)]
+    by_len = sorted(range(len(pool)), key=lambda i: pool_len[i])
+
+    keys = [pool_len[i] for i in by_len]
+    used: set[int] = set()
+    chosen = []
+    for want in wanted:
+        j = min(bisect.bisect_left(keys, want), len(keys) - 1)
+        lo, hi = j, j + 1  # widen to both sides until an unused one is found
+        while True:
+            cands = [k for k in (lo, hi) if 0 <= k < len(keys) and by_len[k] not in used]
+            if cands:
+                k = min(cands, key=lambda k: abs(keys[k] - want))
+                break
+            lo, hi = lo - 1, hi + 1
+        used.add(by_len[k])
+        chosen.append(by_len[k])
+    random.Random(0).shuffle(chosen)
+    return [pool[i] for i in chosen]
+
+
 def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mask-aware mean over tokens: hidden (B, T, D), mask (B, T) → (B, D)."""
     m = mask.unsqueeze(-1).to(hidden.dtype)
@@ -179,6 +211,15 @@ class MiniLMWorkload(Workload):
     def __init__(self, eval_size: int = 512) -> None:
         self.eval_size = eval_size
         self._tokenizer = None
+
+    def offers(self) -> frozenset[str]:
+        return frozenset({"text", "onnx-exportable", "block-stack", "encoder-blocks", "sentence-embedding", "unlabelled-text"})
+
+    def unlabelled_text(self, name: str | None) -> tuple[str, ...]:
+        return extra_sentences(name)
+
+    def screen_data(self, limit: int) -> list[str]:
+        return length_matched_sample(self.tokenizer, self.calib_data(), self.eval_data(), limit)
 
     @property
     def tokenizer(self):

@@ -1,0 +1,317 @@
+"""Technique descriptors: what each named variant is, what it needs, and what it composes with.
+
+Each technique module registers its own variants with ``@register_technique`` beside its
+code (as timm's ``@register_model``); ``bench`` and ``optimize`` read only these
+descriptors. Applying one gets a ``BuildContext`` (the user's budget, objective, batch size,
+calibration data) and returns a ``Built`` record instead of attaching state to the model.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import pkgutil
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import nn
+
+from accelkit.errors import ConfigError, UnknownVariantError
+from accelkit.workloads.base import RunSettings, Workload
+
+__all__ = [
+    "FORMS",
+    "GROUPS",
+    "OBJECTIVES",
+    "BuildContext",
+    "Built",
+    "Technique",
+    "TECHNIQUES",
+    "build_plan",
+    "composition_error",
+    "get_technique",
+    "list_techniques",
+    "register_technique",
+    "unavailable_reason",
+]
+
+# Earlier groups change the network, later ones how it runs; a plan takes at most one of each, in order.
+GROUPS = ("structure", "precision", "input", "runtime")
+# What kind of object a step leaves behind, so a descriptor can say what it can be applied to:
+#   eager       a float nn.Module that runs eagerly (what every workload's build_model returns)
+#   eager-lowp  the same with weights cast to bf16/fp16
+#   quantized   torch int8/int4 modules (packed weights: no ONNX export, no further casting)
+#   graph       a compiled or PT2E-exported callable (no further module surgery)
+#   ort         an ONNX Runtime session (torch autocast and module surgery have no effect)
+#   dynamic     a data-dependent wrapper (early exit, routed depth): runs eagerly, not exportable
+FORMS = ("eager", "eager-lowp", "quantized", "graph", "ort", "dynamic")
+OBJECTIVES = ("throughput", "latency", "memory", "size")
+_ALL_FORMS = frozenset(FORMS)
+
+
+@dataclass
+class BuildContext:
+    """What a technique may use while it builds: never the held-out evaluation data.
+
+    ``max_quality_drop`` is the user's budget in the workload's primary metric (None: the
+    technique's own default); techniques that tune themselves tune to it.
+    """
+
+    workload: Workload
+    settings: RunSettings
+    max_quality_drop: float | None = None
+    objective: str = "throughput"
+    steps_before: tuple[str, ...] = ()
+
+    @property
+    def batch_size(self) -> int:
+        return self.settings.batch_size
+
+    def calib_data(self, limit: int | None = None) -> Any:
+        return self.workload.calib_data(limit)
+
+    def calib_batches(self, limit: int, *, batch_size: int | None = None) -> list[Any]:
+        """Model inputs of up to ``limit`` calibration items, in fp32 (no autocast)."""
+        settings = self.settings.with_(autocast=None, batch_size=batch_size or self.settings.batch_size)
+        return [inputs for inputs, _ in self.workload.batches(self.workload.calib_data(limit), settings)]
+
+    def example_inputs(self) -> Any:
+        """One batch of calibration inputs (export, tracing, FLOP counting)."""
+        data = self.workload.calib_data(self.settings.batch_size)
+        return self.workload.example_inputs(data, self.settings.with_(autocast=None))
+
+    def budget(self, default: float, *, share: float = 1.0) -> float:
+        """The budget a self-tuning step aims for on calibration data: ``share`` of the user's
+        budget (a margin for the calibration → held-out gap), or ``default`` when none was given."""
+        return default if self.max_quality_drop is None else self.max_quality_drop * share
+
+
+@dataclass
+class Built:
+    """What applying a technique (or a whole plan) returns."""
+
+    model: Any
+    settings: RunSettings
+    details: dict[str, Any] = field(default_factory=dict)
+    compute_dtype: str = "fp32"  # which roofline ceiling applies: fp32 | bf16 | int8
+    form: str = "eager"
+    steps: tuple[str, ...] = ()
+
+    @property
+    def name(self) -> str:
+        return "+".join(self.steps) if self.steps else "baseline"
+
+
+ApplyFn = Callable[[nn.Module, BuildContext], "Built | tuple[Any, RunSettings]"]
+
+
+@dataclass(frozen=True)
+class Technique:
+    """The descriptor of one named variant.
+
+    ``needs``: capabilities the workload must offer (``Workload.offers()``);
+    ``accepts``: the forms (see FORMS) of model it can be applied to;
+    ``produces``: the form it leaves (None: unchanged);
+    ``voids``: effects of earlier steps it makes void, e.g. ONNX Runtime voids torch autocast;
+    ``effects``: what it sets that a later step could void;
+    ``objectives``: which search objectives it can help (unstructured pruning: size only);
+    ``available``: a machine check returning why not, or None.
+    """
+
+    name: str
+    group: str
+    apply: ApplyFn
+    description: str = ""
+    needs: frozenset[str] = frozenset()
+    accepts: frozenset[str] = frozenset({"eager"})
+    produces: str | None = None
+    effects: frozenset[str] = frozenset()
+    voids: frozenset[str] = frozenset()
+    objectives: frozenset[str] = frozenset(OBJECTIVES)
+    compute_dtype: str = "fp32"
+    expensive: bool = False  # trains (distillation, fine-tuning): the search runs it last
+    saveable: bool = True  # round-trips through accelkit.save/load
+    available: Callable[[], str | None] | None = None
+    module: str = ""
+
+    def missing(self, workload: Workload) -> list[str]:
+        return sorted(self.needs - set(workload.offers()))
+
+    def applies_to(self, workload: Workload) -> bool:
+        return not self.missing(workload) and unavailable_reason(self) is None
+
+
+TECHNIQUES: dict[str, Technique] = {}
+
+
+def register_technique(
+    name: str,
+    *,
+    group: str,
+    description: str,
+    needs: Sequence[str] = (),
+    accepts: Sequence[str] = ("eager",),
+    produces: str | None = None,
+    effects: Sequence[str] = (),
+    voids: Sequence[str] = (),
+    objectives: Sequence[str] = OBJECTIVES,
+    compute_dtype: str = "fp32",
+    expensive: bool = False,
+    saveable: bool = True,
+    available: Callable[[], str | None] | None = None,
+) -> Callable[[ApplyFn], ApplyFn]:
+    """Decorator registering ``fn(model, ctx) -> Built`` (or ``(model, settings)``) as ``name``.
+
+    Registering a name twice is an error: two modules must not silently fight over one name.
+    """
+    if group not in GROUPS:
+        raise ConfigError(f"technique {name!r}: group={group!r}, expected one of {GROUPS}")
+    bad = sorted({*accepts, *([produces] if produces else [])} - _ALL_FORMS)
+    if bad:
+        raise ConfigError(f"technique {name!r}: unknown forms {bad}, expected some of {FORMS}")
+    if compute_dtype not in ("fp32", "bf16", "int8"):
+        raise ConfigError(f"technique {name!r}: compute_dtype={compute_dtype!r}, expected fp32, bf16 or int8")
+
+    def deco(fn: ApplyFn) -> ApplyFn:
+        if name in TECHNIQUES:
+            raise ConfigError(
+                f"technique {name!r} is registered twice ({TECHNIQUES[name].module} and {fn.__module__}); "
+                "rename one"
+            )
+        TECHNIQUES[name] = Technique(
+            name, group, fn, description, frozenset(needs), frozenset(accepts), produces, frozenset(effects),
+            frozenset(voids), frozenset(objectives), compute_dtype, expensive, saveable, available, fn.__module__,
+        )
+        return fn
+
+    return deco
+
+
+def unregister_technique(name: str) -> None:
+    """Remove ``name`` (tests register throwaway techniques)."""
+    TECHNIQUES.pop(name, None)
+
+
+_loaded = False
+
+
+def _load_technique_modules() -> None:
+    """Import every module of ``accelkit.techniques`` once, for the side effect of registration:
+    a new technique is one new module and nothing else."""
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
+    import accelkit.techniques as pkg
+
+    for info in pkgutil.walk_packages(pkg.__path__, prefix=f"{pkg.__name__}."):
+        if not info.name.rsplit(".", 1)[-1].startswith("_"):
+            importlib.import_module(info.name)
+
+
+def unavailable_reason(technique: Technique) -> str | None:
+    return technique.available() if technique.available else None
+
+
+def list_techniques(workload: Workload | None = None) -> list[Technique]:
+    """Descriptors of the techniques that apply to ``workload`` (all when None), by name."""
+    _load_technique_modules()
+    return [t for n, t in sorted(TECHNIQUES.items()) if workload is None or t.applies_to(workload)]
+
+
+def get_technique(name: str, workload: Workload | None = None) -> Technique:
+    """The descriptor of ``name``; UnknownVariantError naming why it does not apply to ``workload``."""
+    _load_technique_modules()
+    tech = TECHNIQUES.get(name)
+    wl_name = getattr(workload, "name", "?")
+    if tech is None:
+        raise UnknownVariantError(
+            f"variant {name!r} is not available: no technique has that name; "
+            f"run `accelkit bench --workload {wl_name} --list` to see the names"
+        )
+    if workload is not None:
+        missing = tech.missing(workload)
+        if missing:
+            raise UnknownVariantError(
+                f"variant {name!r} is not available for workload {wl_name!r}: it needs {', '.join(missing)}, "
+                f"which the workload does not offer; run `accelkit bench --workload {wl_name} --list`"
+            )
+        reason = unavailable_reason(tech)
+        if reason:
+            raise UnknownVariantError(f"variant {name!r} is not available on this machine: {reason}")
+    return tech
+
+
+def composition_error(steps: Sequence[str], *, objective: str | None = None, search: bool = False) -> str | None:
+    """Why the ``+``-joined ``steps`` cannot work (or would do nothing), or None when they can.
+
+    Read from the descriptors only: each step must be applied to a form it accepts, and no
+    step may void what an earlier one did. ``search=True`` adds the search's own rules: at most
+    one technique per group, groups in order, each step helping ``objective``.
+    """
+    _load_technique_modules()
+    unknown = [s for s in steps if s not in TECHNIQUES]
+    if unknown:
+        return f"unknown technique {unknown[0]!r}"
+    techs = [TECHNIQUES[s] for s in steps]
+    rank = {g: i for i, g in enumerate(GROUPS)}
+    form, effects = "eager", {}  # effect → the step that set it
+    for i, t in enumerate(techs):
+        prev = techs[i - 1] if i else None
+        if search and objective is not None and objective not in t.objectives:
+            return f"{t.name} does not help {objective} (it helps {', '.join(sorted(t.objectives))})"
+        if search and prev is not None and rank[t.group] <= rank[prev.group]:
+            if t.group == prev.group:
+                return f"{prev.name} and {t.name} are both {t.group} techniques; a plan takes one of each group"
+            return f"{t.name} ({t.group}) goes before {prev.name} ({prev.group}) in a plan"
+        if form not in t.accepts:
+            return f"{t.name} takes a {'/'.join(sorted(t.accepts))} model, and {prev.name} leaves a {form} one"
+        voided = sorted(set(effects) & t.voids)
+        if voided:
+            return f"{t.name} voids the {voided[0]} that {effects[voided[0]]} set: that step would do nothing"
+        form = t.produces or form
+        effects.update({e: t.name for e in t.effects})
+    return None
+
+
+def build_plan(
+    name: str,
+    baseline: nn.Module,
+    settings: RunSettings,
+    workload: Workload,
+    *,
+    max_quality_drop: float | None = None,
+    objective: str = "throughput",
+) -> Built:
+    """Apply the ``+``-joined techniques of ``name`` left to right to a copy of ``baseline``.
+
+    The baseline is never modified. UnknownVariantError for a name that does not resolve or
+    a composition the descriptors rule out.
+    """
+    parts = [p.strip() for p in name.split("+") if p.strip()]
+    if not parts:
+        raise UnknownVariantError(f"variant {name!r} is empty; name one, e.g. 'bf16' or 'dynamic-padding+bf16'")
+    parts = [p for p in parts if p != "baseline"]
+    techs = [get_technique(p, workload) for p in parts]
+    steps = tuple(parts)
+    why = composition_error(steps) if len(steps) > 1 else None
+    if why:
+        raise UnknownVariantError(f"variant {name!r} cannot be built: {why}")
+    built = Built(copy.deepcopy(baseline), settings)
+    if not parts:
+        return built
+    for i, t in enumerate(techs):
+        ctx = BuildContext(workload, built.settings, max_quality_drop, objective, tuple(parts[:i]))
+        out = t.apply(built.model, ctx)
+        if isinstance(out, Built):
+            model, new_settings, details, dtype = out.model, out.settings, out.details, out.compute_dtype
+        else:
+            (model, new_settings), details, dtype = out, {}, t.compute_dtype
+        built.details.update(details or {})
+        if dtype != "fp32":
+            built.compute_dtype = dtype
+        built.model, built.settings = model, new_settings
+        built.form = t.produces or built.form
+    built.steps = steps
+    return built
