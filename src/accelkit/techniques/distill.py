@@ -11,13 +11,14 @@ import copy
 import hashlib
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
+from accelkit.config import Config
 from accelkit.errors import ConfigError
 from accelkit.train.schedule import warmup_cosine_factor
 from accelkit.workloads.base import cache_dir
@@ -52,7 +53,7 @@ def _check_positive(name: str, value: float) -> None:
 
 
 @dataclass
-class LogitKDConfig:
+class LogitKDConfig(Config):
     """Hinton KD: ``alpha`` · T² · KL(teacher_T ‖ student_T) + (1 − alpha) · CE(student, labels)."""
 
     temperature: float = 4.0
@@ -63,13 +64,6 @@ class LogitKDConfig:
         _check_positive("temperature", self.temperature)
         if not 0.0 <= self.alpha <= 1.0:
             raise ConfigError(f"alpha={self.alpha!r}: expected a weight in [0, 1] (1 = soft targets only)")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> LogitKDConfig:
-        return cls(**d)
 
 
 def logit_kd_loss(
@@ -104,7 +98,7 @@ def logit_kd_loss(
 
 
 @dataclass
-class HiddenDistillConfig:
+class HiddenDistillConfig(Config):
     """Match hidden states/embeddings: ``loss`` "mse" or "cosine" (1 − cos, mean over vectors)."""
 
     loss: str = "cosine"
@@ -113,13 +107,6 @@ class HiddenDistillConfig:
     def __post_init__(self) -> None:
         if self.loss not in _HIDDEN_LOSSES:
             raise ConfigError(f"loss={self.loss!r}: expected one of {list(_HIDDEN_LOSSES)}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> HiddenDistillConfig:
-        return cls(**d)
 
 
 class HiddenDistillLoss(nn.Module):
@@ -160,7 +147,7 @@ class HiddenDistillLoss(nn.Module):
 
 
 @dataclass
-class ClassifierDistillConfig:
+class ClassifierDistillConfig(Config):
     """Logit distillation of a classifier on a labelled dataset, teacher logits computed once."""
 
     kd: LogitKDConfig = None  # type: ignore[assignment]
@@ -181,13 +168,6 @@ class ClassifierDistillConfig:
         _check_positive("lr", self.lr)
         if self.batch_size < 1:
             raise ConfigError(f"batch_size={self.batch_size}: expected a positive integer")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> ClassifierDistillConfig:
-        return cls(**d)
 
 
 @torch.no_grad()
@@ -257,9 +237,12 @@ def shift_augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
 
 
 @dataclass
-class SentenceDistillConfig:
+class SentenceDistillConfig(Config):
     """A k-layer BERT student initialised from ``keep_layers`` of the teacher, trained to match
     the teacher's mean-pooled sentence embeddings (cosine + ``mse_weight`` · MSE)."""
+
+    # added after the first release: left out of to_dict() at their defaults, so earlier cache keys stay valid
+    _omit_at_default: ClassVar[tuple[str, ...]] = ("extra_sentences", "dropout", "init_from")
 
     keep_layers: tuple[int, ...] = (0, 2, 4)
     epochs: int = 3
@@ -307,19 +290,6 @@ class SentenceDistillConfig:
             )
         if self.train_sentences is not None and self.train_sentences < 1:
             raise ConfigError(f"train_sentences={self.train_sentences}: expected None (all) or a positive count")
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["keep_layers"] = list(self.keep_layers)
-        # fields added later are left out at their defaults, so earlier cache keys stay valid
-        for name, default in (("extra_sentences", None), ("dropout", True), ("init_from", None)):
-            if d[name] == default:
-                del d[name]
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> SentenceDistillConfig:
-        return cls(**d)
 
     def cache_key(self) -> str:
         return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:12]

@@ -14,12 +14,13 @@ import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
 from accelkit._atomic import atomic_write_bytes
+from accelkit.config import Config
 from accelkit.errors import ConfigError
 from accelkit.train.schedule import warmup_cosine_factor
 
@@ -52,7 +53,7 @@ class BlocksNotFoundError(ConfigError):
 
 
 @dataclass
-class EarlyExitConfig:
+class EarlyExitConfig(Config):
     """Where the exit heads go, what they predict, and when a row may leave.
 
     ``criterion``: ``confidence`` (exit when max softmax ≥ threshold), ``entropy`` (exit when
@@ -62,6 +63,9 @@ class EarlyExitConfig:
     head never exits (set by calibration). ``block_names``: module paths of the blocks in call
     order, e.g. ``["blocks.0", "blocks.1", "blocks.2"]``, when they cannot be found by name.
     """
+
+    # added after the first release: left out of to_dict() at their default (None), so earlier cache keys stay valid
+    _omit_at_default: ClassVar[tuple[str, ...]] = ("joint_epochs", "joint_lr", "anchor_exit")
 
     criterion: str = "confidence"
     exit_after: list[int] | None = None  # block indices with a head; None = all but the last
@@ -109,21 +113,6 @@ class EarlyExitConfig:
             )
         if self.head_pool < 1 or self.head_hidden < 0:
             raise ConfigError(f"head_pool={self.head_pool}, head_hidden={self.head_hidden}: expected ≥ 1, ≥ 0")
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        for name in ("joint_epochs", "joint_lr", "anchor_exit"):  # added later: left out at their default
-            if d[name] is None:  # (None), so earlier cache keys stay valid
-                del d[name]
-        return d
-
-    @classmethod
-    def from_dict(cls, data: dict) -> EarlyExitConfig:
-        known = {f for f in cls.__dataclass_fields__}
-        unknown = set(data) - known
-        if unknown:
-            raise ConfigError(f"early-exit config has unknown keys {sorted(unknown)}; expected {sorted(known)}")
-        return cls(**data)
 
 
 # ---------------------------------------------------------------- finding the blocks

@@ -16,12 +16,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from accelkit._lazy import require
+from accelkit.config import Config
 from accelkit.errors import ConfigError
 from accelkit.techniques.prune import PruningError
 
@@ -38,7 +39,7 @@ _IMPORTANCES = ("ablation", "taylor")
 
 
 @dataclass
-class HeadPruneConfig:
+class HeadPruneConfig(Config):
     """Remove ``ratio`` of all attention heads of the model, least important first.
 
     ``importance``: "taylor" (Michel et al. 2019: gradients w.r.t. a per-head mask, here of a
@@ -69,13 +70,6 @@ class HeadPruneConfig:
             )
         if not isinstance(self.probes, int) or self.probes < 1:
             raise ConfigError(f"probes={self.probes!r}: expected a positive integer, e.g. 4")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> HeadPruneConfig:
-        return cls(**d)
 
 
 # ---------------------------------------------------------------------------- finding the heads

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ from torch import nn
 
 from accelkit._atomic import atomic_write_bytes
 from accelkit._lazy import require
+from accelkit.config import Config
 from accelkit.errors import ConfigError, DeviceUnavailableError, OutputPathError, SchemaError
 
 __all__ = [
@@ -54,7 +55,7 @@ def _check_ratio(name: str, value: float) -> None:
 
 
 @dataclass
-class FineTuneConfig:
+class FineTuneConfig(Config):
     """A short supervised fine-tune after pruning (or to recover any compressed model)."""
 
     epochs: int = 5
@@ -72,16 +73,9 @@ class FineTuneConfig:
         if self.batch_size < 1:
             raise ConfigError(f"batch_size={self.batch_size}: expected a positive integer")
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> FineTuneConfig:
-        return cls(**d)
-
 
 @dataclass
-class StructuredPruneConfig:
+class StructuredPruneConfig(Config):
     """Remove ``ratio`` of the channels of every prunable layer group (dependency-aware).
 
     ``importance``: "magnitude" (L2 of the group's weights) or "taylor" (|w·∂L/∂w|,
@@ -111,18 +105,6 @@ class StructuredPruneConfig:
         self.ignore = tuple(self.ignore)
         if isinstance(self.finetune, dict):
             self.finetune = FineTuneConfig.from_dict(self.finetune)
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["ignore"] = list(self.ignore)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> StructuredPruneConfig:
-        d = dict(d)
-        if "finetune" in d:
-            d["finetune"] = FineTuneConfig.from_dict(d["finetune"])
-        return cls(**d)
 
 
 # ---------------------------------------------------------------------------- fine-tune
@@ -428,7 +410,7 @@ def load_pruned(directory: str | Path, base_model: nn.Module) -> nn.Module:
 
 
 @dataclass
-class UnstructuredPruneConfig:
+class UnstructuredPruneConfig(Config):
     """Zero the ``amount`` smallest-magnitude weights across all Linear/Conv layers (global L1)."""
 
     amount: float = 0.5
@@ -442,15 +424,6 @@ class UnstructuredPruneConfig:
         if bad or not self.layer_types:
             raise ConfigError(f"layer_types={list(self.layer_types)}: expected a non-empty subset of {sorted(known)}")
         self.layer_types = tuple(self.layer_types)
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["layer_types"] = list(self.layer_types)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> UnstructuredPruneConfig:
-        return cls(**d)
 
 
 def layer_sparsity(model: nn.Module, layer_types: tuple[str, ...] = ("Linear", "Conv1d", "Conv2d", "Conv3d")) -> dict[str, float]:
@@ -504,7 +477,7 @@ def prune_unstructured_(model: nn.Module, config: UnstructuredPruneConfig | None
 
 
 @dataclass
-class SemiStructuredConfig:
+class SemiStructuredConfig(Config):
     """2:4 sparsity (2 of every 4 weights zero) on Linear layers with both dims multiples of 64."""
 
     min_features: int = 64
@@ -513,13 +486,6 @@ class SemiStructuredConfig:
     def __post_init__(self) -> None:
         if self.min_features < 1:
             raise ConfigError(f"min_features={self.min_features}: expected a positive integer")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> SemiStructuredConfig:
-        return cls(**d)
 
 
 def semi_structured_unavailable_reason() -> str | None:

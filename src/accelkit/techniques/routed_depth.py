@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from accelkit._atomic import atomic_write_bytes
+from accelkit.config import Config
 from accelkit.errors import ConfigError, SchemaError
 from accelkit.techniques.early_exit import _first, _masked_mean, _ridge
 
@@ -41,7 +42,7 @@ _FORMAT = "accelkit.routed_depth/1"
 
 
 @dataclass
-class RoutedDepthConfig:
+class RoutedDepthConfig(Config):
     """How the router is fitted and its thresholds chosen.
 
     ``max_quality_drop`` bounds 1 - mean quality on calibration data (quality: cosine of the
@@ -76,13 +77,6 @@ class RoutedDepthConfig:
             raise ConfigError(f"folds={self.folds}: expected ≥ 2 (thresholds are chosen on out-of-fold predictions)")
         if self.grid < 2:
             raise ConfigError(f"grid={self.grid}: expected ≥ 2 candidate thresholds per path")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> RoutedDepthConfig:
-        return cls(**data)
 
 
 class TokenEmbeddingFeatures(nn.Module):
