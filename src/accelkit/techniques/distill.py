@@ -20,6 +20,7 @@ from torch import nn
 
 from accelkit.config import Config
 from accelkit.errors import ConfigError
+from accelkit.techniques.pooling import mean_pool
 from accelkit.train.schedule import warmup_cosine_factor
 from accelkit.workloads.base import cache_dir
 
@@ -344,11 +345,6 @@ def rank_layer_subsets(
     return sorted(ranked, key=lambda item: -item[1])
 
 
-def _mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    m = mask.unsqueeze(-1).to(hidden.dtype)
-    return (hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)
-
-
 def _length_sorted_batches(tokenizer: Any, sentences: Sequence[str], batch_size: int, max_length: int):
     """(indices, encoded batch) with dynamic padding over length-sorted sentences: little padding, same result."""
     lengths = [len(ids) for ids in tokenizer(list(sentences), truncation=True, max_length=max_length)["input_ids"]]
@@ -365,7 +361,7 @@ def _length_sorted_batches(tokenizer: Any, sentences: Sequence[str], batch_size:
 def _embed(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     out = model(**batch)
     hidden = out[0] if isinstance(out, (tuple, list)) else out.last_hidden_state
-    return _mean_pool(hidden, batch["attention_mask"])
+    return mean_pool(hidden, batch["attention_mask"])
 
 
 @torch.no_grad()
@@ -453,7 +449,7 @@ def distill_sentence_encoder(
             idx, batch = batches[b]
             out = student(**batch)
             hidden = out[0] if isinstance(out, (tuple, list)) else out.last_hidden_state  # (B, T, D)
-            emb = _mean_pool(hidden, batch["attention_mask"])
+            emb = mean_pool(hidden, batch["attention_mask"])
             target = teacher_embeddings[torch.tensor(idx)]
             loss = hidden_loss(emb, target)
             if config.mse_weight:

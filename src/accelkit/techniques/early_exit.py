@@ -7,11 +7,10 @@ quality drop bounded by calibrated thresholds, and head overhead for rows that s
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -20,8 +19,10 @@ import torch
 from torch import nn
 
 from accelkit._atomic import atomic_write_bytes
+from accelkit._threads import thread_count
 from accelkit.config import Config
 from accelkit.errors import ConfigError
+from accelkit.techniques.pooling import mean_pool
 from accelkit.train.schedule import warmup_cosine_factor
 
 __all__ = [
@@ -170,14 +171,6 @@ def _find_finals(model: nn.Module, final_names: Sequence[str] | None) -> list[st
 # ---------------------------------------------------------------- heads
 
 
-def _masked_mean(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    """(B, T, D) → (B, D), mean over the tokens the attention mask keeps."""
-    if mask is None:
-        return x.mean(1)
-    m = mask.unsqueeze(-1).to(x.dtype)
-    return (x * m).sum(1) / m.sum(1).clamp(min=1e-9)
-
-
 class ExitHead(nn.Module):
     """A fixed pooling then a small trained projection.
 
@@ -218,7 +211,7 @@ class ExitHead(nn.Module):
                 x = nn.functional.adaptive_avg_pool2d(x, self.pool_hw)
             return x.flatten(1)
         if x.dim() == 3 and self.kind != "token-classifier":  # (B, T, D) → (B, D)
-            return _masked_mean(x, mask)
+            return mean_pool(x, mask)
         return x  # token-classifier: one prediction per token, (B, T, D)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -509,7 +502,7 @@ class EarlyExitModel(nn.Module):
                 outs.append(self.heads[head_at[i]](x, mask))
         final = self._finals(x)
         if self.mode == "embedding" and final.dim() == 3:
-            final = _masked_mean(final, mask)
+            final = mean_pool(final, mask)
         return outs, final
 
 
@@ -647,7 +640,7 @@ def _pooled_features(model: EarlyExitModel, batches: Iterable[Any], augment: boo
                     feats[head_at[i]].append(model.heads[head_at[i]].pool(x, mask))
             final = model._finals(x)
             if model.mode == "embedding" and final.dim() == 3:
-                final = _masked_mean(final, mask)
+                final = mean_pool(final, mask)
             finals.append(final)
     return [torch.cat(f) for f in feats], torch.cat(finals)
 
@@ -687,7 +680,7 @@ def train_exit_heads_(
         opt = torch.optim.AdamW(head.proj.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         head.train()
         # tiny matmuls: one thread avoids OpenMP barrier stalls on a busy machine
-        with torch.enable_grad(), _threads(1):
+        with torch.enable_grad(), thread_count(1):
             for _ in range(cfg.epochs):
                 out = head.proj(f)
                 loss = _distill_loss(model.mode, out, teacher, cfg.temperature)
@@ -702,16 +695,6 @@ def train_exit_heads_(
         if progress:
             progress(f"head after block {model.exit_after[k]}: train fit {fit:.4f}")
     return report
-
-
-@contextlib.contextmanager
-def _threads(n: int) -> Iterator[None]:
-    saved = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(saved)
 
 
 def _fit_embedding_heads_ridge(
@@ -747,9 +730,9 @@ def _fit_embedding_heads_ridge(
                 g = gram[k][part]
                 gram[k][part] = (xtx, xty) if g is None else (g[0] + xtx, g[1] + xty)
                 if part == 1:
-                    pooled[k].append(_masked_mean(h, mask).double())
+                    pooled[k].append(mean_pool(h, mask).double())
             if part == 1:
-                pooled_final.append(_masked_mean(final, mask).double())
+                pooled_final.append(mean_pool(final, mask).double())
     target = torch.cat(pooled_final)
     report: dict[str, Any] = {"heads": [], "fit": "ridge per token"}
     for k, head in enumerate(model.heads):

@@ -17,7 +17,8 @@ from torch import nn
 
 from accelkit.config import Config
 from accelkit.errors import ConfigError
-from accelkit.techniques.early_exit import _call, _first, _masked_mean, find_blocks
+from accelkit.techniques.early_exit import _call, _first, find_blocks
+from accelkit.techniques.pooling import mean_pool
 
 __all__ = [
     "LayerSkipConfig",
@@ -91,7 +92,7 @@ def _outputs(model: nn.Module, batches: Sequence[Any]) -> torch.Tensor:
             out = _first(_call(model, inputs))
             mask = inputs.get("attention_mask") if isinstance(inputs, dict) else None
             if out.dim() == 3 and mask is not None:
-                out = _masked_mean(out, mask)
+                out = mean_pool(out, mask)
             outs.append(out.float())
     return torch.cat(outs)
 

@@ -25,7 +25,8 @@ from torch import nn
 from accelkit._atomic import atomic_write_bytes
 from accelkit.config import Config
 from accelkit.errors import ConfigError, SchemaError
-from accelkit.techniques.early_exit import _first, _masked_mean, _ridge
+from accelkit.techniques.early_exit import _first, _ridge
+from accelkit.techniques.pooling import mean_pool
 
 __all__ = [
     "RouteCalibration",
@@ -96,8 +97,8 @@ class TokenEmbeddingFeatures(nn.Module):
         x = self.embeddings(input_ids=input_ids)  # (B, T, D)
         if attention_mask is None:
             attention_mask = torch.ones(input_ids.shape, dtype=torch.long, device=input_ids.device)
-        mean = _masked_mean(x, attention_mask)
-        spread = _masked_mean((x - mean.unsqueeze(1)) ** 2, attention_mask).sqrt()
+        mean = mean_pool(x, attention_mask)
+        spread = mean_pool((x - mean.unsqueeze(1)) ** 2, attention_mask).sqrt()
         length = attention_mask.sum(1, keepdim=True).to(x.dtype).clamp(min=1).log()
         return torch.cat([mean, spread, length], dim=1)
 
@@ -300,8 +301,8 @@ class RouteCalibration:
 
 
 def _row_quality(out: torch.Tensor, reference: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    a = _masked_mean(out, mask) if out.dim() == 3 else out
-    b = _masked_mean(reference, mask) if reference.dim() == 3 else reference
+    a = mean_pool(out, mask) if out.dim() == 3 else out
+    b = mean_pool(reference, mask) if reference.dim() == 3 else reference
     return nn.functional.cosine_similarity(a.float(), b.float(), dim=-1)
 
 

@@ -18,6 +18,9 @@ import torch
 from torch import nn
 
 from accelkit.errors import ConfigError
+from accelkit.techniques.pooling import (
+    mean_pool,  # re-exported: the pooling this model was trained with
+)
 from accelkit.workloads.base import RunSettings, Workload
 
 __all__ = [
@@ -155,12 +158,6 @@ def pydoc_sentences() -> tuple[str, ...]:
     ordered = sorted(found)
     random.Random(0).shuffle(ordered)
     return tuple(ordered)
-
-
-def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mask-aware mean over tokens: hidden (B, T, D), mask (B, T) → (B, D)."""
-    m = mask.unsqueeze(-1).to(hidden.dtype)
-    return (hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)
 
 
 class MiniLMWorkload(Workload):
