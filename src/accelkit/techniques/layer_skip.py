@@ -17,7 +17,7 @@ from torch import nn
 
 from accelkit.config import Config
 from accelkit.errors import ConfigError
-from accelkit.techniques.early_exit import _call, _first, find_blocks
+from accelkit.techniques._blocks import _call, _first, find_blocks
 from accelkit.techniques.pooling import mean_pool
 
 __all__ = [

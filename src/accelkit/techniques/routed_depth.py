@@ -25,7 +25,8 @@ from torch import nn
 from accelkit._atomic import atomic_write_bytes
 from accelkit.config import Config
 from accelkit.errors import ConfigError, SchemaError
-from accelkit.techniques.early_exit import _first, _ridge
+from accelkit.techniques._blocks import _first
+from accelkit.techniques.early_exit._ridge import _ridge
 from accelkit.techniques.pooling import mean_pool
 
 __all__ = [
