@@ -1,6 +1,6 @@
-"""Finding a model's sequence of blocks (``encoder.layer``, ``blocks``, ``transformer.h`` …) and the
-modules after it, and calling blocks and models on a batch: shared by early exit, layer skip and
-routed depth."""
+"""Finding a model's sequence of blocks (``encoder.layer``, ``blocks``, ``transformer.h`` …), the
+modules after it and a BERT encoder's layers, and calling blocks and models on a batch: the one
+copy early exit, layer skip, routed depth, head pruning and distillation use."""
 
 from __future__ import annotations
 
@@ -51,6 +51,15 @@ def find_blocks(model: nn.Module, block_names: Sequence[str] | None = None) -> l
         f"{list(_KNOWN_CONTAINERS)}); declare them with EarlyExitConfig(block_names=[...]), "
         f"a list of block module names in call order, e.g. {_example_names(model)}"
     )
+
+
+def bert_encoder_layers(model: nn.Module) -> nn.ModuleList | None:
+    """``model.encoder.layer`` of a BERT-style encoder (transformers' BertModel and kin), or None.
+
+    The one lookup of encoder layers; callers raise their own error naming what they needed.
+    """
+    layers = getattr(getattr(model, "encoder", None), "layer", None)
+    return layers if isinstance(layers, nn.ModuleList) else None
 
 
 def _example_names(model: nn.Module) -> list[str]:

@@ -24,6 +24,7 @@ from torch import nn
 from accelkit._lazy import require
 from accelkit.config import Config
 from accelkit.errors import ConfigError
+from accelkit.techniques._blocks import bert_encoder_layers
 from accelkit.techniques.prune import PruningError
 
 __all__ = [
@@ -77,8 +78,8 @@ class HeadPruneConfig(Config):
 
 def _encoder_layers(model: nn.Module) -> nn.ModuleList:
     base = getattr(model, "base_model", model)  # BertModel is its own base; BertFor… wraps one
-    layers = getattr(getattr(base, "encoder", None), "layer", None)
-    if not isinstance(layers, nn.ModuleList) or len(layers) == 0:
+    layers = bert_encoder_layers(base)
+    if layers is None or len(layers) == 0:
         raise PruningError(
             f"{type(model).__name__} has no encoder.layer ModuleList; attention-head pruning needs a BERT-style "
             "encoder (encoder.layer[i].attention.self.query/key/value and attention.output.dense)"

@@ -25,7 +25,7 @@ from torch import nn
 from accelkit._atomic import atomic_write_bytes
 from accelkit.config import Config
 from accelkit.errors import ConfigError, SchemaError
-from accelkit.techniques._blocks import _first
+from accelkit.techniques._blocks import _first, bert_encoder_layers
 from accelkit.techniques.early_exit._ridge import _ridge
 from accelkit.techniques.pooling import mean_pool
 
@@ -232,8 +232,8 @@ def _route(predicted: torch.Tensor, thresholds: torch.Tensor, full: int) -> torc
 
 
 def _encoder_depth(model: nn.Module) -> int | None:
-    layers = getattr(getattr(model, "encoder", None), "layer", None)
-    return len(layers) if isinstance(layers, nn.ModuleList) else None
+    layers = bert_encoder_layers(model)
+    return len(layers) if layers is not None else None
 
 
 def apply_routed_depth(

@@ -1,9 +1,5 @@
-"""Knowledge distillation: train a smaller student to imitate a trained teacher.
-
-Buys a model with fewer layers/channels (real speed on any kernel) that keeps most of
-the teacher's quality; costs a training run (minutes here; the teacher's outputs are
-computed once and cached, and trained students are cached by config).
-"""
+"""Distilling a BERT-style sentence encoder: a student made of some of the teacher's layers, trained
+to match the teacher's mean-pooled sentence embeddings; layer subsets ranked, inputs augmented."""
 
 from __future__ import annotations
 
@@ -12,7 +8,6 @@ import hashlib
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
@@ -20,221 +15,13 @@ from torch import nn
 
 from accelkit.config import Config
 from accelkit.errors import ConfigError
+from accelkit.techniques._blocks import bert_encoder_layers
+from accelkit.techniques.distill._common import _check_positive
+from accelkit.techniques.distill.losses import HiddenDistillConfig, HiddenDistillLoss
 from accelkit.techniques.pooling import mean_pool
 from accelkit.train.schedule import warmup_cosine_factor
-from accelkit.workloads.base import cache_dir
 
-__all__ = [
-    "ClassifierDistillConfig",
-    "HiddenDistillConfig",
-    "HiddenDistillLoss",
-    "LogitKDConfig",
-    "SentenceDistillConfig",
-    "augment_sentences",
-    "cached_sentence_student",
-    "cached_teacher_embeddings",
-    "distill_classifier",
-    "distill_sentence_encoder",
-    "logit_kd_loss",
-    "make_layer_student",
-    "rank_layer_subsets",
-    "sentence_embeddings",
-    "shift_augment",
-]
-
-_HIDDEN_LOSSES = ("mse", "cosine")
-
-
-def _check_positive(name: str, value: float) -> None:
-    if not value > 0:
-        raise ConfigError(f"{name}={value!r}: expected a positive number")
-
-
-# ---------------------------------------------------------------------------- losses
-
-
-@dataclass
-class LogitKDConfig(Config):
-    """Hinton KD: ``alpha`` · T² · KL(teacher_T ‖ student_T) + (1 − alpha) · CE(student, labels)."""
-
-    temperature: float = 4.0
-    alpha: float = 0.9
-    version: int = 1
-
-    def __post_init__(self) -> None:
-        _check_positive("temperature", self.temperature)
-        if not 0.0 <= self.alpha <= 1.0:
-            raise ConfigError(f"alpha={self.alpha!r}: expected a weight in [0, 1] (1 = soft targets only)")
-
-
-def logit_kd_loss(
-    student_logits: torch.Tensor,
-    teacher_logits: torch.Tensor,
-    targets: torch.Tensor | None = None,
-    config: LogitKDConfig | None = None,
-) -> torch.Tensor:
-    """Distillation loss on logits (B, C); ``targets`` (B,) needed when alpha < 1.
-
-    The T² factor keeps soft-target gradients the same size as the hard loss's across T.
-    """
-    config = config or LogitKDConfig()
-    if student_logits.shape != teacher_logits.shape:
-        raise ConfigError(
-            f"student logits {tuple(student_logits.shape)} and teacher logits {tuple(teacher_logits.shape)} "
-            "differ in shape; both models must predict the same classes"
-        )
-    t = config.temperature
-    soft = nn.functional.kl_div(
-        nn.functional.log_softmax(student_logits / t, dim=-1),
-        nn.functional.log_softmax(teacher_logits.detach() / t, dim=-1),
-        reduction="batchmean",
-        log_target=True,
-    ) * (t * t)
-    if config.alpha >= 1.0:
-        return soft
-    if targets is None:
-        raise ConfigError(f"alpha={config.alpha} mixes in the hard-label loss: pass targets, or use alpha=1.0")
-    hard = nn.functional.cross_entropy(student_logits, targets)
-    return config.alpha * soft + (1.0 - config.alpha) * hard
-
-
-@dataclass
-class HiddenDistillConfig(Config):
-    """Match hidden states/embeddings: ``loss`` "mse" or "cosine" (1 − cos, mean over vectors)."""
-
-    loss: str = "cosine"
-    version: int = 1
-
-    def __post_init__(self) -> None:
-        if self.loss not in _HIDDEN_LOSSES:
-            raise ConfigError(f"loss={self.loss!r}: expected one of {list(_HIDDEN_LOSSES)}")
-
-
-class HiddenDistillLoss(nn.Module):
-    """Loss between student (…, d_s) and teacher (…, d_t) states; a learned Linear maps d_s → d_t when they differ.
-
-    Train the projection together with the student (include this module's parameters).
-    """
-
-    def __init__(self, student_dim: int, teacher_dim: int, config: HiddenDistillConfig | None = None) -> None:
-        super().__init__()
-        if student_dim < 1 or teacher_dim < 1:
-            raise ConfigError(f"student_dim={student_dim}, teacher_dim={teacher_dim}: expected positive widths")
-        self.config = config or HiddenDistillConfig()
-        self.student_dim, self.teacher_dim = student_dim, teacher_dim
-        self.projection: nn.Module = (
-            nn.Identity() if student_dim == teacher_dim else nn.Linear(student_dim, teacher_dim, bias=False)
-        )
-
-    def forward(self, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
-        if student.shape[-1] != self.student_dim or teacher.shape[-1] != self.teacher_dim:
-            raise ConfigError(
-                f"hidden widths student {student.shape[-1]} / teacher {teacher.shape[-1]} do not match this loss "
-                f"(built for {self.student_dim} → {self.teacher_dim}); build it with the layers' real widths"
-            )
-        if student.shape[:-1] != teacher.shape[:-1]:
-            raise ConfigError(
-                f"student states {tuple(student.shape)} and teacher states {tuple(teacher.shape)} differ before the "
-                "last (width) dimension; match the same tokens/positions of the same batch"
-            )
-        projected = self.projection(student)
-        teacher = teacher.detach()
-        if self.config.loss == "mse":
-            return nn.functional.mse_loss(projected, teacher)
-        return (1.0 - nn.functional.cosine_similarity(projected, teacher, dim=-1)).mean()
-
-
-# ---------------------------------------------------------------------------- classifiers
-
-
-@dataclass
-class ClassifierDistillConfig(Config):
-    """Logit distillation of a classifier on a labelled dataset, teacher logits computed once."""
-
-    kd: LogitKDConfig = None  # type: ignore[assignment]
-    epochs: int = 30
-    lr: float = 3e-3
-    batch_size: int = 64
-    weight_decay: float = 1e-4
-    seed: int = 0
-    version: int = 1
-
-    def __post_init__(self) -> None:
-        if self.kd is None:
-            self.kd = LogitKDConfig()
-        elif isinstance(self.kd, dict):
-            self.kd = LogitKDConfig.from_dict(self.kd)
-        if self.epochs < 1:
-            raise ConfigError(f"epochs={self.epochs}: expected a positive number of epochs")
-        _check_positive("lr", self.lr)
-        if self.batch_size < 1:
-            raise ConfigError(f"batch_size={self.batch_size}: expected a positive integer")
-
-
-@torch.no_grad()
-def _teacher_outputs(teacher: Callable, inputs: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
-    if isinstance(teacher, nn.Module):
-        teacher.eval()
-    return torch.cat([teacher(inputs[i : i + batch_size]) for i in range(0, len(inputs), batch_size)])
-
-
-def distill_classifier(
-    student: nn.Module,
-    teacher: Callable[[torch.Tensor], torch.Tensor],
-    inputs: torch.Tensor,
-    targets: torch.Tensor,
-    config: ClassifierDistillConfig | None = None,
-    *,
-    augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
-) -> nn.Module:
-    """Train ``student`` on (inputs, targets) to match ``teacher``'s logits (computed once, cached in memory).
-
-    ``augment(x, gen)`` perturbs a batch; with it the teacher runs on each augmented batch
-    instead of using the cache (the cached logits belong to the clean inputs).
-    """
-    config = config or ClassifierDistillConfig()
-    cached = None if augment is not None else _teacher_outputs(teacher, inputs)
-    with torch.no_grad():
-        s_out = student.eval()(inputs[:2])
-        t_out = teacher(inputs[:2])
-    if s_out.shape != t_out.shape:
-        raise ConfigError(
-            f"student output {tuple(s_out.shape)} cannot be matched to teacher output {tuple(t_out.shape)}; "
-            "the student's head must have the teacher's number of classes"
-        )
-    gen = torch.Generator().manual_seed(config.seed)
-    torch.manual_seed(config.seed)
-    steps_per_epoch = -(-len(inputs) // config.batch_size)
-    total = config.epochs * steps_per_epoch
-    opt = torch.optim.AdamW(student.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=total)
-    student.train()
-    for _ in range(config.epochs):
-        perm = torch.randperm(len(inputs), generator=gen)
-        for start in range(0, len(inputs), config.batch_size):
-            idx = perm[start : start + config.batch_size]
-            xb = inputs[idx]
-            if augment is not None:
-                xb = augment(xb, gen)
-                with torch.no_grad():
-                    tb = teacher(xb)
-            else:
-                tb = cached[idx]
-            loss = logit_kd_loss(student(xb), tb, targets[idx], config.kd)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-    return student.eval()
-
-
-def shift_augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """Roll a batch of images by up to one pixel each way (the digits baseline's augmentation)."""
-    shifts = tuple(torch.randint(-1, 2, (2,), generator=gen).tolist())
-    return torch.roll(x, shifts=shifts, dims=(-2, -1))
-
-
-# ---------------------------------------------------------------------------- sentence encoders
+__all__ = ["SentenceDistillConfig", "augment_sentences", "distill_sentence_encoder", "make_layer_student", "rank_layer_subsets", "sentence_embeddings"]
 
 
 @dataclass
@@ -297,8 +84,8 @@ class SentenceDistillConfig(Config):
 
 
 def _encoder_layers(model: nn.Module) -> nn.ModuleList:
-    layers = getattr(getattr(model, "encoder", None), "layer", None)
-    if not isinstance(layers, nn.ModuleList):
+    layers = bert_encoder_layers(model)
+    if layers is None:
         raise ConfigError(
             f"{type(model).__name__} has no encoder.layer ModuleList; make_layer_student needs a BERT-style encoder"
         )
@@ -468,66 +255,3 @@ def distill_sentence_encoder(
             if progress is not None:
                 progress(step, total)
     return student.eval()
-
-
-def _cached_tensor(path: Path, make: Callable[[], torch.Tensor]) -> torch.Tensor:
-    from safetensors.torch import load_file, save_file
-
-    if path.exists():
-        try:
-            return load_file(str(path))["tensor"]
-        except Exception:  # corrupt entry: recompute
-            path.unlink(missing_ok=True)
-    tensor = make()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    save_file({"tensor": tensor.contiguous()}, str(tmp))
-    tmp.replace(path)
-    return tensor
-
-
-def cached_teacher_embeddings(workload: Any, teacher: nn.Module, sentences: Sequence[str], max_length: int) -> torch.Tensor:
-    """The teacher's embeddings of ``sentences`` (N, D), computed once per sentence list and
-    length and cached under ``cache_dir()/distill`` (shared by every student trained on them)."""
-    digest = hashlib.sha256("\n".join(sentences).encode()).hexdigest()[:12]
-    return _cached_tensor(
-        cache_dir() / "distill" / f"{workload.name}-teacher-emb-{digest}-L{max_length}.safetensors",
-        lambda: sentence_embeddings(teacher, workload.tokenizer, sentences, max_length=max_length),
-    )
-
-
-def cached_sentence_student(workload: Any, teacher: nn.Module, config: SentenceDistillConfig | None = None) -> nn.Module:
-    """The distilled student for a sentence-embedding workload (minilm), trained once per config and cached.
-
-    Trains on ``workload.calib_data()`` plus, with ``config.extra_sentences``, docstring
-    sentences (never the evaluation sentences); with ``config.init_from`` it starts from that
-    config's student instead of the teacher's layers. Teacher embeddings and student weights live
-    under ``cache_dir()/distill``.
-    """
-    from safetensors.torch import load_file
-
-    from accelkit.workloads._weights import save_state_atomic
-
-    config = config or SentenceDistillConfig()
-    student = make_layer_student(teacher, config.keep_layers)
-    key = config.cache_key()
-    weights = cache_dir() / "distill" / f"{workload.name}-student-{key}.safetensors"
-    if weights.exists():
-        try:
-            student.load_state_dict(load_file(str(weights)))
-            student.accelkit_details.update({"config": config.to_dict(), "cached": True})
-            return student.eval()
-        except Exception:
-            weights.unlink(missing_ok=True)
-    from accelkit.workloads.minilm import extra_sentences
-
-    if config.init_from is not None:  # continue from that student (trained first if not cached)
-        start = cached_sentence_student(workload, teacher, SentenceDistillConfig.from_dict(config.init_from))
-        student.load_state_dict(start.state_dict())
-    sentences = list(workload.calib_data(config.train_sentences)) + list(extra_sentences(config.extra_sentences))
-    sentences = augment_sentences(sentences, config.augment_copies, config.seed)
-    targets = cached_teacher_embeddings(workload, teacher, sentences, config.max_length)
-    student = distill_sentence_encoder(student, targets, workload.tokenizer, sentences, config, teacher=teacher)
-    save_state_atomic(student, weights)
-    student.accelkit_details.update({"config": config.to_dict(), "cached": False})
-    return student
