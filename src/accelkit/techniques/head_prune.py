@@ -25,6 +25,7 @@ from accelkit._lazy import require
 from accelkit.config import Config
 from accelkit.errors import ConfigError
 from accelkit.techniques._blocks import bert_encoder_layers
+from accelkit.techniques.pooling import mean_pool
 from accelkit.techniques.prune import PruningError
 
 __all__ = [
@@ -156,11 +157,7 @@ def _head_mask(model: nn.Module, masks: list[torch.Tensor]) -> Iterator[None]:
 def _pooled(model: nn.Module, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
     out = model(**batch)
     hidden = out[0] if isinstance(out, (tuple, list)) else out.last_hidden_state  # (B, T, D)
-    mask = batch.get("attention_mask")
-    if mask is None:
-        return hidden.mean(1)
-    m = mask.unsqueeze(-1).to(hidden.dtype)
-    return (hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)  # (B, D)
+    return mean_pool(hidden, batch.get("attention_mask"))  # (B, D)
 
 
 def head_importance(
