@@ -16,8 +16,9 @@ from __future__ import annotations
 from accelkit.techniques._blocks import BlocksNotFoundError, _call, _first, find_blocks  # noqa: F401
 from accelkit.techniques.early_exit._criteria import _normalized_entropy  # noqa: F401
 from accelkit.techniques.early_exit._ridge import _ridge  # noqa: F401
-from accelkit.techniques.early_exit.calibrate import (
+from accelkit.techniques.early_exit.calibrate import (  # noqa: F401  (block_costs: public before the split)
     CalibrationResult,
+    block_costs,
     calibrate_thresholds,
     collect_exit_outputs,
 )
