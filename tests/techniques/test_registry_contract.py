@@ -11,7 +11,13 @@ import torch
 from torch import nn
 
 from accelkit.errors import ConfigError
-from accelkit.techniques.registry import FORMS, GROUPS, OBJECTIVES, list_techniques, register_technique
+from accelkit.techniques.registry import (
+    FORMS,
+    GROUPS,
+    OBJECTIVES,
+    list_techniques,
+    register_technique,
+)
 from accelkit.variants import build_variant
 from accelkit.workloads.base import RunSettings, TensorWorkload
 from accelkit.workloads.minilm import MiniLMWorkload, pydoc_sentences

@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from accelkit._threads import thread_count
 from accelkit.data.cache import CacheConfig, CachedDataset
 from accelkit.data.images import ImagePipelineConfig, images_workload
 from accelkit.data.tune_loader import LoaderTuneConfig, tune_loader
@@ -125,10 +126,7 @@ def bench_data_variants(
     if "naive" not in names:
         names.insert(0, "naive")
     say = progress or (lambda msg: None)
-    previous_threads = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
+    with thread_count(threads):
         return _run(
             names,
             repeats,
@@ -141,8 +139,6 @@ def bench_data_variants(
             retune,
             say,
         )
-    finally:
-        torch.set_num_threads(previous_threads)
 
 
 def _run(

@@ -16,13 +16,14 @@ import shutil
 import tempfile
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from accelkit.config import Config
 from accelkit.data._common import (
     DATA_FORMAT_VERSION,
     atomic_write_json,
@@ -55,7 +56,7 @@ def default_cache_dir() -> Path:
 
 
 @dataclass
-class CacheConfig:
+class CacheConfig(Config):
     """How and where to cache.
 
     store: "ram" (a numpy array in this process) or "disk" (memmapped .npy files,
@@ -98,13 +99,6 @@ class CacheConfig:
 
     def resolved_dir(self) -> Path:
         return Path(self.cache_dir) if self.cache_dir else default_cache_dir()
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> CacheConfig:
-        return cls(**d)
 
 
 def _is_split_pipeline(ds: Any) -> bool:

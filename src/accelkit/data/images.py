@@ -9,13 +9,14 @@ from __future__ import annotations
 import shutil
 import tempfile
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from accelkit.config import Config
 from accelkit.data._common import (
     DATA_FORMAT_VERSION,
     atomic_write_json,
@@ -47,7 +48,7 @@ class CorruptImageError(AccelkitError):
 
 
 @dataclass
-class ImagePipelineConfig:
+class ImagePipelineConfig(Config):
     """Decode → resize (deterministic, cacheable) → rotate/crop/flip (random) → normalize.
 
     on_error: "raise" stops at the first unreadable file with its path;
@@ -109,15 +110,6 @@ class ImagePipelineConfig:
             "max_rotation_deg": self.max_rotation_deg,
             "seed": self.seed,
         }
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["mean"], d["std"] = list(self.mean), list(self.std)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ImagePipelineConfig:
-        return cls(**d)
 
 
 # ----------------------------------------------------------------------------- rendering

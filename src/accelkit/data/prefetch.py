@@ -11,18 +11,19 @@ import queue
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
+from accelkit.config import Config
 from accelkit.errors import ConfigError, DeviceUnavailableError
 
 __all__ = ["DevicePrefetcher", "PrefetchConfig", "move_to_device", "prefetch_to_device"]
 
 
 @dataclass
-class PrefetchConfig:
+class PrefetchConfig(Config):
     """device: "cpu", "cuda" or "cuda:N"; depth: batches ready ahead of the consumer;
     pin_memory: page-lock host batches before copying (None = only on CUDA)."""
 
@@ -41,13 +42,6 @@ class PrefetchConfig:
             ) from exc
         if dev.type not in ("cpu", "cuda"):
             raise ConfigError(f"device={self.device!r}: expected 'cpu', 'cuda' or 'cuda:N'")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> PrefetchConfig:
-        return cls(**d)
 
 
 def move_to_device(

@@ -9,13 +9,14 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from accelkit.config import Config
 from accelkit.data._common import (
     DATA_FORMAT_VERSION,
     atomic_write_bytes,
@@ -108,7 +109,7 @@ class TokenizedText:
 
 
 @dataclass
-class TextWindowConfig:
+class TextWindowConfig(Config):
     """block_size T and batch_size B of the (B, T) windows; seed of the window starts."""
 
     block_size: int = 128
@@ -120,13 +121,6 @@ class TextWindowConfig:
             raise ConfigError(f"block_size={self.block_size!r}: expected >= 1")
         if self.batch_size < 1:
             raise ConfigError(f"batch_size={self.batch_size!r}: expected >= 1")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> TextWindowConfig:
-        return cls(**d)
 
 
 class TextWindowStream(torch.utils.data.IterableDataset):

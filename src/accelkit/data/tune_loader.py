@@ -13,12 +13,13 @@ import statistics
 import time
 import warnings
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from accelkit.config import Config
 from accelkit.data._common import (
     DATA_FORMAT_VERSION,
     atomic_write_json,
@@ -53,7 +54,7 @@ def _default_workers() -> tuple[int, ...]:
 
 
 @dataclass
-class LoaderTuneConfig:
+class LoaderTuneConfig(Config):
     """Search space and trial length.
 
     search: "grid" tries every combination once, then the runners-up up to
@@ -115,17 +116,9 @@ class LoaderTuneConfig:
                 f"min_gain={self.min_gain!r}: expected a fraction in [0, 1), e.g. 0.05"
             )
 
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> LoaderTuneConfig:
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
-
 
 @dataclass
-class LoaderTuneResult:
+class LoaderTuneResult(Config):
     """best_kwargs: DataLoader keyword arguments; table: one row per trial (images_per_s projected to a full epoch)."""
 
     best_kwargs: dict[str, Any]
@@ -137,13 +130,6 @@ class LoaderTuneResult:
     dataset_fingerprint: str | None
     from_cache: bool = False
     notes: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> LoaderTuneResult:
-        return cls(**d)
 
 
 def machine_fingerprint() -> str:

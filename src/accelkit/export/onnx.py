@@ -13,7 +13,7 @@ import re
 import tempfile
 import warnings
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from accelkit._lazy import require
+from accelkit.config import Config
 from accelkit.errors import AccelkitError, ConfigError
 
 __all__ = [
@@ -43,7 +44,7 @@ class OnnxExportError(AccelkitError):
 
 
 @dataclass
-class OnnxExportConfig:
+class OnnxExportConfig(Config):
     """``opset``: ONNX opset; dynamic axes for batch (0) and sequence (1 for integer token inputs)."""
 
     opset: int = 17
@@ -59,16 +60,9 @@ class OnnxExportConfig:
         if self.check_rtol < 0 or self.check_atol < 0:
             raise ConfigError(f"check_rtol={self.check_rtol}, check_atol={self.check_atol}: expected >= 0")
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> OnnxExportConfig:
-        return cls(**d)
-
 
 @dataclass
-class OrtConfig:
+class OrtConfig(Config):
     """Session options: graph optimization level and threads.
 
     ``intra_op_threads=None`` takes $ACCELKIT_THREADS, else ``accelkit env``'s recommendation.
@@ -88,13 +82,6 @@ class OrtConfig:
             )
         if self.intra_op_threads is not None and self.intra_op_threads < 1:
             raise ConfigError(f"intra_op_threads={self.intra_op_threads}: expected None or >= 1")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> OrtConfig:
-        return cls(**d)
 
     def threads(self) -> int:
         if self.intra_op_threads is not None:

@@ -6,18 +6,19 @@ version, and does nothing on CPU-only machines (``tensorrt_unavailable_reason`` 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 
 from accelkit._lazy import is_available, require
+from accelkit.config import Config
 from accelkit.errors import ConfigError, DeviceUnavailableError
 
 __all__ = ["TensorRTConfig", "build_tensorrt_engine", "tensorrt_unavailable_reason"]
 
 
 @dataclass
-class TensorRTConfig:
+class TensorRTConfig(Config):
     """``precision``: "fp16" or "int8" (int8 needs a calibrated QDQ graph, e.g. from quantize_onnx_static)."""
 
     precision: str = "fp16"
@@ -29,9 +30,6 @@ class TensorRTConfig:
             raise ConfigError(f"precision={self.precision!r}: expected 'fp16' or 'int8'")
         if self.workspace_mb < 16:
             raise ConfigError(f"workspace_mb={self.workspace_mb}: expected >= 16")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def tensorrt_unavailable_reason() -> str | None:

@@ -6,10 +6,11 @@ import io
 import os
 import threading
 from collections.abc import Callable
-from contextlib import contextmanager
 
 import torch
 from torch import nn
+
+from accelkit._threads import thread_count  # re-exported: measurements pin threads with it
 
 __all__ = [
     "count_parameters",
@@ -84,19 +85,3 @@ def peak_memory_mb(fn: Callable[[], object], *, interval_s: float = 0.002) -> fl
         done.set()
         sampler.join()
     return max(peak, _rss_bytes()) / 2**20
-
-
-@contextmanager
-def thread_count(n: int | None):
-    """Run the block with ``torch.set_num_threads(n)``, restoring the old count after."""
-    if n is None:
-        yield
-        return
-    if n < 1:
-        raise ValueError(f"threads={n}: expected a positive integer")
-    old = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from torch import nn
 
+from accelkit.config import Config
 from accelkit.errors import ConfigError
 from accelkit.techniques.quantize import DynamicInt8Config, quantize_dynamic_int8
 from accelkit.techniques.registry import BuildContext, Built, register_technique
@@ -32,7 +33,7 @@ _BACKENDS = ("onnxruntime", "torch")
 
 
 @dataclass
-class AwareInt8Config:
+class AwareInt8Config(Config):
     """``max_quality_drop``: allowed drop of the workload's primary metric on calibration data.
 
     ``smoothquant_alpha``: None turns smoothing off. ``backend``: "onnxruntime" (fast int8
@@ -60,13 +61,6 @@ class AwareInt8Config:
             raise ConfigError(f"sensitivity={self.sensitivity!r}: expected 'local' or 'end-to-end'")
         if self.calib_limit < 1:
             raise ConfigError(f"calib_limit={self.calib_limit}: expected >= 1")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> AwareInt8Config:
-        return cls(**d)
 
 
 def onnx_nodes_by_layer(onnx_bytes: bytes, layers: list[str]) -> dict[str, list[str]]:

@@ -7,12 +7,13 @@ first call of each new shape family (tens of seconds on a small CPU), reported s
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
+from accelkit.config import Config
 from accelkit.errors import ConfigError
 from accelkit.techniques.registry import BuildContext, Built, register_technique
 
@@ -22,7 +23,7 @@ _MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagra
 
 
 @dataclass
-class CompileConfig:
+class CompileConfig(Config):
     """``dynamic``: None lets inductor mark a dimension dynamic after it first changes (text lengths)."""
 
     mode: str = "default"
@@ -33,13 +34,6 @@ class CompileConfig:
     def __post_init__(self) -> None:
         if self.mode not in _MODES:
             raise ConfigError(f"mode={self.mode!r}: expected one of {_MODES}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> CompileConfig:
-        return cls(**d)
 
 
 def compile_model(model: nn.Module | Callable[..., Any], config: CompileConfig | None = None) -> Callable[..., Any]:

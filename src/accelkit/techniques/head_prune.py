@@ -16,13 +16,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from accelkit._lazy import require
+from accelkit.config import Config
 from accelkit.errors import ConfigError
+from accelkit.techniques._blocks import bert_encoder_layers
+from accelkit.techniques.pooling import mean_pool
 from accelkit.techniques.prune import PruningError
 
 __all__ = [
@@ -38,7 +41,7 @@ _IMPORTANCES = ("ablation", "taylor")
 
 
 @dataclass
-class HeadPruneConfig:
+class HeadPruneConfig(Config):
     """Remove ``ratio`` of all attention heads of the model, least important first.
 
     ``importance``: "taylor" (Michel et al. 2019: gradients w.r.t. a per-head mask, here of a
@@ -70,21 +73,14 @@ class HeadPruneConfig:
         if not isinstance(self.probes, int) or self.probes < 1:
             raise ConfigError(f"probes={self.probes!r}: expected a positive integer, e.g. 4")
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> HeadPruneConfig:
-        return cls(**d)
-
 
 # ---------------------------------------------------------------------------- finding the heads
 
 
 def _encoder_layers(model: nn.Module) -> nn.ModuleList:
     base = getattr(model, "base_model", model)  # BertModel is its own base; BertFor… wraps one
-    layers = getattr(getattr(base, "encoder", None), "layer", None)
-    if not isinstance(layers, nn.ModuleList) or len(layers) == 0:
+    layers = bert_encoder_layers(base)
+    if layers is None or len(layers) == 0:
         raise PruningError(
             f"{type(model).__name__} has no encoder.layer ModuleList; attention-head pruning needs a BERT-style "
             "encoder (encoder.layer[i].attention.self.query/key/value and attention.output.dense)"
@@ -161,11 +157,7 @@ def _head_mask(model: nn.Module, masks: list[torch.Tensor]) -> Iterator[None]:
 def _pooled(model: nn.Module, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
     out = model(**batch)
     hidden = out[0] if isinstance(out, (tuple, list)) else out.last_hidden_state  # (B, T, D)
-    mask = batch.get("attention_mask")
-    if mask is None:
-        return hidden.mean(1)
-    m = mask.unsqueeze(-1).to(hidden.dtype)
-    return (hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)  # (B, D)
+    return mean_pool(hidden, batch.get("attention_mask"))  # (B, D)
 
 
 def head_importance(

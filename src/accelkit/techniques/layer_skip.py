@@ -15,8 +15,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from accelkit.config import Config
 from accelkit.errors import ConfigError
-from accelkit.techniques.early_exit import _call, _first, _masked_mean, find_blocks
+from accelkit.techniques._blocks import _call, _first, find_blocks
+from accelkit.techniques.pooling import mean_pool
 
 __all__ = [
     "LayerSkipConfig",
@@ -29,7 +31,7 @@ __all__ = [
 
 
 @dataclass
-class LayerSkipConfig:
+class LayerSkipConfig(Config):
     """Which blocks to skip: ``skip`` explicitly, or chosen greedily for ``max_quality_drop``.
 
     Quality is measured against the full model's outputs on calibration data: mean cosine
@@ -51,16 +53,6 @@ class LayerSkipConfig:
             raise ConfigError(f"skip={self.skip}: expected block indices ≥ 0")
         if self.max_skipped is not None and self.max_skipped < 0:
             raise ConfigError(f"max_skipped={self.max_skipped}: expected ≥ 0 or None")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> LayerSkipConfig:
-        unknown = set(data) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ConfigError(f"layer-skip config has unknown keys {sorted(unknown)}")
-        return cls(**data)
 
 
 class SkippedBlock(nn.Module):
@@ -100,7 +92,7 @@ def _outputs(model: nn.Module, batches: Sequence[Any]) -> torch.Tensor:
             out = _first(_call(model, inputs))
             mask = inputs.get("attention_mask") if isinstance(inputs, dict) else None
             if out.dim() == 3 and mask is not None:
-                out = _masked_mean(out, mask)
+                out = mean_pool(out, mask)
             outs.append(out.float())
     return torch.cat(outs)
 

@@ -9,12 +9,13 @@ the wall-clock gain is smaller than the FLOP ratio — measure it.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
+from accelkit.config import Config
 from accelkit.errors import ConfigError
 
 __all__ = [
@@ -113,7 +114,7 @@ class InvertedResidual(nn.Module):
 
 
 @dataclass
-class CompoundScaling:
+class CompoundScaling(Config):
     """EfficientNet scaling: depth α^φ, width β^φ, resolution γ^φ (α·β²·γ² ≈ 2: FLOPs ≈ 2^φ)."""
 
     phi: float = 0.0
@@ -130,13 +131,6 @@ class CompoundScaling:
     def multipliers(self) -> tuple[float, float, float]:
         """(depth, width, resolution) multipliers for this φ."""
         return self.alpha**self.phi, self.beta**self.phi, self.gamma**self.phi
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> CompoundScaling:
-        return cls(**d)
 
 
 def _round_channels(c: float, divisor: int = 4) -> int:
@@ -193,7 +187,7 @@ def efficient_family(phis: tuple[float, ...] = (0, 1, 2), scaling: CompoundScali
 
 
 @dataclass
-class DepthwiseConfig:
+class DepthwiseConfig(Config):
     """Which convs ``to_depthwise_separable`` replaces: groups==1, kernel > 1, ≥ ``min_in_channels`` inputs."""
 
     min_in_channels: int = 8  # below this a depthwise stage is nearly rank-1 and hurts accuracy more than it saves
@@ -203,13 +197,6 @@ class DepthwiseConfig:
     def __post_init__(self) -> None:
         if self.min_in_channels < 1:
             raise ConfigError(f"min_in_channels={self.min_in_channels}: expected a positive integer")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> DepthwiseConfig:
-        return cls(**d)
 
 
 def to_depthwise_separable(model: nn.Module, config: DepthwiseConfig | None = None) -> tuple[nn.Module, list[str]]:

@@ -7,8 +7,9 @@ the cost is that batch composition changes, which matters only for batch-norm mo
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
+from accelkit.config import Config
 from accelkit.techniques.registry import FORMS, BuildContext, register_technique
 from accelkit.workloads.base import RunSettings
 
@@ -16,16 +17,9 @@ __all__ = ["DynamicPaddingConfig", "apply_dynamic_padding"]
 
 
 @dataclass
-class DynamicPaddingConfig:
+class DynamicPaddingConfig(Config):
     sort_by_length: bool = True
     version: int = 1
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> DynamicPaddingConfig:
-        return cls(**d)
 
 
 def apply_dynamic_padding(settings: RunSettings, config: DynamicPaddingConfig | None = None) -> RunSettings:

@@ -7,12 +7,13 @@ bf16 pays off on CPUs with AVX512_BF16/AMX; fp16 on CPU only with AVX512_FP16.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
+from accelkit.config import Config
 from accelkit.errors import ConfigError
 from accelkit.techniques.registry import BuildContext, register_technique
 from accelkit.workloads.base import RunSettings
@@ -23,7 +24,7 @@ _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 @dataclass
-class PrecisionConfig:
+class PrecisionConfig(Config):
     """``dtype``: "bf16" or "fp16"; ``mode``: "autocast" or "cast" (weights converted)."""
 
     dtype: str = "bf16"
@@ -35,13 +36,6 @@ class PrecisionConfig:
             raise ConfigError(f"dtype={self.dtype!r}: expected one of {sorted(_DTYPES)}")
         if self.mode not in ("autocast", "cast"):
             raise ConfigError(f"mode={self.mode!r}: expected 'autocast' or 'cast'")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> PrecisionConfig:
-        return cls(**d)
 
 
 class CastInputs(nn.Module):

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
 from accelkit._lazy import require
+from accelkit.config import Config
 from accelkit.errors import ConfigError
 from accelkit.techniques.registry import BuildContext, Built, register_technique
 
@@ -40,7 +41,7 @@ def sqnr_db(reference: torch.Tensor, approx: torch.Tensor) -> float:
 
 
 @dataclass
-class DynamicInt8Config:
+class DynamicInt8Config(Config):
     """``module_types``: which layer types to convert; ``exclude``: module names kept in float."""
 
     per_channel: bool = True
@@ -54,13 +55,6 @@ class DynamicInt8Config:
         bad = [t for t in self.module_types if t not in _DYNAMIC_TYPES]
         if bad or not self.module_types:
             raise ConfigError(f"module_types={list(self.module_types)}: expected a non-empty subset of {list(_DYNAMIC_TYPES)}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> DynamicInt8Config:
-        return cls(**d)
 
 
 def _qao():
@@ -112,7 +106,7 @@ def quantize_dynamic_int8(model: nn.Module, config: DynamicInt8Config | None = N
 
 
 @dataclass
-class StaticInt8Config:
+class StaticInt8Config(Config):
     """PT2E static int8 with the x86 Inductor quantizer (uint8 activations, per-channel int8 weights).
 
     ``observer``: activation range from a "histogram" (default, clips outliers) or plain "minmax".
@@ -130,13 +124,6 @@ class StaticInt8Config:
             raise ConfigError(f"observer={self.observer!r}: expected one of {_OBSERVERS}")
         if self.calib_batches < 1:
             raise ConfigError(f"calib_batches={self.calib_batches}: expected >= 1")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> StaticInt8Config:
-        return cls(**d)
 
 
 def _x86_quantizer(observer: str):

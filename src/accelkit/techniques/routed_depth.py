@@ -23,8 +23,11 @@ import torch
 from torch import nn
 
 from accelkit._atomic import atomic_write_bytes
+from accelkit.config import Config
 from accelkit.errors import ConfigError, SchemaError
-from accelkit.techniques.early_exit import _first, _masked_mean, _ridge
+from accelkit.techniques._blocks import _first, bert_encoder_layers
+from accelkit.techniques.early_exit._ridge import _ridge
+from accelkit.techniques.pooling import mean_pool
 
 __all__ = [
     "RouteCalibration",
@@ -41,7 +44,7 @@ _FORMAT = "accelkit.routed_depth/1"
 
 
 @dataclass
-class RoutedDepthConfig:
+class RoutedDepthConfig(Config):
     """How the router is fitted and its thresholds chosen.
 
     ``max_quality_drop`` bounds 1 - mean quality on calibration data (quality: cosine of the
@@ -77,13 +80,6 @@ class RoutedDepthConfig:
         if self.grid < 2:
             raise ConfigError(f"grid={self.grid}: expected ≥ 2 candidate thresholds per path")
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> RoutedDepthConfig:
-        return cls(**data)
-
 
 class TokenEmbeddingFeatures(nn.Module):
     """Router features read off a BERT-style model's embedding layer, before any encoder layer:
@@ -102,8 +98,8 @@ class TokenEmbeddingFeatures(nn.Module):
         x = self.embeddings(input_ids=input_ids)  # (B, T, D)
         if attention_mask is None:
             attention_mask = torch.ones(input_ids.shape, dtype=torch.long, device=input_ids.device)
-        mean = _masked_mean(x, attention_mask)
-        spread = _masked_mean((x - mean.unsqueeze(1)) ** 2, attention_mask).sqrt()
+        mean = mean_pool(x, attention_mask)
+        spread = mean_pool((x - mean.unsqueeze(1)) ** 2, attention_mask).sqrt()
         length = attention_mask.sum(1, keepdim=True).to(x.dtype).clamp(min=1).log()
         return torch.cat([mean, spread, length], dim=1)
 
@@ -236,8 +232,8 @@ def _route(predicted: torch.Tensor, thresholds: torch.Tensor, full: int) -> torc
 
 
 def _encoder_depth(model: nn.Module) -> int | None:
-    layers = getattr(getattr(model, "encoder", None), "layer", None)
-    return len(layers) if isinstance(layers, nn.ModuleList) else None
+    layers = bert_encoder_layers(model)
+    return len(layers) if layers is not None else None
 
 
 def apply_routed_depth(
@@ -306,8 +302,8 @@ class RouteCalibration:
 
 
 def _row_quality(out: torch.Tensor, reference: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    a = _masked_mean(out, mask) if out.dim() == 3 else out
-    b = _masked_mean(reference, mask) if reference.dim() == 3 else reference
+    a = mean_pool(out, mask) if out.dim() == 3 else out
+    b = mean_pool(reference, mask) if reference.dim() == 3 else reference
     return nn.functional.cosine_similarity(a.float(), b.float(), dim=-1)
 
 

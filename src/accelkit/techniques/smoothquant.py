@@ -10,11 +10,12 @@ residual also reads the LayerNorm output, so folding into the LayerNorm would be
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from accelkit.config import Config
 from accelkit.errors import ConfigError
 
 __all__ = ["SmoothQuantConfig", "SmoothedLinear", "collect_input_absmax", "apply_smoothquant_"]
@@ -23,7 +24,7 @@ FilterFn = Callable[[nn.Module, str], bool]
 
 
 @dataclass
-class SmoothQuantConfig:
+class SmoothQuantConfig(Config):
     """``alpha``: how much of the outlier range moves to the weights (0: none, 1: all; 0.5 in the paper)."""
 
     alpha: float = 0.5
@@ -32,13 +33,6 @@ class SmoothQuantConfig:
     def __post_init__(self) -> None:
         if not 0.0 <= self.alpha <= 1.0:
             raise ConfigError(f"alpha={self.alpha}: expected a value in [0, 1] (0.5 is the usual choice)")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> SmoothQuantConfig:
-        return cls(**d)
 
 
 class SmoothedLinear(nn.Module):

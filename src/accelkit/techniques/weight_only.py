@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from torch import nn
 
 from accelkit._lazy import require
+from accelkit.config import Config
 from accelkit.errors import ConfigError
 from accelkit.techniques.registry import BuildContext, Built, register_technique
 
@@ -21,7 +22,7 @@ __all__ = ["WeightOnlyConfig", "quantize_weight_only_"]
 
 
 @dataclass
-class WeightOnlyConfig:
+class WeightOnlyConfig(Config):
     """``bits``: 8 (per-channel) or 4 (per group of ``group_size`` input channels)."""
 
     bits: int = 8
@@ -33,13 +34,6 @@ class WeightOnlyConfig:
             raise ConfigError(f"bits={self.bits}: expected 8 or 4")
         if self.group_size not in (16, 32, 64, 128, 256):
             raise ConfigError(f"group_size={self.group_size}: expected one of 16, 32, 64, 128, 256")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> WeightOnlyConfig:
-        return cls(**d)
 
 
 def quantize_weight_only_(

@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from accelkit._threads import thread_count
 from accelkit.errors import ConfigError, UnknownVariantError
 from accelkit.train.precision import autocast_context, make_grad_scaler
 
@@ -171,14 +172,9 @@ def bench_train_variants(
         batch = batch_size or 256
     else:  # 8 windows of the large shape already make every GEMM 1024 rows tall
         batch = batch_size or (8 if size == "large" else 16)
-    threads_before = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
+    with thread_count(threads):
         return _bench_train_variants(workload, names, batch, steps_per_call, repeats, warmup, lr, seed, width, size,
                                      roofline_size, progress)
-    finally:
-        torch.set_num_threads(threads_before)
 
 
 def _bench_train_variants(workload, names, batch, steps_per_call, repeats, warmup, lr, seed, width, size,

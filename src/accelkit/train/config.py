@@ -6,11 +6,11 @@ accumulation, schedule, checkpoints). Costs: nothing at run time; it only valida
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from accelkit.config import Config
 from accelkit.errors import ConfigError
 
 __all__ = ["PRECISIONS", "TrainConfig"]
@@ -38,7 +38,7 @@ def _positive(name: str, value: object, *, allow_none: bool = False) -> None:
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(Config):
     """How to train: precision, speed switches, batch/accumulation, schedule, checkpoints.
 
     Batch sizes: ``micro_batch_size`` samples go through the model per forward on each
@@ -155,15 +155,3 @@ class TrainConfig:
         return self.lr
 
     # --- serialization ----------------------------------------------------------------
-    def to_dict(self) -> dict[str, Any]:
-        out = dataclasses.asdict(self)
-        out["betas"] = list(self.betas)
-        return out
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"TrainConfig has no field(s) {unknown}; known fields: {sorted(known)}")
-        return cls(**data)

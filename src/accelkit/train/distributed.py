@@ -11,16 +11,16 @@ import os
 import signal
 import subprocess
 import sys
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
 
+from accelkit.config import Config
 from accelkit.errors import ConfigError
 
 __all__ = ["LaunchConfig", "launch", "torchrun_command"]
 
 
 @dataclass
-class LaunchConfig:
+class LaunchConfig(Config):
     """torchrun's flags. One node by default (``--standalone``); for several nodes give
     ``nnodes``, ``node_rank`` or ``rdzv_endpoint`` exactly as torchrun takes them."""
 
@@ -45,13 +45,6 @@ class LaunchConfig:
     @property
     def standalone(self) -> bool:
         return self.nnodes == "1" and self.rdzv_endpoint is None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> LaunchConfig:
-        return cls(**data)
 
 
 def torchrun_command(launch_config: LaunchConfig, target: list[str], *, module: bool = False) -> list[str]:

@@ -19,6 +19,9 @@ import torch
 from torch import nn
 
 from accelkit.errors import ConfigError
+from accelkit.techniques.pooling import (
+    mean_pool,  # re-exported: the pooling this model was trained with
+)
 from accelkit.workloads.base import RunSettings, Workload
 
 __all__ = [
@@ -187,12 +190,6 @@ def length_matched_sample(tokenizer: Any, pool: list[str], target: list[str], n:
         chosen.append(by_len[k])
     random.Random(0).shuffle(chosen)
     return [pool[i] for i in chosen]
-
-
-def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mask-aware mean over tokens: hidden (B, T, D), mask (B, T) → (B, D)."""
-    m = mask.unsqueeze(-1).to(hidden.dtype)
-    return (hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)
 
 
 class MiniLMWorkload(Workload):
