@@ -94,14 +94,17 @@ def bench(
             wl, names, batch_size=batch_size, repeats=repeats, limit=limit, device=device,
             max_quality_drop=max_quality_drop, progress=lambda msg: status.update(msg),
         )
-    print_table(results, console)
+    # results first: a failure while printing (or a kill) must not lose a whole benchmark run
     if out is not None:
         save_results(results, out)
-        console.print(f"results → {out}")
     if html is not None:
         from accelkit.report.html import write_html_report
 
         write_html_report(results, html)
+    print_table(results, console)
+    if out is not None:
+        console.print(f"results → {out}")
+    if html is not None:
         console.print(f"report → {html}")
 
 

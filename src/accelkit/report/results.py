@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -161,8 +162,13 @@ def check_writable(path: str | os.PathLike) -> Path:
         raise OutputPathError(f"cannot create folder {path.parent} ({exc.strerror}); choose a writable --out") from exc
     if path.is_dir():
         raise OutputPathError(f"{path} is a folder; give a file name, e.g. {path / 'results.json'}")
-    if not os.access(path.parent, os.W_OK):
-        raise OutputPathError(f"{path.parent} is not writable; choose another --out")
+    # os.access says yes to root even on read-only mounts and /proc: create (and drop) a file there
+    try:
+        fd, probe = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise OutputPathError(f"{path.parent} is not writable ({exc.strerror}); choose another --out") from exc
     return path
 
 
