@@ -69,6 +69,10 @@ def bench(
     from accelkit.workloads import get_workload
 
     runner = task_runner(task)
+    if max_quality_drop is not None:
+        from accelkit.commands.optimize import check_quality_budget
+
+        check_quality_budget(max_quality_drop)
     workload = workload or {"data": "images", "train": "digits"}.get(task, "minilm")
     check_device(device)
     for path in (out, html):
