@@ -5,6 +5,10 @@ tensors (``model.safetensors``) and are rebuilt by re-applying the plan to the w
 baseline (packed int8 weights are re-derived deterministically), then the saved tensors are
 loaded over it. ``plan.json`` holds the schema, plan, run settings and file checksums.
 Nothing is unpickled; the directory appears complete or not at all.
+
+Loading trusts nothing in the folder: it imports no code a file names (only embedded workloads
+are rebuilt by name; ``load(path, workload=...)`` for others), reads only files listed in
+``plan.json`` that lie inside the folder, checks every checksum, and refuses unlisted model files.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from torch import nn
 from accelkit.errors import ConfigError, SchemaError
 from accelkit.outdir import SAVED_MODEL_FILES, foreign_files, make_temp_dir, prepare_output_dir
 
-__all__ = ["SCHEMA", "LoadedModel", "save", "load", "normalize_plan"]
+__all__ = ["SCHEMA", "LoadedModel", "save", "load", "normalize_plan", "resolve_inside"]
 
 SCHEMA = "accelkit.saved/1"
 _PLAN_FILE = "plan.json"
@@ -172,10 +176,11 @@ def _replace_owned_files(tmp: Path, target: Path) -> None:
 _ARTIFACT_SUFFIXES = (".onnx", ".safetensors", ".pt", ".pth", ".bin", ".data", ".pb", ".json", ".pkl", ".npy")
 
 
-def _inside(root: Path, name: Any, source: Path) -> Path:
+def resolve_inside(root: Path, name: Any, source: Path) -> Path:
     """``root / name`` for a plain relative name that stays inside ``root``; SchemaError otherwise.
 
-    Refuses absolute paths, ``..``, and symlinks (which could point anywhere)."""
+    Refuses absolute paths, ``..``, and symlinks (which could point anywhere). ``source``: the
+    file that named it, for the message. Every loader that follows a name from a file uses this."""
     if not isinstance(name, str) or not name or "\\" in name or "\x00" in name:
         raise SchemaError(f"{source}: file name {name!r} is not a plain relative name; re-save the model")
     rel = PurePosixPath(name)
@@ -216,7 +221,7 @@ def _read_meta(root: Path) -> dict:
         # an empty list would otherwise skip verification and load whatever lies there
         raise SchemaError(f"{plan_file}: 'files' does not list {model_file} with its checksum; re-save the model")
     for name, digest in meta["files"].items():
-        f = _inside(root, name, plan_file)
+        f = resolve_inside(root, name, plan_file)
         if not f.is_file():
             raise SchemaError(f"{root} lacks {name}, listed in {_PLAN_FILE}; the save is incomplete")
         if not isinstance(digest, str) or _sha256(f) != digest:
