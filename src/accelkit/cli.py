@@ -40,7 +40,11 @@ for _name in _COMMAND_MODULES:
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app, turning AccelkitError into one line and exit code 2."""
     try:
-        app(args=argv, standalone_mode=False)
+        code = app(args=argv, standalone_mode=False)
+        # without standalone mode click returns typer.Exit's code instead of exiting with it:
+        # a failed torchrun or a signal (128 + N) must still reach the shell
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except AccelkitError as exc:
         typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
         sys.exit(2)

@@ -5,6 +5,10 @@ tensors (``model.safetensors``) and are rebuilt by re-applying the plan to the w
 baseline (packed int8 weights are re-derived deterministically), then the saved tensors are
 loaded over it. ``plan.json`` holds the schema, plan, run settings and file checksums.
 Nothing is unpickled; the directory appears complete or not at all.
+
+Loading trusts nothing in the folder: it imports no code a file names (only embedded workloads
+are rebuilt by name; ``load(path, workload=...)`` for others), reads only files listed in
+``plan.json`` that lie inside the folder, checks every checksum, and refuses unlisted model files.
 """
 
 from __future__ import annotations
@@ -13,17 +17,17 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import torch
 from torch import nn
 
-from accelkit.errors import OutputPathError, SchemaError
+from accelkit.errors import ConfigError, SchemaError
+from accelkit.outdir import SAVED_MODEL_FILES, foreign_files, make_temp_dir, prepare_output_dir
 
-__all__ = ["SCHEMA", "LoadedModel", "save", "load", "normalize_plan"]
+__all__ = ["SCHEMA", "LoadedModel", "save", "load", "normalize_plan", "resolve_inside"]
 
 SCHEMA = "accelkit.saved/1"
 _PLAN_FILE = "plan.json"
@@ -94,6 +98,9 @@ def save(
 
     ``plan``: the variant name or plan steps that made it; ``workload``: the workload name whose
     baseline the plan applies to (needed to rebuild PyTorch variants).
+    ``path`` may be an earlier save (replaced); a folder holding other files is refused with
+    OutputPathError unless ``overwrite=True``, and then only accelkit's own files in it are
+    replaced (see accelkit.outdir).
     """
     from accelkit.export.onnx import OrtModule
     from accelkit.workloads.base import RunSettings
@@ -107,10 +114,9 @@ def save(
         workload = getattr(workload, "name", None)
     settings = settings if settings is not None else RunSettings()
     target = Path(path)
-    if target.exists() and not (overwrite or (target / _PLAN_FILE).exists() or not any(target.iterdir())):
-        raise OutputPathError(f"{target} exists and is not an accelkit save; choose a new path or pass overwrite=True")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    prepare_output_dir(target, overwrite=overwrite, owned=SAVED_MODEL_FILES, create=False)
+    keep_foreign = target.is_dir() and bool(foreign_files(target, SAVED_MODEL_FILES))
+    tmp = make_temp_dir(target.parent, prefix=f".{target.name}.")
     try:
         meta: dict[str, Any] = {
             "schema": SCHEMA,
@@ -133,9 +139,12 @@ def save(
         else:
             raise SchemaError(f"cannot save a {type(model).__name__}: expected an nn.Module or an ONNX Runtime module")
         (tmp / _PLAN_FILE).write_text(json.dumps(meta, indent=1), encoding="utf-8")
-        if target.exists():
-            old = target.with_name(f".{target.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
+        if keep_foreign:
+            _replace_owned_files(tmp, target)
+        elif target.exists():
+            # only accelkit's own files are in target (checked above): swap the whole folder.
+            # The backup name derives from the unique temp name, so nothing of the user's is hit.
+            old = tmp.with_name(tmp.name + ".old")
             os.replace(target, old)
             os.replace(tmp, target)
             shutil.rmtree(old, ignore_errors=True)
@@ -147,15 +156,57 @@ def save(
     return target
 
 
+def _replace_owned_files(tmp: Path, target: Path) -> None:
+    """overwrite=True into a folder that also holds the user's files: move the new files in one by
+    one, drop accelkit's stale ones, leave everything else untouched. plan.json goes last, so a
+    reader sees the old checksums until every new file is in place (and then the new ones)."""
+    new = {p.name for p in tmp.iterdir()}
+    for name in sorted(new - {_PLAN_FILE}):
+        os.replace(tmp / name, target / name)
+    for name in SAVED_MODEL_FILES - new:
+        stale = target / name
+        if stale.is_file() and not stale.is_symlink():
+            stale.unlink()
+    os.replace(tmp / _PLAN_FILE, target / _PLAN_FILE)
+    tmp.rmdir()
+
+
+# Files a loader could be pointed at: an unlisted one in a save folder is refused rather than
+# ignored, so a folder cannot carry unverified weights or graphs beside the verified ones.
+_ARTIFACT_SUFFIXES = (".onnx", ".safetensors", ".pt", ".pth", ".bin", ".data", ".pb", ".json", ".pkl", ".npy")
+
+
+def resolve_inside(root: Path, name: Any, source: Path) -> Path:
+    """``root / name`` for a plain relative name that stays inside ``root``; SchemaError otherwise.
+
+    Refuses absolute paths, ``..``, and symlinks (which could point anywhere). ``source``: the
+    file that named it, for the message. Every loader that follows a name from a file uses this."""
+    if not isinstance(name, str) or not name or "\\" in name or "\x00" in name:
+        raise SchemaError(f"{source}: file name {name!r} is not a plain relative name; re-save the model")
+    rel = PurePosixPath(name)
+    if rel.is_absolute() or ".." in rel.parts or os.path.isabs(name):
+        raise SchemaError(f"{source}: file {name!r} points outside {root}; a saved model only reads its own files")
+    path = root / rel
+    resolved_root = root.resolve()
+    for part in [path, *path.parents]:
+        if part == root:
+            break
+        if part.is_symlink():
+            raise SchemaError(f"{source}: {part} is a symlink; a saved model only reads plain files in its folder")
+    if not path.resolve().is_relative_to(resolved_root):
+        raise SchemaError(f"{source}: file {name!r} points outside {root}; a saved model only reads its own files")
+    return path
+
+
 def _read_meta(root: Path) -> dict:
     if not root.is_dir():
         raise SchemaError(f"{root} is not a directory; pass a directory written by accelkit.save")
     plan_file = root / _PLAN_FILE
-    if not plan_file.is_file():
-        raise SchemaError(f"{root} has no {_PLAN_FILE}; pass a directory written by accelkit.save")
+    if plan_file.is_symlink() or not plan_file.is_file():
+        raise SchemaError(f"{root} has no {_PLAN_FILE} (a plain file); pass a directory written by accelkit.save")
     try:
         meta = json.loads(plan_file.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise SchemaError(f"{plan_file} is not valid JSON ({exc}); re-save the model") from exc
     if not isinstance(meta, dict) or meta.get("schema") != SCHEMA:
         found = meta.get("schema") if isinstance(meta, dict) else type(meta).__name__
@@ -165,51 +216,117 @@ def _read_meta(root: Path) -> dict:
             raise SchemaError(f"{plan_file}: field {key!r} missing or not a {kind.__name__}; re-save the model")
     if meta["format"] not in ("onnx", "torch"):
         raise SchemaError(f"{plan_file}: format {meta['format']!r}; expected 'onnx' or 'torch'")
+    model_file = "model.onnx" if meta["format"] == "onnx" else "model.safetensors"
+    if model_file not in meta["files"]:
+        # an empty list would otherwise skip verification and load whatever lies there
+        raise SchemaError(f"{plan_file}: 'files' does not list {model_file} with its checksum; re-save the model")
     for name, digest in meta["files"].items():
-        f = root / name
+        f = resolve_inside(root, name, plan_file)
         if not f.is_file():
             raise SchemaError(f"{root} lacks {name}, listed in {_PLAN_FILE}; the save is incomplete")
-        if _sha256(f) != digest:
+        if not isinstance(digest, str) or _sha256(f) != digest:
             raise SchemaError(f"{f} does not match its checksum in {_PLAN_FILE}; the file is corrupt, re-save it")
+    listed = {PurePosixPath(n).as_posix() for n in meta["files"]} | {_PLAN_FILE}
+    for f in sorted(root.rglob("*")):
+        rel = f.relative_to(root).as_posix()
+        if rel not in listed and f.suffix.lower() in _ARTIFACT_SUFFIXES and (f.is_file() or f.is_symlink()):
+            raise SchemaError(f"{root}: {rel} is not listed in {_PLAN_FILE}; remove it or re-save the model "
+                              "(unlisted model files are never loaded)")
     return meta
 
 
-def load(path: str | os.PathLike, *, baseline: nn.Module | None = None) -> LoadedModel:
+def _refuse_external_data(onnx_bytes: bytes, onnx_file: Path) -> None:
+    """A graph whose tensors live in external files would make ONNX Runtime read paths the graph
+    names (outside the folder, unverified); accelkit.save never writes such graphs."""
+    from accelkit._lazy import require
+
+    onnx = require("onnx", "onnx")
+    try:
+        graph = onnx.load_from_string(onnx_bytes).graph
+    except Exception as exc:  # google.protobuf DecodeError and friends
+        raise SchemaError(f"{onnx_file} is not a valid ONNX graph ({type(exc).__name__}); re-save the model") from exc
+    external = onnx.TensorProto.EXTERNAL
+    tensors = list(graph.initializer) + [a.t for n in graph.node for a in n.attribute if a.HasField("t")]
+    if any(t.data_location == external for t in tensors):
+        raise SchemaError(f"{onnx_file} refers to external tensor data; accelkit loads only self-contained graphs")
+
+
+def _embedded_workload(name: Any, plan_file: Path) -> Any:
+    """The workload a file names, rebuilt only when it is embedded: never import what a file names."""
+    from accelkit.workloads import _REGISTRY, get_workload
+
+    if not isinstance(name, str) or name not in _REGISTRY:
+        raise SchemaError(
+            f"{plan_file} names workload {name!r}, which is not embedded ({sorted(_REGISTRY)}); loading never "
+            "imports code named in a file: pass it yourself, load(path, workload=<Workload object>)"
+        )
+    return get_workload(name)
+
+
+def load(
+    path: str | os.PathLike, *, baseline: nn.Module | None = None, workload: Any = None
+) -> LoadedModel:
     """Restore what ``save`` wrote. ``baseline``: the fp32 model, when the save names no workload.
 
-    Raises SchemaError for a missing directory, a wrong schema, or files that fail their checksum.
-    """
-    from accelkit.workloads.base import RunSettings
+    ``workload``: a ``Workload`` object to rebuild the plan on, used instead of the name in
+    ``plan.json`` — needed for a user's ``module:function`` workload, because loading imports
+    nothing a file names (only the embedded workloads are rebuilt by name).
 
+    Raises SchemaError for a missing directory, a wrong schema, a file outside the folder, an
+    unlisted model file, files that fail their checksum, or weights/graphs that do not parse.
+    """
+    from accelkit.workloads.base import RunSettings, Workload
+
+    if workload is not None and not isinstance(workload, Workload):
+        raise ConfigError(f"load(workload={type(workload).__name__}): expected an accelkit Workload object")
     root = Path(path)
+    plan_file = root / _PLAN_FILE
     meta = _read_meta(root)
     try:
         settings = RunSettings(**meta["settings"])
     except TypeError as exc:
-        raise SchemaError(f"{root / _PLAN_FILE}: settings do not fit RunSettings ({exc})") from exc
+        raise SchemaError(f"{plan_file}: settings do not fit RunSettings ({exc})") from exc
     plan = normalize_plan(meta["plan"])
     if meta["format"] == "onnx":
         from accelkit.export.onnx import OrtConfig, OrtModule
 
-        model: Any = OrtModule((root / "model.onnx").read_bytes(), OrtConfig.from_dict(meta.get("ort") or {}),
-                               details=meta.get("details"))
+        onnx_file = root / "model.onnx"
+        try:
+            ort_config = OrtConfig.from_dict(meta.get("ort") or {})
+        except (TypeError, ValueError) as exc:
+            raise SchemaError(f"{plan_file}: 'ort' does not fit OrtConfig ({exc}); re-save the model") from exc
+        onnx_bytes = onnx_file.read_bytes()
+        _refuse_external_data(onnx_bytes, onnx_file)
+        try:
+            model: Any = OrtModule(onnx_bytes, ort_config, details=meta.get("details"))
+        except Exception as exc:  # onnxruntime's InvalidProtobuf/Fail are not exported stably
+            raise SchemaError(f"{onnx_file} is not a loadable ONNX graph ({type(exc).__name__}: "
+                              f"{str(exc).splitlines()[0] if str(exc) else ''}); re-save the model") from exc
         return LoadedModel(model, settings, plan, meta.get("workload"), meta.get("details") or {})
 
     from safetensors.torch import load_file
 
     from accelkit.variants import build_variant
-    from accelkit.workloads import get_workload
 
-    if meta.get("workload") is None and baseline is None:
-        raise SchemaError(f"{root} names no workload; call load(path, baseline=<fp32 model>)")
-    wl = get_workload(meta["workload"]) if meta.get("workload") else None
+    if workload is not None:
+        wl = workload
+    elif meta.get("workload") is None:
+        if baseline is None:
+            raise SchemaError(f"{root} names no workload; call load(path, baseline=<fp32 model>)")
+        wl = None
+    else:
+        wl = _embedded_workload(meta["workload"], plan_file)
     base = baseline if baseline is not None else wl.build_model()
     if plan and wl is not None:
         start = RunSettings(batch_size=settings.batch_size, max_length=settings.max_length, device=settings.device)
         model = build_variant("+".join(s["technique"] for s in plan), base, start, wl).model
     else:
         model = base
-    tensors = load_file(str(root / "model.safetensors"))
+    weights = root / "model.safetensors"
+    try:
+        tensors = load_file(str(weights))
+    except Exception as exc:  # SafetensorError (truncated header, bad offsets) is not exported stably
+        raise SchemaError(f"{weights} is not a readable safetensors file ({exc}); re-save the model") from exc
     if isinstance(model, nn.Module):
         # copy into the live parameters/buffers; load_state_dict would run quantized modules'
         # own loaders, which want the packed weights that safetensors cannot hold

@@ -69,6 +69,10 @@ def bench(
     from accelkit.workloads import get_workload
 
     runner = task_runner(task)
+    if max_quality_drop is not None:
+        from accelkit.commands.optimize import check_quality_budget
+
+        check_quality_budget(max_quality_drop)
     workload = workload or {"data": "images", "train": "digits"}.get(task, "minilm")
     check_device(device)
     for path in (out, html):
@@ -94,14 +98,17 @@ def bench(
             wl, names, batch_size=batch_size, repeats=repeats, limit=limit, device=device,
             max_quality_drop=max_quality_drop, progress=lambda msg: status.update(msg),
         )
-    print_table(results, console)
+    # results first: a failure while printing (or a kill) must not lose a whole benchmark run
     if out is not None:
         save_results(results, out)
-        console.print(f"results → {out}")
     if html is not None:
         from accelkit.report.html import write_html_report
 
         write_html_report(results, html)
+    print_table(results, console)
+    if out is not None:
+        console.print(f"results → {out}")
+    if html is not None:
         console.print(f"report → {html}")
 
 

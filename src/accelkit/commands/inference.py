@@ -15,7 +15,7 @@ def export(
     out: Annotated[Path, typer.Option("--out", "-o", help="directory to write (plan.json + model.onnx or model.safetensors)")],
     workload: Annotated[str, typer.Option("--workload", "-w", help="minilm | digits | gpt-mini | package.module:function")] = "minilm",
     batch_size: Annotated[int | None, typer.Option(help="default: the workload's")] = None,
-    overwrite: Annotated[bool, typer.Option(help="replace a directory that is not an accelkit save")] = False,
+    overwrite: Annotated[bool, typer.Option(help="write into a folder that holds other files (only accelkit's own are replaced; the rest are kept)")] = False,
 ) -> None:
     """Build ``variant`` of the workload's baseline and save it; ``accelkit.load(out)`` restores it."""
     from accelkit.saving import save

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Annotated
@@ -10,7 +11,7 @@ import typer
 
 from accelkit.errors import ConfigError
 
-__all__ = ["parse_duration", "register"]
+__all__ = ["check_quality_budget", "parse_duration", "register"]
 
 
 def parse_duration(text: str) -> float:
@@ -24,6 +25,13 @@ def parse_duration(text: str) -> float:
     return sum(float(n) * {"h": 3600, "m": 60, "s": 1}[u] for n, u in parts)
 
 
+def check_quality_budget(max_quality_drop: float) -> float:
+    """A NaN budget passes every screening and fails every final check; inf or < 0 means nothing."""
+    if not math.isfinite(max_quality_drop) or max_quality_drop < 0:
+        raise ConfigError(f"--max-quality-drop {max_quality_drop!r}: expected a finite number >= 0, e.g. 0.01")
+    return max_quality_drop
+
+
 def optimize(
     workload: Annotated[str, typer.Option("--workload", "-w", help="minilm | digits | gpt-mini | package.module:function")] = "minilm",
     max_quality_drop: Annotated[float, typer.Option(help="budget in the workload's metric (minilm: cosine, digits: accuracy fraction)")] = 0.01,
@@ -35,11 +43,16 @@ def optimize(
     no_expensive: Annotated[bool, typer.Option("--no-expensive", help="skip techniques that train (distill, fine-tune)")] = False,
     screen_limit: Annotated[int, typer.Option(help="calibration items per screening pass")] = 128,
     eval_limit: Annotated[int | None, typer.Option(help="held-out items for the final measurement")] = None,
+    overwrite: Annotated[bool, typer.Option(help="write into an --out that holds other files (they are kept)")] = False,
 ) -> None:
     """Search every technique under a quality budget; write the model, plan.json, results.json, report.html."""
     from accelkit.optimize import OptimizeConfig
     from accelkit.optimize import optimize as run
+    from accelkit.outdir import OPTIMIZE_FILES, prepare_output_dir
 
+    check_quality_budget(max_quality_drop)
+    # before the search: a folder with the user's files is refused now, not after an hour of work
+    prepare_output_dir(out, overwrite=overwrite, owned=OPTIMIZE_FILES)
     cfg = OptimizeConfig(
         workload, max_quality_drop, objective, batch_size, parse_duration(time_budget), screen_limit, eval_limit,
         candidates=[c.strip() for c in candidates.split(",")] if candidates else None,

@@ -290,13 +290,7 @@ def bench_data_task(
     )
     rows = bench_data_variants(names, repeats=repeats)
     results = data_results(rows, repeats=repeats, batch_size=64)
-    from accelkit.report.table import print_table
-
-    print_table(results)
-    for r in rows:
-        print(
-            f"{r['name']}: consumer waits on data {r['wait_fraction']:.0%} of the epoch; loader {r['loader_kwargs']}"
-        )
+    # results first: a failure while printing must not lose the run
     if out is not None:
         from accelkit.report.results import save_results
 
@@ -305,4 +299,11 @@ def bench_data_task(
         from accelkit.report.html import write_html_report
 
         write_html_report(results, html)
+    from accelkit.report.table import print_table
+
+    print_table(results)
+    for r in rows:
+        print(
+            f"{r['name']}: consumer waits on data {r['wait_fraction']:.0%} of the epoch; loader {r['loader_kwargs']}"
+        )
     return results

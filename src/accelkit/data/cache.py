@@ -13,7 +13,6 @@ import json
 import os
 import re
 import shutil
-import tempfile
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -34,7 +33,8 @@ from accelkit.data._common import (
     replace_dir,
     sha256_file,
 )
-from accelkit.errors import ConfigError
+from accelkit.errors import ConfigError, OutputPathError
+from accelkit.outdir import make_temp_dir
 
 __all__ = [
     "CacheConfig",
@@ -137,6 +137,10 @@ def _validate_entry(entry: Path, fingerprint: str, verify: str) -> str | None:
         meta = json.loads(meta_path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
         return f"meta.json unreadable ({exc})"
+    if not isinstance(meta, dict) or not isinstance(meta.get("fields", {}), dict):
+        return "meta.json is not an accelkit cache record"
+    if not all(isinstance(spec, dict) for spec in meta.get("fields", {}).values()):
+        return "meta.json fields are not accelkit cache records"
     if meta.get("version") != DATA_FORMAT_VERSION:
         return f"format version {meta.get('version')!r} != {DATA_FORMAT_VERSION}"
     if meta.get("fingerprint") != fingerprint:
@@ -363,7 +367,7 @@ class CachedDataset(torch.utils.data.Dataset):
                 _evict_to_fit(cache_dir, need, self.config.max_bytes, keep=entry)
             # 1% + 1 MiB headroom for .npy headers and meta.json.
             ensure_writable_dir(cache_dir, need_bytes=int(need * 1.01) + 2**20)
-            tmp = Path(tempfile.mkdtemp(dir=cache_dir, prefix=f".{name}.tmp-"))
+            tmp = make_temp_dir(cache_dir, prefix=f".{name}.tmp-")  # umask, not 0700: caches are shared
             try:
                 arrays = {
                     fname: np.lib.format.open_memmap(
@@ -390,8 +394,6 @@ class CachedDataset(torch.utils.data.Dataset):
                 atomic_write_json(tmp / _META, meta)
                 replace_dir(tmp, entry)
             except OSError as exc:
-                from accelkit.errors import OutputPathError
-
                 raise OutputPathError(
                     f"writing dataset cache under {str(cache_dir)!r} failed ({exc.strerror or exc}); "
                     "free space or pass another cache_dir"
@@ -487,7 +489,10 @@ def cache_info(
             meta = json.loads((entry / _META).read_text())
         except (OSError, json.JSONDecodeError):
             meta = {}
+        if not isinstance(meta, dict):  # e.g. meta.json = [] : report the entry as invalid, not a traceback
+            meta = {}
         fp = meta.get("fingerprint", "")
+        fp = fp if isinstance(fp, str) else ""
         reason = (
             _validate_entry(entry, fp, verify)
             if fp.startswith(entry.name)
@@ -513,8 +518,14 @@ def clear_cache(cache_dir: str | Path | None = None, *, name: str | None = None)
     for entry in _list_entries(root):
         if name is not None and entry.name != name:
             continue
-        with file_lock(root / f"{entry.name}.lock"):
-            shutil.rmtree(entry, ignore_errors=True)
+        try:
+            with file_lock(root / f"{entry.name}.lock"):
+                shutil.rmtree(entry)
+        except OSError as exc:  # a read-only or someone else's cache: one line, not a traceback
+            raise OutputPathError(
+                f"cannot clear cache entry {str(entry)!r} ({exc.strerror or exc}); the cache folder is not "
+                "writable for you: ask its owner, or use --cache-dir with a folder you own"
+            ) from exc
         # The lock file stays: unlinking it could let two builders lock different inodes.
         removed.append(entry.name)
     if name is not None and not removed:

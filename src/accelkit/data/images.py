@@ -7,7 +7,6 @@ folder pipeline costs); it costs a one-time render of scikit-learn digits to dis
 from __future__ import annotations
 
 import shutil
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +27,7 @@ from accelkit.data._common import (
     sha256_file,
 )
 from accelkit.errors import AccelkitError, ConfigError
+from accelkit.outdir import make_temp_dir
 
 __all__ = [
     "CorruptImageError",
@@ -164,7 +164,7 @@ def render_digits_folder(
         images, labels = images[:limit], labels[:limit]
 
     ensure_writable_dir(root.parent, need_bytes=len(images) * image_size * image_size)
-    tmp = Path(tempfile.mkdtemp(dir=root.parent, prefix=f".{root.name}.tmp-"))
+    tmp = make_temp_dir(root.parent, prefix=f".{root.name}.tmp-")  # umask, not mkdtemp's 0700
     try:
         for label in sorted(set(labels.tolist())):
             (tmp / str(label)).mkdir()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,7 +51,12 @@ class VariantResult:
 
     @classmethod
     def from_dict(cls, d: dict) -> VariantResult:
+        if not isinstance(d, dict):
+            raise SchemaError(f"results field 'variants' holds a {type(d).__name__} ({d!r:.40}); each variant "
+                              "must be an object with a 'name'; regenerate the file")
         known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        where = f"variant {known.get('name')!r}" if isinstance(known.get("name"), str) else "a variant"
+        _check_fields(known, _VARIANT_TYPES, where)
         return cls(**known)
 
 
@@ -79,8 +85,9 @@ class Results:
         if not isinstance(d, dict) or d.get("schema") != SCHEMA:
             got = d.get("schema") if isinstance(d, dict) else type(d).__name__
             raise SchemaError(f"results schema is {got!r}, expected {SCHEMA!r}; write it with `accelkit bench --out`")
+        fields = {k: v for k, v in d.items() if k in cls.__dataclass_fields__ and k != "variants"}
+        _check_fields({**fields, "variants": d.get("variants")}, _RESULTS_TYPES, "results")
         try:
-            fields = {k: v for k, v in d.items() if k in cls.__dataclass_fields__ and k != "variants"}
             return cls(variants=[VariantResult.from_dict(v) for v in d["variants"]], **fields)
         except (KeyError, TypeError) as exc:
             raise SchemaError(f"results file is missing or mistypes a field ({exc}); regenerate it") from exc
@@ -90,6 +97,53 @@ class Results:
             if v.name == name:
                 return v
         raise KeyError(name)
+
+
+# What each field may hold when read back (None allowed where the dataclass allows it); a results
+# file is user input, and a string where a number belongs would surface later as a traceback in
+# the table or the report instead of one line here.
+_NUM = (int, float)
+_VARIANT_TYPES: dict[str, tuple[tuple[type, ...], bool]] = {
+    "name": ((str,), False), "speedup": (_NUM, True), "throughput": (_NUM, True),
+    "throughput_unit": ((str,), False), "latency_ms": ((dict,), True), "pass_ms": ((dict,), True),
+    "peak_memory_mb": (_NUM, True), "size_mb": (_NUM, True), "params": ((int,), True),
+    "flops_per_item": (_NUM, True), "roofline_fraction": (_NUM, True), "compute_dtype": ((str,), False),
+    "quality": ((dict,), False), "quality_drop": (_NUM, True), "meets_budget": ((bool,), True),
+    "build_s": (_NUM, True), "pair_ratios": ((list,), False), "details": ((dict,), False),
+    "error": ((str,), True),
+}
+_RESULTS_TYPES: dict[str, tuple[tuple[type, ...], bool]] = {
+    "workload": ((str,), False), "task": ((str,), False), "baseline": ((str,), False),
+    "variants": ((list,), False), "machine": ((dict,), False), "settings": ((dict,), False),
+    "roofline": ((dict,), True), "primary_metric": ((str,), False), "higher_is_better": ((bool,), False),
+    "max_quality_drop": (_NUM, True), "created": ((str,), False), "schema": ((str,), False),
+}
+# dict fields whose values must be numbers: {p50, p95} times and quality metrics
+_NUMERIC_DICTS = ("latency_ms", "pass_ms", "quality")
+
+
+def _is(value: Any, kinds: tuple[type, ...]) -> bool:
+    if isinstance(value, bool) and bool not in kinds:  # True is an int to Python, not to a reader
+        return False
+    return isinstance(value, kinds)
+
+
+def _check_fields(d: dict, types: dict[str, tuple[tuple[type, ...], bool]], where: str) -> None:
+    for key, (kinds, nullable) in types.items():
+        if key not in d or (d[key] is None and nullable):
+            continue
+        value = d[key]
+        if not _is(value, kinds):
+            expected = " or ".join("number" if k in _NUM else k.__name__ for k in dict.fromkeys(kinds))
+            raise SchemaError(f"{where}: field {key!r} is {value!r:.60} ({type(value).__name__}), expected "
+                              f"{expected}{' or null' if nullable else ''}; regenerate the results file")
+        if key in _NUMERIC_DICTS:
+            for sub, x in value.items():
+                if not (_is(x, _NUM) or x is None):
+                    raise SchemaError(f"{where}: field {key!r}[{sub!r}] is {x!r:.60}, expected a number; "
+                                      "regenerate the results file")
+        if key == "pair_ratios" and not all(_is(x, _NUM) for x in value):
+            raise SchemaError(f"{where}: field 'pair_ratios' must hold numbers only; regenerate the results file")
 
 
 def describe_error(exc: BaseException, limit: int = 300) -> str:
@@ -108,8 +162,13 @@ def check_writable(path: str | os.PathLike) -> Path:
         raise OutputPathError(f"cannot create folder {path.parent} ({exc.strerror}); choose a writable --out") from exc
     if path.is_dir():
         raise OutputPathError(f"{path} is a folder; give a file name, e.g. {path / 'results.json'}")
-    if not os.access(path.parent, os.W_OK):
-        raise OutputPathError(f"{path.parent} is not writable; choose another --out")
+    # os.access says yes to root even on read-only mounts and /proc: create (and drop) a file there
+    try:
+        fd, probe = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise OutputPathError(f"{path.parent} is not writable ({exc.strerror}); choose another --out") from exc
     return path
 
 

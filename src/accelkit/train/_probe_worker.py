@@ -26,14 +26,38 @@ def recv(fh: BinaryIO) -> Any:
     if len(header) < 8:
         raise EOFError("channel closed")
     (size,) = struct.unpack("<Q", header)
-    return pickle.loads(fh.read(size))  # our own parent's payload, not a user file
+    body = fh.read(size)
+    if len(body) < size:  # the writer died mid-message
+        raise EOFError(f"channel closed mid-message ({len(body)} of {size} bytes)")
+    return pickle.loads(body)  # our own parent's payload, not a user file
+
+
+def _is_oom_error(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return isinstance(exc, MemoryError) or "out of memory" in text or "can't allocate memory" in text
+
+
+def _die_with_parent(parent_pid: int | None) -> None:
+    """Linux: get SIGKILL when the parent dies (a probe must not outlive a killed finder)."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if parent_pid is not None and os.getppid() != parent_pid:  # it died before prctl took effect
+        os._exit(1)
 
 
 def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
-def main(reply_fd: int) -> None:
+def main(reply_fd: int, parent_pid: int | None = None) -> None:
+    _die_with_parent(parent_pid)
     import torch
 
     from accelkit.train.batch_finder import _tile, _train_steps
@@ -61,9 +85,10 @@ def main(reply_fd: int) -> None:
             del inputs, targets
             # ru_maxrss is the lifetime peak; probes grow in size, so it is this probe's peak
             send(outbox, ("ok", rate, _peak_rss_mb()))
-        except (RuntimeError, MemoryError) as exc:
-            send(outbox, ("error", f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"))
+        except Exception as exc:  # noqa: BLE001 - every failure is reported, and said whether it is OOM
+            first = str(exc).splitlines()[0][:200] if str(exc) else ""
+            send(outbox, ("oom" if _is_oom_error(exc) else "error", f"{type(exc).__name__}: {first}"))
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]))
+    main(int(sys.argv[1]), int(sys.argv[2]) if len(sys.argv) > 2 else None)

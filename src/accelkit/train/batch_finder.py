@@ -133,14 +133,33 @@ class _CPUProber:
         # the child must import what the parent can (the model's module, a source checkout)
         env["PYTHONPATH"] = os.pathsep.join(p for p in [*sys.path, env.get("PYTHONPATH", "")] if p)
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "accelkit.train._probe_worker", str(write_fd)],
+            [sys.executable, "-m", "accelkit.train._probe_worker", str(write_fd), str(os.getpid())],
             stdin=subprocess.PIPE, pass_fds=(write_fd,), env=env,
         )
         os.close(write_fd)
         self._replies = os.fdopen(read_fd, "rb")
-        self._proc.stdin.write(struct.pack("<Q", len(payload)) + payload)
-        self._proc.stdin.flush()
-        self.base_mb = self._recv(timeout=300)[1]
+        try:
+            self._proc.stdin.write(struct.pack("<Q", len(payload)) + payload)
+            self._proc.stdin.flush()
+            self.base_mb = self._recv(timeout=300)[1]
+        except (EOFError, BrokenPipeError, ConnectionResetError) as exc:
+            raise BatchSizeError(f"the probe process {self._death()} before it was ready (see its message "
+                                 "above); check the model and loss_fn import in a fresh Python") from exc
+
+    def _death(self) -> str:
+        """How the probe process ended, in words: only SIGKILL looks like the out-of-memory killer."""
+        import signal
+
+        try:
+            code = self._proc.wait(timeout=30)
+        except Exception:  # noqa: BLE001 - still running although its channel closed: end it
+            self._proc.kill()
+            code = self._proc.wait()
+        if code == -signal.SIGKILL:
+            return "died: killed by SIGKILL (usually the out-of-memory killer)"
+        if code < 0:
+            return f"died from signal {signal.Signals(-code).name}"
+        return f"died: exited with code {code}"
 
     def _recv(self, timeout: float) -> tuple:
         import select
@@ -159,10 +178,12 @@ class _CPUProber:
             send(self._proc.stdin, batch_size)
             reply = self._recv(timeout=600)
         except (EOFError, BrokenPipeError, ConnectionResetError):
-            code = self._proc.wait(timeout=30)
-            return BatchProbe(batch_size, False, error=f"probe process died (exit code {code}): out of memory")
+            return BatchProbe(batch_size, False, error=f"probe process {self._death()} at batch size {batch_size}")
         if reply[0] == "ok":
             return BatchProbe(batch_size, True, samples_per_s=reply[1], peak_memory_mb=reply[2])
+        if reply[0] == "error":  # not out-of-memory: it would fail at every size, so say what it is
+            raise BatchSizeError(f"probing batch size {batch_size} failed with {reply[1]}, which is not out of "
+                                 "memory; fix the model or loss_fn for the example batch")
         return BatchProbe(batch_size, False, error=reply[1])
 
     @property

@@ -277,9 +277,7 @@ def bench_train_task(
         return None
     names = None if variants.strip() == "all" else [v.strip() for v in variants.split(",") if v.strip()]
     results = bench_train_variants(workload, names, repeats=repeats)
-    from accelkit.report.table import print_table
-
-    print_table(results)
+    # results first: a failure while printing must not lose the run
     if out is not None:
         from accelkit.report.results import save_results
 
@@ -288,4 +286,7 @@ def bench_train_task(
         from accelkit.report.html import write_html_report
 
         write_html_report(results, html)
+    from accelkit.report.table import print_table
+
+    print_table(results)
     return results

@@ -125,10 +125,20 @@ def latest_checkpoint(directory: str | os.PathLike[str]) -> Path | None:
     if not pointer.exists():
         return None
     try:
-        name = json.loads(pointer.read_text())["dir"]
-    except (ValueError, KeyError) as exc:
+        doc = json.loads(pointer.read_text())
+    except (OSError, ValueError) as exc:
         raise CheckpointError(f"{pointer} is unreadable ({exc}); delete it to start over or fix the folder name") from exc
+    name = doc.get("dir") if isinstance(doc, dict) else None
+    if not isinstance(name, str):
+        raise CheckpointError(f"{pointer} holds {doc!r:.60}, not {{\"dir\": \"step-XXXXXXXX\", ...}}; "
+                              "delete it to start over or fix the folder name")
+    # only a step folder directly inside the checkpoint folder: never a path the file names elsewhere
+    if not _STEP_DIR.match(name):
+        raise CheckpointError(f"{pointer} points to {name!r}, not a step-XXXXXXXX folder inside {directory}; "
+                              "delete latest.json to start over")
     path = Path(directory) / name
+    if path.is_symlink():
+        raise CheckpointError(f"{path} is a symlink; checkpoints are read only from real folders inside {directory}")
     if not path.is_dir():
         raise CheckpointError(f"{pointer} points to {path}, which does not exist; delete latest.json to start over")
     return path

@@ -7,11 +7,15 @@ all-reduce per optimizer step (none during accumulation: DDP ``no_sync``).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from accelkit.config import Config
 from accelkit.errors import ConfigError
@@ -74,16 +78,46 @@ def launch(launch_config: LaunchConfig, target: list[str], *, module: bool = Fal
 
     torchrun and its workers run in their own process group, so a timeout or Ctrl-C stops all
     of them, never leaving orphaned workers. After ``timeout_s`` it raises TimeoutError.
+    SIGTERM, SIGHUP or SIGINT to this process (a scheduler's kill, a closed terminal, Ctrl-C)
+    is passed to the group, which is waited for; then it returns 128 + the signal's number.
     """
     proc = subprocess.Popen(torchrun_command(launch_config, target, module=module), env=env, start_new_session=True)
+    with _signals_raise() as received:
+        try:
+            return proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired as exc:
+            _stop_group(proc)
+            raise TimeoutError(f"torchrun did not finish in {timeout_s:.0f} s; it and its workers were stopped") from exc
+        except (KeyboardInterrupt, _Signalled):
+            signum = received[-1] if received else signal.SIGINT
+            _stop_group(proc, first=signum)
+            return 128 + int(signum)
+
+
+class _Signalled(BaseException):
+    """Raised in the main thread by a handled signal, so the wait above unwinds to the cleanup."""
+
+
+@contextlib.contextmanager
+def _signals_raise() -> Iterator[list[int]]:
+    # the default action of SIGTERM/SIGHUP ends this process at once and leaves torchrun (in its
+    # own session) and its workers running, re-parented to init
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():  # handlers live in the main thread only
+        yield received
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        received.append(signum)
+        raise _Signalled(signum)
+
+    sigs = [signal.SIGTERM, signal.SIGINT] + ([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])
+    previous = {sig: signal.signal(sig, handler) for sig in sigs}
     try:
-        return proc.wait(timeout=timeout_s)
-    except subprocess.TimeoutExpired as exc:
-        _stop_group(proc)
-        raise TimeoutError(f"torchrun did not finish in {timeout_s:.0f} s; it and its workers were stopped") from exc
-    except KeyboardInterrupt:
-        _stop_group(proc, first=signal.SIGINT)
-        raise
+        yield received
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def _stop_group(proc: subprocess.Popen, first: int = signal.SIGTERM) -> None:
@@ -94,6 +128,9 @@ def _stop_group(proc: subprocess.Popen, first: int = signal.SIGTERM) -> None:
             return
         try:
             proc.wait(timeout=grace)
-            return
-        except subprocess.TimeoutExpired:
+        except (subprocess.TimeoutExpired, _Signalled):  # a second signal while waiting: go on to SIGKILL
             continue
+        # torchrun is gone; its workers may still be exiting: end whatever is left of the group
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        return

@@ -25,7 +25,12 @@ from torch.utils.data import DataLoader, Dataset
 
 from accelkit.errors import AccelkitError, ConfigError
 from accelkit.train._dist import DistContext, init_distributed
-from accelkit.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from accelkit.train.checkpoint import (
+    CheckpointError,
+    latest_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
 from accelkit.train.config import TrainConfig
 from accelkit.train.precision import autocast_context, make_grad_scaler, scaler_skipped_step
 from accelkit.train.sampler import ResumableDistributedSampler
@@ -191,7 +196,21 @@ def _rewrite_metrics(path: Path, keep_through_step: int) -> None:
     """Drop records logged after the checkpoint we resume from (they will be logged again)."""
     if not path.exists():
         return
-    kept = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line).get("step", 0) <= keep_through_step]
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    kept = []
+    for i, line in enumerate(lines):
+        try:
+            record = json.loads(line)
+        except ValueError:
+            if i == len(lines) - 1:  # a kill mid-write leaves half a last line: drop it, the step is re-logged
+                break
+            raise CheckpointError(f"{path} line {i + 1} is not JSON; delete the file to resume without the "
+                                  "earlier metrics") from None
+        if not isinstance(record, dict):
+            raise CheckpointError(f"{path} line {i + 1} is not a metrics record; delete the file to resume "
+                                  "without the earlier metrics")
+        if record.get("step", 0) <= keep_through_step:
+            kept.append(line)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     tmp.write_text("".join(line + "\n" for line in kept))
     os.replace(tmp, path)
@@ -325,6 +344,13 @@ def _train(model, data, loss_fn, config: TrainConfig, ctx: DistContext, on_step)
             from accelkit.train.checkpoint import _read_weights
 
             set_model_state_dict(wrapped, _read_weights(latest / "model.safetensors"), options=StateDictOptions(full_state_dict=True))
+        saved_optimizer = meta["config"].get("optimizer") if isinstance(meta.get("config"), dict) else None
+        if saved_optimizer is not None and saved_optimizer != config.optimizer:
+            # the optimizer state (moments vs momentum buffers) cannot carry over to another optimizer
+            raise ConfigError(
+                f"resume: the checkpoint at {latest} trained with optimizer={saved_optimizer!r}, this run asks for "
+                f"{config.optimizer!r}; resume with --optimizer {saved_optimizer} or start a new output folder"
+            )
         if meta.get("effective_batch_size") != effective_batch:
             raise ConfigError(
                 f"resume: the checkpoint at {latest} trained with effective batch {meta.get('effective_batch_size')}, "

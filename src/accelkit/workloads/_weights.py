@@ -9,6 +9,7 @@ from safetensors.torch import load_file, save
 from torch import nn
 
 from accelkit._atomic import atomic_write_bytes
+from accelkit.errors import OutputPathError
 from accelkit.workloads.base import cache_dir
 
 
@@ -26,8 +27,18 @@ def cached_trained(name: str, make: Callable[[], nn.Module], train: Callable[[nn
         try:
             model.load_state_dict(load_file(path))
             return model.eval()
-        except Exception:  # a corrupt or stale cache entry: retrain rather than fail
-            path.unlink(missing_ok=True)
+        except Exception as exc:  # a corrupt or stale cache entry: retrain rather than fail
+            try:
+                path.unlink(missing_ok=True)
+            except OSError as err:  # a read-only shared cache: say so before minutes of training
+                raise OutputPathError(
+                    f"cached weights {path} are unreadable ({type(exc).__name__}) and cannot be removed "
+                    f"({err.strerror}); delete that file or set ACCELKIT_CACHE to a folder you can write"
+                ) from exc
     train(model)
-    save_state_atomic(model, path)
+    try:
+        save_state_atomic(model, path)
+    except OSError as exc:
+        raise OutputPathError(f"cannot write trained weights to {path} ({exc.strerror}); "
+                              "set ACCELKIT_CACHE to a folder you can write") from exc
     return model.eval()

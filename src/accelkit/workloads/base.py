@@ -188,6 +188,9 @@ class TensorWorkload(Workload):
         calib_labels: torch.Tensor | None = None,
         default_batch_size: int = 32,
     ) -> None:
+        from accelkit.workloads._checks import check_finite_tensors
+
+        check_finite_tensors(name, inputs=inputs, labels=labels, calib_inputs=calib_inputs, calib_labels=calib_labels)
         self.name = name
         self._model_fn = model_fn
         self._inputs = inputs
