@@ -94,7 +94,7 @@ def save(
     settings: Any = None,
     overwrite: bool = False,
 ) -> Path:
-    """Write ``model_or_variant`` (a model, an OrtModule, or build_variant's (model, settings, dtype)) to ``path``.
+    """Write ``model_or_variant`` (a model, an OrtModule, a ``Built`` record, or (model, settings)) to ``path``.
 
     ``plan``: the variant name or plan steps that made it; ``workload``: the workload name whose
     baseline the plan applies to (needed to rebuild PyTorch variants).
@@ -103,10 +103,17 @@ def save(
     replaced (see accelkit.outdir).
     """
     from accelkit.export.onnx import OrtModule
+    from accelkit.techniques.registry import Built
     from accelkit.workloads.base import RunSettings
 
     model = model_or_variant
-    if isinstance(model_or_variant, tuple):
+    details = None
+    if isinstance(model_or_variant, Built):
+        model, details = model_or_variant.model, model_or_variant.details
+        settings = settings if settings is not None else model_or_variant.settings
+        if plan is None and model_or_variant.steps:
+            plan = model_or_variant.name
+    elif isinstance(model_or_variant, tuple):
         model = model_or_variant[0]
         if settings is None and len(model_or_variant) > 1:
             settings = model_or_variant[1]
@@ -123,7 +130,7 @@ def save(
             "plan": normalize_plan(plan),
             "workload": workload,
             "settings": settings.to_dict(),
-            "details": _json_safe(getattr(model, "accelkit_details", None) or {}),
+            "details": _json_safe(details if details is not None else getattr(model, "accelkit_details", None) or {}),
             "torch": torch.__version__,
         }
         if isinstance(model, OrtModule):

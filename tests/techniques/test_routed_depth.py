@@ -192,3 +192,20 @@ def test_minilm_routed_depth_saves_a_quarter_of_the_layers_at_cosine_098():
     assert routed.quality["cosine_mean"] >= 0.98
     assert routed.details["layers_saved_measured"] >= 0.25
     assert routed.details["calibration"]["met_budget"]
+
+
+def test_a_routed_depth_file_entry_outside_its_folder_is_refused(tmp_path):
+    import json
+
+    full, model = _routed()
+    save_routed_depth(model, tmp_path / "routed")
+    meta_file = tmp_path / "routed" / "routed_depth.json"
+    meta = json.loads(meta_file.read_text())
+    (tmp_path / "outside.safetensors").write_bytes((tmp_path / "routed" / meta["paths"][0]["file"]).read_bytes())
+    meta["paths"][0]["file"] = "../outside.safetensors"
+    meta_file.write_text(json.dumps(meta))
+    with pytest.raises(SchemaError, match="points outside"):
+        load_routed_depth(tmp_path / "routed", tiny_bert())
+    meta_file.write_text("{not json")
+    with pytest.raises(SchemaError, match="not valid JSON"):
+        load_routed_depth(tmp_path / "routed", tiny_bert())

@@ -41,7 +41,7 @@ def optimize(
     out: Annotated[Path, typer.Option(help="output folder")] = Path("out/optimize"),
     candidates: Annotated[str | None, typer.Option(help="comma-separated single techniques to search (default: all)")] = None,
     no_expensive: Annotated[bool, typer.Option("--no-expensive", help="skip techniques that train (distill, fine-tune)")] = False,
-    screen_limit: Annotated[int, typer.Option(help="calibration items per screening pass")] = 128,
+    screen_limit: Annotated[int, typer.Option(help="calibration items per screening pass (at least 4 batches)")] = 256,
     eval_limit: Annotated[int | None, typer.Option(help="held-out items for the final measurement")] = None,
     overwrite: Annotated[bool, typer.Option(help="write into an --out that holds other files (they are kept)")] = False,
 ) -> None:
@@ -56,7 +56,7 @@ def optimize(
     cfg = OptimizeConfig(
         workload, max_quality_drop, objective, batch_size, parse_duration(time_budget), screen_limit, eval_limit,
         candidates=[c.strip() for c in candidates.split(",")] if candidates else None,
-        include_expensive=not no_expensive,
+        include_expensive=not no_expensive, overwrite=overwrite,
     )
     res = run(cfg, out)
     typer.echo(res.message)

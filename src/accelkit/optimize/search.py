@@ -70,6 +70,7 @@ class OptimizeConfig:
     min_gain: float = 1.02  # a plan must beat the baseline by this factor, or noise could pick it
     max_steps: int = 4  # longest composition tried
     max_plans_per_length: int = 12  # compositions screened per length, best estimates first
+    overwrite: bool = False  # write into an out_dir holding other files (they are kept)
     version: int = 2
 
     def __post_init__(self) -> None:
@@ -88,7 +89,8 @@ class OptimizeConfig:
 
     def search_key(self) -> dict:
         """Fields that must match for screened candidates to be reused on resume."""
-        return {k: v for k, v in self.to_dict().items() if k not in ("time_budget_s", "finalists", "repeats", "eval_limit")}
+        return {k: v for k, v in self.to_dict().items()
+                if k not in ("time_budget_s", "finalists", "repeats", "eval_limit", "overwrite")}
 
 
 @dataclass
@@ -273,7 +275,11 @@ class _BuildTimes:
 def optimize(config: OptimizeConfig, out_dir: str | Path, *, console: Console | None = None) -> OptimizeResult:
     """Search plans for ``config.workload`` and write model, plan.json, results.json, report.html."""
     started = time.monotonic()
+    from accelkit.outdir import OPTIMIZE_FILES, prepare_output_dir
+
     out_dir = Path(out_dir)
+    # before the search: a folder with the user's files is refused now, not after an hour of work
+    prepare_output_dir(out_dir, overwrite=config.overwrite, owned=OPTIMIZE_FILES)
     check_writable(out_dir / "plan.json")
     console = console or Console()
     wl = get_workload(config.workload)
@@ -470,5 +476,4 @@ def _save_model(chosen: Built, name: str, workload_name: str, path: Path) -> Non
     """Save the model the final run measured (never built a third time): ``accelkit.load(path)``."""
     from accelkit.saving import save
 
-    save((chosen.model, chosen.settings), path, plan=None if name == "baseline" else name,
-         workload=workload_name, overwrite=True)
+    save(chosen, path, plan=None if name == "baseline" else name, workload=workload_name, overwrite=True)

@@ -502,6 +502,15 @@ def save_routed_depth(model: RoutedDepthModel, path: str | os.PathLike) -> Path:
     return folder
 
 
+def _read_tensors(file: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(file))
+    except Exception as exc:  # safetensors raises its own SafetensorError for truncated or foreign files
+        raise SchemaError(f"{file} is not a readable safetensors file ({exc}); save the routed model again") from exc
+
+
 def load_routed_depth(
     path: str | os.PathLike,
     full_model: nn.Module,
@@ -512,16 +521,20 @@ def load_routed_depth(
     """Rebuild a saved routed model around ``full_model``. Shallow paths are rebuilt with
     ``build_path(spec)`` — by default a layer-subset student of ``full_model`` with the saved
     ``kept_layers`` — and their saved weights loaded."""
-    from safetensors.torch import load_file
-
     from accelkit.techniques.distill import make_layer_student
 
     folder = Path(path)
     meta_file = folder / "routed_depth.json"
     if not meta_file.exists():
         raise SchemaError(f"{folder}: no routed_depth.json; save with save_routed_depth first")
-    meta = json.loads(meta_file.read_text())
-    if meta.get("format") != _FORMAT:
+    from accelkit.saving import resolve_inside
+
+    try:
+        meta = json.loads(meta_file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise SchemaError(f"{meta_file} is not valid JSON ({exc}); save the routed model again") from exc
+    if not isinstance(meta, dict) or meta.get("format") != _FORMAT:
+        meta = meta if isinstance(meta, dict) else {}
         raise SchemaError(f"{meta_file}: format {meta.get('format')!r}, expected {_FORMAT!r}")
     paths = []
     for spec in meta["paths"]:
@@ -531,12 +544,12 @@ def load_routed_depth(
             student = make_layer_student(full_model, spec["kept_layers"])
         else:
             raise SchemaError(f"{meta_file}: path {spec['file']} has no kept_layers; pass build_path= to rebuild it")
-        file = folder / spec["file"]
+        file = resolve_inside(folder, spec["file"], meta_file)  # never a file outside the folder
         if not file.exists():
             raise SchemaError(f"{file} is missing: the saved routed model is incomplete; save it again")
-        student.load_state_dict(load_file(str(file)))
+        student.load_state_dict(_read_tensors(file))
         paths.append(student.eval())
-    router = load_file(str(folder / "router.safetensors"))
+    router = _read_tensors(folder / "router.safetensors")
     n_features = router["feature_mean"].shape[0]
     model = apply_routed_depth(full_model, paths, depths=meta["depths"], features=features,
                                n_features=n_features if features is not None else None, names=meta["names"])
