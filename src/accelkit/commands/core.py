@@ -119,6 +119,25 @@ def bench(
                 q.echo(f"report → {html}")
 
 
+def _search_block(path: Path) -> tuple:
+    """(Summary, search table HTML) from an optimize results.json's ``search`` block, else (None, "").
+
+    ``Results`` keeps only the measurements; the search's choice and verdicts sit beside them in
+    the same file, and the saved model (if any) in the ``model`` folder next to it."""
+    from accelkit.optimize.report import search_details, search_summary
+
+    try:
+        block = json.loads(path.read_text(encoding="utf-8")).get("search")
+    except (OSError, ValueError, AttributeError):
+        return None, ""
+    if not isinstance(block, dict):
+        return None, ""
+    best = block.get("best") if isinstance(block.get("best"), str) else None
+    message = block.get("message") if isinstance(block.get("message"), str) else ""
+    candidates = block.get("candidates") if isinstance(block.get("candidates"), list) else []
+    return search_summary(best, message, path.parent), search_details(candidates, best) if candidates else ""
+
+
 def report(
     results: Annotated[list[Path], typer.Argument(help="one or more results JSON files")],
     output: Annotated[Path, typer.Option("-o", "--output", help="HTML file to write")] = Path("out/report.html"),
@@ -127,14 +146,15 @@ def report(
     fmt: Annotated[str, typer.Option("--format", help="table | json | csv | markdown (for scripts)")] = "table",
 ) -> None:
     """Write a self-contained HTML report (opens offline) from results files; print their tables."""
-    from accelkit.report.html import write_html_report
-    from accelkit.report.results import check_writable, load_results
+    from accelkit.report.html import render_html
+    from accelkit.report.results import check_writable, load_results, write_text_atomic
     from accelkit.report.table import check_format, print_table
 
     check_format(fmt)
     check_writable(output)
     loaded = [load_results(p) for p in results]
-    write_html_report(loaded, output, title=title)
+    summaries, extras = zip(*(_search_block(p) for p in results), strict=True) if results else ((), ())
+    write_text_atomic(output, render_html(loaded, title, summaries=summaries, extras=extras))
     console = _console()
     for r in loaded:
         print_table(r, console, wide=wide, fmt=fmt)
