@@ -120,3 +120,12 @@ def test_cli_bench_keeps_the_terminal_clean(tmp_path):
     log = tmp_path / "o" / "r.log.txt"
     assert "C-LEVEL STDOUT" in log.read_text() and "DEP WARNING" in log.read_text()
     assert str(log) in proc.stdout
+
+
+def test_phase_line_takes_any_text_and_ends_with_the_block(tmp_path, capfd, monkeypatch):
+    monkeypatch.setenv("ACCELKIT_CACHE", str(tmp_path / "cache"))
+    with quiet(tmp_path / "log.txt") as q:
+        q.phase("building [/]oops+onnx")  # a variant name is not markup
+        q.phase("measuring quality on held-out data")
+        q.echo("done")
+    assert q._status is None and "done" in capfd.readouterr().out

@@ -100,6 +100,20 @@ class Quiet:
         self.console = console
         self.log_file = log_file
         self.scratch = scratch
+        self._status: Any = None
+
+    def phase(self, text: str) -> None:
+        """Show ``text`` as the command's current phase (a spinner line, gone when the block ends)."""
+        if self._status is None:
+            self._status = self.console.status(escape(text))
+            self._status.start()
+        else:
+            self._status.update(escape(text))
+
+    def _stop(self) -> None:
+        if self._status is not None:
+            self._status.stop()
+            self._status = None
 
     @property
     def capturing(self) -> bool:
@@ -144,6 +158,7 @@ def quiet(log_to: str | os.PathLike | None = None, *, verbose: bool = False, nam
         try:
             yield q
         finally:
+            q._stop()
             _ACTIVE.pop()
         return
 
@@ -190,6 +205,7 @@ def quiet(log_to: str | os.PathLike | None = None, *, verbose: bool = False, nam
             yield q
             ok = True
         finally:
+            q._stop()
             _ACTIVE.pop()
             logging.getLogger().removeHandler(handler)
             for s in (sys.stdout, sys.stderr):

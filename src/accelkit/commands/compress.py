@@ -72,10 +72,12 @@ def register(app: typer.Typer) -> None:
             if not _is_bert_encoder(wl):
                 raise ConfigError(f"--method heads prunes BERT-style encoders; workload {wl.name!r} is not one (use minilm)")
         with quiet(verbose=verbose, name="prune") as q:
+            q.phase(f"loading {wl.name}")
             base = wl.build_model()
             model = wl.build_model()
             settings = RunSettings(batch_size=wl.default_batch_size)
             data = wl.eval_data()
+            q.phase(f"pruning ({method}, ratio {ratio:g}; fine-tuning where it applies)")
             if method == "heads":
                 from accelkit.techniques.compress_variants import cached_head_pruned_student
 
@@ -85,6 +87,7 @@ def register(app: typer.Typer) -> None:
                 model = prune_structured(model, example, config, dataset=wl.train_dataset(), loss_fn=wl.loss_fn)
             else:
                 prune_unstructured_(model, config)
+            q.phase("measuring quality on held-out data")
             ref = wl.predict(base, data, settings)
             quality = wl.quality(wl.predict(model, data, settings), ref, data)
             details = {k: v for k, v in model.accelkit_details.items() if k != "layer_sparsity"}
@@ -117,6 +120,7 @@ def register(app: typer.Typer) -> None:
             config = SentenceDistillConfig(keep_layers=_parse_layers(layers), epochs=epochs)
         wl = get_workload(workload)
         with quiet(verbose=verbose, name="distill") as q:
+            q.phase("distilling the student (cached after the first run)")
             teacher = wl.build_model()
             settings = RunSettings(batch_size=wl.default_batch_size)
             if workload == "minilm":
@@ -126,6 +130,7 @@ def register(app: typer.Typer) -> None:
 
                 model, settings, _ = build_variant(student, teacher, settings, wl)
             data = wl.eval_data()
+            q.phase("measuring quality on held-out data")
             ref = wl.predict(teacher, data, settings)
             quality = wl.quality(wl.predict(model, data, settings), ref, data)
             q.echo(json.dumps({"quality": quality, "details": getattr(model, "accelkit_details", {})}, indent=1, default=str))

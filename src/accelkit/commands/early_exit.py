@@ -50,6 +50,7 @@ def register(app: typer.Typer) -> None:
         with quiet(verbose=verbose, name="early-exit") as q:
             wl = get_workload(workload)
             base = wl.build_model()
+            q.phase("training exit heads and calibrating thresholds")
             model = build_early_exit(
                 wl.build_model(), wl, EarlyExitConfig.from_dict(config),
                 max_quality_drop=preset["max_quality_drop"] if budget is None else budget,
@@ -57,6 +58,7 @@ def register(app: typer.Typer) -> None:
             )
             model.reset_stats()
             settings = RunSettings(batch_size=preset["batch_size"])
+            q.phase("measuring quality on held-out data")
             quality, baseline_quality = _held_out_quality(wl, base, model, settings)
             details = model.accelkit_details
             report = {
@@ -89,8 +91,10 @@ def register(app: typer.Typer) -> None:
         with quiet(verbose=verbose, name="layer-skip") as q:
             wl = get_workload(workload)
             base = wl.build_model()
+            q.phase("ranking layers by sensitivity")
             model, details = build_layer_skip(wl.build_model(), wl, LayerSkipConfig(max_quality_drop=budget))
             settings = RunSettings(batch_size=wl.default_batch_size)
+            q.phase("measuring quality on held-out data")
             quality, baseline_quality = _held_out_quality(wl, base, model, settings)
             q.echo(json.dumps({"quality": quality, **{k: v for k, v in details.items() if k != "tradeoff_curve"}}, indent=1))
 
@@ -119,10 +123,12 @@ def register(app: typer.Typer) -> None:
         with quiet(verbose=verbose, name="routed-depth") as q:
             wl = get_workload(workload)
             base = wl.build_model()
+            q.phase("distilling students (cached) and fitting the router")
             model = build_routed_depth(wl.build_model(), wl, preset["students"], config,
                                        router_sentences=preset.get("router_sentences"), batch_size=preset["batch_size"])
             model.reset_stats()
             settings = RunSettings(batch_size=wl.default_batch_size)
+            q.phase("measuring quality on held-out data")
             quality, baseline_quality = _held_out_quality(wl, base, model, settings)
             details = model.accelkit_details
             report = {

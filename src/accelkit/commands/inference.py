@@ -30,7 +30,9 @@ def export(
     with quiet(verbose=verbose, name="export") as q:
         wl = get_workload(workload)
         settings = RunSettings(batch_size=batch_size or wl.default_batch_size)
+        q.phase(f"building {variant}")
         model, settings, _ = build_variant(variant, wl.build_model(), settings, wl)
+        q.phase(f"saving to {out}")
         path = save((model, settings), out, variant, workload=wl.name, overwrite=overwrite)
     details = getattr(model, "accelkit_details", None) or {}
     kept = [k["layer"] for k in details.get("kept_layers", [])]
