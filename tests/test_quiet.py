@@ -129,3 +129,25 @@ def test_phase_line_takes_any_text_and_ends_with_the_block(tmp_path, capfd, monk
         q.phase("measuring quality on held-out data")
         q.echo("done")
     assert q._status is None and "done" in capfd.readouterr().out
+
+
+def test_a_dependency_logger_with_its_own_handler_is_captured_and_restored(tmp_path, monkeypatch):
+    import io
+
+    monkeypatch.setenv("ACCELKIT_CACHE", str(tmp_path / "cache"))
+    console = io.TextIOWrapper(io.BytesIO(), encoding="utf-8")  # a stderr bound before quiet() began
+    dep = logging.getLogger("somedep_lib")
+    handler = logging.StreamHandler(console)
+    dep.addHandler(handler)
+    dep.propagate = False  # as transformers does: the root logger never sees its records
+    try:
+        with quiet(tmp_path / "log.txt"):
+            dep.warning("DEP OWN HANDLER")
+            late = logging.StreamHandler()  # made inside: bound to the captured sys.stderr
+        assert handler.stream is console
+        late.emit(logging.makeLogRecord({"msg": "after the block"}))  # must not hit the closed log
+    finally:
+        dep.removeHandler(handler)
+    assert "DEP OWN HANDLER" in (tmp_path / "log.txt").read_text()
+    console.flush()
+    assert b"DEP OWN HANDLER" not in console.buffer.getvalue()

@@ -89,6 +89,57 @@ def _from_accelkit() -> bool:
     return name == "accelkit" or name.startswith("accelkit.")
 
 
+class _Capture(FileProxy):
+    """``sys.stdout``/``sys.stderr`` inside :func:`quiet`: text goes to the log.
+
+    A FileProxy so that a rich progress bar started inside sees the stream already redirected
+    and leaves it alone (rather than printing third-party output above the bar). After the block
+    it forwards to the original stream: a logging handler or tqdm bar created inside keeps a
+    reference to it and must never write to the closed log.
+    """
+
+    def __init__(self, log_file: IO[str], original: IO[str]) -> None:
+        super().__init__(Console(file=io.StringIO()), original)
+        self._log: IO[str] | None = log_file
+        self._original = original
+
+    def release(self) -> None:
+        self._log = None
+
+    def _target(self) -> IO[str]:
+        return self._log if self._log is not None else self._original
+
+    def write(self, text: str) -> int:
+        return self._target().write(text)
+
+    def flush(self) -> None:
+        self._target().flush()
+
+    def fileno(self) -> int:
+        return self._target().fileno()
+
+    def isatty(self) -> bool:
+        return self._log is None and self._original.isatty()
+
+
+def _dependency_stream_handlers() -> list[logging.StreamHandler]:
+    """Console handlers that dependencies installed on their own loggers (transformers keeps one
+    with ``propagate=False``), bound to whatever stderr was when they were made."""
+    loggers = [logging.getLogger()] + [
+        lg for name, lg in logging.root.manager.loggerDict.items()
+        if isinstance(lg, logging.Logger) and not (name == "accelkit" or name.startswith("accelkit."))
+    ]
+    found = []
+    for lg in loggers:
+        for h in lg.handlers:
+            # files stay files; a StringIO is a test harness's record (pytest's caplog), not a console
+            # (a handler left bound to a closed stream by earlier code is left alone: nothing reads it)
+            if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler) \
+                    and not isinstance(h.stream, io.StringIO) and not getattr(h.stream, "closed", False):
+                found.append(h)
+    return found
+
+
 class Quiet:
     """What a command writes to while third-party output is captured.
 
@@ -174,10 +225,8 @@ def quiet(log_to: str | os.PathLike | None = None, *, verbose: bool = False, nam
     scratch = _log_dir() / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
     log_file = open(scratch, "a", buffering=1, encoding="utf-8", errors="replace")  # noqa: SIM115
     saved = {fd: os.dup(fd) for fd in (1, 2)}
-    # Python-level writes go to the log through rich FileProxies: a progress bar started inside
-    # sees sys.stdout is already a FileProxy and does not route third-party prints to the terminal
-    log_console = Console(file=log_file, width=200, color_system=None, highlight=False, soft_wrap=True)
     old_streams = sys.stdout, sys.stderr
+    captures = _Capture(log_file, sys.stdout), _Capture(log_file, sys.stderr)
     q = Quiet(console, log_file, scratch)
     ok = False
     with warnings.catch_warnings():
@@ -196,11 +245,13 @@ def quiet(log_to: str | os.PathLike | None = None, *, verbose: bool = False, nam
         handler = logging.StreamHandler(log_file)
         handler.addFilter(lambda r: not (r.name == "accelkit" or r.name.startswith("accelkit.")))
         logging.getLogger().addHandler(handler)
+        swapped = [(h, h.stream) for h in _dependency_stream_handlers() if h is not handler]
+        for h, _ in swapped:
+            h.setStream(log_file)
         try:
             for fd in (1, 2):
                 os.dup2(log_file.fileno(), fd)
-            sys.stdout = FileProxy(log_console, log_file)  # type: ignore[assignment]
-            sys.stderr = FileProxy(log_console, log_file)  # type: ignore[assignment]
+            sys.stdout, sys.stderr = captures  # type: ignore[assignment]
             _ACTIVE.append(q)
             yield q
             ok = True
@@ -208,10 +259,14 @@ def quiet(log_to: str | os.PathLike | None = None, *, verbose: bool = False, nam
             q._stop()
             _ACTIVE.pop()
             logging.getLogger().removeHandler(handler)
+            for h, stream in swapped:
+                h.setStream(stream)
             for s in (sys.stdout, sys.stderr):
                 with contextlib.suppress(Exception):
                     s.flush()
             sys.stdout, sys.stderr = old_streams
+            for c in captures:
+                c.release()
             for fd, copy in saved.items():
                 os.dup2(copy, fd)
                 os.close(copy)
