@@ -1,5 +1,6 @@
 """Third-party noise goes to the log; the terminal keeps accelkit's own lines."""
 
+import json
 import logging
 import os
 import subprocess
@@ -39,7 +40,7 @@ def test_noise_goes_to_the_log_and_our_lines_to_the_terminal(tmp_path, capfd, mo
     for tag in ("C-LEVEL STDOUT", "C-LEVEL STDERR", "PY PRINT", "PY STDERR", "DEP WARNING", "DEP LOG"):
         assert tag in text, tag
         assert tag not in out and tag not in err, tag
-    assert f"→ {log}" in out  # its path is printed once, at the end
+    assert f"→ {log}" in err and err.count("→") == 1  # its path is printed once, at the end (stderr)
     # nothing is left behind in the scratch folder once the log has moved
     assert not list((tmp_path / "cache" / "logs").glob("*.log"))
 
@@ -109,17 +110,18 @@ def test_cli_bench_keeps_the_terminal_clean(tmp_path):
     out = tmp_path / "o" / "r.json"
     proc = subprocess.run(
         [sys.executable, "-m", "accelkit", "bench", "-w", "noisy_wl:make", "--variants", "baseline",
-         "--repeats", "1", "--out", str(out)],
+         "--repeats", "1", "--out", str(out), "--format", "json"],
         capture_output=True, text=True, env=env, timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
     terminal = proc.stdout + proc.stderr
-    assert "baseline" in proc.stdout and "results →" in proc.stdout
+    # stdout is the json a script asked for, nothing else
+    assert json.loads(proc.stdout)["rows"][0]["variant"] == "baseline" and out.exists()
     for tag in ("C-LEVEL", "PY PRINT", "PY STDERR", "DEP WARNING", "DEP LOG"):
         assert tag not in terminal, tag
     log = tmp_path / "o" / "r.log.txt"
     assert "C-LEVEL STDOUT" in log.read_text() and "DEP WARNING" in log.read_text()
-    assert str(log) in proc.stdout
+    assert str(log) in proc.stderr and str(log) not in proc.stdout  # stdout stays the table (or json)
 
 
 def test_phase_line_takes_any_text_and_ends_with_the_block(tmp_path, capfd, monkeypatch):

@@ -275,11 +275,10 @@ def quiet(log_to: str | os.PathLike | None = None, *, verbose: bool = False, nam
             # a bad-input error is one line by promise: the libraries' chatter is not its cause
             bad_input = isinstance(sys.exc_info()[1], AccelkitError)
             if final is not None and not bad_input:
+                # on stderr: `--format json` output on stdout stays parseable; after a crash it
+                # comes just before the error, saying where the details are
                 note = f"messages from libraries → {final} (--verbose shows them)"
-                if ok:
-                    console.print(f"[dim]{escape(note)}[/dim]", highlight=False, soft_wrap=True)
-                else:  # the error line follows on stderr: say where the details are first
-                    print(note, file=term_err, flush=True)
+                Console(file=term_err, stderr=True).print(f"[dim]{escape(note)}[/dim]", highlight=False, soft_wrap=True)
             for stream, dup in ((term_out, dup_out), (term_err, dup_err)):
                 if dup is not None:
                     stream.flush()
