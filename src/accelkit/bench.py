@@ -153,6 +153,9 @@ def bench(
                 built[name] = variant
             runners[name] = lambda m=vmodel, s=vsettings: wl.predict(m, data, s)
         except Exception as exc:  # a failing candidate is a result, not a crash
+            from accelkit.quiet import log_exception
+
+            log_exception(exc, f"variant {name}")  # the full trace goes to the log, one line to the table
             rec.error = describe_error(exc)
 
     peak_before = measure_roofline(size=512, repeats=3, device=device) if roofline else None

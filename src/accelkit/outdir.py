@@ -31,7 +31,8 @@ __all__ = [
 SAVED_MODEL_FILES: frozenset[str] = frozenset({"plan.json", "model.onnx", "model.safetensors"})
 # what accelkit optimize writes into --out (the saved model sits in model/)
 OPTIMIZE_FILES: frozenset[str] = frozenset(
-    {"plan.json", "results.json", "report.html", "candidates.json"} | {f"model/{n}" for n in SAVED_MODEL_FILES}
+    {"plan.json", "results.json", "report.html", "candidates.json", "log.txt"}
+    | {f"model/{n}" for n in SAVED_MODEL_FILES}
 )
 
 

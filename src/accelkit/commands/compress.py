@@ -7,7 +7,9 @@ from pathlib import Path
 
 import typer
 
+from accelkit.commands import VERBOSE_HELP
 from accelkit.errors import ConfigError
+from accelkit.quiet import quiet
 
 __all__ = ["register"]
 
@@ -35,6 +37,7 @@ def register(app: typer.Typer) -> None:
         steps: int = typer.Option(2, help="iterative prune → fine-tune steps"),
         finetune_epochs: int = typer.Option(3, help="fine-tune epochs after each step (0: none)"),
         out: Path | None = typer.Option(None, help="folder for model.safetensors + pruned.json"),
+        verbose: bool = typer.Option(False, "--verbose", help=VERBOSE_HELP),
     ) -> None:
         """Prune a workload's model, fine-tune it, report size and quality, and optionally save it."""
         from accelkit.techniques.prune import (
@@ -66,28 +69,32 @@ def register(app: typer.Typer) -> None:
         if method == "heads":
             if "encoder-blocks" not in wl.offers():
                 raise ConfigError(f"--method heads prunes BERT-style encoders; workload {wl.name!r} is not one (use minilm)")
-        base = wl.build_model()
-        model = wl.build_model()
-        settings = RunSettings(batch_size=wl.default_batch_size)
-        data = wl.eval_data()
-        if method == "heads":
-            from accelkit.techniques.compress_variants import cached_head_pruned_student
+        with quiet(verbose=verbose, name="prune") as q:
+            q.phase(f"loading {wl.name}")
+            base = wl.build_model()
+            model = wl.build_model()
+            settings = RunSettings(batch_size=wl.default_batch_size)
+            data = wl.eval_data()
+            q.phase(f"pruning ({method}, ratio {ratio:g}; fine-tuning where it applies)")
+            if method == "heads":
+                from accelkit.techniques.compress_variants import cached_head_pruned_student
 
-            model = cached_head_pruned_student(wl, model, config)
-        elif method == "structured":
-            example = wl.example_inputs(wl.calib_data(limit=2), settings.with_(batch_size=2))
-            model = prune_structured(model, example, config, dataset=wl.train_dataset(), loss_fn=wl.loss_fn)
-        else:
-            prune_unstructured_(model, config)
-        ref = wl.predict(base, data, settings)
-        quality = wl.quality(wl.predict(model, data, settings), ref, data)
-        details = {k: v for k, v in model.accelkit_details.items() if k != "layer_sparsity"}
-        typer.echo(json.dumps({"quality": quality, "baseline_quality": wl.quality(ref, ref, data), **details}, indent=1))
-        if out is not None:
-            if method == "unstructured":
-                raise ConfigError("--out saves structurally pruned models; unstructured keeps the original shapes")
-            save_pruned(model, out, extra={"workload": wl.name})
-            typer.echo(f"saved to {out}")
+                model = cached_head_pruned_student(wl, model, config)
+            elif method == "structured":
+                example = wl.example_inputs(wl.calib_data(limit=2), settings.with_(batch_size=2))
+                model = prune_structured(model, example, config, dataset=wl.train_dataset(), loss_fn=wl.loss_fn)
+            else:
+                prune_unstructured_(model, config)
+            q.phase("measuring quality on held-out data")
+            ref = wl.predict(base, data, settings)
+            quality = wl.quality(wl.predict(model, data, settings), ref, data)
+            details = {k: v for k, v in model.accelkit_details.items() if k != "layer_sparsity"}
+            q.echo(json.dumps({"quality": quality, "baseline_quality": wl.quality(ref, ref, data), **details}, indent=1))
+            if out is not None:
+                if method == "unstructured":
+                    raise ConfigError("--out saves structurally pruned models; unstructured keeps the original shapes")
+                save_pruned(model, out, extra={"workload": wl.name})
+                q.echo(f"saved to {out}")
 
     @app.command("distill")
     def distill_cmd(
@@ -95,6 +102,7 @@ def register(app: typer.Typer) -> None:
         layers: str = typer.Option("0,3,5", help="minilm: teacher layers the student keeps"),
         epochs: int = typer.Option(3, help="minilm: distillation epochs over the calibration sentences"),
         student: str = typer.Option("distill-small", help="digits: distill-small | depthwise-separable | mobilenet-v2"),
+        verbose: bool = typer.Option(False, "--verbose", help=VERBOSE_HELP),
     ) -> None:
         """Distil a smaller student (trained once, cached) and report its quality on held-out data."""
         from accelkit.workloads import RunSettings, get_workload
@@ -109,16 +117,20 @@ def register(app: typer.Typer) -> None:
 
             config = SentenceDistillConfig(keep_layers=_parse_layers(layers), epochs=epochs)
         wl = get_workload(workload)
-        teacher = wl.build_model()
-        settings = RunSettings(batch_size=wl.default_batch_size)
-        if workload == "minilm":
-            model = cached_sentence_student(wl, teacher, config)
-        else:
-            from accelkit.variants import build_variant
+        with quiet(verbose=verbose, name="distill") as q:
+            q.phase("distilling the student (cached after the first run)")
+            teacher = wl.build_model()
+            settings = RunSettings(batch_size=wl.default_batch_size)
+            if workload == "minilm":
+                model = cached_sentence_student(wl, teacher, config)
+            else:
+                from accelkit.variants import build_variant
 
-            built = build_variant(student, teacher, settings, wl)
-            model, settings = built.model, built.settings
-        data = wl.eval_data()
-        ref = wl.predict(teacher, data, settings)
-        quality = wl.quality(wl.predict(model, data, settings), ref, data)
-        typer.echo(json.dumps({"quality": quality, "details": built.details}, indent=1, default=str))
+                built = build_variant(student, teacher, settings, wl)
+                model, settings = built.model, built.settings
+            data = wl.eval_data()
+            q.phase("measuring quality on held-out data")
+            ref = wl.predict(teacher, data, settings)
+            quality = wl.quality(wl.predict(model, data, settings), ref, data)
+            details = built.details if workload != "minilm" else getattr(model, "accelkit_details", {})
+            q.echo(json.dumps({"quality": quality, "details": details}, indent=1, default=str))

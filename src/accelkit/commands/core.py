@@ -8,7 +8,9 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
+from accelkit.commands import VERBOSE_HELP
 from accelkit.errors import UnknownVariantError
 
 __all__ = ["register"]
@@ -60,14 +62,19 @@ def bench(
     limit: Annotated[int | None, typer.Option(help="use only the first N evaluation items")] = None,
     device: Annotated[str, typer.Option(help="cpu | cuda | cuda:N | mps")] = "cpu",
     max_quality_drop: Annotated[float | None, typer.Option(help="mark variants within this drop of the primary metric")] = None,
+    wide: Annotated[bool, typer.Option("--wide", help="every column: p95, memory, every quality metric")] = False,
+    fmt: Annotated[str, typer.Option("--format", help="table | json | csv | markdown (for scripts)")] = "table",
+    verbose: Annotated[bool, typer.Option("--verbose", help=VERBOSE_HELP)] = False,
 ) -> None:
     """Measure variants side by side against the baseline and print the table."""
     from accelkit.bench import check_device, task_runner
+    from accelkit.quiet import quiet
     from accelkit.report.results import check_writable, save_results
-    from accelkit.report.table import print_table
+    from accelkit.report.table import check_format, print_table
     from accelkit.variants import list_variants
     from accelkit.workloads import get_workload
 
+    check_format(fmt)
     runner = task_runner(task)
     if max_quality_drop is not None:
         from accelkit.commands.optimize import check_quality_budget
@@ -82,62 +89,97 @@ def bench(
     if task != "infer":
         runner(workload=workload, variants=variants, list_only=list_, out=out, html=html, repeats=repeats)
         return
-    wl = get_workload(workload)
-    available = list_variants(wl)
-    if list_:
-        typer.echo("\n".join(available))
-        return
-    names = available if variants.strip() == "all" else [v.strip() for v in variants.split(",") if v.strip()]
-    if not names:
-        raise UnknownVariantError("--variants is empty; name at least one, e.g. --variants baseline,bf16")
-    console = _console()
-    with console.status("starting") as status:
-        from accelkit.bench import bench as run_bench
+    log_to = out.with_name(out.stem + ".log.txt") if out is not None else None
+    # building a workload already talks (weight-loading bars, a user's module): capture from here
+    with quiet(log_to, verbose=verbose, name="bench") as q:
+        wl = get_workload(workload)
+        available = list_variants(wl)
+        if list_:
+            q.echo("\n".join(available))
+            return
+        names = available if variants.strip() == "all" else [v.strip() for v in variants.split(",") if v.strip()]
+        if not names:
+            raise UnknownVariantError("--variants is empty; name at least one, e.g. --variants baseline,bf16")
+        console = q.console
+        with console.status("starting") as status:
+            from accelkit.bench import bench as run_bench
 
-        results = run_bench(
-            wl, names, batch_size=batch_size, repeats=repeats, limit=limit, device=device,
-            max_quality_drop=max_quality_drop, progress=lambda msg: status.update(msg),
-        )
-    # results first: a failure while printing (or a kill) must not lose a whole benchmark run
-    if out is not None:
-        save_results(results, out)
-    if html is not None:
-        from accelkit.report.html import write_html_report
+            results = run_bench(
+                wl, names, batch_size=batch_size, repeats=repeats, limit=limit, device=device,
+                max_quality_drop=max_quality_drop, progress=lambda msg: status.update(escape(msg)),
+            )
+        # results first: a crash while printing must not lose a finished benchmark
+        if out is not None:
+            save_results(results, out)
+        if html is not None:
+            from accelkit.report.html import write_html_report
 
-        write_html_report(results, html)
-    print_table(results, console)
-    if out is not None:
-        console.print(f"results → {out}")
-    if html is not None:
-        console.print(f"report → {html}")
+            write_html_report(results, html)
+        print_table(results, console, wide=wide, fmt=fmt)
+        if fmt == "table":
+            if out is not None:
+                q.echo(f"results → {out}")
+            if html is not None:
+                q.echo(f"report → {html}")
+
+
+def _search_block(path: Path) -> tuple:
+    """(Summary, search table HTML) from an optimize results.json's ``search`` block, else (None, "").
+
+    ``Results`` keeps only the measurements; the search's choice and verdicts sit beside them in
+    the same file, and the saved model (if any) in the ``model`` folder next to it."""
+    from accelkit.optimize.report import search_details, search_summary
+
+    try:
+        block = json.loads(path.read_text(encoding="utf-8")).get("search")
+    except (OSError, ValueError, AttributeError):
+        return None, ""
+    if not isinstance(block, dict):
+        return None, ""
+    best = block.get("best") if isinstance(block.get("best"), str) else None
+    message = block.get("message") if isinstance(block.get("message"), str) else ""
+    candidates = block.get("candidates") if isinstance(block.get("candidates"), list) else []
+    return search_summary(best, message, path.parent), search_details(candidates, best) if candidates else ""
 
 
 def report(
     results: Annotated[list[Path], typer.Argument(help="one or more results JSON files")],
     output: Annotated[Path, typer.Option("-o", "--output", help="HTML file to write")] = Path("out/report.html"),
     title: Annotated[str, typer.Option(help="page title")] = "accelkit report",
+    wide: Annotated[bool, typer.Option("--wide", help="every column: p95, memory, every quality metric")] = False,
+    fmt: Annotated[str, typer.Option("--format", help="table | json | csv | markdown (for scripts)")] = "table",
 ) -> None:
     """Write a self-contained HTML report (opens offline) from results files; print their tables."""
-    from accelkit.report.html import write_html_report
-    from accelkit.report.results import check_writable, load_results
-    from accelkit.report.table import print_table
+    from accelkit.report.html import render_html
+    from accelkit.report.results import check_writable, load_results, write_text_atomic
+    from accelkit.report.table import check_format, print_table
 
+    check_format(fmt)
     check_writable(output)
     loaded = [load_results(p) for p in results]
+    summaries, extras = zip(*(_search_block(p) for p in results), strict=True) if results else ((), ())
+    write_text_atomic(output, render_html(loaded, title, summaries=summaries, extras=extras))
+    console = _console()
     for r in loaded:
-        print_table(r)
-    write_html_report(loaded, output, title=title)
-    typer.echo(f"report → {output}")
+        print_table(r, console, wide=wide, fmt=fmt)
+    if fmt == "table":
+        console.print(escape(f"report → {output}"), highlight=False)
 
 
-def demo(out: Annotated[Path, typer.Option(help="output folder")] = Path("out")) -> None:
+def demo(
+    out: Annotated[Path, typer.Option(help="output folder")] = Path("out"),
+    verbose: Annotated[bool, typer.Option("--verbose", help=VERBOSE_HELP)] = False,
+) -> None:
     """The main job on the embedded workloads: optimize minilm and digits, write out/report.html."""
     import importlib.util
+
+    from accelkit.quiet import quiet
 
     if importlib.util.find_spec("accelkit.optimize") is not None:
         from accelkit.optimize import run_demo
 
-        run_demo(out)
+        with quiet(out / "log.txt", verbose=verbose, name="demo") as q:
+            run_demo(out, console=q.console)
         return
     from accelkit.bench import bench as run_bench
     from accelkit.report.html import write_html_report

@@ -8,8 +8,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from accelkit.errors import UnknownWorkloadError
 
@@ -91,16 +93,19 @@ def cache_info_cmd(
     if not rows:
         typer.echo("no cache entries")
         return
-    table = Table("name", "samples", "MiB", "precomputed", "seed", "valid")
+    # fits 80 columns: no vertical rules; a long entry name or reason folds onto the next line
+    table = Table(box=box.SIMPLE_HEAD)
+    for col in ("name", "samples", "MiB", "precomputed", "seed", "valid"):
+        table.add_column(col, overflow="fold", justify="left" if col in ("name", "valid") else "right")
     for r in rows:
         seed = (r["augment"] or {}).get("seed", "")
         table.add_row(
-            r["name"],
+            Text(str(r["name"])),
             str(r["n"]),
             f"{r['bytes'] / 2**20:.1f}",
             str(r["precompute_epochs"] or 0),
             str(seed),
-            "yes" if r["valid"] else f"no ({r['reason']})",
+            Text("yes" if r["valid"] else f"no ({r['reason']})"),
         )
     Console().print(table)
 
@@ -161,9 +166,9 @@ def tune_loader_cmd(
     if as_json:
         typer.echo(json.dumps(result.to_dict(), indent=2))
         return
-    table = Table(
-        "num_workers", "pin_memory", "persistent", "prefetch", "images/s", "start-up s", "phase"
-    )
+    table = Table(box=box.SIMPLE_HEAD)
+    for col in ("workers", "pin memory", "persistent", "prefetch", "images/s", "start-up s", "phase"):
+        table.add_column(col, overflow="fold", justify="left" if col == "phase" else "right")
     for r in sorted(result.table, key=lambda r: -r["images_per_s"]):
         table.add_row(
             str(r["num_workers"]),
@@ -172,7 +177,7 @@ def tune_loader_cmd(
             str(r["prefetch_factor"]),
             f"{r['images_per_s']:.0f}",
             f"{r['startup_s']:.3f}",
-            r["phase"],
+            Text(str(r["phase"])),
         )
     console = Console()
     console.print(table)
@@ -182,10 +187,11 @@ def tune_loader_cmd(
         else f"{result.trials} trials, {result.elapsed_s:.1f} s, {result.search} search"
     )
     console.print(
-        f"best: DataLoader(..., batch_size={batch_size}, **{result.best_kwargs})  ({origin})"
+        f"best: DataLoader(..., batch_size={batch_size}, **{result.best_kwargs})  ({origin})",
+        markup=False, highlight=False,
     )
     for note in result.notes:
-        console.print(f"note: {note}")
+        console.print(f"note: {note}", markup=False, highlight=False)
 
 
 def register(app: typer.Typer) -> None:

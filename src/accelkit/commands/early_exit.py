@@ -7,7 +7,9 @@ from pathlib import Path
 
 import typer
 
+from accelkit.commands import VERBOSE_HELP
 from accelkit.errors import ConfigError
+from accelkit.quiet import quiet
 
 __all__ = ["register"]
 
@@ -28,6 +30,7 @@ def register(app: typer.Typer) -> None:
         ),
         criterion: str | None = typer.Option(None, help="confidence | entropy | patience (digits), stability (minilm)"),
         out: Path | None = typer.Option(None, help="folder for heads.safetensors + early_exit.json"),
+        verbose: bool = typer.Option(False, "--verbose", help=VERBOSE_HELP),
     ) -> None:
         """Train exit heads, calibrate thresholds for a quality budget, report held-out quality and compute saved."""
         from accelkit.techniques.early_exit import EarlyExitConfig, save_early_exit
@@ -47,34 +50,38 @@ def register(app: typer.Typer) -> None:
         config = preset["config"].to_dict()
         if criterion is not None:
             config["criterion"] = criterion
-        base = wl.build_model()
-        model = build_early_exit(
-            wl.build_model(), wl, EarlyExitConfig.from_dict(config),
-            max_quality_drop=preset["max_quality_drop"] if budget is None else budget,
-            train_fraction=preset["train_fraction"], batch_size=preset["batch_size"], extra_train=extra_train_data(preset, wl),
-        )
-        model.reset_stats()
-        settings = RunSettings(batch_size=preset["batch_size"])
-        quality, baseline_quality = _held_out_quality(wl, base, model, settings)
-        details = model.accelkit_details
-        report = {
-            "quality": quality,
-            "baseline_quality": baseline_quality,
-            "compute_saved_eval": details.get("compute_saved_measured"),
-            "layers_saved_eval": details.get("layers_saved_measured"),
-            "thresholds": model.thresholds,
-            "calibration": details.get("calibration"),
-            "exit_histogram": [h["rows"] for h in details["exit_histogram"]],
-        }
-        typer.echo(json.dumps(report, indent=1))
-        if out is not None:
-            save_early_exit(model, out)
-            typer.echo(f"saved to {out}")
+        with quiet(verbose=verbose, name="early-exit") as q:
+            base = wl.build_model()
+            q.phase("training exit heads and calibrating thresholds")
+            model = build_early_exit(
+                wl.build_model(), wl, EarlyExitConfig.from_dict(config),
+                max_quality_drop=preset["max_quality_drop"] if budget is None else budget,
+                train_fraction=preset["train_fraction"], batch_size=preset["batch_size"], extra_train=extra_train_data(preset, wl),
+            )
+            model.reset_stats()
+            settings = RunSettings(batch_size=preset["batch_size"])
+            q.phase("measuring quality on held-out data")
+            quality, baseline_quality = _held_out_quality(wl, base, model, settings)
+            details = model.accelkit_details
+            report = {
+                "quality": quality,
+                "baseline_quality": baseline_quality,
+                "compute_saved_eval": details.get("compute_saved_measured"),
+                "layers_saved_eval": details.get("layers_saved_measured"),
+                "thresholds": model.thresholds,
+                "calibration": details.get("calibration"),
+                "exit_histogram": [h["rows"] for h in details["exit_histogram"]],
+            }
+            q.echo(json.dumps(report, indent=1))
+            if out is not None:
+                save_early_exit(model, out)
+                q.echo(f"saved to {out}")
 
     @app.command("layer-skip")
     def layer_skip_cmd(
         workload: str = typer.Option("minilm", "--workload", "-w", help="minilm"),
         budget: float = typer.Option(0.015, help="max drop of mean cosine on calibration sentences"),
+        verbose: bool = typer.Option(False, "--verbose", help=VERBOSE_HELP),
     ) -> None:
         """Rank encoder layers by sensitivity and skip the least useful ones within the budget."""
         from accelkit.techniques.early_exit_variants import (
@@ -89,17 +96,21 @@ def register(app: typer.Typer) -> None:
         if preset_for(LAYER_SKIP_PRESETS, wl) is None:
             raise ConfigError(f"--workload {workload!r}: layer skipping is set up for workloads offering one of "
                               f"{sorted(LAYER_SKIP_PRESETS)}")
-        base = wl.build_model()
-        model, details = build_layer_skip(wl.build_model(), wl, LayerSkipConfig(max_quality_drop=budget))
-        settings = RunSettings(batch_size=wl.default_batch_size)
-        quality, baseline_quality = _held_out_quality(wl, base, model, settings)
-        typer.echo(json.dumps({"quality": quality, **{k: v for k, v in details.items() if k != "tradeoff_curve"}}, indent=1))
+        with quiet(verbose=verbose, name="layer-skip") as q:
+            base = wl.build_model()
+            q.phase("ranking layers by sensitivity")
+            model, details = build_layer_skip(wl.build_model(), wl, LayerSkipConfig(max_quality_drop=budget))
+            settings = RunSettings(batch_size=wl.default_batch_size)
+            q.phase("measuring quality on held-out data")
+            quality, baseline_quality = _held_out_quality(wl, base, model, settings)
+            q.echo(json.dumps({"quality": quality, **{k: v for k, v in details.items() if k != "tradeoff_curve"}}, indent=1))
 
     @app.command("routed-depth")
     def routed_depth_cmd(
         workload: str = typer.Option("minilm", "--workload", "-w", help="minilm"),
         budget: float | None = typer.Option(None, help="max drop of mean cosine on held-out calibration sentences, less two standard errors (0.02)"),
         out: Path | None = typer.Option(None, help="folder for the router, thresholds and students"),
+        verbose: bool = typer.Option(False, "--verbose", help=VERBOSE_HELP),
     ) -> None:
         """Route each input to a distilled shallow student or the full model; report held-out quality and layers saved.
 
@@ -122,21 +133,24 @@ def register(app: typer.Typer) -> None:
         if budget is not None:
             config["max_quality_drop"] = budget
         config = RoutedDepthConfig.from_dict(config)  # bad values fail here, before any model loads
-        base = wl.build_model()
-        model = build_routed_depth(wl.build_model(), wl, preset["students"], config,
-                                   router_sentences=preset.get("router_sentences"), batch_size=preset["batch_size"])
-        model.reset_stats()
-        settings = RunSettings(batch_size=wl.default_batch_size)
-        quality, baseline_quality = _held_out_quality(wl, base, model, settings)
-        details = model.accelkit_details
-        report = {
-            "quality": quality,
-            "layers_saved_eval": details.get("layers_saved_measured"),
-            "routes_eval": {h["path"]: h["rows"] for h in details["route_histogram"]},
-            "thresholds": model.thresholds,
-            "calibration": details.get("calibration"),
-        }
-        typer.echo(json.dumps(report, indent=1))
-        if out is not None:
-            save_routed_depth(model, out)
-            typer.echo(f"saved to {out}")
+        with quiet(verbose=verbose, name="routed-depth") as q:
+            base = wl.build_model()
+            q.phase("distilling students (cached) and fitting the router")
+            model = build_routed_depth(wl.build_model(), wl, preset["students"], config,
+                                       router_sentences=preset.get("router_sentences"), batch_size=preset["batch_size"])
+            model.reset_stats()
+            settings = RunSettings(batch_size=wl.default_batch_size)
+            q.phase("measuring quality on held-out data")
+            quality, baseline_quality = _held_out_quality(wl, base, model, settings)
+            details = model.accelkit_details
+            report = {
+                "quality": quality,
+                "layers_saved_eval": details.get("layers_saved_measured"),
+                "routes_eval": {h["path"]: h["rows"] for h in details["route_histogram"]},
+                "thresholds": model.thresholds,
+                "calibration": details.get("calibration"),
+            }
+            q.echo(json.dumps(report, indent=1))
+            if out is not None:
+                save_routed_depth(model, out)
+                q.echo(f"saved to {out}")

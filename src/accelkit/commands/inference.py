@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from accelkit.commands import VERBOSE_HELP
+
 __all__ = ["register"]
 
 
@@ -16,20 +18,25 @@ def export(
     workload: Annotated[str, typer.Option("--workload", "-w", help="minilm | digits | gpt-mini | package.module:function")] = "minilm",
     batch_size: Annotated[int | None, typer.Option(help="default: the workload's")] = None,
     overwrite: Annotated[bool, typer.Option(help="write into a folder that holds other files (only accelkit's own are replaced; the rest are kept)")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", help=VERBOSE_HELP)] = False,
 ) -> None:
     """Build ``variant`` of the workload's baseline and save it; ``accelkit.load(out)`` restores it."""
+    from accelkit.quiet import quiet
     from accelkit.saving import save
     from accelkit.variants import build_variant
     from accelkit.workloads import RunSettings, get_workload
 
-    wl = get_workload(workload)
-    settings = RunSettings(batch_size=batch_size or wl.default_batch_size)
-    built = build_variant(variant, wl.build_model(), settings, wl)
-    model, settings = built.model, built.settings
-    path = save((model, settings), out, variant, workload=wl.name, overwrite=overwrite)
+    # the log goes to the cache, not into the saved folder: that holds only verified model files
+    with quiet(verbose=verbose, name="export") as q:
+        wl = get_workload(workload)
+        settings = RunSettings(batch_size=batch_size or wl.default_batch_size)
+        q.phase(f"building {variant}")
+        built = build_variant(variant, wl.build_model(), settings, wl)
+        q.phase(f"saving to {out}")
+        path = save(built, out, variant, workload=wl.name, overwrite=overwrite)
     details = built.details
     kept = [k["layer"] for k in details.get("kept_layers", [])]
-    typer.echo(f"saved {variant} of {wl.name} to {path}" + (f"; kept in float: {kept}" if kept else ""))
+    q.echo(f"saved {variant} of {wl.name} to {path}" + (f"; kept in float: {kept}" if kept else ""))
 
 
 def register(app: typer.Typer) -> None:

@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from accelkit.commands import VERBOSE_HELP
 from accelkit.errors import ConfigError
 
 __all__ = ["check_quality_budget", "parse_duration", "register"]
@@ -44,6 +45,7 @@ def optimize(
     screen_limit: Annotated[int, typer.Option(help="calibration items per screening pass (at least 4 batches)")] = 256,
     eval_limit: Annotated[int | None, typer.Option(help="held-out items for the final measurement")] = None,
     overwrite: Annotated[bool, typer.Option(help="write into an --out that holds other files (they are kept)")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", help=VERBOSE_HELP)] = False,
 ) -> None:
     """Search every technique under a quality budget; write the model, plan.json, results.json, report.html."""
     from accelkit.optimize import OptimizeConfig
@@ -58,9 +60,12 @@ def optimize(
         candidates=[c.strip() for c in candidates.split(",")] if candidates else None,
         include_expensive=not no_expensive, overwrite=overwrite,
     )
-    res = run(cfg, out)
-    typer.echo(res.message)
-    typer.echo(f"report → {out / 'report.html'}")
+    from accelkit.quiet import quiet
+
+    with quiet(out / "log.txt", verbose=verbose, name="optimize") as q:
+        res = run(cfg, out, console=q.console)
+        q.echo(res.message)
+        q.echo(f"report → {out / 'report.html'}")
 
 
 def register(app: typer.Typer) -> None:

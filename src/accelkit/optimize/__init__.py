@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from accelkit.optimize.plans import Plan, drop_one_step, extend_plans, technique_group
 from accelkit.optimize.search import (
@@ -12,6 +13,9 @@ from accelkit.optimize.search import (
     objective_score,
     optimize,
 )
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 __all__ = [
     "OptimizeConfig",
@@ -38,20 +42,24 @@ DEMO_CONFIGS = (
 )
 
 
-def run_demo(out: str | Path = "out") -> Path:
-    """Optimize minilm and digits, write out/<workload>/ and the combined out/report.html."""
+def run_demo(out: str | Path = "out", console: Console | None = None) -> Path:
+    """Optimize minilm and digits, write out/<workload>/ and the combined out/report.html.
+
+    ``console`` is where progress and result lines go (the CLI passes the terminal console of
+    its quiet context, so library output goes to out/log.txt)."""
     from rich.console import Console
+    from rich.markup import escape
 
     from accelkit.optimize.report import write_optimize_report
 
-    console = Console()
+    console = console or Console()
     out = Path(out)
     runs = []
     for cfg in DEMO_CONFIGS:
         console.rule(f"optimize {cfg.workload}")
         res = optimize(cfg, out / cfg.workload, console=console)
-        console.print(res.message)
+        console.print(escape(res.message), highlight=False)
         runs.append(res)
     path = write_optimize_report(runs, out / "report.html")
-    console.print(f"report → {path}")
+    console.print(escape(f"report → {path}"), highlight=False)
     return path

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from accelkit.bench import bench
@@ -357,8 +358,8 @@ def optimize(config: OptimizeConfig, out_dir: str | Path, *, console: Console | 
             why = "time budget spent" if left <= 0 else f"its last build here took {expected:.0f}s, {max(left, 0):.0f}s left"
             screened[name] = {"name": name, "status": f"skipped: {why}", "error": None, "skipped": True}
             return
-        progress.update(task, description=f"{phase}: [bold]{name}[/bold] · best so far {best_so_far()} · "
-                                          f"{max(time_left(), 0):.0f}s left")
+        progress.update(task, description=f"{phase}: [bold]{escape(name)}[/bold] · best so far "
+                                          f"{escape(best_so_far())} · {max(time_left(), 0):.0f}s left")
         try:
             res = bench(
                 wl, [name], batch_size=batch_size, repeats=3, warmup=1, data=screen_data,
@@ -369,6 +370,9 @@ def optimize(config: OptimizeConfig, out_dir: str | Path, *, console: Console | 
             rec["baseline_pass_ms"] = (res.variant("baseline").pass_ms or {}).get("p50")
             build_times.record(name, rec.get("build_s"))
         except Exception as exc:  # a crashing metric or candidate is a result; the search goes on
+            from accelkit.quiet import log_exception
+
+            log_exception(exc, f"candidate {name}")
             res, rec = None, VariantResult(name, error=describe_error(exc)).to_dict()
         rec["status"] = _rejection(rec, config.max_quality_drop) or "within budget"
         if res is not None and rec["status"] == "within budget" and name in res.built:

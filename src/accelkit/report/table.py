@@ -1,33 +1,212 @@
-"""The results table in the terminal, with rich."""
+"""The results table in the terminal (and as JSON, CSV or Markdown for scripts).
+
+Read at 80 columns: a variant name is the one thing the reader must see, so it is never cut.
+Names that fit beside the numbers get their own column; longer ones get a line of their own
+with the numbers on the line below, aligned under the headers. The default table shows one
+quality number (the workload's primary metric); ``wide=True`` adds p95 latency, peak memory,
+build time and every other metric.
+
+Every string from a results file is printed as rich ``Text`` (never parsed as markup), so a
+variant named ``[/]oops`` prints as itself.
+"""
 
 from __future__ import annotations
 
+import csv
+import io
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+
 from rich.console import Console
-from rich.table import Table
+from rich.padding import Padding
+from rich.text import Text
 
-from accelkit.report.results import Results
+from accelkit.errors import ConfigError
+from accelkit.report.results import Results, VariantResult
 
-__all__ = ["print_table"]
+__all__ = ["FORMATS", "check_format", "format_results", "print_table", "table_rows"]
+
+FORMATS = ("table", "json", "csv", "markdown")
+_GAP = 2  # spaces between columns
+_INDENT = 4  # the numbers line under a long name
 
 
-def print_table(results: Results, console: Console | None = None) -> None:
+def check_format(fmt: str) -> str:
+    """``fmt`` if it is one of :data:`FORMATS`, else a ConfigError naming the choices."""
+    if fmt not in FORMATS:
+        raise ConfigError(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")
+    return fmt
+
+
+@dataclass
+class _Col:
+    header: str  # with its unit: "ms/batch", "MB", "sentences/s"
+    key: str  # the field name in json/csv output
+    wide_only: bool = False
+
+
+def _num(v: object) -> float | None:
+    # results files are JSON from anywhere: a number that arrives as a string is shown, not trusted
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+
+def _columns(res: Results, wide: bool) -> list[_Col]:
+    unit = next((v.throughput_unit for v in res.variants if v.throughput_unit), "items/s")
+    metrics = _metrics(res)
+    cols = [_Col("speed-up", "speedup"), _Col(str(unit), "throughput"), _Col("ms/batch", "latency_p50_ms"),
+            _Col("p95 ms/batch", "latency_p95_ms", True), _Col("MB", "size_mb"), _Col("peak MB", "peak_memory_mb", True)]
+    shown = metrics if wide else metrics[:1]
+    cols += [_Col(m, f"quality.{m}") for m in shown]
+    cols += [_Col("drop", "quality_drop"), _Col("budget", "meets_budget"), _Col("build s", "build_s", True)]
+    return [c for c in cols if wide or not c.wide_only]
+
+
+def _metrics(res: Results) -> list[str]:
+    """The primary metric first, then every other metric any variant reports."""
+    seen = [res.primary_metric] if res.primary_metric else []
+    for v in res.variants:
+        for k in v.quality if isinstance(v.quality, dict) else ():
+            if k not in seen:
+                seen.append(str(k))
+    return seen
+
+
+def _raw(v: VariantResult, key: str) -> object:
+    lat = v.latency_ms if isinstance(v.latency_ms, dict) else {}
+    if key == "latency_p50_ms":
+        return lat.get("p50")
+    if key == "latency_p95_ms":
+        return lat.get("p95")
+    if key.startswith("quality."):
+        return (v.quality if isinstance(v.quality, dict) else {}).get(key[len("quality."):])
+    return getattr(v, key, None)
+
+
+def _cell(v: VariantResult, key: str) -> tuple[str, str]:
+    """(text, style) of one cell."""
+    raw = _raw(v, key)
+    if key == "meets_budget":
+        return {True: ("ok", "green"), False: ("over", "red")}.get(raw, ("–", ""))  # type: ignore[call-overload]
+    x = _num(raw)
+    if x is None:
+        return ("–" if raw is None else str(raw)), ""
+    if key == "speedup":
+        return f"{x:.2f}×", "bold" if x > 1 else ""
+    if key == "throughput":
+        return (f"{x:,.0f}" if x >= 100 else f"{x:.3g}"), ""
+    if key.startswith("quality.") or key == "quality_drop":
+        return f"{x:.4f}", ""
+    if key == "build_s":
+        return f"{x:.1f}", ""
+    return (f"{x:,.1f}" if x >= 100 else f"{x:.2f}"), ""
+
+
+def table_rows(res: Results, wide: bool = False) -> list[dict[str, object]]:
+    """One flat dict per variant with the table's columns, raw values (for json/csv)."""
+    rows = []
+    for v in res.variants:
+        row: dict[str, object] = {"variant": v.name}
+        for c in _columns(res, wide):
+            row[c.key] = _raw(v, c.key)
+        if wide or v.error:
+            row["throughput_unit"] = v.throughput_unit
+        row["error"] = v.error
+        rows.append(row)
+    return rows
+
+
+def format_results(results: Results | Sequence[Results], fmt: str, wide: bool = False) -> str:
+    """The results as ``json`` (a list of row dicts per workload), ``csv`` or ``markdown`` text."""
+    items = [results] if isinstance(results, Results) else list(results)
+    check_format(fmt)
+    if fmt == "json":
+        doc = [{"workload": r.workload, "task": r.task, "baseline": r.baseline, "primary_metric": r.primary_metric,
+                "rows": table_rows(r, wide)} for r in items]
+        return json.dumps(doc[0] if len(doc) == 1 else doc, indent=2, default=str)
+    if fmt == "csv":
+        buf = io.StringIO()
+        for r in items:
+            rows = [{"workload": r.workload, **row} for row in table_rows(r, wide)]
+            keys = list(dict.fromkeys(k for row in rows for k in row))
+            writer = csv.DictWriter(buf, fieldnames=keys, lineterminator="\n")
+            writer.writeheader()
+            writer.writerows(rows)
+        return buf.getvalue()
+    if fmt == "markdown":
+        out = []
+        for r in items:
+            cols = _columns(r, wide)
+            out.append(f"**{_md(r.workload)} ({_md(r.task)})**, baseline `{_md(r.baseline)}`\n")
+            out.append("| variant | " + " | ".join(_md(c.header) for c in cols) + " |")
+            out.append("|---|" + "---:|" * len(cols))
+            for v in r.variants:
+                cells = ["failed: " + _md(str(v.error))] + [""] * (len(cols) - 1) if v.error else \
+                    [_md(_cell(v, c.key)[0]) for c in cols]
+                out.append(f"| {_md(v.name)} | " + " | ".join(cells) + " |")
+            out.append("")
+        return "\n".join(out)
+    raise AssertionError(fmt)  # table is printed by print_table
+
+
+def _md(text: str) -> str:
+    # a pipe in a name would end the cell; backslash-escape it (and the backslash itself)
+    return str(text).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+
+
+def print_table(results: Results | Sequence[Results], console: Console | None = None, *, wide: bool = False,
+                fmt: str = "table") -> None:
+    """Print the results table (``fmt="table"``) or their json/csv/markdown text on ``console``."""
     console = console or Console()
-    unit = next((v.throughput_unit for v in results.variants), "items/s")
-    table = Table(title=f"{results.workload} ({results.task}) — speed-up is the median of interleaved pair ratios")
-    for col in ("variant", "speed-up", unit, "p50 ms/batch", "size MB", "quality", "drop", "budget"):
-        table.add_column(col, justify="left" if col in ("variant", "quality") else "right")
-    for v in results.variants:
+    items = [results] if isinstance(results, Results) else list(results)
+    if fmt != "table":
+        console.out(format_results(items, fmt, wide), highlight=False)
+        return
+    for res in items:
+        _print_one(res, console, wide)
+
+
+def _print_one(res: Results, console: Console, wide: bool) -> None:
+    cols = _columns(res, wide)
+    ok = [v for v in res.variants if not v.error]
+    cells = {id(v): [_cell(v, c.key) for c in cols] for v in ok}
+    widths = [max([len(c.header)] + [len(cells[id(v)][i][0]) for v in ok]) for i, c in enumerate(cols)]
+    numbers_w = sum(widths) + _GAP * (len(cols) - 1)
+    names = [str(v.name) for v in res.variants]
+    name_w = max([len("variant")] + [len(n) for n in names])
+    # a name column only when every name fits beside the numbers; else each name on its own line
+    inline = name_w + _GAP + numbers_w <= console.width
+    lead = name_w + _GAP if inline else _INDENT
+
+    def numbers_line(texts: list[tuple[str, str]]) -> Text:
+        line = Text()
+        for i, ((s, style), w) in enumerate(zip(texts, widths, strict=True)):
+            if i:
+                line.append(" " * _GAP)
+            line.append(s.rjust(w), style=style or None)
+        return line
+
+    title = Text(f"{res.workload} ({res.task})", style="bold")
+    title.append(f" — speed-up: median of interleaved pair ratios against {res.baseline}", style="dim")
+    budget = _num(res.max_quality_drop)
+    if budget is not None and res.primary_metric:
+        title.append(f"; budget: {res.primary_metric} drop ≤ {budget:g}", style="dim")
+    console.print(title)
+    # stacked: the names have their own lines, so the header holds only the number columns
+    header = Text(("variant".ljust(name_w) + " " * _GAP) if inline else " " * lead, style="bold")
+    header.append_text(numbers_line([(c.header, "bold") for c in cols]))
+    console.print(header, no_wrap=True, overflow="ignore", crop=False)
+    console.print(Text("─" * min(console.width, lead + numbers_w), style="dim"))
+    for v in res.variants:
+        name = Text(str(v.name), style="bold" if not v.error else "")
         if v.error:
-            table.add_row(v.name, "[red]failed[/red]", "", "", "", f"[red]{v.error[:80]}[/red]", "", "")
+            console.print(name)
+            console.print(Padding(Text("failed: " + str(v.error), style="red"), (0, 0, 0, _INDENT), expand=False))
             continue
-        table.add_row(
-            v.name,
-            f"{v.speedup:.2f}×" if v.speedup else "–",
-            f"{v.throughput:,.0f}" if v.throughput else "–",
-            f"{v.latency_ms['p50']:.2f}" if v.latency_ms else "–",
-            f"{v.size_mb:.2f}" if v.size_mb else "–",
-            " ".join(f"{k}={x:.4f}" for k, x in v.quality.items()),
-            f"{v.quality_drop:.4f}" if v.quality_drop is not None else "–",
-            {True: "[green]ok[/green]", False: "[red]over[/red]", None: "–"}[v.meets_budget],
-        )
-    console.print(table)
+        row = numbers_line(cells[id(v)])
+        if inline:
+            console.print(Text(str(v.name).ljust(name_w) + " " * _GAP).append_text(row),
+                          no_wrap=True, overflow="ignore", crop=False)
+        else:
+            console.print(name)  # wraps (without cutting) only when it is wider than the terminal
+            console.print(Text(" " * _INDENT).append_text(row), no_wrap=True, overflow="ignore", crop=False)
