@@ -15,8 +15,7 @@ import time
 import torch
 from torch import nn
 
-from accelkit.techniques.early_exit import EarlyExitConfig, collect_exit_outputs
-from accelkit.techniques.early_exit_variants import build_early_exit
+from accelkit.techniques.early_exit import EarlyExitConfig, build_early_exit, collect_exit_outputs
 from accelkit.workloads.base import RunSettings
 from accelkit.workloads.minilm import MiniLMWorkload, stdlib_docstring_sentences
 

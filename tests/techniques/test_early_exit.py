@@ -251,7 +251,7 @@ def test_calibrated_digits_exit_respects_the_budget_on_held_out_data(digits_work
     """Heads trained and thresholds tuned on calibration data only; the eval set checks them."""
     import copy
 
-    from accelkit.techniques.early_exit_variants import build_early_exit
+    from accelkit.techniques.early_exit import build_early_exit
 
     monkeypatch.setenv("ACCELKIT_CACHE", str(tmp_path))
     budget = 0.01
@@ -296,7 +296,7 @@ def test_early_exit_variants_are_registered(digits_workload, minilm_workload):
 def test_accelkit_save_and_load_round_trip_the_variant(digits_workload, digits_model, tmp_path, monkeypatch):
     """accelkit.save/load re-applies the plan; heads and thresholds travel in the safetensors."""
     import accelkit.saving as saving
-    from accelkit.techniques import early_exit_variants as eev
+    from accelkit.techniques.early_exit import variant as eev
     from accelkit.variants import build_variant
     from accelkit.workloads import RunSettings
 

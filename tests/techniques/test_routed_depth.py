@@ -142,7 +142,7 @@ def test_a_separate_router_set_fits_the_router_and_the_calibration_rows_only_set
 
 
 def test_the_minilm_variant_is_registered_as_expensive_and_fits_the_router_on_unseen_sentences():
-    from accelkit.techniques.early_exit_variants import (
+    from accelkit.techniques.routed_depth import (
         ROUTED_DEPTH_PRESETS,
         ROUTED_STUDENTS,
         router_calibration_data,

@@ -77,7 +77,7 @@ def register(app: typer.Typer) -> None:
             data = wl.eval_data()
             q.phase(f"pruning ({method}, ratio {ratio:g}; fine-tuning where it applies)")
             if method == "heads":
-                from accelkit.techniques.compress_variants import cached_head_pruned_student
+                from accelkit.techniques.head_prune import cached_head_pruned_student
 
                 model = cached_head_pruned_student(wl, model, config)
             elif method == "structured":

@@ -33,12 +33,13 @@ def register(app: typer.Typer) -> None:
         verbose: bool = typer.Option(False, "--verbose", help=VERBOSE_HELP),
     ) -> None:
         """Train exit heads, calibrate thresholds for a quality budget, report held-out quality and compute saved."""
-        from accelkit.techniques.early_exit import EarlyExitConfig, save_early_exit
-        from accelkit.techniques.early_exit_variants import (
+        from accelkit.techniques._workload_kinds import preset_for
+        from accelkit.techniques.early_exit import (
             EARLY_EXIT_PRESETS,
+            EarlyExitConfig,
             build_early_exit,
             extra_train_data,
-            preset_for,
+            save_early_exit,
         )
         from accelkit.workloads import RunSettings, get_workload
 
@@ -84,12 +85,12 @@ def register(app: typer.Typer) -> None:
         verbose: bool = typer.Option(False, "--verbose", help=VERBOSE_HELP),
     ) -> None:
         """Rank encoder layers by sensitivity and skip the least useful ones within the budget."""
-        from accelkit.techniques.early_exit_variants import (
+        from accelkit.techniques._workload_kinds import preset_for
+        from accelkit.techniques.layer_skip import (
             LAYER_SKIP_PRESETS,
+            LayerSkipConfig,
             build_layer_skip,
-            preset_for,
         )
-        from accelkit.techniques.layer_skip import LayerSkipConfig
         from accelkit.workloads import RunSettings, get_workload
 
         wl = get_workload(workload)
@@ -116,12 +117,13 @@ def register(app: typer.Typer) -> None:
 
         The first run distils the students (cached); the router is fitted on calibration sentences they never saw.
         """
-        from accelkit.techniques.early_exit_variants import (
+        from accelkit.techniques._workload_kinds import preset_for
+        from accelkit.techniques.routed_depth import (
             ROUTED_DEPTH_PRESETS,
+            RoutedDepthConfig,
             build_routed_depth,
-            preset_for,
+            save_routed_depth,
         )
-        from accelkit.techniques.routed_depth import RoutedDepthConfig, save_routed_depth
         from accelkit.workloads import RunSettings, get_workload
 
         wl = get_workload(workload)

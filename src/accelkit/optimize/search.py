@@ -50,6 +50,8 @@ _MIN_RESERVE_S = 60.0
 # A technique never built on this machine: assume a training run (expensive) or a quick build.
 _UNKNOWN_BUILD_S = {True: 600.0, False: 20.0}
 _KEEP_BUILT = 12  # screened models kept in memory for the final run, best first
+_SCREEN_CHUNK = 3  # candidates screened side by side in one run, sharing the baseline's passes
+_SCREEN_ROUNDS = 3  # interleaved timing rounds per screening run (plus one warm-up)
 
 
 @dataclass
@@ -62,7 +64,7 @@ class OptimizeConfig:
     objective: str = "throughput"  # throughput at batch_size | latency at batch 1 | memory | size
     batch_size: int | None = None
     time_budget_s: float = 600.0
-    screen_limit: int | None = 256  # at least 4 batches are screened whatever this says
+    screen_limit: int | None = 128  # at least 4 batches are screened whatever this says
     eval_limit: int | None = None
     repeats: int = 5
     finalists: int = 4
@@ -262,6 +264,9 @@ class _BuildTimes:
             total += t if isinstance(t, (int, float)) else _UNKNOWN_BUILD_S[get_technique(s).expensive]
         return total
 
+    def known(self, name: str) -> bool:
+        return all(f"{self.workload}/{s}" in self.times for s in Plan.parse(name).steps)
+
     def record(self, name: str, seconds: float | None) -> None:
         steps = Plan.parse(name).steps
         if seconds is None or len(steps) != 1:
@@ -349,35 +354,56 @@ def optimize(config: OptimizeConfig, out_dir: str | Path, *, console: Console | 
             built.pop(worst)
             built_score.pop(worst)
 
-    def screen(name: str, progress: Progress, task, phase: str) -> None:
-        if name in screened:
+    def screening_pass_s() -> float:
+        """One screening pass of the baseline, the slowest candidate there is (0 before any)."""
+        ms = next((r.get("baseline_pass_ms") for r in screened.values() if r.get("baseline_pass_ms")), None)
+        return (ms or 0.0) / 1e3
+
+    def skip(name: str, why: str) -> None:
+        screened[name] = {"name": name, "status": f"skipped: {why}", "error": None, "skipped": True}
+
+    def screen_chunk(names: list[str], progress: Progress, task, phase: str) -> None:
+        """Screen up to _SCREEN_CHUNK candidates in one interleaved run: they share the baseline's
+        passes, which dominate screening when the baseline is the slow one."""
+        chosen = []
+        for name in names:
+            left = time_left() - reserve() - screening_pass_s() * _SCREEN_ROUNDS * (2 + len(chosen))
+            expected = build_times.expected(name) + sum(build_times.expected(n) for n in chosen)
+            if left <= 0:
+                skip(name, "time budget spent")
+            elif expected > left:
+                known = build_times.known(name)
+                skip(name, f"{'its last build here took' if known else 'never built here: assumed'} "
+                           f"{build_times.expected(name):.0f}s, {max(left, 0):.0f}s left")
+            else:
+                chosen.append(name)
+        if not chosen:
             return
-        left = time_left() - reserve()
-        expected = build_times.expected(name)
-        if left <= 0 or expected > left:
-            why = "time budget spent" if left <= 0 else f"its last build here took {expected:.0f}s, {max(left, 0):.0f}s left"
-            screened[name] = {"name": name, "status": f"skipped: {why}", "error": None, "skipped": True}
-            return
-        progress.update(task, description=f"{phase}: [bold]{escape(name)}[/bold] · best so far "
+        progress.update(task, description=f"{phase}: [bold]{escape(', '.join(chosen))}[/bold] · best so far "
                                           f"{escape(best_so_far())} · {max(time_left(), 0):.0f}s left")
+        failure = None
         try:
             res = bench(
-                wl, [name], batch_size=batch_size, repeats=3, warmup=1, data=screen_data,
+                wl, chosen, batch_size=batch_size, repeats=_SCREEN_ROUNDS, warmup=1, data=screen_data,
                 max_quality_drop=config.max_quality_drop, roofline=False, baseline_model=model, split="calib",
                 memory=config.objective == "memory", flops=False, keep_built=True, objective=config.objective,
             )
-            rec = res.variant(name).to_dict()
-            rec["baseline_pass_ms"] = (res.variant("baseline").pass_ms or {}).get("p50")
-            build_times.record(name, rec.get("build_s"))
-        except Exception as exc:  # a crashing metric or candidate is a result; the search goes on
+        except Exception as exc:  # a crashing metric is a result for every candidate of the run
             from accelkit.quiet import log_exception
 
-            log_exception(exc, f"candidate {name}")
-            res, rec = None, VariantResult(name, error=describe_error(exc)).to_dict()
-        rec["status"] = _rejection(rec, config.max_quality_drop) or "within budget"
-        if res is not None and rec["status"] == "within budget" and name in res.built:
-            keep_built(name, res.built[name], objective_score(rec, config.objective) or 0)
-        screened[name] = rec
+            log_exception(exc, f"candidates {chosen}")
+            res, failure = None, describe_error(exc)
+        for name in chosen:
+            if res is None:
+                rec = VariantResult(name, error=failure).to_dict()
+            else:
+                rec = res.variant(name).to_dict()
+                rec["baseline_pass_ms"] = (res.variant("baseline").pass_ms or {}).get("p50")
+                build_times.record(name, rec.get("build_s"))
+            rec["status"] = _rejection(rec, config.max_quality_drop) or "within budget"
+            if res is not None and rec["status"] == "within budget" and name in res.built:
+                keep_built(name, res.built[name], objective_score(rec, config.objective) or 0)
+            screened[name] = rec
         save_state()
 
     singles, left_out = _singles(wl, config)
@@ -394,9 +420,12 @@ def optimize(config: OptimizeConfig, out_dir: str | Path, *, console: Console | 
             nonlocal total
             total += len(names)
             progress.update(task, total=total)
-            for name in names:
-                screen(name, progress, task, phase)
-                progress.advance(task)
+            todo = [n for n in names if n not in screened]
+            progress.advance(task, len(names) - len(todo))
+            for i in range(0, len(todo), _SCREEN_CHUNK):
+                chunk = todo[i : i + _SCREEN_CHUNK]
+                screen_chunk(chunk, progress, task, phase)
+                progress.advance(task, len(chunk))
 
         def passing(names: list[str]) -> list[str]:
             return [n for n in names if screened.get(n, {}).get("status") == "within budget"]

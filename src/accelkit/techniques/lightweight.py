@@ -17,6 +17,8 @@ from torch import nn
 
 from accelkit.config import Config
 from accelkit.errors import ConfigError
+from accelkit.techniques._workload_kinds import TRAINABLE_CLASSIFIER
+from accelkit.techniques.registry import BuildContext, Built, register_technique
 
 __all__ = [
     "CompoundScaling",
@@ -249,3 +251,36 @@ def compare_architectures(models: dict[str, nn.Module], example_inputs: torch.Te
         row["flops_ratio"] = row["flops_per_item"] / first["flops_per_item"] if first["flops_per_item"] else float("nan")
         rows[name] = row
     return rows
+
+
+@register_technique(
+    "depthwise-separable",
+    group="structure",
+    description="k×k convs (≥8 input channels) replaced by depthwise+pointwise, accuracy recovered by KD",
+    needs=TRAINABLE_CLASSIFIER,
+    expensive=True,
+)
+def _depthwise_separable(model: nn.Module, ctx: BuildContext) -> Built:
+    import copy
+
+    from accelkit.techniques.distill.classifier import cached_classifier_student, student_built
+
+    teacher = model.cpu().eval()
+    torch.manual_seed(0)
+    student, replaced = to_depthwise_separable(copy.deepcopy(teacher), DepthwiseConfig())
+    student = cached_classifier_student(ctx.workload, "depthwise", student, teacher, {"arch": "dws", "replaced": replaced})
+    return student_built(student, teacher, ctx, replaced_layers=replaced)
+
+
+@register_technique(
+    "mobilenet-v2",
+    group="structure",
+    description="the workload's MobileNetV2-style net (digits: inverted residuals + SE, width 2: ~23% of the "
+    "FLOPs) distilled from the baseline",
+    needs=(*TRAINABLE_CLASSIFIER, "student:mobilenet-v2"),
+    expensive=True,
+)
+def _mobilenet_v2(model: nn.Module, ctx: BuildContext) -> Built:
+    from accelkit.techniques.distill.classifier import distil_offered_student
+
+    return distil_offered_student("mobilenet-v2", model, ctx)

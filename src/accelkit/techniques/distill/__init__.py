@@ -23,7 +23,7 @@ from accelkit.techniques.distill.losses import (
     logit_kd_loss,
 )
 
-# _length_sorted_batches is imported from this path by compress_variants: kept importable
+# _length_sorted_batches is imported from this path by head pruning: kept importable
 from accelkit.techniques.distill.sentence import (  # noqa: F401
     SentenceDistillConfig,
     _length_sorted_batches,

@@ -11,10 +11,20 @@ from torch import nn
 
 from accelkit.config import Config
 from accelkit.errors import ConfigError
+from accelkit.techniques._workload_kinds import TRAINABLE_CLASSIFIER, details_of, example_inputs
 from accelkit.techniques.distill._common import _check_positive
 from accelkit.techniques.distill.losses import LogitKDConfig, logit_kd_loss
+from accelkit.techniques.registry import BuildContext, Built, register_technique
 
-__all__ = ["ClassifierDistillConfig", "distill_classifier", "shift_augment"]
+__all__ = [
+    "CLASSIFIER_KD",
+    "ClassifierDistillConfig",
+    "cached_classifier_student",
+    "distil_offered_student",
+    "distill_classifier",
+    "shift_augment",
+    "student_built",
+]
 
 
 @dataclass
@@ -102,3 +112,63 @@ def shift_augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     """Roll a batch of images by up to one pixel each way (the digits baseline's augmentation)."""
     shifts = tuple(torch.randint(-1, 2, (2,), generator=gen).tolist())
     return torch.roll(x, shifts=shifts, dims=(-2, -1))
+
+
+# logit KD, T=4, alpha=0.7: what the classifier students (distill-small, depthwise, mobilenet-v2) train with
+CLASSIFIER_KD = ClassifierDistillConfig(kd=LogitKDConfig(temperature=4.0, alpha=0.7), epochs=30, lr=3e-3)
+
+
+def cached_classifier_student(workload, name: str, student: nn.Module, teacher: nn.Module, spec: dict,
+                              config: ClassifierDistillConfig = CLASSIFIER_KD) -> nn.Module:
+    """``student`` distilled from ``teacher`` on the workload's training split, once per (spec,
+    config, teacher weights); cached."""
+    from safetensors.torch import load_file
+
+    from accelkit.techniques._artifacts import cached_artifact, weights_fingerprint
+    from accelkit.workloads._weights import save_state_atomic
+
+    def load(path):
+        student.load_state_dict(load_file(str(path)))
+        return student.eval()
+
+    def build() -> nn.Module:
+        inputs, targets = workload.train_dataset().tensors
+        distill_classifier(student, teacher.eval(), inputs, targets, config, augment=shift_augment)
+        return student.eval()
+
+    fields = {**spec, "kd": config.to_dict(), "teacher": weights_fingerprint(teacher)}
+    return cached_artifact("distill", f"{workload.name}-{name}", fields, build=build, load=load,
+                           save=lambda m, p: save_state_atomic(m, p), suffix=".safetensors")
+
+
+def student_built(student: nn.Module, teacher: nn.Module, ctx: BuildContext, **details) -> Built:
+    """The Built record of a distilled student, with its parameter and FLOP ratios to the teacher."""
+    from accelkit.techniques.lightweight import compare_architectures
+
+    rows = compare_architectures({"teacher": teacher, "student": student}, example_inputs(ctx.workload))
+    details = {**details_of(student), **details, "params_ratio": rows["student"]["params_ratio"],
+               "flops_ratio": rows["student"]["flops_ratio"]}
+    return Built(student.to(ctx.settings.device), ctx.settings, details)
+
+
+def distil_offered_student(name: str, model: nn.Module, ctx: BuildContext) -> Built:
+    """Distil the workload's own ``student:<name>`` architecture from the baseline."""
+    torch.manual_seed(0)
+    teacher = model.cpu().eval()
+    student = ctx.workload.student_architecture(name)
+    spec = {"arch": f"student:{name}", "class": type(student).__name__,
+            "params": sum(p.numel() for p in student.parameters())}
+    student = cached_classifier_student(ctx.workload, name, student, teacher, spec)
+    return student_built(student, teacher, ctx, student=f"{type(student).__name__} (the workload's student:{name})")
+
+
+@register_technique(
+    "distill-small",
+    group="structure",
+    description="the workload's smaller architecture (digits: DigitsCNN(width=16)) distilled from the baseline "
+    "(logit KD, T=4, alpha=0.7)",
+    needs=(*TRAINABLE_CLASSIFIER, "student:small"),
+    expensive=True,
+)
+def _distill_small(model: nn.Module, ctx: BuildContext) -> Built:
+    return distil_offered_student("small", model, ctx)

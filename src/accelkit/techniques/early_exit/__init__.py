@@ -12,7 +12,7 @@ is ``accelkit.techniques._blocks``, shared with layer skip and routed depth.
 
 from __future__ import annotations
 
-# the private names are imported from this path by early_exit_variants and tests: kept importable
+# the private names are imported from this path by layer skip, routed depth and tests: kept importable
 from accelkit.techniques._blocks import BlocksNotFoundError, _call, _first, find_blocks  # noqa: F401
 from accelkit.techniques.early_exit._criteria import _normalized_entropy  # noqa: F401
 from accelkit.techniques.early_exit._ridge import _ridge  # noqa: F401
@@ -32,16 +32,24 @@ from accelkit.techniques.early_exit.heads import ExitHead
 from accelkit.techniques.early_exit.model import EarlyExitModel, apply_early_exit
 from accelkit.techniques.early_exit.saving import load_early_exit, save_early_exit
 from accelkit.techniques.early_exit.training import train_exit_heads_
+from accelkit.techniques.early_exit.variant import (
+    EARLY_EXIT_PRESETS,
+    build_early_exit,
+    extra_train_data,
+)
 
 __all__ = [
+    "EARLY_EXIT_PRESETS",
     "BlocksNotFoundError",
     "CalibrationResult",
     "EarlyExitConfig",
     "EarlyExitModel",
     "ExitHead",
     "apply_early_exit",
+    "build_early_exit",
     "calibrate_thresholds",
     "collect_exit_outputs",
+    "extra_train_data",
     "find_blocks",
     "load_early_exit",
     "save_early_exit",

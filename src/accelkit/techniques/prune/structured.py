@@ -13,9 +13,11 @@ from torch import nn
 from accelkit._lazy import require
 from accelkit.config import Config
 from accelkit.errors import ConfigError
+from accelkit.techniques._workload_kinds import TRAINABLE_CLASSIFIER, details_of, example_inputs
 from accelkit.techniques.prune._common import PruningError, _check_ratio
 from accelkit.techniques.prune.finetune import FineTuneConfig, _shuffled_batches, fine_tune
 from accelkit.techniques.prune.saving import pruned_shapes
+from accelkit.techniques.registry import BuildContext, Built, register_technique
 
 __all__ = ["StructuredPruneConfig", "prune_structured"]
 
@@ -197,3 +199,23 @@ def _check_still_runs(model: nn.Module, example_inputs: Any, reference_out: Any)
             f"pruning changed the output shape {tuple(reference_out.shape)} → {tuple(out.shape)}; "
             f"add the output layer to ignore= (e.g. {_output_layer_name(model)!r})"
         )
+
+
+# The settings the registered variant uses; the benchmarks quote them.
+PRUNE_50 = StructuredPruneConfig(ratio=0.5, importance="magnitude", steps=2, finetune=FineTuneConfig(epochs=3))
+
+
+@register_technique(
+    "prune-structured-50",
+    group="structure",
+    description="50% of conv channels physically removed (Torch-Pruning, magnitude, 2 steps) + 3-epoch "
+    "fine-tune per step",
+    needs=TRAINABLE_CLASSIFIER,
+    expensive=True,
+)
+def _prune_structured_50(model: nn.Module, ctx: BuildContext) -> Built:
+    wl = ctx.workload
+    model = prune_structured(model.cpu(), example_inputs(wl), PRUNE_50, dataset=wl.train_dataset(),
+                             loss_fn=wl.loss_fn)
+    return Built(model.to(ctx.settings.device), ctx.settings, details_of(model))
+

@@ -3,6 +3,7 @@ no speed-up on dense kernels."""
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,7 +12,9 @@ from torch import nn
 
 from accelkit.config import Config
 from accelkit.errors import ConfigError
+from accelkit.techniques._workload_kinds import details_of
 from accelkit.techniques.prune._common import PruningError, _check_ratio
+from accelkit.techniques.registry import BuildContext, Built, register_technique
 
 __all__ = ["UnstructuredPruneConfig", "layer_sparsity", "prune_unstructured_"]
 
@@ -78,3 +81,19 @@ def prune_unstructured_(model: nn.Module, config: UnstructuredPruneConfig | None
     }
     model.accelkit_details = report
     return report
+
+
+UNSTRUCTURED_50 = UnstructuredPruneConfig(amount=0.5)
+
+
+# zeros make nothing faster on dense kernels: a candidate for the size objective only
+@register_technique(
+    "prune-unstructured-50",
+    group="structure",
+    description="50% of Linear/Conv weights zeroed (global magnitude): smaller zipped, NOT faster on dense kernels",
+    objectives=("size",),
+)
+def _prune_unstructured_50(model: nn.Module, ctx: BuildContext) -> Built:
+    prune_unstructured_(model, copy.deepcopy(UNSTRUCTURED_50))
+    return Built(model, ctx.settings, details_of(model))
+
