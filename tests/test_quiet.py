@@ -153,3 +153,28 @@ def test_a_dependency_logger_with_its_own_handler_is_captured_and_restored(tmp_p
     assert "DEP OWN HANDLER" in (tmp_path / "log.txt").read_text()
     console.flush()
     assert b"DEP OWN HANDLER" not in console.buffer.getvalue()
+
+
+def test_a_handler_that_manages_its_own_stream_is_never_handed_the_log(tmp_path, monkeypatch):
+    # torch's structured-trace handler starts with stream None, opens its own file and closes it
+    # again; handed the log, it closed the log mid-run and every later line raised
+    class OwnStream(logging.StreamHandler):
+        def emit(self, record):
+            if self.stream is not None:
+                self.stream.close()
+                self.stream = None
+
+    monkeypatch.setenv("ACCELKIT_CACHE", str(tmp_path))
+    lg = logging.getLogger("somedep.trace")
+    h = OwnStream()
+    h.stream = None
+    lg.addHandler(h)
+    try:
+        with quiet(tmp_path / "log.txt") as q:
+            lg.warning("trace event")
+            assert h.stream is None
+            logging.getLogger("otherdep").warning("still logged after the trace handler ran")
+            q.log("and our own log lines too")
+    finally:
+        lg.removeHandler(h)
+    assert "still logged" in (tmp_path / "log.txt").read_text()

@@ -122,6 +122,15 @@ class _Capture(FileProxy):
         return self._log is None and self._original.isatty()
 
 
+def _is_console(stream: Any) -> bool:
+    """A stream a handler writes to the terminal with: not None (torch's trace handler opens its
+    own file later), not a file on disk, not a test's StringIO record, not closed."""
+    if stream is None or isinstance(stream, io.StringIO) or getattr(stream, "closed", False):
+        return False
+    name = getattr(stream, "name", None)
+    return not (isinstance(name, str) and not name.startswith("<"))
+
+
 def _dependency_stream_handlers() -> list[logging.StreamHandler]:
     """Console handlers that dependencies installed on their own loggers (transformers keeps one
     with ``propagate=False``), bound to whatever stderr was when they were made."""
@@ -134,8 +143,10 @@ def _dependency_stream_handlers() -> list[logging.StreamHandler]:
         for h in lg.handlers:
             # files stay files; a StringIO is a test harness's record (pytest's caplog), not a console
             # (a handler left bound to a closed stream by earlier code is left alone: nothing reads it)
+            # only handlers bound to the terminal: torch's trace handler opens and closes a stream of
+            # its own (None until then), and would close the log if it were handed it
             if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler) \
-                    and not isinstance(h.stream, io.StringIO) and not getattr(h.stream, "closed", False):
+                    and _is_console(h.stream):
                 found.append(h)
     return found
 

@@ -77,10 +77,12 @@ def _json_safe(obj: Any) -> Any:
 
 
 def _plain_tensors(module: nn.Module) -> dict[str, torch.Tensor]:
-    # packed/quantized tensors (torch.qint8) cannot go to safetensors; the plan re-derives them
+    # packed/quantized tensors (torch.qint8, torchao's weight-only tensor subclasses) cannot go to
+    # safetensors; the plan re-derives them deterministically from the saved float tensors
     out = {}
     for key, value in module.state_dict().items():
-        if isinstance(value, torch.Tensor) and not value.is_quantized and value.layout == torch.strided:
+        plain = type(value) in (torch.Tensor, nn.Parameter)
+        if plain and not value.is_quantized and value.layout == torch.strided:
             out[key] = value.detach().cpu().contiguous().clone()
     return out
 

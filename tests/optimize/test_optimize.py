@@ -212,3 +212,10 @@ def test_bad_budgets_are_config_errors():
     for bad in (float("nan"), float("inf"), -0.1):
         with pytest.raises(ConfigError, match="max_quality_drop"):
             OptimizeConfig(max_quality_drop=bad)
+
+
+def test_a_search_state_that_is_not_one_is_one_clear_error(test_variants, tmp_path, digits_model):
+    for junk in ("[]", "{not json", '{"key": 1, "screened": 5}'):
+        (tmp_path / "candidates.json").write_text(junk)
+        with pytest.raises(ConfigError, match="candidates.json"):
+            optimize(_config(candidates=["prune-test-exact"]), tmp_path)

@@ -1,5 +1,6 @@
 """The registry-wide contract: every registered technique, on a tiny workload it applies to, builds,
-leaves the baseline untouched, returns JSON-able details and declares its group and forms."""
+leaves the baseline untouched, returns JSON-able details, declares its group and forms, and
+round-trips through accelkit.save/load when it claims to."""
 
 from __future__ import annotations
 
@@ -120,9 +121,13 @@ def test_registering_a_name_twice_is_an_error():
         register_technique("test-no-group", group="speed", description="x")
 
 
-def _check_contract(name: str, workloads) -> None:
+def _check_contract(name: str, workloads, tmp_path) -> None:
     """Build on the first tiny workload it applies to; a clear ConfigError (e.g. int4 needs Linear
-    widths divisible by 32) moves on to the next one, anything else fails."""
+    widths divisible by 32) moves on to the next one, anything else fails. A technique that claims
+    to be saveable must load back (in a rebuilt model, from the folder alone) with the same outputs."""
+    from accelkit.saving import load, save
+    from accelkit.techniques.registry import get_technique
+
     applicable = [w for w in workloads if t_applies(name, w)]
     if not applicable:
         pytest.skip(f"{name}: neither tiny workload offers what it needs on this machine")
@@ -143,6 +148,11 @@ def _check_contract(name: str, workloads) -> None:
         out = wl.predict(built.model, data, built.settings)
         ref = wl.predict(base, data, settings)
         assert out.shape == ref.shape and torch.isfinite(out).all(), name
+        if get_technique(name).saveable:
+            path = save(built, tmp_path / "saved", workload=wl.name)
+            loaded = load(path, workload=wl)
+            again = wl.predict(loaded.model, data, loaded.settings)
+            torch.testing.assert_close(again, out, rtol=1e-4, atol=1e-4, msg=f"{name} does not round-trip")
         return
     pytest.fail(f"{name} built on no tiny workload it applies to: {refusals}")
 
@@ -154,13 +164,13 @@ def t_applies(name: str, wl) -> bool:
 
 
 @pytest.mark.parametrize("name", CHEAP)
-def test_every_cheap_technique_builds_and_leaves_the_baseline_untouched(name, tiny_workloads):
-    _check_contract(name, tiny_workloads)
+def test_every_cheap_technique_builds_and_leaves_the_baseline_untouched(name, tiny_workloads, tmp_path):
+    _check_contract(name, tiny_workloads, tmp_path)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", EXPENSIVE)
 def test_every_training_technique_builds_and_leaves_the_baseline_untouched(name, tiny_workloads, tmp_path,
                                                                           monkeypatch):
-    monkeypatch.setenv("ACCELKIT_CACHE", str(tmp_path))
-    _check_contract(name, tiny_workloads)
+    monkeypatch.setenv("ACCELKIT_CACHE", str(tmp_path / "cache"))
+    _check_contract(name, tiny_workloads, tmp_path)

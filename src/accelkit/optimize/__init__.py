@@ -35,7 +35,8 @@ __all__ = [
 DEMO_CONFIGS = (
     OptimizeConfig("minilm", max_quality_drop=0.01, objective="throughput", time_budget_s=240,
                    screen_limit=64, eval_limit=256, repeats=3,
-                   candidates=["bf16", "dynamic-padding", "int8-aware", "int8-dynamic", "onnx", "onnx-int8-dynamic"]),
+                   candidates=["bf16", "bf16-cast", "dynamic-padding", "int8-aware", "int8-dynamic", "onnx",
+                               "onnx-int8-dynamic"]),
     OptimizeConfig("digits", max_quality_drop=0.005, objective="throughput", batch_size=256,
                    time_budget_s=150, screen_limit=512, repeats=5,
                    candidates=["bf16", "onnx", "onnx-int8-static", "int8-aware", "prune-structured-50", "early-exit"]),
