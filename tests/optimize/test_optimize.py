@@ -66,8 +66,8 @@ def test_descriptors_rule_out_compositions_that_cannot_work_or_do_nothing():
     # autocast has no effect on an ONNX Runtime session
     assert "voids the autocast" in composition_error(["bf16", "onnx-int8-dynamic"])
     # a torch-quantized or bf16-cast model is not what ONNX Runtime's quantizers take
-    assert "leaves a quantized one" in composition_error(["int4-weight-only", "onnx-int8-static"])
-    assert "leaves a eager-lowp one" in composition_error(["bf16-cast", "onnx"])
+    assert "after int4-weight-only the model is quantized" in composition_error(["int4-weight-only", "onnx-int8-static"])
+    assert "after bf16-cast the model is eager-lowp" in composition_error(["bf16-cast", "onnx"])
     # nothing runs on after an ONNX Runtime session but settings changes
     assert composition_error(["int8-aware", "compile"]) is not None
     assert composition_error(["int8-aware", "dynamic-padding"]) is None

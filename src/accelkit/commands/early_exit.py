@@ -8,7 +8,6 @@ from pathlib import Path
 import typer
 
 from accelkit.commands import VERBOSE_HELP
-from accelkit.errors import ConfigError
 from accelkit.quiet import quiet
 
 __all__ = ["register"]
@@ -33,7 +32,7 @@ def register(app: typer.Typer) -> None:
         verbose: bool = typer.Option(False, "--verbose", help=VERBOSE_HELP),
     ) -> None:
         """Train exit heads, calibrate thresholds for a quality budget, report held-out quality and compute saved."""
-        from accelkit.techniques._workload_kinds import preset_for
+        from accelkit.techniques._workload_kinds import require_preset
         from accelkit.techniques.early_exit import (
             EARLY_EXIT_PRESETS,
             EarlyExitConfig,
@@ -44,10 +43,7 @@ def register(app: typer.Typer) -> None:
         from accelkit.workloads import RunSettings, get_workload
 
         wl = get_workload(workload)
-        preset = preset_for(EARLY_EXIT_PRESETS, wl)
-        if preset is None:
-            raise ConfigError(f"--workload {workload!r}: early exit is set up for workloads offering one of "
-                              f"{sorted(EARLY_EXIT_PRESETS)}")
+        preset = require_preset(EARLY_EXIT_PRESETS, "early exit", wl)
         config = preset["config"].to_dict()
         if criterion is not None:
             config["criterion"] = criterion
@@ -85,7 +81,7 @@ def register(app: typer.Typer) -> None:
         verbose: bool = typer.Option(False, "--verbose", help=VERBOSE_HELP),
     ) -> None:
         """Rank encoder layers by sensitivity and skip the least useful ones within the budget."""
-        from accelkit.techniques._workload_kinds import preset_for
+        from accelkit.techniques._workload_kinds import require_preset
         from accelkit.techniques.layer_skip import (
             LAYER_SKIP_PRESETS,
             LayerSkipConfig,
@@ -94,9 +90,7 @@ def register(app: typer.Typer) -> None:
         from accelkit.workloads import RunSettings, get_workload
 
         wl = get_workload(workload)
-        if preset_for(LAYER_SKIP_PRESETS, wl) is None:
-            raise ConfigError(f"--workload {workload!r}: layer skipping is set up for workloads offering one of "
-                              f"{sorted(LAYER_SKIP_PRESETS)}")
+        require_preset(LAYER_SKIP_PRESETS, "layer skipping", wl)
         with quiet(verbose=verbose, name="layer-skip") as q:
             base = wl.build_model()
             q.phase("ranking layers by sensitivity")
@@ -117,7 +111,7 @@ def register(app: typer.Typer) -> None:
 
         The first run distils the students (cached); the router is fitted on calibration sentences they never saw.
         """
-        from accelkit.techniques._workload_kinds import preset_for
+        from accelkit.techniques._workload_kinds import require_preset
         from accelkit.techniques.routed_depth import (
             ROUTED_DEPTH_PRESETS,
             RoutedDepthConfig,
@@ -127,10 +121,7 @@ def register(app: typer.Typer) -> None:
         from accelkit.workloads import RunSettings, get_workload
 
         wl = get_workload(workload)
-        preset = preset_for(ROUTED_DEPTH_PRESETS, wl)
-        if preset is None:
-            raise ConfigError(f"--workload {workload!r}: routed depth is set up for workloads offering one of "
-                              f"{sorted(ROUTED_DEPTH_PRESETS)}")
+        preset = require_preset(ROUTED_DEPTH_PRESETS, "routed depth", wl)
         config = preset["config"].to_dict()
         if budget is not None:
             config["max_quality_drop"] = budget

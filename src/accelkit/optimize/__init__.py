@@ -33,7 +33,7 @@ __all__ = [
 # What `make demo` runs: both embedded inference workloads within ~10 minutes on 2 cores, on
 # a curated candidate list (`accelkit optimize` without --candidates searches every technique).
 DEMO_CONFIGS = (
-    OptimizeConfig("minilm", max_quality_drop=0.01, objective="throughput", time_budget_s=240,
+    OptimizeConfig("minilm", max_quality_drop=0.01, objective="throughput", time_budget_s=300,
                    screen_limit=64, eval_limit=256, repeats=3,
                    candidates=["bf16", "bf16-cast", "dynamic-padding", "int8-aware", "int8-dynamic", "onnx",
                                "onnx-int8-dynamic"]),

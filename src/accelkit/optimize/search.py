@@ -319,8 +319,8 @@ def optimize(config: OptimizeConfig, out_dir: str | Path, *, console: Console | 
         ok = [r for r in screened.values() if r.get("status") == "within budget"]
         return sorted(ok, key=lambda r: objective_score(r, config.objective) or 0, reverse=True)
 
-    def final_names() -> list[str]:
-        finalists = [r["name"] for r in passing_records()[: config.finalists]]
+    def final_names(n_finalists: int | None = None) -> list[str]:
+        finalists = [r["name"] for r in passing_records()[: n_finalists or config.finalists]]
         names = list(finalists)
         for f in finalists:  # every plan one step shorter, measured in the same run for the ablation
             for sub in drop_one_step(Plan.parse(f)):
@@ -338,10 +338,13 @@ def optimize(config: OptimizeConfig, out_dir: str | Path, *, console: Console | 
         per_pass = [base_ms * scale] + [((screened.get(n) or {}).get("pass_ms") or {}).get("p50", base_ms) * scale
                                         for n in names]
         builds = sum(0.0 if n in built else build_times.expected(n) for n in names)
+        # per variant: a quality pass (FLOPs counted in it), a memory pass, a warm-up and the rounds,
+        # and one pass of margin: a pass on held-out data is not exactly the scaled screening one
         return builds + (repeats + 4) * sum(per_pass) + 10.0  # + roofline and reference passes
 
     def reserve() -> float:
-        return max(_MIN_RESERVE_S, final_cost(final_names(), min(config.repeats, 3)))
+        # the fewest rounds the final run may take; it takes more when screening leaves the time
+        return max(_MIN_RESERVE_S, final_cost(final_names(), min(config.repeats, 2)))
 
     def best_so_far() -> str:
         ok = passing_records()
@@ -458,11 +461,16 @@ def optimize(config: OptimizeConfig, out_dir: str | Path, *, console: Console | 
             grow(passing(cheap + expensive))
         save_state()
 
-    names = final_names()
-    # fit the rounds into what is left: never fewer than two, never more than asked
+    # fit the final run into what is left: fewer rounds first (never under two), then fewer
+    # finalists (never under one, with its ablation), never more than asked
+    n_finalists = config.finalists
+    names = final_names(n_finalists)
     repeats = config.repeats
     while repeats > 2 and final_cost(names, repeats) > time_left():
         repeats -= 1
+    while n_finalists > 1 and final_cost(names, repeats) > time_left():
+        n_finalists -= 1
+        names = final_names(n_finalists)
     console.print(f"screened {len(screened)} candidates; final on held-out data ({repeats} rounds): "
                   f"{', '.join(names) or 'baseline only'}")
     with console.status("final side-by-side measurement on held-out data") as status:

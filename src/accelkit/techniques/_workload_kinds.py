@@ -37,8 +37,8 @@ def preset_for(presets: dict[str, dict[str, Any]], workload: Workload) -> dict[s
 def require_preset(presets: dict[str, dict[str, Any]], technique: str, workload: Workload) -> dict[str, Any]:
     preset = preset_for(presets, workload)
     if preset is None:
-        raise ConfigError(f"{technique} has no preset for workload {workload.name!r}: it offers none of "
-                          f"{sorted(presets)}")
+        raise ConfigError(f"{technique} is set up for workloads offering one of {sorted(presets)}; "
+                          f"workload {workload.name!r} offers none of them")
     return preset
 
 

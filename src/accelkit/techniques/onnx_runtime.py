@@ -9,21 +9,17 @@ from __future__ import annotations
 
 from torch import nn
 
-from accelkit.techniques.registry import BuildContext, Built, register_technique
+from accelkit.techniques.registry import BuildContext, Built, needs_package, register_technique
+
+_ORT_AVAILABLE = needs_package("onnxruntime", "onnxruntime")  # the available= check of the ORT variants
 
 __all__: list[str] = []
-
-
-def _ort_unavailable() -> str | None:
-    from accelkit._lazy import is_available
-
-    return None if is_available("onnxruntime") else "onnxruntime is not installed (pip install onnxruntime)"
 
 
 # ORT takes the float eager model (pruned or distilled ones too): a torch-quantized or bf16-cast
 # model does not export to a graph ORT quantizes, and autocast set before export is ignored
 _ORT = {"needs": ("onnx-exportable",), "accepts": ("eager",), "produces": "ort", "voids": ("autocast",),
-        "available": _ort_unavailable}
+        "available": _ORT_AVAILABLE}
 
 
 def _built(module, ctx: BuildContext, dtype: str = "fp32") -> Built:

@@ -32,6 +32,7 @@ __all__ = [
     "composition_error",
     "get_technique",
     "list_techniques",
+    "needs_package",
     "register_technique",
     "unavailable_reason",
 ]
@@ -210,6 +211,17 @@ def _load_technique_modules() -> None:
             importlib.import_module(info.name)
 
 
+def needs_package(module: str, install: str) -> Callable[[], str | None]:
+    """An ``available=`` check: why not, when ``module`` does not import here."""
+
+    def check() -> str | None:
+        from accelkit._lazy import is_available
+
+        return None if is_available(module) else f"{module} is not installed (pip install {install})"
+
+    return check
+
+
 def unavailable_reason(technique: Technique) -> str | None:
     return technique.available() if technique.available else None
 
@@ -266,7 +278,7 @@ def composition_error(steps: Sequence[str], *, objective: str | None = None, sea
                 return f"{prev.name} and {t.name} are both {t.group} techniques; a plan takes one of each group"
             return f"{t.name} ({t.group}) goes before {prev.name} ({prev.group}) in a plan"
         if form not in t.accepts:
-            return f"{t.name} takes a {'/'.join(sorted(t.accepts))} model, and {prev.name} leaves a {form} one"
+            return f"{t.name} applies to {'/'.join(sorted(t.accepts))} models, and after {prev.name} the model is {form}"
         voided = sorted(set(effects) & t.voids)
         if voided:
             return f"{t.name} voids the {voided[0]} that {effects[voided[0]]} set: that step would do nothing"
