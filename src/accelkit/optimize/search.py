@@ -51,7 +51,9 @@ _MIN_RESERVE_S = 60.0
 _UNKNOWN_BUILD_S = {True: 600.0, False: 20.0}
 _KEEP_BUILT = 12  # screened models kept in memory for the final run, best first
 _SCREEN_CHUNK = 3  # candidates screened side by side in one run, sharing the baseline's passes
-_SCREEN_ROUNDS = 3  # interleaved timing rounds per screening run (plus one warm-up)
+# interleaved timing rounds per screening run; no warm-up round: each candidate's quality pass,
+# just before the rounds, already warmed it (and the baseline's reference pass warmed the baseline)
+_SCREEN_ROUNDS = 3
 
 
 @dataclass
@@ -343,8 +345,9 @@ def optimize(config: OptimizeConfig, out_dir: str | Path, *, console: Console | 
         return builds + (repeats + 4) * sum(per_pass) + 10.0  # + roofline and reference passes
 
     def reserve() -> float:
-        # the fewest rounds the final run may take; it takes more when screening leaves the time
-        return max(_MIN_RESERVE_S, final_cost(final_names(), min(config.repeats, 2)))
+        # the smallest final run: the best plan so far and its ablation, two rounds; the final run
+        # takes more finalists and rounds when screening leaves the time
+        return max(_MIN_RESERVE_S, final_cost(final_names(1), min(config.repeats, 2)))
 
     def best_so_far() -> str:
         ok = passing_records()
@@ -387,7 +390,7 @@ def optimize(config: OptimizeConfig, out_dir: str | Path, *, console: Console | 
         failure = None
         try:
             res = bench(
-                wl, chosen, batch_size=batch_size, repeats=_SCREEN_ROUNDS, warmup=1, data=screen_data,
+                wl, chosen, batch_size=batch_size, repeats=_SCREEN_ROUNDS, warmup=0, data=screen_data,
                 max_quality_drop=config.max_quality_drop, roofline=False, baseline_model=model, split="calib",
                 memory=config.objective == "memory", flops=False, keep_built=True, objective=config.objective,
             )

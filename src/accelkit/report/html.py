@@ -376,7 +376,7 @@ def _card(res: Results, summary: Summary | None) -> str:
         '<div class="card">'
         f'<div class="label">{_e(label)}</div><div class="plan">{_e(v.name)}</div>'
         f'<div class="big"><span class="speed">{_e(speed_txt)}</span> faster than <b>{_e(res.baseline)}</b> '
-        "(what runs today), measured in the same run</div>"
+        "(the workload's fp32 reference), measured in the same run</div>"
         + (f'<ul class="facts">{"".join(f"<li>{f}</li>" for f in facts)}</ul>' if facts else "")
         + f'<p class="quality">{qual}</p>{msg}{model}</div>'
     )
