@@ -268,7 +268,7 @@ def composition_error(steps: Sequence[str], *, objective: str | None = None, sea
         return f"unknown technique {unknown[0]!r}"
     techs = [TECHNIQUES[s] for s in steps]
     rank = {g: i for i, g in enumerate(GROUPS)}
-    form, effects = "eager", {}  # effect → the step that set it
+    form, form_by, effects = "eager", "the baseline", {}  # effect → the step that set it
     for i, t in enumerate(techs):
         prev = techs[i - 1] if i else None
         if search and objective is not None and objective not in t.objectives:
@@ -278,11 +278,12 @@ def composition_error(steps: Sequence[str], *, objective: str | None = None, sea
                 return f"{prev.name} and {t.name} are both {t.group} techniques; a plan takes one of each group"
             return f"{t.name} ({t.group}) goes before {prev.name} ({prev.group}) in a plan"
         if form not in t.accepts:
-            return f"{t.name} applies to {'/'.join(sorted(t.accepts))} models, and after {prev.name} the model is {form}"
+            return f"{t.name} applies to {'/'.join(sorted(t.accepts))} models, and after {form_by} the model is {form}"
         voided = sorted(set(effects) & t.voids)
         if voided:
             return f"{t.name} voids the {voided[0]} that {effects[voided[0]]} set: that step would do nothing"
-        form = t.produces or form
+        if t.produces:
+            form, form_by = t.produces, t.name
         effects.update({e: t.name for e in t.effects})
     return None
 
