@@ -99,7 +99,10 @@ def _digest(model: nn.Module) -> str:
 _COMPILES = {"compile", "int8-static"}
 CHEAP = [pytest.param(t.name, marks=pytest.mark.slow) if t.name in _COMPILES else t.name
          for t in list_techniques() if not t.expensive]
-EXPENSIVE = [t.name for t in list_techniques() if t.expensive]
+# routed depth distils three students and fits a router: minutes even on the tiny encoder
+_MINUTES = {"routed-depth"}
+EXPENSIVE = [pytest.param(t.name, marks=pytest.mark.slow) if t.name in _MINUTES else t.name
+             for t in list_techniques() if t.expensive]
 
 
 def test_every_descriptor_states_its_group_forms_and_needs():
@@ -168,7 +171,6 @@ def test_every_cheap_technique_builds_and_leaves_the_baseline_untouched(name, ti
     _check_contract(name, tiny_workloads, tmp_path)
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("name", EXPENSIVE)
 def test_every_training_technique_builds_and_leaves_the_baseline_untouched(name, tiny_workloads, tmp_path,
                                                                           monkeypatch):

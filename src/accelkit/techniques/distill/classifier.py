@@ -141,14 +141,15 @@ def cached_classifier_student(workload, name: str, student: nn.Module, teacher: 
                            save=lambda m, p: save_state_atomic(m, p), suffix=".safetensors")
 
 
-def student_built(student: nn.Module, teacher: nn.Module, ctx: BuildContext, **details) -> Built:
-    """The Built record of a distilled student, with its parameter and FLOP ratios to the teacher."""
+def student_built(model: nn.Module, teacher: nn.Module, ctx: BuildContext, **details) -> Built:
+    """The Built record of a distilled student ``model``, with its parameter and FLOP ratios to the
+    teacher (``details`` may name the student: ``student="..."``)."""
     from accelkit.techniques.lightweight import compare_architectures
 
-    rows = compare_architectures({"teacher": teacher, "student": student}, example_inputs(ctx.workload))
-    details = {**details_of(student), **details, "params_ratio": rows["student"]["params_ratio"],
+    rows = compare_architectures({"teacher": teacher, "student": model}, example_inputs(ctx.workload))
+    details = {**details_of(model), **details, "params_ratio": rows["student"]["params_ratio"],
                "flops_ratio": rows["student"]["flops_ratio"]}
-    return Built(student.to(ctx.settings.device), ctx.settings, details)
+    return Built(model.to(ctx.settings.device), ctx.settings, details)
 
 
 def distil_offered_student(name: str, model: nn.Module, ctx: BuildContext) -> Built:
