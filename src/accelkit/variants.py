@@ -7,8 +7,6 @@ resolves names against a workload and builds them.
 
 from __future__ import annotations
 
-from torch import nn
-
 from accelkit.errors import UnknownVariantError
 from accelkit.techniques.registry import (
     Built,
@@ -17,7 +15,7 @@ from accelkit.techniques.registry import (
     get_technique,
     list_techniques,
 )
-from accelkit.workloads.base import RunSettings, Workload
+from accelkit.workloads.base import Workload
 
 __all__ = ["Built", "Technique", "build_variant", "check_variants", "get_technique", "list_variants"]
 
@@ -27,24 +25,9 @@ def list_variants(workload: Workload | None = None) -> list[str]:
     return ["baseline", *(t.name for t in list_techniques(workload))]
 
 
-def build_variant(
-    name: str,
-    baseline: nn.Module,
-    settings: RunSettings,
-    workload: Workload,
-    *,
-    max_quality_drop: float | None = None,
-    objective: str = "throughput",
-) -> Built:
-    """Apply the ``+``-joined techniques of ``name`` to a copy of ``baseline`` (never modified).
-
-    ``max_quality_drop`` reaches the techniques that tune themselves (None: their defaults).
-    """
-    if name == "baseline":
-        import copy
-
-        return Built(copy.deepcopy(baseline), settings)
-    return build_plan(name, baseline, settings, workload, max_quality_drop=max_quality_drop, objective=objective)
+# the ``+``-joined techniques of a name applied to a copy of the baseline (``baseline`` alone: the
+# copy); the user's budget reaches the techniques that tune themselves
+build_variant = build_plan
 
 
 def check_variants(names: list[str], workload: Workload) -> None:

@@ -17,8 +17,9 @@ from torch import nn
 
 from accelkit.config import Config
 from accelkit.errors import ConfigError
+from accelkit.techniques.onnx_runtime import ORT_AVAILABLE
 from accelkit.techniques.quantize import DynamicInt8Config, quantize_dynamic_int8
-from accelkit.techniques.registry import BuildContext, Built, needs_package, register_technique
+from accelkit.techniques.registry import BuildContext, Built, register_technique
 from accelkit.techniques.sensitivity import fallback_search, layer_sensitivity, local_sqnr_db
 from accelkit.techniques.smoothquant import (
     SmoothQuantConfig,
@@ -26,8 +27,6 @@ from accelkit.techniques.smoothquant import (
     collect_input_absmax,
 )
 from accelkit.workloads.base import RunSettings, Workload
-
-_ORT_AVAILABLE = needs_package("onnxruntime", "onnxruntime")
 
 __all__ = ["AwareInt8Config", "quantize_accuracy_aware", "onnx_nodes_by_layer"]
 
@@ -238,7 +237,7 @@ def _aware(model: nn.Module, ctx: BuildContext, backend: str) -> Built:
 @register_technique("int8-aware", group="precision", description="accuracy-aware int8 in ONNX Runtime: "
                     "SmoothQuant, sensitivity, fp32 fallback until the budget is met",
                     needs=("onnx-exportable",), produces="ort", voids=("autocast",), compute_dtype="int8",
-                    available=_ORT_AVAILABLE)
+                    available=ORT_AVAILABLE)
 def _int8_aware(model: nn.Module, ctx: BuildContext) -> Built:
     return _aware(model, ctx, "onnxruntime")
 

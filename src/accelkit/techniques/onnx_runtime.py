@@ -11,15 +11,15 @@ from torch import nn
 
 from accelkit.techniques.registry import BuildContext, Built, needs_package, register_technique
 
-_ORT_AVAILABLE = needs_package("onnxruntime", "onnxruntime")  # the available= check of the ORT variants
+ORT_AVAILABLE = needs_package("onnxruntime", "onnxruntime")  # the available= check of the ORT variants
 
-__all__: list[str] = []
+__all__ = ["ORT_AVAILABLE"]
 
 
 # ORT takes the float eager model (pruned or distilled ones too): a torch-quantized or bf16-cast
 # model does not export to a graph ORT quantizes, and autocast set before export is ignored
 _ORT = {"needs": ("onnx-exportable",), "accepts": ("eager",), "produces": "ort", "voids": ("autocast",),
-        "available": _ORT_AVAILABLE}
+        "available": ORT_AVAILABLE}
 
 
 def _built(module, ctx: BuildContext, dtype: str = "fp32") -> Built:
