@@ -9,6 +9,7 @@ from __future__ import annotations
 __all__ = [
     "AccelkitError",
     "ConfigError",
+    "DataFileError",
     "DeviceUnavailableError",
     "MissingDependencyError",
     "OutputPathError",
@@ -25,6 +26,10 @@ class AccelkitError(ValueError):
 
 class ConfigError(AccelkitError):
     """A config field has a value outside its documented range."""
+
+
+class DataFileError(ConfigError):
+    """A user's ``--data`` file or folder cannot be read; the message names the file and the fix."""
 
 
 class UnknownWorkloadError(AccelkitError):
