@@ -116,7 +116,7 @@ def test_cli_bench_keeps_the_terminal_clean(tmp_path):
     assert proc.returncode == 0, proc.stderr
     terminal = proc.stdout + proc.stderr
     # stdout is the json a script asked for, nothing else
-    assert json.loads(proc.stdout)["rows"][0]["variant"] == "baseline" and out.exists()
+    assert json.loads(proc.stdout)["rows"][0]["variant"] == "default" and out.exists()
     for tag in ("C-LEVEL", "PY PRINT", "PY STDERR", "DEP WARNING", "DEP LOG"):
         assert tag not in terminal, tag
     log = tmp_path / "o" / "r.log.txt"

@@ -23,6 +23,7 @@ from accelkit.measure import (
 )
 from accelkit.measure.roofline import measure_roofline
 from accelkit.report.results import Results, VariantResult, describe_error
+from accelkit.techniques.registry import BASELINE, BASELINE_ALIASES
 from accelkit.variants import Built, build_variant, check_variants, list_variants
 from accelkit.workloads import RunSettings, Workload, get_workload
 
@@ -51,6 +52,17 @@ def _flops_of_pass(fn: Callable[[], torch.Tensor], enabled: bool = True) -> tupl
         return out, int(counter.get_total_flops()) or None
     except Exception:
         return fn(), None
+
+
+def _data_report(wl: Workload, data: Any, settings: RunSettings) -> dict:
+    """The workload's facts about the measured data (truncated items …); never fails a bench."""
+    try:
+        return wl.data_report(data, settings)
+    except Exception as exc:  # a report is a courtesy: its failure must not lose the measurements
+        from accelkit.quiet import log_exception
+
+        log_exception(exc, "data report")
+        return {}
 
 
 def bench(
@@ -89,8 +101,7 @@ def bench(
     check_device(device)
     wl = get_workload(workload) if isinstance(workload, str) else workload
     names = list(variants) if variants is not None else list_variants(wl)
-    if "baseline" in names:
-        names.remove("baseline")
+    names = [n for n in names if n not in BASELINE_ALIASES]
     check_variants(names, wl)
     say = progress or (lambda msg: None)
 
@@ -100,7 +111,7 @@ def bench(
         raise ValueError(f"split={split!r}: expected 'eval' or 'calib'")
     if data is None:
         data = wl.eval_data(limit) if split == "eval" else wl.calib_data(limit)
-    base_settings = RunSettings(batch_size=batch_size or wl.default_batch_size, device=device)
+    base_settings = wl.default_settings(batch_size, device)
     n_items = wl.n_items(data)
     n_batches = sum(1 for _ in wl.batches(data, base_settings))
     built: dict[str, Built] = {}
@@ -110,8 +121,8 @@ def bench(
     say("baseline: reference outputs")
     reference, base_flops = _flops_of_pass(lambda: wl.predict(model, data, base_settings), flops)
     base_quality = wl.quality(reference, reference, data)
-    records["baseline"] = VariantResult(
-        "baseline",
+    records[BASELINE] = VariantResult(
+        BASELINE,
         quality=base_quality,
         quality_drop=0.0,
         size_mb=serialized_size_mb(model),
@@ -119,8 +130,8 @@ def bench(
         flops_per_item=base_flops / n_items if base_flops else None,
         meets_budget=True if max_quality_drop is not None else None,
     )
-    runners["baseline"] = lambda: wl.predict(model, data, base_settings)
-    dtypes = {"baseline": "fp32"}
+    runners[BASELINE] = lambda: wl.predict(model, data, base_settings)
+    dtypes = {BASELINE: "fp32"}
 
     for name in names:
         say(f"{name}: build + quality")
@@ -161,7 +172,7 @@ def bench(
     peak_before = measure_roofline(size=512, repeats=3, device=device) if roofline else None
     say(f"timing {len(runners)} variants interleaved, {repeats} rounds")
     timings = compare_interleaved(
-        runners, baseline="baseline", repeats=repeats, warmup=warmup,
+        runners, baseline=BASELINE, repeats=repeats, warmup=warmup,
         on_step=lambda n, r: say(f"round {r + 1}/{repeats}: {n}"),
     )
     # measured before and after timing, best of both: one busy moment must not lower the ceiling
@@ -184,10 +195,11 @@ def bench(
     results = Results(
         workload=wl.name,
         task="infer",
-        baseline="baseline",
-        variants=[records["baseline"], *[records[n] for n in names]],
+        baseline=BASELINE,
+        variants=[records[BASELINE], *[records[n] for n in names]],
         machine=probe(),
-        settings={**base_settings.to_dict(), "repeats": repeats, "warmup": warmup, "items": n_items, "split": split},
+        settings={**base_settings.to_dict(), "repeats": repeats, "warmup": warmup, "items": n_items, "split": split,
+                  "data": _data_report(wl, data, base_settings)},
         roofline=peak.to_dict() if peak else None,
         primary_metric=wl.primary_metric,
         higher_is_better=wl.higher_is_better,

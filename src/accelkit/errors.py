@@ -12,6 +12,7 @@ __all__ = [
     "DataFileError",
     "DeviceUnavailableError",
     "MissingDependencyError",
+    "ModelFolderError",
     "OutputPathError",
     "SchemaError",
     "UnknownVariantError",
@@ -30,6 +31,10 @@ class ConfigError(AccelkitError):
 
 class DataFileError(ConfigError):
     """A user's ``--data`` file or folder cannot be read; the message names the file and the fix."""
+
+
+class ModelFolderError(ConfigError):
+    """A user's ``--model`` folder or ``module:function`` cannot be loaded; the message says why."""
 
 
 class UnknownWorkloadError(AccelkitError):

@@ -28,7 +28,11 @@ __all__ = [
 ]
 
 # what accelkit.save writes into its folder
-SAVED_MODEL_FILES: frozenset[str] = frozenset({"plan.json", "model.onnx", "model.safetensors"})
+SAVED_MODEL_FILES: frozenset[str] = frozenset({"plan.json", "model.onnx", "model.safetensors"}) | frozenset({
+    # a shipped folder's architecture and tokenizer / image processor (accelkit.export.artifact)
+    "config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt",
+    "vocab.json", "merges.txt", "added_tokens.json", "spiece.model", "sentencepiece.bpe.model",
+    "preprocessor_config.json", "chat_template.jinja"})
 # what accelkit optimize writes into --out (the saved model sits in model/)
 OPTIMIZE_FILES: frozenset[str] = frozenset(
     {"plan.json", "results.json", "report.html", "candidates.json", "log.txt"}

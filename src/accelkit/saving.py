@@ -95,6 +95,7 @@ def save(
     workload: str | None = None,
     settings: Any = None,
     overwrite: bool = False,
+    ship: bool | None = None,
 ) -> Path:
     """Write ``model_or_variant`` (a model, an OrtModule, a ``Built`` record, or (model, settings)) to ``path``.
 
@@ -103,7 +104,13 @@ def save(
     ``path`` may be an earlier save (replaced); a folder holding other files is refused with
     OutputPathError unless ``overwrite=True``, and then only accelkit's own files in it are
     replaced (see accelkit.outdir).
+
+    ``workload`` given as the Workload object of a Hugging Face model (``--model``, minilm) makes
+    the folder self-contained (``accelkit.export.artifact``): ``load`` then rebuilds nothing.
+    ``ship=None`` falls back to the rebuild-by-plan save (noted in plan.json) when the model
+    cannot ship that way; ``ship=True`` raises ShipError instead; ``ship=False`` never ships.
     """
+    from accelkit.export.artifact import ShipError, ship_files, ship_spec
     from accelkit.export.onnx import OrtModule
     from accelkit.techniques.registry import Built
     from accelkit.workloads.base import RunSettings
@@ -119,8 +126,12 @@ def save(
         model = model_or_variant[0]
         if settings is None and len(model_or_variant) > 1:
             settings = model_or_variant[1]
+    ship_workload = None
     if workload is not None and not isinstance(workload, str):
+        ship_workload = workload if ship is not False and ship_spec(workload) is not None else None
         workload = getattr(workload, "name", None)
+    if ship and ship_workload is None:
+        raise ShipError(f"workload {workload!r} names no Hugging Face model folder; it cannot ship self-contained")
     settings = settings if settings is not None else RunSettings()
     target = Path(path)
     prepare_output_dir(target, overwrite=overwrite, owned=SAVED_MODEL_FILES, create=False)
@@ -135,7 +146,20 @@ def save(
             "details": _json_safe(details if details is not None else getattr(model, "accelkit_details", None) or {}),
             "torch": torch.__version__,
         }
-        if isinstance(model, OrtModule):
+        shipped = None
+        if ship_workload is not None:
+            try:
+                shipped = ship_files(model, ship_workload, settings, tmp)
+            except ShipError as exc:
+                if ship:
+                    raise
+                for f in list(tmp.iterdir()):
+                    shutil.rmtree(f) if f.is_dir() else f.unlink()
+                meta["not_self_contained"] = str(exc)
+        if shipped is not None:
+            meta.update(shipped)
+            meta["files"] = {f.relative_to(tmp).as_posix(): _sha256(f) for f in sorted(tmp.rglob("*")) if f.is_file()}
+        elif isinstance(model, OrtModule):
             (tmp / "model.onnx").write_bytes(model.onnx_bytes)
             meta.update(format="onnx", ort=model.config.to_dict(), files={"model.onnx": _sha256(tmp / "model.onnx")})
         elif isinstance(model, nn.Module):
@@ -207,6 +231,10 @@ def resolve_inside(root: Path, name: Any, source: Path) -> Path:
     return path
 
 
+# onnx / torch: rebuilt on the workload's baseline; hf-onnx / hf-torch: self-contained (export.artifact)
+_FORMATS = ("onnx", "torch", "hf-onnx", "hf-torch")
+
+
 def _read_meta(root: Path) -> dict:
     if not root.is_dir():
         raise SchemaError(f"{root} is not a directory; pass a directory written by accelkit.save")
@@ -223,9 +251,9 @@ def _read_meta(root: Path) -> dict:
     for key, kind in (("format", str), ("plan", list), ("settings", dict), ("files", dict)):
         if not isinstance(meta.get(key), kind):
             raise SchemaError(f"{plan_file}: field {key!r} missing or not a {kind.__name__}; re-save the model")
-    if meta["format"] not in ("onnx", "torch"):
-        raise SchemaError(f"{plan_file}: format {meta['format']!r}; expected 'onnx' or 'torch'")
-    model_file = "model.onnx" if meta["format"] == "onnx" else "model.safetensors"
+    if meta["format"] not in _FORMATS:
+        raise SchemaError(f"{plan_file}: format {meta['format']!r}; expected one of {', '.join(_FORMATS)}")
+    model_file = "model.onnx" if meta["format"] in ("onnx", "hf-onnx") else "model.safetensors"
     if model_file not in meta["files"]:
         # an empty list would otherwise skip verification and load whatever lies there
         raise SchemaError(f"{plan_file}: 'files' does not list {model_file} with its checksum; re-save the model")
@@ -274,8 +302,9 @@ def _embedded_workload(name: Any, plan_file: Path) -> Any:
 
 def load(
     path: str | os.PathLike, *, baseline: nn.Module | None = None, workload: Any = None
-) -> LoadedModel:
-    """Restore what ``save`` wrote. ``baseline``: the fp32 model, when the save names no workload.
+) -> Any:
+    """Restore what ``save`` wrote: a ``ShippedModel`` for a self-contained folder (called like
+    the original model; ``encode`` for embedding models), else a ``LoadedModel``. ``baseline``: the fp32 model, when the save names no workload.
 
     ``workload``: a ``Workload`` object to rebuild the plan on, used instead of the name in
     ``plan.json`` — needed for a user's ``module:function`` workload, because loading imports
@@ -296,6 +325,12 @@ def load(
     except TypeError as exc:
         raise SchemaError(f"{plan_file}: settings do not fit RunSettings ({exc})") from exc
     plan = normalize_plan(meta["plan"])
+    if meta["format"] in ("hf-onnx", "hf-torch"):
+        from accelkit.export.artifact import load_shipped
+
+        if meta["format"] == "hf-onnx":
+            _refuse_external_data((root / "model.onnx").read_bytes(), root / "model.onnx")
+        return load_shipped(root, meta, settings, plan)
     if meta["format"] == "onnx":
         from accelkit.export.onnx import OrtConfig, OrtModule
 

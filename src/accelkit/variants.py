@@ -1,4 +1,4 @@
-"""Named variants for ``accelkit bench`` and ``optimize``: ``baseline`` plus every registered
+"""Named variants for ``accelkit bench`` and ``optimize``: ``default`` plus every registered
 technique, ``a+b`` composing them left to right.
 
 The descriptors live beside each technique (``accelkit.techniques.registry``); this module
@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from accelkit.errors import UnknownVariantError
 from accelkit.techniques.registry import (
+    BASELINE,
+    BASELINE_ALIASES,
     Built,
     Technique,
     build_plan,
@@ -21,11 +23,11 @@ __all__ = ["Built", "Technique", "build_variant", "check_variants", "get_techniq
 
 
 def list_variants(workload: Workload | None = None) -> list[str]:
-    """Names of the variants that apply to ``workload`` (all when None), baseline first."""
-    return ["baseline", *(t.name for t in list_techniques(workload))]
+    """Names of the variants that apply to ``workload`` (all when None), the default run first."""
+    return [BASELINE, *(t.name for t in list_techniques(workload))]
 
 
-# the ``+``-joined techniques of a name applied to a copy of the baseline (``baseline`` alone: the
+# the ``+``-joined techniques of a name applied to a copy of the baseline (``default`` alone: the
 # copy); the user's budget reaches the techniques that tune themselves
 build_variant = build_plan
 
@@ -35,8 +37,8 @@ def check_variants(names: list[str], workload: Workload) -> None:
     from accelkit.techniques.registry import composition_error
 
     for name in names:
-        parts = [p.strip() for p in name.split("+") if p.strip() and p.strip() != "baseline"]
-        if not parts and name.strip() != "baseline":
+        parts = [p.strip() for p in name.split("+") if p.strip() and p.strip() not in BASELINE_ALIASES]
+        if not parts and name.strip() not in BASELINE_ALIASES:
             raise UnknownVariantError(f"variant {name!r} is empty; name one, e.g. 'bf16' or 'dynamic-padding+bf16'")
         for part in parts:
             get_technique(part, workload)

@@ -61,7 +61,7 @@ def test_list_prints_names_one_a_line(capsys):
     code, out, _ = _run(["bench", "--workload", "digits", "--list"], capsys)
     assert code == 0
     names = out.split()
-    assert names[0] == "baseline" and "bf16" in names and "dynamic-padding" not in names
+    assert names[0] == "default" and "bf16" in names and "dynamic-padding" not in names
 
 
 def test_import_accelkit_is_light():

@@ -143,7 +143,7 @@ def test_search_rejects_lossy_and_crashing_candidates_and_writes_outputs(test_va
     # a plan that extends a failed prefix is never tried
     assert not any("int8-test-lossy+" in n or "+int8-test-lossy" in n for n in by_name)
     # the exact plan cannot beat the baseline by 2%, or the noise won: either way the winner is within budget
-    assert res.best in ("baseline", "prune-test-exact")
+    assert res.best in ("default", "prune-test-exact")
     plan = json.loads((tmp_path / "plan.json").read_text())
     assert plan["schema"] == "accelkit.plan/1" and Plan.parse(plan["plan"]["name"]).name == res.best
     results = json.loads((tmp_path / "results.json").read_text())
@@ -163,7 +163,7 @@ def test_search_rejects_lossy_and_crashing_candidates_and_writes_outputs(test_va
 
 def test_budget_no_plan_meets_returns_the_baseline(test_variants, tmp_path, digits_model):
     res = optimize(_config(candidates=["int8-test-lossy"]), tmp_path)
-    assert res.best == "baseline"
+    assert res.best == "default"
     assert "returning the baseline" in res.message
 
 

@@ -124,8 +124,8 @@ def test_int8_aware_on_minilm_is_faithful(minilm_workload, minilm_model):
     from accelkit.variants import build_variant
 
     data = minilm_workload.eval_data(64)
-    base = RunSettings(batch_size=32)
-    built = build_variant("dynamic-padding+int8-aware", minilm_model, base, minilm_workload)
+    base = minilm_workload.default_settings(32)
+    built = build_variant("int8-aware", minilm_model, base, minilm_workload)
     model, settings = built.model, built.settings
     assert built.details["quantized_ops"] > 0
     ref = minilm_workload.predict(minilm_model, data, base)

@@ -2,3 +2,55 @@
 
 # every command that captures library output (accelkit.quiet) offers the same switch
 VERBOSE_HELP = "show libraries' own output (exporter dumps, warnings, loading bars) instead of logging it"
+
+from pathlib import Path  # noqa: E402
+from typing import Annotated, Any  # noqa: E402
+
+import typer  # noqa: E402
+
+# ``--model`` and ``--data``: the user's own model and data, the same options on bench, optimize
+# and export (see accelkit.workloads.user_model)
+ModelOpt = Annotated[str | None, typer.Option(
+    "--model", "-m", help="a Hugging Face or sentence-transformers folder, or package.module:function "
+                          "returning an nn.Module (replaces --workload)")]
+DataOpt = Annotated[Path | None, typer.Option(
+    "--data", help="your data: .txt (one item a line), .jsonl, .csv/.tsv, a folder of images, .npy or "
+                   ".safetensors; split into calibration and held-out parts")]
+TaskOpt = Annotated[str | None, typer.Option(
+    help="feature-extraction | sentence-embedding | text-classification | causal-lm | image-classification "
+         "[default: from the model's config]")]
+TextColumnOpt = Annotated[str | None, typer.Option(help="the text column of a .jsonl/.csv --data")]
+LabelColumnOpt = Annotated[str | None, typer.Option(help="the label column of a .jsonl/.csv --data (optional)")]
+CalibSizeOpt = Annotated[int | None, typer.Option(help="items of --data used for calibration [default: half, "
+                                                       "at most 1024]; the rest is held out")]
+OutputOpt = Annotated[str | None, typer.Option(
+    "--output", help="the model output to score, e.g. pooler_output [default: by task]")]
+
+
+def model_options(model: str | None, data: Path | None, task: str | None, text_column: str | None,
+                  label_column: str | None, calib_size: int | None, output: str | None) -> dict[str, Any] | None:
+    """The ``--model`` options as workload_from_model's arguments, or None without ``--model``."""
+    from accelkit.errors import ConfigError
+
+    if model is None:
+        if data is not None or task is not None:
+            raise ConfigError("--data and --task go with --model; pass your model folder with --model")
+        return None
+    if data is None:
+        raise ConfigError(f"--model {model} needs --data: a text file (one item a line), .jsonl, .csv, a folder "
+                          "of images or .npy tensors to calibrate and measure on")
+    found = {"model": model, "data": str(data), "task": task, "text_column": text_column,
+             "label_column": label_column, "calib_size": calib_size, "output": output}
+    return {k: v for k, v in found.items() if v is not None}
+
+
+def resolve_workload(workload: str, options: dict[str, Any] | None) -> Any:
+    """The workload a command runs: the user's model on their data, else the named one."""
+    if options:
+        from accelkit.workloads import workload_from_model
+
+        opts = dict(options)
+        return workload_from_model(opts.pop("model"), opts.pop("data"), **opts)
+    from accelkit.workloads import get_workload
+
+    return get_workload(workload)

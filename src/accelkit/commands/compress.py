@@ -48,7 +48,7 @@ def register(app: typer.Typer) -> None:
             prune_unstructured_,
             save_pruned,
         )
-        from accelkit.workloads import RunSettings, get_workload
+        from accelkit.workloads import get_workload
 
         if method not in ("structured", "heads", "unstructured"):
             raise ConfigError(f"--method {method!r}: expected 'structured', 'heads' or 'unstructured'")
@@ -73,7 +73,7 @@ def register(app: typer.Typer) -> None:
             q.phase(f"loading {wl.name}")
             base = wl.build_model()
             model = wl.build_model()
-            settings = RunSettings(batch_size=wl.default_batch_size)
+            settings = wl.default_settings()
             data = wl.eval_data()
             q.phase(f"pruning ({method}, ratio {ratio:g}; fine-tuning where it applies)")
             if method == "heads":
@@ -105,7 +105,7 @@ def register(app: typer.Typer) -> None:
         verbose: bool = typer.Option(False, "--verbose", help=VERBOSE_HELP),
     ) -> None:
         """Distil a smaller student (trained once, cached) and report its quality on held-out data."""
-        from accelkit.workloads import RunSettings, get_workload
+        from accelkit.workloads import get_workload
 
         # validate everything before loading (or training) any model
         if workload not in ("minilm", "digits"):
@@ -120,7 +120,7 @@ def register(app: typer.Typer) -> None:
         with quiet(verbose=verbose, name="distill") as q:
             q.phase("distilling the student (cached after the first run)")
             teacher = wl.build_model()
-            settings = RunSettings(batch_size=wl.default_batch_size)
+            settings = wl.default_settings()
             if workload == "minilm":
                 model = cached_sentence_student(wl, teacher, config)
             else:

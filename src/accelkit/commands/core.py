@@ -10,7 +10,17 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from accelkit.commands import VERBOSE_HELP
+from accelkit.commands import (
+    VERBOSE_HELP,
+    CalibSizeOpt,
+    DataOpt,
+    LabelColumnOpt,
+    ModelOpt,
+    OutputOpt,
+    TextColumnOpt,
+    model_options,
+    resolve_workload,
+)
 from accelkit.errors import UnknownVariantError
 
 __all__ = ["register"]
@@ -52,7 +62,7 @@ def env(as_json: Annotated[bool, typer.Option("--json", help="machine-readable o
 
 def bench(
     workload: Annotated[str | None, typer.Option("--workload", "-w", help="minilm | digits | gpt-mini | images | package.module:function [default: minilm; images for --task data; digits for --task train]")] = None,
-    task: Annotated[str, typer.Option(help="infer | train | data")] = "infer",
+    task: Annotated[str, typer.Option(help="infer | train | data; with --model, the model's task instead: feature-extraction | sentence-embedding | text-classification | causal-lm | image-classification [default: from its config]")] = "infer",
     variants: Annotated[str | None, typer.Option(help="comma-separated names, '+' composes; 'all' runs every one [default: all]")] = None,
     list_: Annotated[bool, typer.Option("--list", help="print the variant names available, one a line")] = False,
     out: Annotated[Path | None, typer.Option(help="write results JSON here")] = None,
@@ -65,21 +75,31 @@ def bench(
     wide: Annotated[bool, typer.Option("--wide", help="every column: p95, memory, every quality metric")] = False,
     fmt: Annotated[str, typer.Option("--format", help="table | json | csv | markdown (for scripts)")] = "table",
     verbose: Annotated[bool, typer.Option("--verbose", help=VERBOSE_HELP)] = False,
+    model: ModelOpt = None,
+    data: DataOpt = None,
+    text_column: TextColumnOpt = None,
+    label_column: LabelColumnOpt = None,
+    calib_size: CalibSizeOpt = None,
+    output: OutputOpt = None,
 ) -> None:
-    """Measure variants side by side against the baseline and print the table."""
+    """Measure variants side by side against the default run (how you run the model today)."""
     from accelkit.bench import check_device, task_runner
     from accelkit.quiet import quiet
     from accelkit.report.results import check_writable, save_results
     from accelkit.report.table import check_format, print_table
     from accelkit.variants import list_variants
-    from accelkit.workloads import get_workload
 
     check_format(fmt)
+    from accelkit.workloads.hf_model import MODEL_TASKS
+
+    # with --model, --task may name the model's task (bench then measures inference)
+    task_name, task = (task, "infer") if task in MODEL_TASKS else (None, task)
     runner = task_runner(task)
     if max_quality_drop is not None:
         from accelkit.commands.optimize import check_quality_budget
 
         check_quality_budget(max_quality_drop)
+    options = model_options(model, data, task_name, text_column, label_column, calib_size, output)
     workload = workload or {"data": "images", "train": "digits"}.get(task, "minilm")
     check_device(device)
     for path in (out, html):
@@ -92,7 +112,7 @@ def bench(
     log_to = out.with_name(out.stem + ".log.txt") if out is not None else None
     # building a workload already talks (weight-loading bars, a user's module): capture from here
     with quiet(log_to, verbose=verbose, name="bench") as q:
-        wl = get_workload(workload)
+        wl = resolve_workload(workload, options)
         available = list_variants(wl)
         if list_:
             q.echo("\n".join(available))
@@ -189,7 +209,7 @@ def demo(
     console = _console()
     all_results = []
     for wl, names, kw in (
-        ("minilm", ["dynamic-padding", "bf16", "dynamic-padding+bf16"], {"limit": 256}),
+        ("minilm", ["fixed-length", "bf16", "bf16-cast"], {"limit": 256}),
         ("digits", ["bf16"], {}),
     ):
         with console.status(wl) as status:

@@ -87,7 +87,7 @@ def register(app: typer.Typer) -> None:
             LayerSkipConfig,
             build_layer_skip,
         )
-        from accelkit.workloads import RunSettings, get_workload
+        from accelkit.workloads import get_workload
 
         wl = get_workload(workload)
         require_preset(LAYER_SKIP_PRESETS, "layer skipping", wl)
@@ -95,7 +95,7 @@ def register(app: typer.Typer) -> None:
             base = wl.build_model()
             q.phase("ranking layers by sensitivity")
             model, details = build_layer_skip(wl.build_model(), wl, LayerSkipConfig(max_quality_drop=budget))
-            settings = RunSettings(batch_size=wl.default_batch_size)
+            settings = wl.default_settings()
             q.phase("measuring quality on held-out data")
             quality, baseline_quality = _held_out_quality(wl, base, model, settings)
             q.echo(json.dumps({"quality": quality, **{k: v for k, v in details.items() if k != "tradeoff_curve"}}, indent=1))
@@ -118,7 +118,7 @@ def register(app: typer.Typer) -> None:
             build_routed_depth,
             save_routed_depth,
         )
-        from accelkit.workloads import RunSettings, get_workload
+        from accelkit.workloads import get_workload
 
         wl = get_workload(workload)
         preset = require_preset(ROUTED_DEPTH_PRESETS, "routed depth", wl)
@@ -132,7 +132,7 @@ def register(app: typer.Typer) -> None:
             model = build_routed_depth(wl.build_model(), wl, preset["students"], config,
                                        router_sentences=preset.get("router_sentences"), batch_size=preset["batch_size"])
             model.reset_stats()
-            settings = RunSettings(batch_size=wl.default_batch_size)
+            settings = wl.default_settings()
             q.phase("measuring quality on held-out data")
             quality, baseline_quality = _held_out_quality(wl, base, model, settings)
             details = model.accelkit_details

@@ -7,7 +7,18 @@ from typing import Annotated
 
 import typer
 
-from accelkit.commands import VERBOSE_HELP
+from accelkit.commands import (
+    VERBOSE_HELP,
+    CalibSizeOpt,
+    DataOpt,
+    LabelColumnOpt,
+    ModelOpt,
+    OutputOpt,
+    TaskOpt,
+    TextColumnOpt,
+    model_options,
+    resolve_workload,
+)
 
 __all__ = ["register"]
 
@@ -19,21 +30,27 @@ def export(
     batch_size: Annotated[int | None, typer.Option(help="default: the workload's")] = None,
     overwrite: Annotated[bool, typer.Option(help="write into a folder that holds other files (only accelkit's own are replaced; the rest are kept)")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", help=VERBOSE_HELP)] = False,
+    model: ModelOpt = None,
+    data: DataOpt = None,
+    task: TaskOpt = None,
+    text_column: TextColumnOpt = None,
+    label_column: LabelColumnOpt = None,
+    calib_size: CalibSizeOpt = None,
+    output: OutputOpt = None,
 ) -> None:
     """Build ``variant`` of the workload's baseline and save it; ``accelkit.load(out)`` restores it."""
     from accelkit.quiet import quiet
     from accelkit.saving import save
     from accelkit.variants import build_variant
-    from accelkit.workloads import RunSettings, get_workload
-
+    options = model_options(model, data, task, text_column, label_column, calib_size, output)
     # the log goes to the cache, not into the saved folder: that holds only verified model files
     with quiet(verbose=verbose, name="export") as q:
-        wl = get_workload(workload)
-        settings = RunSettings(batch_size=batch_size or wl.default_batch_size)
+        wl = resolve_workload(workload, options)
+        settings = wl.default_settings(batch_size)
         q.phase(f"building {variant}")
         built = build_variant(variant, wl.build_model(), settings, wl)
         q.phase(f"saving to {out}")
-        path = save(built, out, variant, workload=wl.name, overwrite=overwrite)
+        path = save(built, out, variant, workload=wl, overwrite=overwrite)
     details = built.details
     kept = [k["layer"] for k in details.get("kept_layers", [])]
     q.echo(f"saved {variant} of {wl.name} to {path}" + (f"; kept in float: {kept}" if kept else ""))

@@ -9,7 +9,18 @@ from typing import Annotated
 
 import typer
 
-from accelkit.commands import VERBOSE_HELP
+from accelkit.commands import (
+    VERBOSE_HELP,
+    CalibSizeOpt,
+    DataOpt,
+    LabelColumnOpt,
+    ModelOpt,
+    OutputOpt,
+    TaskOpt,
+    TextColumnOpt,
+    model_options,
+    resolve_workload,
+)
 from accelkit.errors import ConfigError
 
 __all__ = ["check_quality_budget", "parse_duration", "register"]
@@ -46,6 +57,13 @@ def optimize(
     eval_limit: Annotated[int | None, typer.Option(help="held-out items for the final measurement")] = None,
     overwrite: Annotated[bool, typer.Option(help="write into an --out that holds other files (they are kept)")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", help=VERBOSE_HELP)] = False,
+    model: ModelOpt = None,
+    data: DataOpt = None,
+    task: TaskOpt = None,
+    text_column: TextColumnOpt = None,
+    label_column: LabelColumnOpt = None,
+    calib_size: CalibSizeOpt = None,
+    output: OutputOpt = None,
 ) -> None:
     """Search every technique under a quality budget; write the model, plan.json, results.json, report.html."""
     from accelkit.optimize import OptimizeConfig
@@ -53,12 +71,16 @@ def optimize(
     from accelkit.outdir import OPTIMIZE_FILES, prepare_output_dir
 
     check_quality_budget(max_quality_drop)
+    options = model_options(model, data, task, text_column, label_column, calib_size, output)
+    if options:
+        resolve_workload(workload, options)  # bad --model/--data fail now, before --out is touched
+        workload = Path(options["model"]).name or options["model"]
     # before the search: a folder with the user's files is refused now, not after an hour of work
     prepare_output_dir(out, overwrite=overwrite, owned=OPTIMIZE_FILES)
     cfg = OptimizeConfig(
         workload, max_quality_drop, objective, batch_size, parse_duration(time_budget), screen_limit, eval_limit,
         candidates=[c.strip() for c in candidates.split(",")] if candidates else None,
-        include_expensive=not no_expensive, overwrite=overwrite,
+        include_expensive=not no_expensive, overwrite=overwrite, model=options,
     )
     from accelkit.quiet import quiet
 

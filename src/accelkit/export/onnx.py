@@ -114,9 +114,11 @@ def _first_tensor(out: Any) -> torch.Tensor:
         return out
     if isinstance(out, (tuple, list)):
         return _first_tensor(out[0])
-    hidden = getattr(out, "last_hidden_state", None)
-    if isinstance(hidden, torch.Tensor):
-        return hidden
+    # a Hugging Face ModelOutput: the tensor the task reads (logits, else token states)
+    for key in ("logits", "last_hidden_state"):
+        value = getattr(out, key, None)
+        if isinstance(value, torch.Tensor):
+            return value
     raise OnnxExportError(f"model returned {type(out).__name__}; export needs a tensor (or a tuple starting with one)")
 
 

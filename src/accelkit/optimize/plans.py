@@ -10,7 +10,13 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from accelkit.techniques.registry import GROUPS, composition_error, get_technique
+from accelkit.techniques.registry import (
+    BASELINE,
+    BASELINE_ALIASES,
+    GROUPS,
+    composition_error,
+    get_technique,
+)
 
 __all__ = ["GROUP_ORDER", "Plan", "drop_one_step", "extend_plans", "technique_group"]
 
@@ -30,11 +36,11 @@ class Plan:
 
     @property
     def name(self) -> str:
-        return "+".join(self.steps) if self.steps else "baseline"
+        return "+".join(self.steps) if self.steps else BASELINE
 
     @classmethod
     def parse(cls, name: str) -> Plan:
-        steps = tuple(s for s in name.split("+") if s and s != "baseline")
+        steps = tuple(s for s in name.split("+") if s and s not in BASELINE_ALIASES)
         return cls(steps)
 
     def to_dict(self) -> dict:

@@ -38,9 +38,9 @@ from accelkit.report.results import (
     describe_error,
     write_text_atomic,
 )
-from accelkit.techniques.registry import Built, composition_error, get_technique
+from accelkit.techniques.registry import BASELINE, Built, composition_error, get_technique
 from accelkit.variants import list_variants
-from accelkit.workloads import RunSettings, Workload, cache_dir, get_workload
+from accelkit.workloads import Workload, cache_dir, get_workload
 
 __all__ = ["OptimizeConfig", "OptimizeResult", "choose_plan", "optimize", "objective_score", "step_gain"]
 
@@ -76,7 +76,9 @@ class OptimizeConfig:
     max_steps: int = 4  # longest composition tried
     max_plans_per_length: int = 12  # compositions screened per length, best estimates first
     overwrite: bool = False  # write into an out_dir holding other files (they are kept)
-    version: int = 2
+    # the user's own model and data (``--model``/``--data``): workload_from_model's arguments
+    model: dict | None = None
+    version: int = 3  # 3: speed-ups against the default run (sentence-transformers' batching)
 
     def __post_init__(self) -> None:
         if self.objective not in _OBJECTIVES:
@@ -93,9 +95,34 @@ class OptimizeConfig:
         return asdict(self)
 
     def search_key(self) -> dict:
-        """Fields that must match for screened candidates to be reused on resume."""
-        return {k: v for k, v in self.to_dict().items()
-                if k not in ("time_budget_s", "finalists", "repeats", "eval_limit", "overwrite")}
+        """Fields that must match for screened candidates to be reused on resume (with the
+        user's data file's checksum: the same path with other contents is another search)."""
+        key = {k: v for k, v in self.to_dict().items()
+               if k not in ("time_budget_s", "finalists", "repeats", "eval_limit", "overwrite")}
+        if self.model and self.model.get("data"):
+            key["data_sha256"] = _path_digest(Path(self.model["data"]))
+        return key
+
+    def make_workload(self) -> Workload:
+        """The workload searched: the user's ``model`` on their data, else the named one."""
+        if self.model:
+            from accelkit.workloads import workload_from_model
+
+            options = dict(self.model)
+            return workload_from_model(options.pop("model"), options.pop("data"), **options)
+        return get_workload(self.workload)
+
+
+def _path_digest(path: Path) -> str | None:
+    import hashlib
+
+    if not path.exists():
+        return None
+    h = hashlib.sha256()
+    for f in [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file()):
+        h.update(f.relative_to(path).as_posix().encode() if f != path else b"")
+        h.update(f.read_bytes())
+    return h.hexdigest()
 
 
 @dataclass
@@ -192,7 +219,7 @@ def _ablation(chosen: VariantResult, by_name: dict[str, VariantResult], baseline
 
 def _singles(wl: Workload, config: OptimizeConfig) -> tuple[list[str], dict[str, str]]:
     """Single techniques to screen, cheap first, and {name: why not} for the ones left out."""
-    names = [n for n in list_variants(wl) if n != "baseline"]
+    names = [n for n in list_variants(wl) if n != BASELINE]
     skipped: dict[str, str] = {}
     if config.candidates is not None:
         unknown = sorted(set(config.candidates) - set(names))
@@ -202,7 +229,9 @@ def _singles(wl: Workload, config: OptimizeConfig) -> tuple[list[str], dict[str,
     kept = []
     for n in names:
         tech = get_technique(n)
-        if config.objective not in tech.objectives:
+        if not tech.objectives:
+            skipped[n] = "not tried: a reference row (bench shows it beside the default)"
+        elif config.objective not in tech.objectives:
             skipped[n] = f"not tried: does not help {config.objective} (helps {', '.join(sorted(tech.objectives))})"
         elif tech.expensive and not config.include_expensive:
             skipped[n] = "not tried: trains (--no-expensive)"
@@ -290,7 +319,7 @@ def optimize(config: OptimizeConfig, out_dir: str | Path, *, console: Console | 
     prepare_output_dir(out_dir, overwrite=config.overwrite, owned=OPTIMIZE_FILES)
     check_writable(out_dir / "plan.json")
     console = console or Console()
-    wl = get_workload(config.workload)
+    wl = config.make_workload()
     batch_size = 1 if config.objective == "latency" else (config.batch_size or wl.default_batch_size)
     state_path = out_dir / "candidates.json"
     screened, spent_before = _load_state(state_path, config)
@@ -351,7 +380,7 @@ def optimize(config: OptimizeConfig, out_dir: str | Path, *, console: Console | 
 
     def best_so_far() -> str:
         ok = passing_records()
-        return ok[0]["name"] if ok else "baseline"
+        return ok[0]["name"] if ok else BASELINE
 
     def keep_built(name: str, b: Built, score: float) -> None:
         built[name], built_score[name] = b, score
@@ -404,7 +433,7 @@ def optimize(config: OptimizeConfig, out_dir: str | Path, *, console: Console | 
                 rec = VariantResult(name, error=failure).to_dict()
             else:
                 rec = res.variant(name).to_dict()
-                rec["baseline_pass_ms"] = (res.variant("baseline").pass_ms or {}).get("p50")
+                rec["baseline_pass_ms"] = (res.variant(res.baseline).pass_ms or {}).get("p50")
                 build_times.record(name, rec.get("build_s"))
             rec["status"] = _rejection(rec, config.max_quality_drop) or "within budget"
             if res is not None and rec["status"] == "within budget" and name in res.built:
@@ -490,7 +519,7 @@ def optimize(config: OptimizeConfig, out_dir: str | Path, *, console: Console | 
         message = (f"no plan beat the baseline by {config.min_gain:g}× and its own noise within a "
                    f"{wl.primary_metric} drop of {config.max_quality_drop:g} on held-out data; returning the baseline")
     result = OptimizeResult(best.name, message, final, list(screened.values()), out_dir, ablation)
-    chosen = final.built.get(best.name) if best.name != final.baseline else Built(model, RunSettings(batch_size=batch_size))
+    chosen = final.built.get(best.name) if best.name != final.baseline else Built(model, wl.default_settings(batch_size))
     _write_outputs(result, config, wl, chosen)
     result.elapsed_s = time.monotonic() - started
     save_state()
@@ -510,14 +539,14 @@ def _write_outputs(result: OptimizeResult, config: OptimizeConfig, wl: Workload,
     write_text_atomic(out / "plan.json", json.dumps(plan_doc, indent=2))
     if chosen is None:  # pragma: no cover - bench keeps every variant it measured
         raise ConfigError(f"the chosen plan {result.best!r} was not kept by the final run")
-    _save_model(chosen, result.best, config.workload, out / "model")
+    _save_model(chosen, result.best, wl, out / "model")
     from accelkit.optimize.report import write_optimize_report
 
     write_optimize_report([result], out / "report.html")
 
 
-def _save_model(chosen: Built, name: str, workload_name: str, path: Path) -> None:
+def _save_model(chosen: Built, name: str, workload: Workload, path: Path) -> None:
     """Save the model the final run measured (never built a third time): ``accelkit.load(path)``."""
     from accelkit.saving import save
 
-    save(chosen, path, plan=None if name == "baseline" else name, workload=workload_name, overwrite=True)
+    save(chosen, path, plan=None if name == BASELINE else name, workload=workload, overwrite=True)

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from accelkit.report.results import Results, VariantResult, write_text_atomic
+from accelkit.report.results import Results, VariantResult, result_notes, write_text_atomic
 
 __all__ = ["Summary", "chosen_variant", "pareto_front", "render_html", "write_html_report"]
 
@@ -331,7 +331,8 @@ def _row(v: VariantResult, res: Results, front: set[str]) -> str:
 
 def _load_lines(path: str) -> str:
     return (f"import accelkit\nm = accelkit.load({json.dumps(path)})\n"
-            "outputs = m(**batch)  # the same inputs as the original model; m.settings holds how to run it")
+            "outputs = m(**batch)  # the same inputs as the original model; m.settings holds how to run it\n"
+            "# embedding models: m.encode(sentences) -> numpy array, as SentenceTransformer.encode")
 
 
 def _card(res: Results, summary: Summary | None) -> str:
@@ -376,9 +377,10 @@ def _card(res: Results, summary: Summary | None) -> str:
         '<div class="card">'
         f'<div class="label">{_e(label)}</div><div class="plan">{_e(v.name)}</div>'
         f'<div class="big"><span class="speed">{_e(speed_txt)}</span> faster than <b>{_e(res.baseline)}</b> '
-        "(the workload's fp32 reference), measured in the same run</div>"
+        "(how the model runs today), measured in the same run</div>"
         + (f'<ul class="facts">{"".join(f"<li>{f}</li>" for f in facts)}</ul>' if facts else "")
-        + f'<p class="quality">{qual}</p>{msg}{model}</div>'
+        + f'<p class="quality">{qual}</p>{msg}{model}'
+        + "".join(f'<p class="note">{_e(n)}</p>' for n in result_notes(res)) + "</div>"
     )
 
 

@@ -190,3 +190,33 @@ def load_results(path: str | os.PathLike) -> Results:
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise SchemaError(f"{path} is not JSON ({exc}); give a results file written by accelkit") from exc
     return Results.from_dict(data)
+
+
+# rows measured for reference only (accelkit.techniques.padding.REFERENCE_TECHNIQUES); a copy, so
+# reading a results file needs no technique module
+REFERENCE_ROWS = {"fixed-length": "reference: every batch padded to 128 tokens in data order, accelkit's "
+                                  "earlier baseline; never a search candidate"}
+
+
+def result_notes(res: Results) -> list[str]:
+    """What a reader must know beside the numbers: what ``default`` is, the data measured and how
+    much of it was truncated at the model's maximum length, and which rows are references."""
+    notes = []
+    settings = res.settings if isinstance(res.settings, dict) else {}
+    if res.baseline == "default" and res.task == "infer":
+        how = ("length-sorted batches padded to their longest item" if settings.get("sort_by_length")
+               else "batches padded to their longest item, in data order" if settings.get("padding") == "dynamic"
+               else "the workload's own batches")
+        notes.append(f"default: how the model runs today — fp32, {how}")
+    data = settings.get("data") if isinstance(settings.get("data"), dict) else {}
+    if isinstance(data.get("truncated"), int):
+        notes.append(f"{data.get('items', '?')} held-out items; {data['truncated']} longer than the model's "
+                     f"maximum of {data.get('max_length', '?')} tokens, truncated there")
+    split = data.get("split") if isinstance(data.get("split"), dict) else {}
+    if split:
+        notes.append(f"--data split: {split.get('n_calib', '?')} calibration, {split.get('n_heldout', '?')} "
+                     f"held out, {split.get('n_unused', 0)} unused (seed {split.get('seed', 0)})")
+    for v in res.variants:
+        if v.name in REFERENCE_ROWS:
+            notes.append(f"{v.name}: {REFERENCE_ROWS[v.name]}")
+    return notes

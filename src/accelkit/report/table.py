@@ -210,3 +210,7 @@ def _print_one(res: Results, console: Console, wide: bool) -> None:
         else:
             console.print(name)  # wraps (without cutting) only when it is wider than the terminal
             console.print(Text(" " * _INDENT).append_text(row), no_wrap=True, overflow="ignore", crop=False)
+    from accelkit.report.results import result_notes
+
+    for note in result_notes(res):
+        console.print(Text(note, style="dim"))

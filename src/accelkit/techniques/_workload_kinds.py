@@ -58,7 +58,7 @@ def details_of(model: nn.Module) -> dict:
 def input_batches(workload: Workload, data: Any, batch_size: int) -> list[Any]:
     """Model inputs of ``data`` for tuning; dynamic padding, since per-row outputs do not depend on
     it and it is faster to tune on."""
-    settings = RunSettings(batch_size=batch_size, padding="dynamic")
+    settings = workload.default_settings(batch_size).with_(padding="dynamic", sort_by_length=False)
     return [inputs for inputs, _ in workload.batches(data, settings)]
 
 

@@ -21,6 +21,8 @@ from accelkit.errors import ConfigError, UnknownVariantError
 from accelkit.workloads.base import RunSettings, Workload
 
 __all__ = [
+    "BASELINE",
+    "BASELINE_ALIASES",
     "FORMS",
     "GROUPS",
     "OBJECTIVES",
@@ -48,6 +50,10 @@ GROUPS = ("structure", "precision", "input", "runtime")
 #   dynamic     a data-dependent wrapper (early exit, routed depth): runs eagerly, not exportable
 FORMS = ("eager", "eager-lowp", "quantized", "graph", "ort", "dynamic")
 OBJECTIVES = ("throughput", "latency", "memory", "size")
+# The name of the unaccelerated run every speed-up is against: how the user runs the model today
+# (``Workload.default_settings``). "baseline", its earlier name, is accepted as an alias.
+BASELINE = "default"
+BASELINE_ALIASES = frozenset({BASELINE, "baseline"})
 _ALL_FORMS = frozenset(FORMS)
 
 
@@ -101,7 +107,7 @@ class Built:
 
     @property
     def name(self) -> str:
-        return "+".join(self.steps) if self.steps else "baseline"
+        return "+".join(self.steps) if self.steps else BASELINE
 
 
 ApplyFn = Callable[[nn.Module, BuildContext], "Built | tuple[Any, RunSettings]"]
@@ -305,7 +311,7 @@ def build_plan(
     parts = [p.strip() for p in name.split("+") if p.strip()]
     if not parts:
         raise UnknownVariantError(f"variant {name!r} is empty; name one, e.g. 'bf16' or 'dynamic-padding+bf16'")
-    parts = [p for p in parts if p != "baseline"]
+    parts = [p for p in parts if p not in BASELINE_ALIASES]
     techs = [get_technique(p, workload) for p in parts]
     steps = tuple(parts)
     why = composition_error(steps) if len(steps) > 1 else None

@@ -29,6 +29,7 @@ __all__ = [
     "get_workload",
     "list_workloads",
     "register_workload",
+    "workload_from_model",
 ]
 
 _REGISTRY: dict[str, Callable[[], Workload]] = {}
@@ -113,3 +114,11 @@ def _load_user_workload(spec: str) -> Workload:
         f"workload {spec!r}: {fn_name}() returned {type(made).__name__}; expected an accelkit Workload "
         "or a dict with 'model' (nn.Module) and 'inputs' (Tensor), optionally 'labels'"
     )
+
+
+def workload_from_model(model, data, **options) -> Workload:
+    """A workload for the user's own model folder (or ``module:function``) and ``--data`` file;
+    see ``accelkit.workloads.user_model.workload_from_model`` for the options."""
+    from accelkit.workloads.user_model import workload_from_model as build
+
+    return build(model, data, **options)

@@ -26,6 +26,8 @@ __all__ = ["OFFERS", "RunSettings", "TensorWorkload", "Workload", "autocast_cont
 # for a workload's name or attributes. Each promise names what the workload then provides.
 OFFERS = {
     "text": "token sequences with attention masks (padding and length matter); `tokenizer` attribute",
+    "padded-batches": "the default run pads batches the model then computes on (unsorted or fixed-length): "
+                      "sorting by length and padding per batch trims them",
     "tensor-inputs": "one input tensor per batch (the PT2E and ONNX static int8 paths)",
     "classifier": "outputs class logits; quality is scored against labels",
     "trainable": "labelled training data and a loss: `train_dataset()`, `loss_fn(outputs, targets)`",
@@ -106,6 +108,15 @@ class Workload(ABC):
     def student_architecture(self, name: str) -> nn.Module:
         """A fresh, untrained student network (workloads offering "student:<name>")."""
         raise ConfigError(f"workload {self.name!r} offers no student architecture {name!r}")
+
+    def default_settings(self, batch_size: int | None = None, device: str = "cpu") -> RunSettings:
+        """How the user runs this model today: the ``default`` baseline every speed-up is against."""
+        return RunSettings(batch_size=batch_size or self.default_batch_size, device=device)
+
+    def data_report(self, data: Any, settings: RunSettings) -> dict[str, Any]:
+        """Facts about ``data`` under ``settings`` a reader must see (text workloads: how many items
+        were truncated at the model's maximum length). JSON-able."""
+        return {}
 
     def screen_data(self, limit: int) -> Any:
         """Calibration items that look like the evaluation data, for screening candidates:

@@ -22,7 +22,7 @@ from accelkit.errors import ConfigError
 from accelkit.techniques.pooling import (
     mean_pool,  # re-exported: the pooling this model was trained with
 )
-from accelkit.workloads.base import RunSettings, Workload
+from accelkit.workloads.text import TokenizedTextWorkload
 
 __all__ = [
     "EXTRA_SENTENCES",
@@ -192,12 +192,16 @@ def length_matched_sample(tokenizer: Any, pool: list[str], target: list[str], n:
     return [pool[i] for i in chosen]
 
 
-class MiniLMWorkload(Workload):
+class MiniLMWorkload(TokenizedTextWorkload):
     """Sentence embeddings of held-out pydoc sentences.
 
     The first ``eval_size`` sentences are evaluation data; the rest are for
-    calibration, distillation and threshold tuning, never scored.
+    calibration, distillation and threshold tuning, never scored. The default run is
+    ``SentenceTransformer.encode``'s: length-sorted batches padded to their longest sentence,
+    truncated only at the model's ``max_seq_length`` (256).
     """
+
+    sorts_by_length = True
 
     name = "minilm"
     primary_metric = "cosine_mean"
@@ -210,7 +214,24 @@ class MiniLMWorkload(Workload):
         self._tokenizer = None
 
     def offers(self) -> frozenset[str]:
-        return frozenset({"text", "onnx-exportable", "block-stack", "encoder-blocks", "sentence-embedding", "unlabelled-text"})
+        return frozenset(self.text_offers() | {"onnx-exportable", "block-stack", "encoder-blocks", "sentence-embedding",
+                                               "unlabelled-text"})
+
+    def ship_spec(self) -> dict:
+        from transformers import AutoConfig
+
+        from accelkit.workloads.hf_model import read_sentence_config, text_pipeline
+
+        config = AutoConfig.from_pretrained(str(minilm_path()), local_files_only=True)
+        return {"tokenizer": self.tokenizer, "config": config,
+                "pipeline": text_pipeline(self.name, "sentence-embedding", read_sentence_config(minilm_path()),
+                                          self.model_max_length, self.input_names, None)}
+
+    @property
+    def model_max_length(self) -> int:
+        import json
+
+        return int(json.loads((minilm_path() / "sentence_bert_config.json").read_text())["max_seq_length"])
 
     def unlabelled_text(self, name: str | None) -> tuple[str, ...]:
         return extra_sentences(name)
@@ -239,27 +260,6 @@ class MiniLMWorkload(Workload):
     def calib_data(self, limit: int | None = None) -> list[str]:
         sents = list(pydoc_sentences()[self.eval_size :])
         return sents if limit is None else sents[:limit]
-
-    def n_items(self, data: list[str]) -> int:
-        return len(data)
-
-    def batches(self, data: list[str], settings: RunSettings) -> Iterator[tuple[Any, Any]]:
-        order = list(range(len(data)))
-        if settings.sort_by_length:
-            lengths = [len(ids) for ids in self.tokenizer(data, truncation=True, max_length=settings.max_length)["input_ids"]]
-            order.sort(key=lambda i: lengths[i])
-        padding = "max_length" if settings.padding == "fixed" else "longest"
-        for start in range(0, len(order), settings.batch_size):
-            idx = order[start : start + settings.batch_size]
-            enc = self.tokenizer(
-                [data[i] for i in idx],
-                padding=padding,
-                truncation=True,
-                max_length=settings.max_length,
-                return_tensors="pt",
-            )
-            inputs = {k: v.to(settings.device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
-            yield inputs, idx
 
     def forward(self, model: Callable, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         out = model(**inputs)

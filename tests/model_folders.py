@@ -1,0 +1,131 @@
+"""Tiny model folders built from configs with ``save_pretrained`` (no downloads): a 2-layer
+sentence-transformers BERT, a 2-layer BERT classifier, a 2-layer GPT-2 and a small CNN image
+classifier, plus data files for them in the formats a user passes to ``--data``."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from pathlib import Path
+
+import torch
+
+SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+
+def sentences(n: int = 120) -> list[str]:
+    from accelkit.workloads.minilm import pydoc_sentences
+
+    return list(pydoc_sentences()[:n])
+
+
+def _tokenizer(folder: Path, max_length: int):
+    from transformers import BertTokenizerFast
+
+    words = Counter(w for s in sentences(400) for w in re.findall(r"[a-z]+|[^\sa-z]", s.lower()))
+    vocab = SPECIALS + sorted(w for w, _ in words.most_common(600))
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    tok = BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), model_max_length=max_length)
+    return tok
+
+
+def _bert_config(**extra):
+    from transformers import BertConfig
+
+    return BertConfig(vocab_size=len(SPECIALS) + 600, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                      intermediate_size=64, max_position_embeddings=64, **extra)
+
+
+def sentence_transformers_folder(root: Path, max_seq_length: int = 48) -> Path:
+    """modules.json + Transformer at the folder root + mean Pooling + Normalize, as
+    sentence-transformers saves all-MiniLM-L6-v2."""
+    from transformers import BertModel
+
+    folder = root / "tiny-st"
+    tok = _tokenizer(folder, 64)
+    torch.manual_seed(0)
+    BertModel(_bert_config(architectures=["BertModel"]), add_pooling_layer=False).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    (folder / "1_Pooling").mkdir(exist_ok=True)
+    (folder / "1_Pooling" / "config.json").write_text(json.dumps({
+        "word_embedding_dimension": 32, "pooling_mode_cls_token": False, "pooling_mode_mean_tokens": True,
+        "pooling_mode_max_tokens": False, "pooling_mode_mean_sqrt_len_tokens": False}))
+    (folder / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": max_seq_length,
+                                                                  "do_lower_case": False}))
+    (folder / "modules.json").write_text(json.dumps([
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+        {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"}]))
+    return folder
+
+
+def bert_classifier_folder(root: Path) -> Path:
+    from transformers import BertForSequenceClassification
+
+    folder = root / "tiny-cls"
+    tok = _tokenizer(folder, 64)
+    torch.manual_seed(1)
+    cfg = _bert_config(num_labels=3, id2label={0: "neg", 1: "neu", 2: "pos"},
+                       label2id={"neg": 0, "neu": 1, "pos": 2})
+    BertForSequenceClassification(cfg).eval().save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder
+
+
+def gpt2_folder(root: Path) -> Path:
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    folder = root / "tiny-gpt2"
+    tok = _tokenizer(folder, 64)
+    tok.eos_token = "[SEP]"
+    torch.manual_seed(2)
+    cfg = GPT2Config(vocab_size=len(SPECIALS) + 600, n_positions=64, n_embd=32, n_layer=2, n_head=4,
+                     bos_token_id=3, eos_token_id=3, pad_token_id=3)
+    GPT2LMHeadModel(cfg).eval().save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder
+
+
+def cnn_folder(root: Path) -> Path:
+    from transformers import ResNetConfig, ResNetForImageClassification, ViTImageProcessor
+
+    folder = root / "tiny-cnn"
+    torch.manual_seed(3)
+    cfg = ResNetConfig(num_channels=3, embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], layer_type="basic",
+                       num_labels=2, id2label={0: "dark", 1: "light"}, label2id={"dark": 0, "light": 1})
+    ResNetForImageClassification(cfg).eval().save_pretrained(folder)
+    ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(folder)
+    return folder
+
+
+def text_file(root: Path, n: int = 120) -> Path:
+    path = root / "sentences.txt"
+    path.write_text("\n".join(sentences(n)) + "\n", encoding="utf-8")
+    return path
+
+
+def labelled_csv(root: Path, n: int = 120) -> Path:
+    import csv
+
+    path = root / "reviews.csv"
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["id", "body", "sentiment"])
+        for i, s in enumerate(sentences(n)):
+            w.writerow([i, s, ("neg", "neu", "pos")[len(s) % 3]])
+    return path
+
+
+def image_folder(root: Path, n_per_class: int = 12) -> Path:
+    from PIL import Image
+
+    folder = root / "images"
+    g = torch.Generator().manual_seed(0)
+    for label, base in (("dark", 40), ("light", 200)):
+        (folder / label).mkdir(parents=True, exist_ok=True)
+        for i in range(n_per_class):
+            noise = torch.randint(0, 50, (24, 24, 3), generator=g)
+            Image.fromarray((noise + base).clamp(0, 255).to(torch.uint8).numpy()).save(folder / label / f"{i}.png")
+    return folder
