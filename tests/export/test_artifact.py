@@ -16,7 +16,6 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import model_folders as mf  # noqa: E402
-
 from accelkit.errors import SchemaError  # noqa: E402
 from accelkit.export.artifact import ShipError, ShippedModel  # noqa: E402
 from accelkit.saving import load, save  # noqa: E402

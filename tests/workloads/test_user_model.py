@@ -11,7 +11,6 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import model_folders as mf  # noqa: E402
-
 from accelkit.bench import bench  # noqa: E402
 from accelkit.errors import ConfigError, DataFileError, ModelFolderError  # noqa: E402
 from accelkit.workloads import workload_from_model  # noqa: E402
