@@ -51,9 +51,15 @@ def export(
         built = build_variant(variant, wl.build_model(), settings, wl)
         q.phase(f"saving to {out}")
         path = save(built, out, variant, workload=wl, overwrite=overwrite)
-    details = built.details
-    kept = [k["layer"] for k in details.get("kept_layers", [])]
-    q.echo(f"saved {variant} of {wl.name} to {path}" + (f"; kept in float: {kept}" if kept else ""))
+        kept = [k["layer"] for k in built.details.get("kept_layers", [])]
+        shipped = "self-contained" if _saved_format(path).startswith("hf-") else "rebuilt by plan on load"
+        q.echo(f"saved {variant} of {wl.name} to {path} ({shipped})" + (f"; kept in float: {kept}" if kept else ""))
+
+
+def _saved_format(path: Path) -> str:
+    import json
+
+    return str(json.loads((path / "plan.json").read_text(encoding="utf-8")).get("format", ""))
 
 
 def register(app: typer.Typer) -> None:

@@ -371,7 +371,8 @@ def optimize(config: OptimizeConfig, out_dir: str | Path, *, console: Console | 
         builds = sum(0.0 if n in built else build_times.expected(n) for n in names)
         # per variant: a quality pass (FLOPs counted in it), a memory pass, a warm-up and the rounds,
         # and one pass of margin: a pass on held-out data is not exactly the scaled screening one
-        return builds + (repeats + 4) * sum(per_pass) + 10.0  # + roofline and reference passes
+        # + the two roofline measurements (a growing GEMM per kernel, ~8 s) and the reference passes
+        return builds + (repeats + 4) * sum(per_pass) + 20.0
 
     def reserve() -> float:
         # the smallest final run: the best plan so far and its ablation, two rounds; the final run
