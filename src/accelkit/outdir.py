@@ -32,7 +32,10 @@ SAVED_MODEL_FILES: frozenset[str] = frozenset({"plan.json", "model.onnx", "model
     # a shipped folder's architecture and tokenizer / image processor (accelkit.export.artifact)
     "config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt",
     "vocab.json", "merges.txt", "added_tokens.json", "spiece.model", "sentencepiece.bpe.model",
-    "preprocessor_config.json", "chat_template.jinja"})
+    "preprocessor_config.json", "chat_template.jinja",
+    # what SentenceTransformer(folder, backend="onnx") reads (accelkit.export.st_layout)
+    "modules.json", "sentence_bert_config.json", "config_sentence_transformers.json", "1_Pooling/config.json",
+    "onnx/model.onnx"})
 # what accelkit optimize writes into --out (the saved model sits in model/)
 OPTIMIZE_FILES: frozenset[str] = frozenset(
     {"plan.json", "results.json", "report.html", "candidates.json", "log.txt"}

@@ -88,6 +88,11 @@ def ship_files(model: Any, workload: Any, settings: Any, tmp: Path) -> dict:
         spec["config"].to_json_file(str(tmp / "config.json"))
         fmt = "hf-onnx"
         extra = {"ort": model.config.to_dict()}
+        if spec["pipeline"].get("sentence_transformers") is not None:
+            # the same folder also loads with SentenceTransformer(folder, backend="onnx")
+            from accelkit.export.st_layout import write_sentence_transformers_files
+
+            write_sentence_transformers_files(tmp, model.onnx_bytes, spec["pipeline"], graph_file="model.onnx")
     else:
         from accelkit.techniques.precision import CastInputs
         from accelkit.techniques.smoothquant import SmoothedLinear

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -73,9 +74,14 @@ class OrtConfig(Config):
     # Spinning threads keep burning CPU after a run and slow whatever runs next (the baseline
     # in an interleaved benchmark, or a neighbour on a shared box); off by default.
     allow_spinning: bool = False
+    # sessions run side by side, each on a slice of the batch with threads // streams threads:
+    # short sequences leave intra-op threads idle, separate streams keep every core busy
+    streams: int = 1
     version: int = 1
 
     def __post_init__(self) -> None:
+        if self.streams < 1:
+            raise ConfigError(f"streams={self.streams}: expected >= 1")
         if self.graph_optimization_level not in _OPT_LEVELS:
             raise ConfigError(
                 f"graph_optimization_level={self.graph_optimization_level!r}: expected one of {_OPT_LEVELS}"
@@ -230,12 +236,20 @@ class OrtModule:
             "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
             "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
         }[self.config.graph_optimization_level]
-        opts.intra_op_num_threads = self.config.threads()
+        streams = self.config.streams
+        opts.intra_op_num_threads = max(1, self.config.threads() // streams)
         opts.inter_op_num_threads = 1
         opts.log_severity_level = 3  # errors only: shape-mismatch warnings are expected with dynamic axes
         if not self.config.allow_spinning:
             opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(onnx_bytes, opts, providers=["CPUExecutionProvider"])
+        self._streams = [self.session] + [ort.InferenceSession(onnx_bytes, opts, providers=["CPUExecutionProvider"])
+                                          for _ in range(streams - 1)]
+        self._pool = None
+        if streams > 1:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(streams, thread_name_prefix="accelkit-ort")
         self.inputs = [(i.name, _NP_DTYPES.get(i.type, "float32"), len(i.shape)) for i in self.session.get_inputs()]
         self.accelkit_details: dict = {"runtime": "onnxruntime", "threads": opts.intra_op_num_threads,
                                        "graph_optimization_level": self.config.graph_optimization_level,
@@ -279,7 +293,16 @@ class OrtModule:
         if self.flop_reference is not None and _counting_flops():
             with torch.no_grad():
                 self.flop_reference(*args, **kwargs)
-        outs = [torch.from_numpy(o) for o in self.session.run(None, self._feeds(args, kwargs))]
+        feeds = self._feeds(args, kwargs)
+        rows = len(next(iter(feeds.values())))
+        if self._pool is None or rows < len(self._streams):
+            outs = [torch.from_numpy(o) for o in self.session.run(None, feeds)]
+        else:
+            # contiguous slices of the batch, one per session (ORT releases the GIL while it runs)
+            bounds = [rows * i // len(self._streams) for i in range(len(self._streams) + 1)]
+            parts = [{k: v[lo:hi] for k, v in feeds.items()} for lo, hi in zip(bounds, bounds[1:], strict=False)]
+            results = list(self._pool.map(lambda sp: sp[0].run(None, sp[1]), zip(self._streams, parts, strict=True)))
+            outs = [torch.from_numpy(np.concatenate([r[i] for r in results])) for i in range(len(results[0]))]
         return outs[0] if len(outs) == 1 else tuple(outs)
 
 

@@ -86,8 +86,12 @@ def _write_json(folder: Path, rel: str, data: object) -> str:
     return rel
 
 
-def write_sentence_transformers_files(folder: Path, onnx_bytes: bytes, pipeline: dict) -> list[str]:
-    """Write what SentenceTransformer(folder, backend="onnx") reads beside accelkit's own files; return the relative paths written."""
+def write_sentence_transformers_files(folder: Path, onnx_bytes: bytes, pipeline: dict, *,
+                                      graph_file: str = ST_ONNX_FILE) -> list[str]:
+    """Write what SentenceTransformer(folder, backend="onnx") reads beside accelkit's own files; return the relative paths written.
+
+    ``graph_file``: where the graph with the output optimum reads goes; accelkit's shipped folders
+    pass ``model.onnx`` (one graph both loaders read: two would make optimum pick by name)."""
     folder = Path(folder)
     pooling = pipeline.get("pooling", "mean")
     if pooling not in _POOLING_KEYS:
@@ -97,8 +101,8 @@ def write_sentence_transformers_files(folder: Path, onnx_bytes: bytes, pipeline:
         raise ConfigError(f"max_length {max_length!r}: expected a positive integer")
     graph, width = _renamed_output(onnx_bytes)
 
-    atomic_write_bytes(folder / ST_ONNX_FILE, graph)
-    written = [ST_ONNX_FILE]
+    atomic_write_bytes(folder / graph_file, graph)
+    written = [graph_file]
     modules = [
         {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
         {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
@@ -116,7 +120,7 @@ def write_sentence_transformers_files(folder: Path, onnx_bytes: bytes, pipeline:
     }))
     # "model_args" (not 5.x's "model_kwargs"): the name 3.x-5.x all read from this file
     written.append(_write_json(folder, "sentence_bert_config.json", {
-        "max_seq_length": max_length, "do_lower_case": False, "model_args": {"file_name": ST_ONNX_FILE}}))
+        "max_seq_length": max_length, "do_lower_case": False, "model_args": {"file_name": graph_file}}))
     written.append(_write_json(folder, "config_sentence_transformers.json", {
         "prompts": {}, "default_prompt_name": None, "similarity_fn_name": "cosine"}))
     return written

@@ -445,6 +445,10 @@ def optimize(config: OptimizeConfig, out_dir: str | Path, *, console: Console | 
     singles, left_out = _singles(wl, config)
     for name, why in left_out.items():
         screened.setdefault(name, {"name": name, "status": why, "error": None, "skipped": True})
+    # steps that only apply to what another step built (parallel streams on an ORT session): never
+    # screened alone, tried as the last step of compositions whose model they accept
+    modifiers = [n for n in singles if "eager" not in get_technique(n).accepts]
+    singles = [n for n in singles if n not in modifiers]
     cheap = [n for n in singles if not get_technique(n).expensive]
     expensive = [n for n in singles if get_technique(n).expensive]
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
@@ -469,7 +473,7 @@ def optimize(config: OptimizeConfig, out_dir: str | Path, *, console: Console | 
         def grow(singles_ok: list[str]) -> None:
             frontier = [Plan((n,)) for n in singles_ok]
             for _length in range(2, config.max_steps + 1):
-                plans, ruled_out = extend_plans(frontier, singles_ok, config.objective)
+                plans, ruled_out = extend_plans(frontier, singles_ok + modifiers, config.objective)
                 for name, why in ruled_out.items():
                     screened.setdefault(name, {"name": name, "status": f"not tried: {why}", "error": None,
                                                "skipped": True})

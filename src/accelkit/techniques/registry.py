@@ -40,7 +40,9 @@ __all__ = [
 ]
 
 # Earlier groups change the network, later ones how it runs; a plan takes at most one of each, in order.
-GROUPS = ("structure", "precision", "input", "runtime")
+# "serving" steps reshape how an already-built runtime is driven (parallel streams): they apply to
+# what a runtime step produced, so the search composes them and never screens them alone.
+GROUPS = ("structure", "precision", "input", "runtime", "serving")
 # What kind of object a step leaves behind, so a descriptor can say what it can be applied to:
 #   eager       a float nn.Module that runs eagerly (what every workload's build_model returns)
 #   eager-lowp  the same with weights cast to bf16/fp16

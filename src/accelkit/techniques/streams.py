@@ -1,0 +1,65 @@
+"""Parallel inference streams: several ONNX Runtime sessions, each on a slice of every batch
+with one core's share of the threads, instead of one session spreading each op over all cores.
+
+Buys throughput where the ops are too small to keep every intra-op thread busy (short
+sentences, small batches); outputs are unchanged (each row is computed alone either way). Costs
+one copy of the graph's working memory per stream, and single-row latency does not improve.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from accelkit.config import Config
+from accelkit.errors import ConfigError
+from accelkit.techniques.onnx_runtime import ORT_AVAILABLE
+from accelkit.techniques.registry import BuildContext, Built, register_technique
+
+__all__ = ["ParallelStreamsConfig", "apply_parallel_streams"]
+
+
+@dataclass
+class ParallelStreamsConfig(Config):
+    """``streams=None``: one per compute thread accelkit uses on this machine (``accelkit env``)."""
+
+    streams: int | None = None
+    version: int = 1
+
+    def __post_init__(self) -> None:
+        if self.streams is not None and self.streams < 1:
+            raise ConfigError(f"streams={self.streams}: expected None or >= 1")
+
+
+def apply_parallel_streams(module, config: ParallelStreamsConfig | None = None):
+    """An ONNX Runtime module serving the same graph from ``streams`` sessions side by side."""
+    from accelkit.export.onnx import OrtConfig, OrtModule
+
+    if not isinstance(module, OrtModule):
+        raise ConfigError(f"parallel streams drive an ONNX Runtime session, not a {type(module).__name__}; "
+                          "put a runtime step (onnx, int8-aware …) before it")
+    config = config or ParallelStreamsConfig()
+    threads = module.config.threads()
+    streams = config.streams or threads
+    if streams > threads:
+        raise ConfigError(f"streams={streams}: more streams than the {threads} compute threads here")
+    ort_config = OrtConfig.from_dict({**module.config.to_dict(), "intra_op_threads": threads, "streams": streams})
+    out = OrtModule(module.onnx_bytes, ort_config, details=dict(module.accelkit_details),
+                    flop_reference=module.flop_reference)
+    out.accelkit_details.update(streams=streams, threads_per_stream=max(1, threads // streams))
+    return out
+
+
+def _one_thread_machine() -> str | None:
+    from accelkit.export.onnx import OrtConfig
+
+    reason = ORT_AVAILABLE()
+    if reason:
+        return reason
+    return "one compute thread here: nothing to run side by side" if OrtConfig().threads() < 2 else None
+
+
+@register_technique("parallel-streams", group="serving", description="one ONNX Runtime session per core, each "
+                    "on a slice of the batch", accepts=("ort",), available=_one_thread_machine)
+def _parallel_streams(module, ctx: BuildContext) -> Built:
+    built = apply_parallel_streams(module)
+    return Built(built, ctx.settings, {"streams": built.accelkit_details["streams"]})
