@@ -74,3 +74,41 @@ def test_bad_model_input_is_one_line_exit_2_and_writes_nothing(tmp_path, args, m
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert match in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert not (tmp_path / "D").exists()
+
+
+@pytest.mark.parametrize("kind", ["text-classification", "causal-lm"])
+def test_optimize_a_classifier_and_a_causal_lm_and_load_them_fresh(tmp_path, kind):
+    from accelkit.optimize import OptimizeConfig, optimize
+
+    if kind == "text-classification":
+        folder, data = mf.bert_classifier_folder(tmp_path), mf.labelled_csv(tmp_path, 80)
+        extra = {"text_column": "body", "label_column": "sentiment"}
+    else:
+        folder, data = mf.gpt2_folder(tmp_path), mf.text_file(tmp_path, 80)
+        extra = {}
+    options = {"model": str(folder), "data": str(data), "task": kind, **extra}
+    cfg = OptimizeConfig(folder.name, max_quality_drop=0.01, time_budget_s=60, repeats=2,
+                         candidates=["bf16-cast", "int8-dynamic", "onnx"], model=options)
+    res = optimize(cfg, tmp_path / "D")
+    assert res.results.baseline == "default"
+    meta = json.loads((tmp_path / "D" / "model" / "plan.json").read_text())
+    assert meta["format"] in ("hf-onnx", "hf-torch") and meta["pipeline"]["task"] == kind
+    # the held-out outputs of the model the final run measured, then the folder loaded alone
+    from accelkit.workloads import workload_from_model
+
+    wl = workload_from_model(folder, data, **{k: v for k, v in options.items() if k not in ("model", "data")})
+    ids = wl.tokenizer(list(wl.eval_data(8)), padding=True, return_tensors="pt")
+    import torch
+
+    torch.save({"input_ids": ids["input_ids"], "attention_mask": ids["attention_mask"]}, tmp_path / "batch.pt")
+    shutil.move(str(folder), tmp_path / "moved-away")
+    check = _run([sys.executable, "-c",
+                  "import torch, accelkit\n"
+                  "b = torch.load('batch.pt')\n"
+                  "m = accelkit.load('D/model')\n"
+                  "out = m(**b)\n"
+                  "t = out if isinstance(out, torch.Tensor) else out.logits\n"
+                  "print(tuple(t.shape), bool(torch.isfinite(t.float()).all()))\n"], tmp_path)
+    assert check.returncode == 0, check.stderr[-3000:]
+    shape, finite = check.stdout.strip().splitlines()[-1].rsplit(" ", 1)
+    assert finite == "True" and shape.startswith("(8,")

@@ -121,6 +121,23 @@ def _signals_raise() -> Iterator[list[int]]:
 
 
 def _stop_group(proc: subprocess.Popen, first: int = signal.SIGTERM) -> None:
+    # torchrun's agent may start workers outside its process group: remember every descendant
+    # now, and end any still running once the group is gone
+    try:
+        import psutil
+
+        descendants = psutil.Process(proc.pid).children(recursive=True)
+    except Exception:  # psutil missing or torchrun already gone: the group kill is all there is
+        descendants = []
+    try:
+        _stop_process_group(proc, first)
+    finally:
+        for child in descendants:
+            with contextlib.suppress(Exception):
+                child.kill()
+
+
+def _stop_process_group(proc: subprocess.Popen, first: int) -> None:
     for sig, grace in ((first, 15), (signal.SIGKILL, 5)):
         try:
             os.killpg(proc.pid, sig)
