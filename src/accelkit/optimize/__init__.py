@@ -36,7 +36,7 @@ DEMO_CONFIGS = (
     OptimizeConfig("minilm", max_quality_drop=0.01, objective="throughput", time_budget_s=300,
                    screen_limit=64, eval_limit=256, repeats=3,
                    candidates=["bf16", "bf16-cast", "int8-aware", "int8-aware-torch", "int8-dynamic", "onnx",
-                               "onnx-int8-dynamic"]),
+                               "onnx-int8-dynamic", "parallel-streams"]),
     OptimizeConfig("digits", max_quality_drop=0.005, objective="throughput", batch_size=256,
                    time_budget_s=150, screen_limit=512, repeats=5,
                    candidates=["bf16", "onnx", "onnx-int8-static", "int8-aware", "prune-structured-50", "early-exit"]),

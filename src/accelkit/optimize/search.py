@@ -205,7 +205,11 @@ def _ablation(chosen: VariantResult, by_name: dict[str, VariantResult], baseline
         name = sub.name if sub.steps else baseline
         v = by_name.get(name)
         row: dict[str, Any] = {"name": name, "dropped": step}
-        if v is None:
+        if v is None and sub.steps and (composition_error(sub.steps) or "eager" not in
+                                        get_technique(sub.steps[0]).accepts):
+            # a serving step needs the runtime step before it: there is no plan without that step
+            row["status"] = f"{sub.name} cannot run without {step}: it applies to what {step} builds"
+        elif v is None:
             row["status"] = "not measured"
         else:
             gain = step_gain(chosen, v)
