@@ -110,8 +110,13 @@ def save(
     ``ship=None`` falls back to the rebuild-by-plan save (noted in plan.json) when the model
     cannot ship that way; ``ship=True`` raises ShipError instead; ``ship=False`` never ships.
     """
-    from accelkit.export.artifact import ShipError, ship_files, ship_spec
-    from accelkit.export.onnx import OrtModule
+    from accelkit.export.artifact import (
+        ShipError,
+        is_graph_module,
+        runtime_fields,
+        ship_files,
+        ship_spec,
+    )
     from accelkit.techniques.registry import Built
     from accelkit.workloads.base import RunSettings
 
@@ -159,9 +164,9 @@ def save(
         if shipped is not None:
             meta.update(shipped)
             meta["files"] = {f.relative_to(tmp).as_posix(): _sha256(f) for f in sorted(tmp.rglob("*")) if f.is_file()}
-        elif isinstance(model, OrtModule):
+        elif is_graph_module(model):  # ONNX Runtime or OpenVINO: the graph, and the runtime's settings
             (tmp / "model.onnx").write_bytes(model.onnx_bytes)
-            meta.update(format="onnx", ort=model.config.to_dict(), files={"model.onnx": _sha256(tmp / "model.onnx")})
+            meta.update(format="onnx", files={"model.onnx": _sha256(tmp / "model.onnx")}, **runtime_fields(model))
         elif isinstance(model, nn.Module):
             from safetensors.torch import save_file
 
@@ -332,17 +337,18 @@ def load(
             _refuse_external_data((root / "model.onnx").read_bytes(), root / "model.onnx")
         return load_shipped(root, meta, settings, plan)
     if meta["format"] == "onnx":
-        from accelkit.export.onnx import OrtConfig, OrtModule
+        from accelkit.errors import MissingDependencyError
+        from accelkit.export.artifact import graph_module
 
         onnx_file = root / "model.onnx"
-        try:
-            ort_config = OrtConfig.from_dict(meta.get("ort") or {})
-        except (TypeError, ValueError) as exc:
-            raise SchemaError(f"{plan_file}: 'ort' does not fit OrtConfig ({exc}); re-save the model") from exc
         onnx_bytes = onnx_file.read_bytes()
         _refuse_external_data(onnx_bytes, onnx_file)
         try:
-            model: Any = OrtModule(onnx_bytes, ort_config, details=meta.get("details"))
+            model: Any = graph_module(onnx_bytes, meta)
+        except (TypeError, ValueError, ConfigError) as exc:
+            if isinstance(exc, MissingDependencyError):
+                raise
+            raise SchemaError(f"{plan_file}: the runtime settings do not fit ({exc}); re-save the model") from exc
         except Exception as exc:  # onnxruntime's InvalidProtobuf/Fail are not exported stably
             raise SchemaError(f"{onnx_file} is not a loadable ONNX graph ({type(exc).__name__}: "
                               f"{str(exc).splitlines()[0] if str(exc) else ''}); re-save the model") from exc

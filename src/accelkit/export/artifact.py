@@ -72,22 +72,47 @@ def _torch_tensors(model: nn.Module) -> tuple[dict[str, torch.Tensor], list[str]
     return tensors, sorted(quant)
 
 
+def is_graph_module(model: Any) -> bool:
+    """An exported-graph runtime (ONNX Runtime or OpenVINO) whose ONNX bytes are what is saved."""
+    return hasattr(model, "onnx_bytes") and callable(getattr(getattr(model, "config", None), "to_dict", None))
+
+
+def runtime_fields(model: Any) -> dict:
+    """plan.json's record of which runtime serves the graph, and with which settings."""
+    from accelkit.export.onnx import OrtModule
+
+    return {"ort": model.config.to_dict()} if isinstance(model, OrtModule) else {"openvino": model.config.to_dict()}
+
+
+def graph_module(onnx_bytes: bytes, meta: dict) -> Any:
+    """The runtime plan.json names, serving ``onnx_bytes`` (OpenVINO needs ``pip install openvino``)."""
+    if "openvino" in meta:
+        from accelkit._lazy import require
+
+        require("openvino", "openvino")
+        from accelkit.techniques.openvino_runtime import OpenVinoConfig, OpenVinoModule
+
+        return OpenVinoModule(onnx_bytes, OpenVinoConfig.from_dict(meta.get("openvino") or {}),
+                              details=meta.get("details"))
+    from accelkit.export.onnx import OrtConfig, OrtModule
+
+    return OrtModule(onnx_bytes, OrtConfig.from_dict(meta.get("ort") or {}), details=meta.get("details"))
+
+
 def ship_files(model: Any, workload: Any, settings: Any, tmp: Path) -> dict:
     """Write the shippable files of ``model`` into ``tmp``; returns the plan.json fields
     (format, pipeline, the file names written). ShipError when the model cannot ship."""
-    from accelkit.export.onnx import OrtModule
-
     spec = ship_spec(workload)
     if spec is None:
         raise ShipError(f"workload {getattr(workload, 'name', '?')!r} names no Hugging Face model folder")
     pipeline = {**spec["pipeline"], "settings": settings.to_dict()}
     preprocessor = spec.get("tokenizer") or spec.get("processor")
     preprocessor.save_pretrained(str(tmp))
-    if isinstance(model, OrtModule):
+    if is_graph_module(model):
         (tmp / "model.onnx").write_bytes(model.onnx_bytes)
         spec["config"].to_json_file(str(tmp / "config.json"))
         fmt = "hf-onnx"
-        extra = {"ort": model.config.to_dict()}
+        extra = runtime_fields(model)
         if spec["pipeline"].get("sentence_transformers") is not None:
             # the same folder also loads with SentenceTransformer(folder, backend="onnx")
             from accelkit.export.st_layout import write_sentence_transformers_files
@@ -268,10 +293,7 @@ def load_shipped(root: Path, meta: dict, settings: Any, plan: list[dict]) -> Shi
 
         tokenizer = AutoTokenizer.from_pretrained(str(root), local_files_only=True, trust_remote_code=False)
     if meta["format"] == "hf-onnx":
-        from accelkit.export.onnx import OrtConfig, OrtModule
-
-        model: Any = OrtModule((root / "model.onnx").read_bytes(), OrtConfig.from_dict(meta.get("ort") or {}),
-                               details=meta.get("details"))
+        model: Any = graph_module((root / "model.onnx").read_bytes(), meta)
     else:
         from safetensors.torch import load_file
 

@@ -49,8 +49,9 @@ GROUPS = ("structure", "precision", "input", "runtime", "serving")
 #   quantized   torch int8/int4 modules (packed weights: no ONNX export, no further casting)
 #   graph       a compiled or PT2E-exported callable (no further module surgery)
 #   ort         an ONNX Runtime session (torch autocast and module surgery have no effect)
+#   openvino    an OpenVINO compiled model (the same, with its own streams)
 #   dynamic     a data-dependent wrapper (early exit, routed depth): runs eagerly, not exportable
-FORMS = ("eager", "eager-lowp", "quantized", "graph", "ort", "dynamic")
+FORMS = ("eager", "eager-lowp", "quantized", "graph", "ort", "openvino", "dynamic")
 OBJECTIVES = ("throughput", "latency", "memory", "size")
 # The name of the unaccelerated run every speed-up is against: how the user runs the model today
 # (``Workload.default_settings``). "baseline", its earlier name, is accepted as an alias.

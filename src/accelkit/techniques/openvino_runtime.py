@@ -1,0 +1,149 @@
+"""OpenVINO as the runtime: the exported ONNX graph compiled by OpenVINO for this CPU, in bf16
+where the CPU has native bf16 dot products (AVX512_BF16, AMX) and fp32 elsewhere, served from
+one stream per core.
+
+Buys OpenVINO's CPU kernels (oneDNN with its own fusions, AMX tiles on Xeons) without writing
+any; costs an optional dependency (``pip install openvino``: absent, the variants are not
+offered) and the same export limits as ONNX Runtime. bf16 rounds activations (cosine ~0.9999).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from accelkit.config import Config
+from accelkit.errors import ConfigError
+from accelkit.techniques.registry import BuildContext, Built, needs_package, register_technique
+
+__all__ = ["OpenVinoConfig", "OpenVinoModule", "openvino_module"]
+
+OPENVINO_AVAILABLE = needs_package("openvino", "openvino")
+_PRECISIONS = ("f32", "bf16")
+
+
+@dataclass
+class OpenVinoConfig(Config):
+    """``precision``: "bf16" (native bf16 CPUs) or "f32". ``streams``: sessions side by side, each
+    on a slice of the batch (None: one per compute thread)."""
+
+    precision: str = "f32"
+    streams: int | None = None
+    threads: int | None = None  # None: $ACCELKIT_THREADS, else accelkit env's recommendation
+    version: int = 1
+
+    def __post_init__(self) -> None:
+        if self.precision not in _PRECISIONS:
+            raise ConfigError(f"precision={self.precision!r}: expected one of {_PRECISIONS}")
+        if self.streams is not None and self.streams < 1:
+            raise ConfigError(f"streams={self.streams}: expected None or >= 1")
+
+
+def _threads(config: OpenVinoConfig) -> int:
+    from accelkit.export.onnx import OrtConfig
+
+    return config.threads or OrtConfig().threads()
+
+
+class OpenVinoModule:
+    """An OpenVINO compiled model called like the PyTorch model it replaces (named tensors in,
+    torch tensors out). Keeps the ONNX bytes, so it saves like an ONNX Runtime module."""
+
+    def __init__(self, onnx_bytes: bytes, config: OpenVinoConfig, *, details: dict | None = None,
+                 flop_reference: nn.Module | None = None) -> None:
+        import openvino as ov
+
+        self.onnx_bytes, self.config, self.flop_reference = onnx_bytes, config, flop_reference
+        threads = _threads(config)
+        streams = min(config.streams or threads, threads)
+        core = ov.Core()
+        with tempfile.TemporaryDirectory(prefix="accelkit-ov-") as tmp:
+            path = os.path.join(tmp, "model.onnx")
+            with open(path, "wb") as fh:
+                fh.write(onnx_bytes)
+            model = core.read_model(path)
+        self._compiled = core.compile_model(model, "CPU", {
+            "INFERENCE_PRECISION_HINT": config.precision, "INFERENCE_NUM_THREADS": threads,
+            "NUM_STREAMS": streams, "PERFORMANCE_HINT": "THROUGHPUT" if streams > 1 else "LATENCY"})
+        self._requests = [self._compiled.create_infer_request() for _ in range(streams)]
+        self.inputs = [p.get_any_name() for p in self._compiled.inputs]
+        self._pool = None
+        if streams > 1:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(streams, thread_name_prefix="accelkit-ov")
+        self.accelkit_details: dict = {"runtime": "openvino", "precision": config.precision, "streams": streams,
+                                       "threads": threads, **(details or {})}
+
+    @property
+    def serialized_size_bytes(self) -> int:
+        return len(self.onnx_bytes)
+
+    def _feeds(self, args: tuple, kwargs: dict) -> dict[str, np.ndarray]:
+        feeds = dict(zip(self.inputs, args, strict=False))
+        feeds.update({k: v for k, v in kwargs.items() if k in self.inputs})
+        missing = [n for n in self.inputs if n not in feeds]
+        if missing:
+            raise ConfigError(f"OpenVINO model needs inputs {self.inputs}; missing {missing}")
+        return {k: (v.detach().cpu().float() if v.dtype == torch.bfloat16 else v.detach().cpu()).numpy()
+                if isinstance(v, torch.Tensor) else v for k, v in feeds.items()}
+
+    def __call__(self, *args: Any, **kwargs: Any) -> torch.Tensor:
+        from accelkit.export.onnx import _counting_flops
+
+        if self.flop_reference is not None and _counting_flops():
+            with torch.no_grad():
+                self.flop_reference(*args, **kwargs)
+        feeds = self._feeds(args, kwargs)
+        rows = len(next(iter(feeds.values())))
+        n = len(self._requests)
+        if self._pool is None or rows < n:
+            parts = [feeds]
+        else:
+            bounds = [rows * i // n for i in range(n + 1)]
+            parts = [{k: v[lo:hi] for k, v in feeds.items()} for lo, hi in zip(bounds, bounds[1:], strict=False)]
+        # each request on its slice; OpenVINO releases the GIL while it infers
+        run = lambda rp: rp[0].infer(rp[1])[self._compiled.outputs[0]].copy()  # noqa: E731
+        outs = list(self._pool.map(run, zip(self._requests, parts, strict=False))) if len(parts) > 1 \
+            else [run((self._requests[0], parts[0]))]
+        return torch.from_numpy(np.concatenate(outs))
+
+
+def openvino_module(model: nn.Module, example_inputs: Any, config: OpenVinoConfig) -> OpenVinoModule:
+    """Export ``model`` to ONNX and compile it with OpenVINO."""
+    from accelkit.export.onnx import export_onnx
+
+    return OpenVinoModule(export_onnx(model, example_inputs), config, flop_reference=model)
+
+
+def _bf16_native() -> str | None:
+    reason = OPENVINO_AVAILABLE()
+    if reason:
+        return reason
+    import openvino as ov
+
+    caps = ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    return None if "BF16" in caps else "this CPU has no native bf16 (AVX512_BF16 / AMX) for OpenVINO"
+
+
+_OV = {"needs": ("onnx-exportable",), "accepts": ("eager",), "produces": "openvino", "voids": ("autocast",)}
+
+
+@register_technique("openvino", group="runtime", description="OpenVINO runtime, fp32, one stream per core",
+                    available=OPENVINO_AVAILABLE, **_OV)
+def _openvino(model: nn.Module, ctx: BuildContext) -> Built:
+    module = openvino_module(model, ctx.example_inputs(), OpenVinoConfig(precision="f32"))
+    return Built(module, ctx.settings, dict(module.accelkit_details))
+
+
+@register_technique("openvino-bf16", group="runtime", description="OpenVINO runtime, bf16 inference precision "
+                    "(native bf16 CPUs), one stream per core", compute_dtype="bf16", available=_bf16_native, **_OV)
+def _openvino_bf16(model: nn.Module, ctx: BuildContext) -> Built:
+    module = openvino_module(model, ctx.example_inputs(), OpenVinoConfig(precision="bf16"))
+    return Built(module, ctx.settings, dict(module.accelkit_details), compute_dtype="bf16")
