@@ -37,7 +37,6 @@ def test_openvino_plan_ships_self_contained(tmp_path):
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     import model_folders as mf
-
     from accelkit.workloads import workload_from_model
 
     wl = workload_from_model(mf.sentence_transformers_folder(tmp_path), mf.text_file(tmp_path, 40))
