@@ -128,8 +128,10 @@ def test_durations_parse_and_bad_ones_are_config_errors():
         OptimizeConfig(objective="speed")
 
 
+# a budget well above what the tiny candidates take: on a slow or busy machine a candidate
+# skipped for time would fail these checks (a larger budget does not make the search longer)
 def _config(**kw):
-    base = dict(workload="digits", max_quality_drop=0.005, batch_size=64, time_budget_s=120, screen_limit=128,
+    base = dict(workload="digits", max_quality_drop=0.005, batch_size=64, time_budget_s=600, screen_limit=128,
                 eval_limit=128, repeats=1, candidates=["int8-test-lossy", "int8-test-crash", "prune-test-exact"])
     return OptimizeConfig(**{**base, **kw})
 
