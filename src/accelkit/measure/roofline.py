@@ -321,18 +321,22 @@ def measure_roofline(
     *,
     grow: bool = True,
     max_seconds: float = 1.5,
+    openvino: bool = False,
 ) -> Roofline:
     """Measure each GEMM kernel's best-of-``repeats`` rate (after a warm-up), growing the size from ``size``.
 
     With ``grow`` the size rises (256, 512, 1024, 2048, 3072, 4096, as memory allows) until the rate
     stops rising or the kernel's ``max_seconds`` would be spent; without it only ``size``³ is measured.
     Kernels: torch.matmul fp32 and bf16, torch._int_mm (int8 × int8 → int32), and on CPU also ONNX
-    Runtime's MatMul / MatMulInteger and OpenVINO's MatMul when it is installed. A dtype's ceiling is
-    the best of its kernels; a dtype nothing here can multiply reports None.
+    Runtime's MatMul / MatMulInteger, and OpenVINO's MatMul with ``openvino=True`` when it is installed
+    (only when a measured variant runs on OpenVINO: its runtime's thread pools stay in the process,
+    and a later fork of a process holding them can crash). A dtype's ceiling is the best of its
+    kernels; a dtype nothing here can multiply reports None.
     """
     kernels = _torch_kernels(repeats, device)
     if device == "cpu":
         kernels.update(_ort_kernels(repeats))
-        kernels.update(_openvino_kernels(repeats))
+        if openvino:
+            kernels.update(_openvino_kernels(repeats))
     found = measure_kernels(kernels, _sizes(size, grow, _fits(device)), max_seconds)
     return roofline_from_kernels(found, size, torch.get_num_threads())
