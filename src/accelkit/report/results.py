@@ -194,8 +194,8 @@ def load_results(path: str | os.PathLike) -> Results:
 
 # rows measured for reference only (accelkit.techniques.padding.REFERENCE_TECHNIQUES); a copy, so
 # reading a results file needs no technique module
-REFERENCE_ROWS = {"fixed-length": "reference: every batch padded to 128 tokens in data order, accelkit's "
-                                  "earlier baseline; never a search candidate"}
+REFERENCE_ROWS = {"fixed-length": "reference: every batch padded to 128 tokens (at most the model's maximum) "
+                                  "in data order, accelkit's earlier baseline; never a search candidate"}
 
 
 def result_notes(res: Results) -> list[str]:
