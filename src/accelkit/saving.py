@@ -131,11 +131,11 @@ def save(
         model = model_or_variant[0]
         if settings is None and len(model_or_variant) > 1:
             settings = model_or_variant[1]
-    ship_workload = None
+    spec = None  # what a self-contained folder needs, read once from the workload
     if workload is not None and not isinstance(workload, str):
-        ship_workload = workload if ship is not False and ship_spec(workload) is not None else None
+        spec = ship_spec(workload) if ship is not False else None
         workload = getattr(workload, "name", None)
-    if ship and ship_workload is None:
+    if ship and spec is None:
         raise ShipError(f"workload {workload!r} names no Hugging Face model folder; it cannot ship self-contained")
     settings = settings if settings is not None else RunSettings()
     target = Path(path)
@@ -152,9 +152,9 @@ def save(
             "torch": torch.__version__,
         }
         shipped = None
-        if ship_workload is not None:
+        if spec is not None:
             try:
-                shipped = ship_files(model, ship_workload, settings, tmp)
+                shipped = ship_files(model, spec, settings, tmp)
             except ShipError as exc:
                 if ship:
                     raise
@@ -345,9 +345,9 @@ def load(
         _refuse_external_data(onnx_bytes, onnx_file)
         try:
             model: Any = graph_module(onnx_bytes, meta)
-        except (TypeError, ValueError, ConfigError) as exc:
-            if isinstance(exc, MissingDependencyError):
-                raise
+        except MissingDependencyError:
+            raise
+        except (TypeError, ValueError) as exc:
             raise SchemaError(f"{plan_file}: the runtime settings do not fit ({exc}); re-save the model") from exc
         except Exception as exc:  # onnxruntime's InvalidProtobuf/Fail are not exported stably
             raise SchemaError(f"{onnx_file} is not a loadable ONNX graph ({type(exc).__name__}: "

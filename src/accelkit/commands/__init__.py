@@ -45,12 +45,8 @@ def model_options(model: str | None, data: Path | None, task: str | None, text_c
 
 
 def resolve_workload(workload: str, options: dict[str, Any] | None) -> Any:
-    """The workload a command runs: the user's model on their data, else the named one."""
-    if options:
-        from accelkit.workloads import workload_from_model
+    """The workload a command runs (``accelkit.workloads.resolve_workload``, imported only when a
+    command runs: the CLI starts without torch)."""
+    from accelkit.workloads import resolve_workload as resolve
 
-        opts = dict(options)
-        return workload_from_model(opts.pop("model"), opts.pop("data"), **opts)
-    from accelkit.workloads import get_workload
-
-    return get_workload(workload)
+    return resolve(workload, options)

@@ -21,8 +21,6 @@ from accelkit.errors import ConfigError, SchemaError
 
 __all__ = ["ShipError", "ShippedModel", "ship_files", "load_shipped"]
 
-_QUANT_SUFFIXES = (".qweight", ".qscale", ".qzero", ".bias")
-
 
 class ShipError(ConfigError):
     """A plan whose model cannot be written self-contained (the message names the step)."""
@@ -99,12 +97,9 @@ def graph_module(onnx_bytes: bytes, meta: dict) -> Any:
     return OrtModule(onnx_bytes, OrtConfig.from_dict(meta.get("ort") or {}), details=meta.get("details"))
 
 
-def ship_files(model: Any, workload: Any, settings: Any, tmp: Path) -> dict:
-    """Write the shippable files of ``model`` into ``tmp``; returns the plan.json fields
-    (format, pipeline, the file names written). ShipError when the model cannot ship."""
-    spec = ship_spec(workload)
-    if spec is None:
-        raise ShipError(f"workload {getattr(workload, 'name', '?')!r} names no Hugging Face model folder")
+def ship_files(model: Any, spec: dict, settings: Any, tmp: Path) -> dict:
+    """Write the shippable files of ``model`` into ``tmp``, given the workload's ``ship_spec``;
+    returns the plan.json fields (format, pipeline, runtime). ShipError when it cannot ship."""
     pipeline = {**spec["pipeline"], "settings": settings.to_dict()}
     preprocessor = spec.get("tokenizer") or spec.get("processor")
     preprocessor.save_pretrained(str(tmp))
@@ -142,12 +137,6 @@ def ship_files(model: Any, workload: Any, settings: Any, tmp: Path) -> dict:
     return {"format": fmt, "pipeline": pipeline, **extra}
 
 
-def _auto_class(task: str) -> Any:
-    from accelkit.workloads.hf_model import _auto_class as auto
-
-    return auto(task)
-
-
 def _set_child(model: nn.Module, name: str, make: Any) -> None:
     parent_name, _, child = name.rpartition(".")
     parent = model.get_submodule(parent_name) if parent_name else model
@@ -168,21 +157,19 @@ def _rebuild_torch(root: Path, task: str, tensors: dict[str, torch.Tensor], quan
         config.use_cache = False
     import copy
 
+    from accelkit.workloads.hf_model import auto_model_class
+
     try:  # a failed attempt leaves its choice on the config: each attempt gets its own copy
-        model = _auto_class(task).from_config(copy.deepcopy(config), attn_implementation="sdpa")
+        model = auto_model_class(task).from_config(copy.deepcopy(config), attn_implementation="sdpa")
     except (ValueError, ImportError):
-        model = _auto_class(task).from_config(copy.deepcopy(config))
+        model = auto_model_class(task).from_config(copy.deepcopy(config))
     model.eval()
     from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
 
     for name in smoothed:  # a scale of 1 here; the saved inv_scale and weights are loaded below
         _set_child(model, name, lambda lin: SmoothedLinear(lin, torch.ones(lin.in_features)))
-    for name in quantized:
-        parent_name, _, child = name.rpartition(".")
-        parent = model.get_submodule(parent_name) if parent_name else model
-        old = getattr(parent, child)
-        q = tensors[f"{name}.qweight"]
-        scales, zeros = tensors[f"{name}.qscale"], tensors[f"{name}.qzero"]
+    def int8_linear(name: str, old: nn.Module) -> nn.Module:
+        q, scales, zeros = tensors[f"{name}.qweight"], tensors[f"{name}.qscale"], tensors[f"{name}.qzero"]
         if len(scales) == 1:
             weight = torch._make_per_tensor_quantized_tensor(q, float(scales[0]), int(zeros[0]))
         else:
@@ -190,12 +177,15 @@ def _rebuild_torch(root: Path, task: str, tensors: dict[str, torch.Tensor], quan
         new = DynamicLinear(old.in_features, old.out_features, dtype=torch.qint8)
         new.set_weight_bias(weight, tensors.get(f"{name}.bias"))
         new.register_forward_pre_hook(_to_float32)
-        setattr(parent, child, new)
-    plain = {k: v for k, v in tensors.items() if not (k.endswith(_QUANT_SUFFIXES) and
-                                                      k.rsplit(".", 1)[0] in quantized)}
+        return new
+
+    for name in quantized:
+        _set_child(model, name, lambda old, n=name: int8_linear(n, old))
+    # an int8 layer's tensors (saved and live) are all under its name; the rest load as they are
+    int8 = tuple(f"{n}." for n in quantized)
+    plain = {k: v for k, v in tensors.items() if not k.startswith(int8)}
     current = model.state_dict(keep_vars=True)
-    missing = sorted(set(current) - set(plain) - {k for k in current if k.rsplit(".", 1)[0] in quantized
-                                                   or k.startswith(tuple(f"{n}." for n in quantized))})
+    missing = sorted(k for k in current if not k.startswith(int8) and k not in plain)
     unexpected = sorted(set(plain) - set(current))
     if unexpected or missing:
         raise SchemaError(f"{root}: the tensors do not fit config.json's architecture (unexpected "

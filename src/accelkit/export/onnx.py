@@ -298,12 +298,18 @@ class OrtModule:
         if self._pool is None or rows < len(self._streams):
             outs = [torch.from_numpy(o) for o in self.session.run(None, feeds)]
         else:
-            # contiguous slices of the batch, one per session (ORT releases the GIL while it runs)
-            bounds = [rows * i // len(self._streams) for i in range(len(self._streams) + 1)]
-            parts = [{k: v[lo:hi] for k, v in feeds.items()} for lo, hi in zip(bounds, bounds[1:], strict=False)]
+            # ORT releases the GIL while it runs: the sessions run their slices at once
+            parts = split_rows(feeds, len(self._streams))
             results = list(self._pool.map(lambda sp: sp[0].run(None, sp[1]), zip(self._streams, parts, strict=True)))
             outs = [torch.from_numpy(np.concatenate([r[i] for r in results])) for i in range(len(results[0]))]
         return outs[0] if len(outs) == 1 else tuple(outs)
+
+
+def split_rows(feeds: dict[str, Any], n: int) -> list[dict[str, Any]]:
+    """``n`` contiguous slices of every input's rows (batch dimension first), one per stream."""
+    rows = len(next(iter(feeds.values())))
+    bounds = [rows * i // n for i in range(n + 1)]
+    return [{k: v[lo:hi] for k, v in feeds.items()} for lo, hi in zip(bounds, bounds[1:], strict=False)]
 
 
 def _counting_flops() -> bool:

@@ -40,7 +40,7 @@ from accelkit.report.results import (
 )
 from accelkit.techniques.registry import BASELINE, Built, composition_error, get_technique
 from accelkit.variants import list_variants
-from accelkit.workloads import Workload, cache_dir, get_workload
+from accelkit.workloads import Workload, cache_dir
 
 __all__ = ["OptimizeConfig", "OptimizeResult", "choose_plan", "optimize", "objective_score", "step_gain"]
 
@@ -105,12 +105,9 @@ class OptimizeConfig:
 
     def make_workload(self) -> Workload:
         """The workload searched: the user's ``model`` on their data, else the named one."""
-        if self.model:
-            from accelkit.workloads import workload_from_model
+        from accelkit.workloads import resolve_workload
 
-            options = dict(self.model)
-            return workload_from_model(options.pop("model"), options.pop("data"), **options)
-        return get_workload(self.workload)
+        return resolve_workload(self.workload, self.model)
 
 
 def _path_digest(path: Path) -> str | None:

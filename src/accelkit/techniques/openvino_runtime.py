@@ -95,7 +95,7 @@ class OpenVinoModule:
                 if isinstance(v, torch.Tensor) else v for k, v in feeds.items()}
 
     def __call__(self, *args: Any, **kwargs: Any) -> torch.Tensor:
-        from accelkit.export.onnx import _counting_flops
+        from accelkit.export.onnx import _counting_flops, split_rows
 
         if self.flop_reference is not None and _counting_flops():
             with torch.no_grad():
@@ -103,11 +103,7 @@ class OpenVinoModule:
         feeds = self._feeds(args, kwargs)
         rows = len(next(iter(feeds.values())))
         n = len(self._requests)
-        if self._pool is None or rows < n:
-            parts = [feeds]
-        else:
-            bounds = [rows * i // n for i in range(n + 1)]
-            parts = [{k: v[lo:hi] for k, v in feeds.items()} for lo, hi in zip(bounds, bounds[1:], strict=False)]
+        parts = [feeds] if self._pool is None or rows < n else split_rows(feeds, n)
         # each request on its slice; OpenVINO releases the GIL while it infers
         run = lambda rp: rp[0].infer(rp[1])[self._compiled.outputs[0]].copy()  # noqa: E731
         outs = list(self._pool.map(run, zip(self._requests, parts, strict=False))) if len(parts) > 1 \

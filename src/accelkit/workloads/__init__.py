@@ -29,6 +29,7 @@ __all__ = [
     "get_workload",
     "list_workloads",
     "register_workload",
+    "resolve_workload",
     "workload_from_model",
 ]
 
@@ -122,3 +123,12 @@ def workload_from_model(model, data, **options) -> Workload:
     from accelkit.workloads.user_model import workload_from_model as build
 
     return build(model, data, **options)
+
+
+def resolve_workload(name: str, model_options: dict | None = None) -> Workload:
+    """The user's own model on their data when ``model_options`` (workload_from_model's arguments,
+    with ``model`` and ``data``) are given, else the workload called ``name``."""
+    if model_options:
+        options = dict(model_options)
+        return workload_from_model(options.pop("model"), options.pop("data"), **options)
+    return get_workload(name)

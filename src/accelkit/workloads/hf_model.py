@@ -106,7 +106,8 @@ def infer_task(config: Any, sentence: SentenceConfig | None) -> str:
                            f"--task, one of {', '.join(MODEL_TASKS)}")
 
 
-def _auto_class(task: str) -> Any:
+def auto_model_class(task: str) -> Any:
+    """The transformers Auto class that loads a model for ``task``."""
     import transformers as tf
 
     return {"feature-extraction": tf.AutoModel, "sentence-embedding": tf.AutoModel,
@@ -144,7 +145,7 @@ def _tf_version() -> str:
 def load_hf_model(folder: Path, task: str, config: Any = None) -> nn.Module:
     """The fp32 model of ``folder`` for ``task``, in eval mode; ModelFolderError when it does not fit."""
     config = config if config is not None else load_config(folder)
-    cls = _auto_class(task)
+    cls = auto_model_class(task)
     kwargs = {"local_files_only": True, "trust_remote_code": False, "dtype": torch.float32}
     try:
         try:

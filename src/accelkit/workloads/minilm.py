@@ -11,7 +11,7 @@ import bisect
 import random
 import re
 from collections.abc import Callable, Iterator
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -220,18 +220,24 @@ class MiniLMWorkload(TokenizedTextWorkload):
     def ship_spec(self) -> dict:
         from transformers import AutoConfig
 
-        from accelkit.workloads.hf_model import read_sentence_config, text_pipeline
+        from accelkit.workloads.hf_model import text_pipeline
 
         config = AutoConfig.from_pretrained(str(minilm_path()), local_files_only=True)
         return {"tokenizer": self.tokenizer, "config": config,
-                "pipeline": text_pipeline(self.name, "sentence-embedding", read_sentence_config(minilm_path()),
-                                          self.model_max_length, self.input_names, None)}
+                "pipeline": text_pipeline(self.name, "sentence-embedding", self.sentence, self.model_max_length,
+                                          self.input_names, None)}
+
+    @cached_property
+    def sentence(self):
+        """The folder's sentence-transformers pooling, normalisation and max_seq_length."""
+        from accelkit.workloads.hf_model import read_sentence_config
+
+        return read_sentence_config(minilm_path())
 
     @property
     def model_max_length(self) -> int:
-        import json
-
-        return int(json.loads((minilm_path() / "sentence_bert_config.json").read_text())["max_seq_length"])
+        # read once: batches() asks on every timed pass
+        return int(self.sentence.max_seq_length)
 
     def unlabelled_text(self, name: str | None) -> tuple[str, ...]:
         return extra_sentences(name)
