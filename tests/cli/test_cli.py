@@ -37,6 +37,9 @@ def test_env_json_has_flags_and_recommendations(capsys):
         (["bench", "--workload", "digits", "--device", "cuda"], "CUDA"),
         (["bench", "--workload", "digits", "--task", "fly"], "--task"),
         (["bench", "--workload", "digits", "--out", "/proc/nope/r.json"], "cannot create"),
+        (["bench", "--workload", "minilm", "--size", "large"], "apply to --task train"),
+        (["bench", "--task", "train", "--workload", "digits", "--size", "large"], "gpt-mini only"),
+        (["bench", "--task", "train", "--workload", "gpt-mini", "--size", "huge"], "size='huge'"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(args, match, capsys):

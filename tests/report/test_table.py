@@ -85,3 +85,27 @@ def test_strings_where_numbers_belong_print_as_text():
     console = Console(width=80, record=True, file=io.StringIO())
     print_table(res, console)
     assert "[red]fast[/red]" in console.export_text()
+
+
+def test_a_training_table_shows_mfu_and_states_shape_steps_and_peaks():
+    def v(name: str, speedup: float, mfu: float, loss: float) -> VariantResult:
+        return VariantResult(name, speedup=speedup, throughput=1000 * speedup, throughput_unit="tokens/s",
+                             roofline_fraction=mfu, quality={"val_loss": loss}, quality_drop=loss - 3.30,
+                             details={"steps_trained": 24})
+
+    res = Results("gpt-mini", "train", "fp32", [v("fp32", 1.0, 0.685, 3.30), v("bf16+compile+fused", 2.17, 0.58, 3.31)],
+                  primary_metric="val_loss", higher_is_better=False,
+                  settings={"size": "large", "batch_size": 8, "threads": 2, "flops_per_step": 116.8e9,
+                            "model_config": {"n_embd": 512, "n_layer": 6, "block_size": 128}},
+                  roofline={"fp32_gflops": 209.0, "bf16_gflops": 413.0, "int8_gops": None, "size": 256, "threads": 2})
+    buf = io.StringIO()
+    print_table(res, Console(file=buf, width=80))
+    text = buf.getvalue()
+    header = next(line for line in text.splitlines() if line.startswith("variant"))
+    assert "MFU" in header and "ms/batch" not in header  # a step's share of the peak, not a batch latency
+    row = next(line for line in text.splitlines() if line.startswith("bf16+compile+fused"))
+    assert "2.17×" in row and "58%" in row
+    flat = " ".join(text.split())
+    assert "n_embd 512, 6 layers, T 128, batch 8, 116.8 GFLOP a step" in flat
+    assert "every variant trained 24 steps" in flat and "fp32 209, bf16 413 GFLOP/s, 2 threads" in flat
+    assert max(len(line) for line in text.splitlines()) <= 80

@@ -82,3 +82,14 @@ def test_mfu_peak_is_the_higher_of_two_roofline_measurements_per_dtype():
     best = _higher_peaks(busy, quiet)
     assert (best.fp32_gflops, best.bf16_gflops, best.int8_gops) == (80.0, 210.0, None)
     assert best.fraction(40e9, 1.0, "fp32") == 0.5  # MFU is taken against the higher ceiling
+
+
+def test_all_skips_emulated_fp16_on_a_cpu_without_native_fp16(monkeypatch):
+    import accelkit.hardware as hw
+
+    real = hw.probe()
+    for native, expect in ((False, False), (True, True)):
+        fake = {**real, "recommend": {**real["recommend"], "fp16_on_cpu": native}}
+        monkeypatch.setattr(hw, "probe", lambda fake=fake: fake)
+        assert ("fp16" in list_train_variants("gpt-mini", runnable_only=True)) is expect
+    assert "fp16" in list_train_variants("gpt-mini")  # still there to ask for by name

@@ -21,7 +21,7 @@ from accelkit.commands import (
     model_options,
     resolve_workload,
 )
-from accelkit.errors import UnknownVariantError
+from accelkit.errors import ConfigError, UnknownVariantError
 
 __all__ = ["register"]
 
@@ -81,6 +81,8 @@ def bench(
     label_column: LabelColumnOpt = None,
     calib_size: CalibSizeOpt = None,
     output: OutputOpt = None,
+    size: Annotated[str, typer.Option(help="--task train: gpt-mini shape, default | large (GEMM-bound: where bf16 pays)")] = "default",
+    threads: Annotated[int | None, typer.Option(help="--task train: torch threads for the run [default: torch's own]")] = None,
 ) -> None:
     """Measure variants side by side against the default run (how you run the model today)."""
     from accelkit.bench import check_device, task_runner
@@ -106,7 +108,16 @@ def bench(
         if path is not None:
             check_writable(path)
     variants = variants or "all"
+    if task != "train" and (size != "default" or threads is not None):
+        raise ConfigError("--size and --threads apply to --task train; drop them")
     if task != "infer":
+        if task == "train" and not list_:
+            # compile and inductor talk while they train: their output goes to the log, ours stays
+            log_to = out.with_name(out.stem + ".log.txt") if out is not None else None
+            with quiet(log_to, verbose=verbose, name="bench") as q:
+                runner(workload=workload, variants=variants, out=out, html=html, repeats=repeats, size=size,
+                       threads=threads, batch_size=batch_size, console=q.console)
+            return
         runner(workload=workload, variants=variants, list_only=list_, out=out, html=html, repeats=repeats)
         return
     log_to = out.with_name(out.stem + ".log.txt") if out is not None else None

@@ -216,7 +216,32 @@ def result_notes(res: Results) -> list[str]:
     if split:
         notes.append(f"--data split: {split.get('n_calib', '?')} calibration, {split.get('n_heldout', '?')} "
                      f"held out, {split.get('n_unused', 0)} unused (seed {split.get('seed', 0)})")
+    if res.task == "train":
+        notes.extend(_train_notes(res, settings))
     for v in res.variants:
         if v.name in REFERENCE_ROWS:
             notes.append(f"{v.name}: {REFERENCE_ROWS[v.name]}")
+    return notes
+
+
+def _train_notes(res: Results, settings: dict) -> list[str]:
+    """The shape trained, the steps every variant took, and the GEMM peaks MFU is taken against."""
+    notes = []
+    shape = settings.get("model_config") if isinstance(settings.get("model_config"), dict) else {}
+    flops = settings.get("flops_per_step")
+    if shape:
+        notes.append(f"size {settings.get('size', '?')}: n_embd {shape.get('n_embd', '?')}, {shape.get('n_layer', '?')} "
+                     f"layers, T {shape.get('block_size', '?')}, batch {settings.get('batch_size', '?')}"
+                     + (f", {flops / 1e9:.1f} GFLOP a step (fwd+bwd)" if isinstance(flops, (int, float)) else ""))
+    steps = sorted({v.details.get("steps_trained") for v in res.variants if isinstance(v.details, dict)} - {None})
+    if len(steps) == 1:
+        notes.append(f"every variant trained {steps[0]} steps from the same init on the same batches; "
+                     f"{res.primary_metric} after them")
+    roof = res.roofline if isinstance(res.roofline, dict) else {}
+    peaks = [(d, roof.get(k)) for d, k in (("fp32", "fp32_gflops"), ("bf16", "bf16_gflops"))]
+    peaks = [(d, x) for d, x in peaks if isinstance(x, (int, float)) and x]
+    if peaks:
+        notes.append("MFU: model FLOP/s over this machine's measured GEMM peak in the variant's dtype ("
+                     + ", ".join(f"{d} {x:,.0f}" for d, x in peaks)
+                     + f" GFLOP/s, {settings.get('threads', '?')} threads)")
     return notes

@@ -59,6 +59,9 @@ def _columns(res: Results, wide: bool) -> list[_Col]:
     shown = metrics if wide else metrics[:1]
     cols += [_Col(m, f"quality.{m}") for m in shown]
     cols += [_Col("drop", "quality_drop"), _Col("budget", "meets_budget"), _Col("build s", "build_s", True)]
+    if res.task == "train":  # how near the machine's peak a step runs matters; per-batch latency and size do not
+        cols = [c for c in cols if c.key not in ("latency_p50_ms", "latency_p95_ms", "size_mb", "meets_budget")]
+        cols.insert(2, _Col("MFU", "roofline_fraction"))
     return [c for c in cols if wide or not c.wide_only]
 
 
@@ -99,6 +102,8 @@ def _cell(v: VariantResult, key: str) -> tuple[str, str]:
         return f"{x:.4f}", ""
     if key == "build_s":
         return f"{x:.1f}", ""
+    if key == "roofline_fraction":
+        return f"{x:.0%}", ""
     return (f"{x:,.1f}" if x >= 100 else f"{x:.2f}"), ""
 
 

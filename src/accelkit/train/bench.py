@@ -47,8 +47,16 @@ TRAIN_VARIANTS: dict[str, TrainVariant] = {
 _CNN_ONLY = {"channels-last"}
 
 
-def list_train_variants(workload: str) -> list[str]:
-    return [n for n in TRAIN_VARIANTS if workload == "digits" or n not in _CNN_ONLY]
+def list_train_variants(workload: str, *, runnable_only: bool = False) -> list[str]:
+    """The training variants for ``workload``; ``runnable_only`` drops fp16 where the CPU has no
+    native fp16 arithmetic (there it is emulated, ~50× slower than fp32: what ``all`` runs skips it)."""
+    names = [n for n in TRAIN_VARIANTS if workload == "digits" or n not in _CNN_ONLY]
+    if runnable_only:
+        from accelkit.hardware import probe
+
+        if not probe()["recommend"].get("fp16_on_cpu", False):
+            names.remove("fp16")
+    return names
 
 
 def _batches(dataset, batch: int, seed: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -147,7 +155,7 @@ def bench_train_variants(
     width: int | None = None,
     size: str = "default",
     threads: int | None = None,
-    roofline_size: int = 1024,
+    roofline_size: int = 256,
     progress: Callable[[str], None] | None = None,
 ) -> Any:
     """Train every variant from the same init on the same batches, timed interleaved.
@@ -209,11 +217,14 @@ def _bench_train_variants(workload, names, batch, steps_per_call, repeats, warmu
     x0, y0 = next(_batches(task.dataset, batch, seed=seed + 1))
     items_per_step = x0.numel() if task.throughput_unit == "tokens" else x0.shape[0]
     flops = _flops_per_step(task.model, task.loss_fn, x0, y0)
+    say = progress or (lambda msg: None)
+    say("measuring this machine's GEMM peaks")
     roof_before = measure_roofline(size=roofline_size, repeats=5)
-    if progress:
-        progress(f"timing {len(names)} training variants, {repeats} interleaved rounds")
+    say(f"warming up {len(names)} training variants (compiled ones compile now)")
     # two warm-up calls: compile happens in the first, kernel selection settles in the second
-    timings = compare_interleaved({n: call(n) for n in names}, baseline="fp32", repeats=repeats, warmup=warmup)
+    timings = compare_interleaved({n: call(n) for n in names}, baseline="fp32", repeats=repeats, warmup=warmup,
+                                  on_step=lambda name, r: say(f"round {r + 1}/{repeats}: {name}"))
+    say("measuring the GEMM peaks again, and the validation loss of each variant")
     # the peak measured before and after the timing, the higher per dtype: a peak taken while
     # another job held the cores would understate the ceiling and overstate MFU (even above 100%)
     roof = _higher_peaks(roof_before, measure_roofline(size=roofline_size, repeats=5))
@@ -265,9 +276,18 @@ def bench_train_task(
     out: Path | None = None,
     html: Path | None = None,
     repeats: int = 10,
+    size: str = "default",
+    threads: int | None = None,
+    batch_size: int | None = None,
+    console: Any = None,
     **_: Any,
 ) -> Any:
-    """``accelkit bench --task train`` entry (the BenchTask signature): run, print, save."""
+    """``accelkit bench --task train`` entry (the BenchTask signature): run, print, save.
+
+    ``size``/``threads``/``batch_size`` as in ``bench_train_variants``; e.g. ``accelkit bench --task
+    train --workload gpt-mini --size large`` prints fp32, bf16 and bf16+compile+fused side by side
+    with their MFU.
+    """
     from accelkit.errors import UnknownWorkloadError
 
     if workload not in ("gpt-mini", "digits"):
@@ -275,8 +295,15 @@ def bench_train_task(
     if list_only:
         print("\n".join(list_train_variants(workload)))
         return None
-    names = None if variants.strip() == "all" else [v.strip() for v in variants.split(",") if v.strip()]
-    results = bench_train_variants(workload, names, repeats=repeats)
+    names = (list_train_variants(workload, runnable_only=True) if variants.strip() == "all"
+             else [v.strip() for v in variants.split(",") if v.strip()])
+    from rich.console import Console
+    from rich.markup import escape
+
+    console = console or Console()
+    with console.status("building the training variants") as status:
+        results = bench_train_variants(workload, names, repeats=repeats, size=size, threads=threads,
+                                       batch_size=batch_size, progress=lambda m: status.update(escape(m)))
     # results first: a failure while printing must not lose the run
     if out is not None:
         from accelkit.report.results import save_results
@@ -288,5 +315,5 @@ def bench_train_task(
         write_html_report(results, html)
     from accelkit.report.table import print_table
 
-    print_table(results)
+    print_table(results, console)
     return results
