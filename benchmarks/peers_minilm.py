@@ -37,16 +37,9 @@ row saying why. Writes a markdown table to stdout and JSON to out/bench/peers_mi
 from __future__ import annotations
 
 import argparse
-import atexit
 import json
 import os
 import platform
-import shutil
-import statistics
-import tempfile
-import time
-import traceback
-from importlib import metadata
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -129,236 +122,43 @@ print(f"MiniLM peers: {len(held_out)} sentences of {text_name}, batch {args.batc
       f"interleaved rounds, {args.threads} threads on {machine['cpu']} ({machine['cores']} cores visible)", flush=True)
 
 # -----------------------------------------------------------------------------
-# the rows: each builder returns encode(sentences) -> float32 array (n, 384), or raises
+# the rows (accelkit.peers builds the peers) and accelkit's plan loaded from its folder
 
-work = Path(tempfile.mkdtemp(prefix="peers-minilm-"))  # every export and quantized copy; removed at exit
-atexit.register(shutil.rmtree, work, ignore_errors=True)
-notes: dict[str, str] = {}  # what a row really ran with, when that is not in its name
-built: dict[str, object] = {}  # models other builders start from (the ONNX and OpenVINO exports)
+from accelkit.peers import measure_peers  # noqa: E402
 
+accelkit_rows = {}
+if args.accelkit_model is not None:
+    import accelkit  # noqa: E402
 
-def encoder(model, **kw):
-    return lambda s: np.asarray(model.encode(s, batch_size=args.batch_size, **kw), dtype=np.float32)
+    shipped = accelkit.load(args.accelkit_model)
+    if not hasattr(shipped, "encode"):
+        raise SystemExit(f"{args.accelkit_model} loads as a {type(shipped).__name__} with no encode(); it is not a "
+                         "self-contained folder: re-run `accelkit optimize` with this accelkit")
+    plan = "+".join(step["technique"] for step in getattr(shipped, "plan", [])) or "?"
+    accelkit_rows["accelkit"] = (f"accelkit plan {plan} ({args.accelkit_model})",
+                                 lambda s: np.asarray(shipped.encode(s, batch_size=args.batch_size), dtype=np.float32))
 
-
-def st_fp32():
-    from sentence_transformers import SentenceTransformer
-
-    return encoder(SentenceTransformer(str(MODEL), device="cpu"))
-
-
-def st_bf16():
-    from sentence_transformers import SentenceTransformer
-
-    model = SentenceTransformer(str(MODEL), device="cpu", model_kwargs={"torch_dtype": torch.bfloat16})
-    return encoder(model)
-
-
-def ort_options():
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads, opts.inter_op_num_threads = args.threads, 1
-    return opts
-
-
-def st_onnx():
-    from sentence_transformers import SentenceTransformer
-
-    folder = work / "st-onnx"  # exported from the local folder (export=True), saved with onnx/model.onnx
-    SentenceTransformer(str(MODEL), device="cpu", backend="onnx", model_kwargs={"export": True}).save(str(folder))
-    model = SentenceTransformer(str(folder), device="cpu", backend="onnx",
-                                model_kwargs={"file_name": "onnx/model.onnx", "provider": "CPUExecutionProvider",
-                                              "session_options": ort_options()})
-    built["onnx"] = (folder, model)
-    return encoder(model)
-
-
-def st_onnx_int8():
-    from sentence_transformers import SentenceTransformer, export_dynamic_quantized_onnx_model
-
-    if "onnx" not in built:
-        raise RuntimeError("needs the ONNX export, which failed (see the onnx row)")
-    folder, onnx_model = built["onnx"]
-    export_dynamic_quantized_onnx_model(onnx_model, "avx512_vnni", str(folder))  # onnx/model_qint8_avx512_vnni.onnx
-    model = SentenceTransformer(str(folder), device="cpu", backend="onnx",
-                                model_kwargs={"file_name": "onnx/model_qint8_avx512_vnni.onnx",
-                                              "provider": "CPUExecutionProvider", "session_options": ort_options()})
-    return encoder(model)
-
-
-def ov_config():
-    return {"INFERENCE_NUM_THREADS": str(args.threads), "PERFORMANCE_HINT": "LATENCY", "CACHE_DIR": ""}
-
-
-def ov_note(name, model):
-    """What OpenVINO compiled with: its default precision on a bf16-capable CPU is bf16."""
-    encoder(model)(["warm"])  # compiles the request
-    request = model.transformers_model.request
-    hint, threads = (request.get_property(k) for k in ("INFERENCE_PRECISION_HINT", "INFERENCE_NUM_THREADS"))
-    hint = hint.get_type_name() if hasattr(hint, "get_type_name") else hint
-    notes[name] = f"OpenVINO runs in {hint} on {threads} threads"
-
-
-def st_openvino():
-    from sentence_transformers import SentenceTransformer
-
-    folder = work / "st-openvino"  # exported from the local folder, saved with openvino/openvino_model.xml
-    SentenceTransformer(str(MODEL), device="cpu", backend="openvino", model_kwargs={"export": True}).save(str(folder))
-    model = SentenceTransformer(str(folder), device="cpu", backend="openvino",
-                                model_kwargs={"file_name": "openvino/openvino_model.xml", "ov_config": ov_config()})
-    built["openvino"] = (folder, model)
-    ov_note("st-openvino", model)
-    return encoder(model)
-
-
-def st_openvino_int8_static():
-    from datasets import Dataset
-    from optimum.intel import OVConfig, OVQuantizationConfig, OVQuantizer
-    from sentence_transformers import SentenceTransformer
-
-    if "openvino" not in built:
-        raise RuntimeError("needs the OpenVINO export, which failed (see the openvino row)")
-    folder, ov_model = built["openvino"]
-    # calibration: tokenized CALIBRATION sentences (unpadded, one a sample), never the held-out ones
-    tokens = ov_model.tokenizer(calibration, truncation=True, max_length=ov_model.max_seq_length)
-    dataset = Dataset.from_dict(dict(tokens))
-    quantizer = OVQuantizer.from_pretrained(ov_model.transformers_model)
-    raw = work / "ov-int8-raw"
-    quantizer.quantize(calibration_dataset=dataset, save_directory=str(raw),
-                       ov_config=OVConfig(quantization_config=OVQuantizationConfig(num_samples=len(calibration))))
-    raw = raw / "openvino" if (raw / "openvino").is_dir() else raw  # optimum-intel nests it
-    for suffix in (".xml", ".bin"):  # beside the fp32 one, as sentence-transformers' own export names it
-        shutil.copy(raw / f"openvino_model{suffix}", folder / "openvino" / f"openvino_model_qint8_quantized{suffix}")
-    model = SentenceTransformer(str(folder), device="cpu", backend="openvino",
-                                model_kwargs={"file_name": "openvino/openvino_model_qint8_quantized.xml",
-                                              "ov_config": ov_config()})
-    ov_note("st-openvino-int8", model)
-    return encoder(model)
-
-
-def accelkit_plan():
-    if args.accelkit_model is None:
-        raise RuntimeError("no --accelkit-model given (a D/model folder from `accelkit optimize --out D`)")
-    try:
-        import accelkit
-    except ImportError as exc:
-        raise RuntimeError(f"accelkit does not import in this venv ({exc})") from exc
-    model = accelkit.load(args.accelkit_model)
-    if not hasattr(model, "encode"):
-        raise RuntimeError(f"{args.accelkit_model} loads as a {type(model).__name__} with no encode(); it is not "
-                           "a self-contained folder: re-run `accelkit optimize` with this accelkit")
-    plan = "+".join(step["technique"] for step in getattr(model, "plan", [])) or "?"
-    labels["accelkit"] = f"accelkit plan {plan} ({args.accelkit_model})"
-    return encoder(model, normalize_embeddings=False)
-
-
-builders = {
-    "st-fp32": st_fp32,
-    "st-bf16": st_bf16,
-    "st-onnx": st_onnx,
-    "st-onnx-int8": st_onnx_int8,
-    "st-openvino": st_openvino,
-    "st-openvino-int8": st_openvino_int8_static,
-    "accelkit": accelkit_plan,
-}
-labels = {
-    "st-fp32": "sentence-transformers fp32 (reference)",
-    "st-bf16": "sentence-transformers, weights bf16",
-    "st-onnx": 'sentence-transformers backend="onnx"',
-    "st-onnx-int8": "ONNX dynamic int8 (export_dynamic_quantized_onnx_model, avx512_vnni)",
-    "st-openvino": 'sentence-transformers backend="openvino"',
-    "st-openvino-int8": "OpenVINO static int8 (NNCF via OVQuantizer, calibration sentences)",
-    "accelkit": "accelkit plan (accelkit.load(...).encode)",
-}
-
-
-def reason(exc: BaseException) -> str:
-    if isinstance(exc, ImportError):
-        return f"not installed: {exc}"
-    line = next((s for s in str(exc).splitlines() if s.strip()), "")
-    return f"{type(exc).__name__}: {line[:240]}"
-
-
-# -----------------------------------------------------------------------------
-# build every row, warm it up (that encode is the one scored for quality), then time in rounds
-
-rows: dict[str, dict] = {}
-for name, build in builders.items():
-    t0 = time.perf_counter()
-    try:
-        fn = build()
-        emb = fn(held_out)
-        rows[name] = {"encode": fn, "embeddings": emb, "build_s": time.perf_counter() - t0, "times": []}
-        print(f".. {name}: built in {rows[name]['build_s']:.1f} s", flush=True)
-    except Exception as exc:  # a peer failing to build is a row, never a crash
-        rows[name] = {"error": reason(exc), "trace": traceback.format_exc(limit=4)}
-        print(f".. {name}: {rows[name]['error']}", flush=True)
-
-if "error" in rows["st-fp32"]:
-    raise SystemExit(f"the reference row failed: {rows['st-fp32']['error']}")
-
-for r in range(args.repeats):
-    for row in rows.values():
-        if "error" in row:
-            continue
-        t0 = time.perf_counter()
-        try:
-            row["encode"](held_out)
-        except Exception as exc:
-            row["error"] = f"failed while timed: {reason(exc)}"
-            continue
-        row["times"].append(time.perf_counter() - t0)
-    print(f".. round {r + 1}/{args.repeats}", flush=True)
-
-# -----------------------------------------------------------------------------
-# score and report
-
-
-def unit(x: np.ndarray) -> np.ndarray:
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-
-
-ref = rows["st-fp32"]
-ref_unit = unit(ref["embeddings"])
-results = []
-for name, row in rows.items():
-    entry = {"name": name, "what": labels[name], **({"note": notes[name]} if name in notes else {})}
-    if "error" in row:
-        entry.update(error=row["error"])
-    else:
-        cos = (unit(row["embeddings"]) * ref_unit).sum(1)
-        ratios = [t_ref / t for t_ref, t in zip(ref["times"], row["times"], strict=True)]
-        entry.update(sentences_per_s=len(held_out) / statistics.median(row["times"]),
-                     ratio=statistics.median(ratios), round_ratios=ratios, times_s=row["times"],
-                     cosine_mean=float(cos.mean()), cosine_min=float(cos.min()), build_s=row["build_s"])
-    results.append(entry)
+table = measure_peers(MODEL, held_out, calibration, accelkit=accelkit_rows, threads=args.threads,
+                      batch_size=args.batch_size, repeats=args.repeats, progress=lambda m: print(f".. {m}", flush=True))
+table["text"] = text_name
 
 print(f"\nMiniLM peers on {machine['cpu']}, {args.threads} threads, batch {args.batch_size}, "
       f"{len(held_out)} sentences ({text_name}), median of {args.repeats} interleaved rounds\n")
-print("| row | what | sentences/s | vs st-fp32 | cos mean | cos min | note |")
+print("| row | what | sentences/s | vs reference | cos mean | cos min | note |")
 print("|---|---|---:|---:|---:|---:|---|")
-for e in results:
+for e in table["rows"]:
     if "error" in e:
         print(f"| {e['name']} | {e['what']} | - | - | - | - | {e['error'].replace('|', '/')} |")
     else:
         print(f"| {e['name']} | {e['what']} | {e['sentences_per_s']:.1f} | {e['ratio']:.2f}x | "
               f"{e['cosine_mean']:.5f} | {e['cosine_min']:.5f} | {e.get('note', '')} |")
+print(f"\nreference {table['reference']}; fastest peer keeping mean cosine >= 0.99: {table['best_peer']}")
+for e in table["rows"]:
+    if "vs_best_peer" in e:
+        print(f"{e['name']}: {e['vs_best_peer']:.2f}x the fastest peer")
 
-
-def version(dist: str) -> str | None:
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return None
-
-
-dists = ["torch", "sentence-transformers", "transformers", "optimum", "optimum-onnx", "optimum-intel", "openvino",
-         "nncf", "onnxruntime", "datasets", "accelkit"]
-report = {"machine": machine, "text": text_name, "sentences": len(held_out), "calibration_sentences": len(calibration),
-          "batch_size": args.batch_size, "repeats": args.repeats, "reference": "st-fp32",
-          "accelkit_model": str(args.accelkit_model) if args.accelkit_model else None,
-          "versions": {d: version(d) for d in dists}, "rows": results}
+report = {"machine": machine, "calibration_sentences": len(calibration),
+          "accelkit_model": str(args.accelkit_model) if args.accelkit_model else None, **table}
 args.json.parent.mkdir(parents=True, exist_ok=True)
 args.json.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
 print(f"\nwrote {args.json}")

@@ -127,3 +127,31 @@ def test_extra_sentences_resolve_by_name_and_refuse_unknown_names():
     assert extra_sentences("stdlib-docstrings+package-docstrings-train") == stdlib_docstring_sentences() + train
     with pytest.raises(ConfigError, match="stdlib-docstrings"):
         extra_sentences("wikipedia")
+
+
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_sorted_batches_tokenize_once_and_pad_exactly_as_the_tokenizer_does(side):
+    from accelkit.workloads import get_workload
+    from accelkit.workloads.text import pad_token_rows
+
+    wl = get_workload("minilm")
+    tok = wl.tokenizer
+    texts = list(wl.eval_data(40)) + ["", "x " * 400]  # an empty line and one cut at the maximum
+    enc = tok(texts, truncation=True, max_length=64)
+    old_side = tok.padding_side
+    tok.padding_side = side
+    try:
+        idx = [41, 3, 40, 7, 12]
+        got = pad_token_rows(tok, enc, idx, ("input_ids", "attention_mask", "token_type_ids"))
+        want = tok([texts[i] for i in idx], padding="longest", truncation=True, max_length=64, return_tensors="pt")
+    finally:
+        tok.padding_side = old_side
+    assert set(got) == {"input_ids", "attention_mask", "token_type_ids"}
+    for k, v in got.items():
+        assert torch.equal(v, want[k]), k
+    # and the workload's sorted batches hold every sentence once, longest first
+    settings = wl.default_settings()
+    batches = list(wl.batches(texts, settings))
+    assert sorted(i for _, idx in batches for i in idx) == list(range(len(texts)))
+    lengths = [int(b["attention_mask"].sum(1).max()) for b, _ in batches]
+    assert lengths == sorted(lengths, reverse=True) and batches[0][0]["input_ids"].shape[1] == 256

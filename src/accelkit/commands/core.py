@@ -83,6 +83,7 @@ def bench(
     output: OutputOpt = None,
     size: Annotated[str, typer.Option(help="--task train: gpt-mini shape, default | large (GEMM-bound: where bf16 pays)")] = "default",
     threads: Annotated[int | None, typer.Option(help="--task train: torch threads for the run [default: torch's own]")] = None,
+    peers: Annotated[bool, typer.Option("--peers", help="also time sentence-transformers' own backends (fp32, bf16, ONNX, ONNX int8, OpenVINO, OpenVINO int8) beside accelkit's best, on the same sentences: pip install -e '.[peers]'")] = False,
 ) -> None:
     """Measure variants side by side against the default run (how you run the model today)."""
     from accelkit.bench import check_device, task_runner
@@ -108,6 +109,8 @@ def bench(
         if path is not None:
             check_writable(path)
     variants = variants or "all"
+    if peers and task != "infer":
+        raise ConfigError("--peers measures inference (sentence-transformers backends); drop --task or --peers")
     if task != "train" and (size != "default" or threads is not None):
         raise ConfigError("--size and --threads apply to --task train; drop them")
     if task != "infer":
@@ -132,13 +135,23 @@ def bench(
         if not names:
             raise UnknownVariantError("--variants is empty; name at least one, e.g. --variants baseline,bf16")
         console = q.console
+        if peers:
+            from accelkit.peers import check_peer_workload
+
+            check_peer_workload(wl)
         with console.status("starting") as status:
             from accelkit.bench import bench as run_bench
 
             results = run_bench(
                 wl, names, batch_size=batch_size, repeats=repeats, limit=limit, device=device,
-                max_quality_drop=max_quality_drop, progress=lambda msg: status.update(escape(msg)),
+                max_quality_drop=max_quality_drop, progress=lambda msg: status.update(escape(msg)), keep_built=peers,
             )
+            if peers:
+                from accelkit.peers import peers_beside_bench
+
+                results.peers = peers_beside_bench(wl, results, max_quality_drop=max_quality_drop, repeats=repeats,
+                                                   limit=limit, progress=lambda msg: status.update(escape(msg)))
+                results.built = {}  # the peers are measured: free the variants' models
         # results first: a crash while printing must not lose a finished benchmark
         if out is not None:
             save_results(results, out)
@@ -147,6 +160,10 @@ def bench(
 
             write_html_report(results, html)
         print_table(results, console, wide=wide, fmt=fmt)
+        if fmt == "table" and results.peers:
+            from accelkit.report.table import print_peers
+
+            print_peers(results.peers, console)
         if fmt == "table":
             if out is not None:
                 q.echo(f"results → {out}")

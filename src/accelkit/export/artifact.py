@@ -246,14 +246,14 @@ class ShippedModel:
         if batch_size < 1:
             raise ConfigError(f"batch_size={batch_size}: expected a positive integer")
         max_length = int(self.pipeline["max_length"])
-        lengths = [len(ids) for ids in self.tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]]
-        order = sorted(range(len(texts)), key=lambda i: -lengths[i])
+        from accelkit.workloads.text import pad_token_rows
+
+        encoded = self.tokenizer(texts, truncation=True, max_length=max_length)  # once: sorted, then padded
+        order = sorted(range(len(texts)), key=lambda i: -len(encoded["input_ids"][i]))
         out: torch.Tensor | None = None
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
-            enc = self.tokenizer([texts[i] for i in idx], padding="longest", truncation=True,
-                                 max_length=max_length, return_tensors="pt")
-            inputs = {k: enc[k] for k in self.pipeline["input_names"] if k in enc}
+            inputs = pad_token_rows(self.tokenizer, encoded, idx, self.pipeline["input_names"])
             hidden = pick_output(self(**inputs), self.task, self.pipeline.get("output")).float()
             emb = hidden if hidden.dim() == 2 else pool_tokens(hidden, inputs["attention_mask"],
                                                                self.pipeline.get("pooling", "mean"))

@@ -74,6 +74,8 @@ class Results:
     max_quality_drop: float | None = None
     created: str = ""
     schema: str = SCHEMA
+    # the peers measured beside (``accelkit bench --peers``: accelkit.peers.measure_peers's table)
+    peers: dict[str, Any] | None = None
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -117,6 +119,7 @@ _RESULTS_TYPES: dict[str, tuple[tuple[type, ...], bool]] = {
     "variants": ((list,), False), "machine": ((dict,), False), "settings": ((dict,), False),
     "roofline": ((dict,), True), "primary_metric": ((str,), False), "higher_is_better": ((bool,), False),
     "max_quality_drop": (_NUM, True), "created": ((str,), False), "schema": ((str,), False),
+    "peers": ((dict,), True),
 }
 # dict fields whose values must be numbers: {p50, p95} times and quality metrics
 _NUMERIC_DICTS = ("latency_ms", "pass_ms", "quality")

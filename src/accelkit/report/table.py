@@ -219,3 +219,70 @@ def _print_one(res: Results, console: Console, wide: bool) -> None:
 
     for note in result_notes(res):
         console.print(Text(note, style="dim"))
+
+
+def peer_summary(table: dict) -> list[str]:
+    """The peer table's verdict lines: what the reference is, the best peer, accelkit against it."""
+    rows = [r for r in table.get("rows", []) if isinstance(r, dict)]
+    by_name = {str(r.get("name")): r for r in rows}
+    lines = []
+    ref = by_name.get(str(table.get("reference")))
+    if ref is not None:
+        lines.append(f"reference (1.00×): {ref.get('name')}, {ref.get('what', '')}")
+    best = by_name.get(str(table.get("best_peer")))
+    keeps = _num(table.get("keeps_quality")) or 0.99
+    if best is not None and _num(best.get("ratio")) is not None:
+        lines.append(f"fastest peer keeping mean cosine ≥ {keeps:g}: {best.get('name')} at {_num(best['ratio']):.2f}×")
+        for r in rows:
+            vs = _num(r.get("vs_best_peer"))
+            if r.get("kind") == "accelkit" and vs is not None:
+                lines.append(f"{r.get('name')}: {vs:.2f}× the fastest peer")
+    elif rows:
+        lines.append(f"no peer ran and kept mean cosine ≥ {keeps:g}")
+    return lines
+
+
+def print_peers(table: dict, console: Console | None = None) -> None:
+    """The ``--peers`` table: each row's sentences/s, ratio to the reference and cosine to it."""
+    console = console or Console()
+    rows = [r for r in table.get("rows", []) if isinstance(r, dict)] if isinstance(table, dict) else []
+    if not rows:
+        return
+    heads = ["sentences/s", "vs ref", "cos mean", "cos min"]
+
+    def cells(r: dict) -> list[str]:
+        sps, ratio, mean, low = (_num(r.get(k)) for k in ("sentences_per_s", "ratio", "cosine_mean", "cosine_min"))
+        return [f"{sps:,.0f}" if sps is not None else "–", f"{ratio:.2f}×" if ratio is not None else "–",
+                f"{mean:.4f}" if mean is not None else "–", f"{low:.4f}" if low is not None else "–"]
+
+    ok = [r for r in rows if not r.get("error")]
+    widths = [max([len(h)] + [len(cells(r)[i]) for r in ok]) for i, h in enumerate(heads)]
+    numbers_w = sum(widths) + _GAP * (len(heads) - 1)
+    name_w = max(len("row"), *(len(str(r.get("name"))) for r in rows))
+    inline = name_w + _GAP + numbers_w <= console.width
+    lead = name_w + _GAP if inline else _INDENT
+
+    def numbers(texts: list[str]) -> str:
+        return (" " * _GAP).join(t.rjust(w) for t, w in zip(texts, widths, strict=True))
+
+    title = Text("\npeers", style="bold")
+    title.append(f" — {table.get('sentences', '?')} sentences, batch {table.get('batch_size', '?')}, "
+                 f"{table.get('threads', '?')} threads, median of {table.get('repeats', '?')} interleaved rounds",
+                 style="dim")
+    console.print(title)
+    console.print(Text(("row".ljust(name_w) + " " * _GAP if inline else " " * lead) + numbers(heads), style="bold"),
+                  no_wrap=True, overflow="ignore", crop=False)
+    console.print(Text("─" * min(console.width, lead + numbers_w), style="dim"))
+    for r in rows:
+        name = str(r.get("name"))
+        if r.get("error"):
+            console.print(Text(name))
+            console.print(Padding(Text(str(r["error"]), style="dim"), (0, 0, 0, _INDENT), expand=False))
+        elif inline:
+            console.print(Text(name.ljust(name_w) + " " * _GAP + numbers(cells(r))), no_wrap=True, overflow="ignore",
+                          crop=False)
+        else:
+            console.print(Text(name, style="bold"))
+            console.print(Text(" " * _INDENT + numbers(cells(r))), no_wrap=True, overflow="ignore", crop=False)
+    for line in peer_summary(table):
+        console.print(Text(line, style="dim"))

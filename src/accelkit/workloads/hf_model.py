@@ -273,6 +273,9 @@ class HFTextWorkload(TokenizedTextWorkload):
     def build_model(self) -> nn.Module:
         return self._model_fn().eval()
 
+    def sentence_folder(self) -> Path | None:
+        return Path(self.source["model"]) if self.sentence is not None and self.source.get("model") else None
+
     def ship_spec(self) -> dict | None:
         """What a shipped folder needs to run this model without the workload (export.artifact)."""
         if self.hf_config is None:

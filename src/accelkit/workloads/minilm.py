@@ -227,6 +227,9 @@ class MiniLMWorkload(TokenizedTextWorkload):
                 "pipeline": text_pipeline(self.name, "sentence-embedding", self.sentence, self.model_max_length,
                                           self.input_names, None)}
 
+    def sentence_folder(self) -> Path:
+        return minilm_path()
+
     @cached_property
     def sentence(self):
         """The folder's sentence-transformers pooling, normalisation and max_seq_length."""

@@ -7,9 +7,33 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import torch
+
 from accelkit.workloads.base import RunSettings, Workload
 
-__all__ = ["TokenizedTextWorkload"]
+__all__ = ["TokenizedTextWorkload", "pad_token_rows"]
+
+
+def pad_token_rows(tokenizer: Any, encoded: Any, idx: list[int], names: Any) -> dict[str, torch.Tensor]:
+    """Rows ``idx`` of an unpadded tokenizer output as tensors padded to their longest row, on the
+    tokenizer's padding side: what ``tokenizer(texts, padding="longest")`` returns for those texts,
+    without tokenizing them a second time."""
+    longest = max(len(encoded["input_ids"][i]) for i in idx)
+    left = getattr(tokenizer, "padding_side", "right") == "left"
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    out = {}
+    for name in names:
+        if name not in encoded:
+            continue
+        rows = torch.full((len(idx), longest), pad_id if name == "input_ids" else 0, dtype=torch.long)
+        for r, i in enumerate(idx):
+            seq = torch.as_tensor(encoded[name][i], dtype=torch.long)
+            if left:
+                rows[r, longest - len(seq):] = seq
+            else:
+                rows[r, : len(seq)] = seq
+        out[name] = rows
+    return out
 
 
 class TokenizedTextWorkload(Workload):
@@ -30,6 +54,11 @@ class TokenizedTextWorkload(Workload):
         # what the user runs today: pad each batch to its longest item, truncate at the model's max
         return RunSettings(batch_size=batch_size or self.default_batch_size, device=device, padding="dynamic",
                            sort_by_length=self.sorts_by_length, max_length=self.model_max_length)
+
+    def sentence_folder(self) -> Any:
+        """The sentence-transformers folder this model loads from (a Path), or None: peers
+        (``accelkit bench --peers``) are built from it."""
+        return None
 
     def text_offers(self) -> set[str]:
         """``text``, and ``padded-batches`` when the default run leaves padding to trim."""
@@ -52,9 +81,15 @@ class TokenizedTextWorkload(Workload):
         order = list(range(len(data)))
         max_length = min(settings.max_length, self.model_max_length)
         if settings.sort_by_length:
-            enc = self.tokenizer(list(data), truncation=True, max_length=max_length)["input_ids"]
+            enc = self.tokenizer(list(data), truncation=True, max_length=max_length)
             # longest first, as sentence-transformers does: a memory error shows on the first batch
-            order.sort(key=lambda i: -len(enc[i]))
+            order.sort(key=lambda i: -len(enc["input_ids"][i]))
+            if settings.padding != "fixed":  # each sentence tokenized once: pad the ids already in hand
+                for start in range(0, len(order), settings.batch_size):
+                    idx = order[start : start + settings.batch_size]
+                    inputs = pad_token_rows(self.tokenizer, enc, idx, self.input_names)
+                    yield {k: v.to(settings.device) for k, v in inputs.items()}, idx
+                return
         padding = "max_length" if settings.padding == "fixed" else "longest"
         for start in range(0, len(order), settings.batch_size):
             idx = order[start : start + settings.batch_size]

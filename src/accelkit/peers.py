@@ -1,0 +1,325 @@
+"""What a user could pick instead of accelkit, measured beside its plan in one process: the
+sentence-transformers model's own ``encode`` in fp32 (the reference) and bf16, and its ONNX, ONNX
+dynamic int8, OpenVINO and OpenVINO static int8 (NNCF) backends.
+
+Every row encodes the same sentences in the same order, with the same batch size and thread
+count, timed in interleaved rounds; its ratio is the median of per-round ratios to the reference.
+The peers come from the optional ``[peers]`` extra; one that is missing or fails to build is a
+row that says why. ``accelkit bench --peers`` puts the table into the results and the report.
+"""
+
+from __future__ import annotations
+
+import shutil
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["PEERS", "Encode", "measure_peers"]
+
+Encode = Callable[[list[str]], np.ndarray]  # sentences -> (n, dim) float32 embeddings
+REFERENCE = "st-fp32"
+# a peer counts as "keeping quality" at this mean cosine to the reference (issue 15's bar)
+KEEPS_QUALITY = 0.99
+
+
+@dataclass
+class _Build:
+    folder: Path
+    threads: int
+    batch_size: int
+    calibration: list[str]
+    work: Path
+    built: dict[str, Any] = field(default_factory=dict)  # exports later builders start from
+    notes: dict[str, str] = field(default_factory=dict)
+
+    def encoder(self, model: Any, **kw: Any) -> Encode:
+        return lambda s: np.asarray(model.encode(list(s), batch_size=self.batch_size, **kw), dtype=np.float32)
+
+    def ort_options(self) -> Any:
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads, opts.inter_op_num_threads = self.threads, 1
+        return opts
+
+    def ov_config(self) -> dict[str, str]:
+        return {"INFERENCE_NUM_THREADS": str(self.threads), "PERFORMANCE_HINT": "LATENCY", "CACHE_DIR": ""}
+
+    def ov_note(self, name: str, model: Any) -> None:
+        """What OpenVINO compiled with: its default precision on a bf16-capable CPU is bf16."""
+        self.encoder(model)(["warm"])  # compiles the request
+        request = model.transformers_model.request
+        hint, threads = (request.get_property(k) for k in ("INFERENCE_PRECISION_HINT", "INFERENCE_NUM_THREADS"))
+        hint = hint.get_type_name() if hasattr(hint, "get_type_name") else hint
+        self.notes[name] = f"OpenVINO runs in {hint} on {threads} threads"
+
+
+def _st_fp32(b: _Build) -> Encode:
+    from sentence_transformers import SentenceTransformer
+
+    return b.encoder(SentenceTransformer(str(b.folder), device="cpu"))
+
+
+def _st_bf16(b: _Build) -> Encode:
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    return b.encoder(SentenceTransformer(str(b.folder), device="cpu", model_kwargs={"torch_dtype": torch.bfloat16}))
+
+
+def _st_onnx(b: _Build) -> Encode:
+    from sentence_transformers import SentenceTransformer
+
+    folder = b.work / "st-onnx"  # exported from the local folder, saved with onnx/model.onnx
+    SentenceTransformer(str(b.folder), device="cpu", backend="onnx", model_kwargs={"export": True}).save(str(folder))
+    model = SentenceTransformer(str(folder), device="cpu", backend="onnx",
+                                model_kwargs={"file_name": "onnx/model.onnx", "provider": "CPUExecutionProvider",
+                                              "session_options": b.ort_options()})
+    b.built["onnx"] = (folder, model)
+    return b.encoder(model)
+
+
+def _st_onnx_int8(b: _Build) -> Encode:
+    from sentence_transformers import SentenceTransformer, export_dynamic_quantized_onnx_model
+
+    if "onnx" not in b.built:
+        raise RuntimeError("needs the ONNX export, which failed (see the st-onnx row)")
+    folder, onnx_model = b.built["onnx"]
+    export_dynamic_quantized_onnx_model(onnx_model, "avx512_vnni", str(folder))
+    model = SentenceTransformer(str(folder), device="cpu", backend="onnx",
+                                model_kwargs={"file_name": "onnx/model_qint8_avx512_vnni.onnx",
+                                              "provider": "CPUExecutionProvider", "session_options": b.ort_options()})
+    return b.encoder(model)
+
+
+def _st_openvino(b: _Build) -> Encode:
+    from sentence_transformers import SentenceTransformer
+
+    folder = b.work / "st-openvino"
+    SentenceTransformer(str(b.folder), device="cpu", backend="openvino", model_kwargs={"export": True}).save(str(folder))
+    model = SentenceTransformer(str(folder), device="cpu", backend="openvino",
+                                model_kwargs={"file_name": "openvino/openvino_model.xml", "ov_config": b.ov_config()})
+    b.built["openvino"] = (folder, model)
+    b.ov_note("st-openvino", model)
+    return b.encoder(model)
+
+
+def _st_openvino_int8(b: _Build) -> Encode:
+    from datasets import Dataset
+    from optimum.intel import OVConfig, OVQuantizationConfig, OVQuantizer
+    from sentence_transformers import SentenceTransformer
+
+    if "openvino" not in b.built:
+        raise RuntimeError("needs the OpenVINO export, which failed (see the st-openvino row)")
+    if not b.calibration:
+        raise RuntimeError("no calibration sentences to calibrate static int8 on")
+    folder, ov_model = b.built["openvino"]
+    # calibration: tokenized calibration sentences (one a sample), never the measured ones
+    tokens = ov_model.tokenizer(b.calibration, truncation=True, max_length=ov_model.max_seq_length)
+    quantizer = OVQuantizer.from_pretrained(ov_model.transformers_model)
+    raw = b.work / "ov-int8-raw"
+    quantizer.quantize(calibration_dataset=Dataset.from_dict(dict(tokens)), save_directory=str(raw),
+                       ov_config=OVConfig(quantization_config=OVQuantizationConfig(num_samples=len(b.calibration))))
+    raw = raw / "openvino" if (raw / "openvino").is_dir() else raw  # optimum-intel nests it
+    for suffix in (".xml", ".bin"):  # beside the fp32 one, named as sentence-transformers' own export names it
+        shutil.copy(raw / f"openvino_model{suffix}", folder / "openvino" / f"openvino_model_qint8_quantized{suffix}")
+    model = SentenceTransformer(str(folder), device="cpu", backend="openvino",
+                                model_kwargs={"file_name": "openvino/openvino_model_qint8_quantized.xml",
+                                              "ov_config": b.ov_config()})
+    b.ov_note("st-openvino-int8", model)
+    return b.encoder(model)
+
+
+# name -> (what the row is, its builder); the order is the build order (later ones reuse exports)
+PEERS: dict[str, tuple[str, Callable[[_Build], Encode]]] = {
+    "st-fp32": ("sentence-transformers encode, fp32 (the reference)", _st_fp32),
+    "st-bf16": ("sentence-transformers, weights in bf16", _st_bf16),
+    "st-onnx": ('sentence-transformers backend="onnx"', _st_onnx),
+    "st-onnx-int8": ("ONNX dynamic int8 (export_dynamic_quantized_onnx_model, avx512_vnni)", _st_onnx_int8),
+    "st-openvino": ('sentence-transformers backend="openvino"', _st_openvino),
+    "st-openvino-int8": ("OpenVINO static int8 (NNCF via optimum-intel's OVQuantizer, calibration split)",
+                         _st_openvino_int8),
+}
+_DISTS = ("sentence-transformers", "transformers", "optimum", "optimum-onnx", "optimum-intel", "openvino", "nncf",
+          "onnxruntime", "datasets", "torch")
+
+
+def _reason(exc: BaseException) -> str:
+    line = next((s for s in str(exc).splitlines() if s.strip()), "")
+    # sentence-transformers raises a plain Exception ("... requires installing Optimum ...") for a missing backend
+    if isinstance(exc, ImportError) or "requires installing" in line:
+        return f"not installed ({line.split('. ')[0][:160]}); pip install -e '.[peers]'"
+    return f"{type(exc).__name__}: {line[:240]}"
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def measure_peers(
+    folder: str | Path,
+    sentences: Sequence[str],
+    calibration: Sequence[str] = (),
+    *,
+    accelkit: dict[str, tuple[str, Encode]] | None = None,
+    peers: Sequence[str] | None = None,
+    threads: int | None = None,
+    batch_size: int = 32,
+    repeats: int = 5,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Build each peer of the sentence-transformers model in ``folder`` and time it beside ``accelkit``'s rows.
+
+    ``accelkit`` maps a row name to (what it is, encode); the first of them is the reference when
+    sentence-transformers itself is not installed (its ``default`` is the same fp32 computation).
+    Returns a JSON-able table: ``rows`` (name, what, kind, sentences_per_s, ratio, cosine_mean,
+    cosine_min, build_s, note or error), the ``reference``, the fastest peer that keeps mean cosine
+    ≥ 0.99 (``best_peer``) and each accelkit row's ratio to it.
+    """
+    import torch
+
+    say = progress or (lambda msg: None)
+    sentences = list(sentences)
+    if not sentences:
+        from accelkit.errors import ConfigError
+
+        raise ConfigError("measure_peers needs at least one sentence to encode")
+    threads = threads or torch.get_num_threads()
+    chosen = list(PEERS) if peers is None else list(peers)
+    unknown = [p for p in chosen if p not in PEERS]
+    if unknown:
+        from accelkit.errors import UnknownVariantError
+
+        raise UnknownVariantError(f"peers {unknown} are not known; choose from {list(PEERS)}")
+    work = Path(tempfile.mkdtemp(prefix="accelkit-peers-"))  # every export and quantized copy; removed below
+    build = _Build(Path(folder), threads, batch_size, list(calibration), work)
+    entries: dict[str, dict[str, Any]] = {}
+    encoders: dict[str, Encode] = {}
+    outputs: dict[str, np.ndarray] = {}
+    rows = [(n, "peer", *PEERS[n]) for n in chosen] + [(n, "accelkit", what, fn) for n, (what, fn) in
+                                                      (accelkit or {}).items()]
+    saved_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        for name, kind, what, make in rows:
+            say(f"peers: building {name}")
+            entry = entries[name] = {"name": name, "kind": kind, "what": what}
+            start = time.perf_counter()
+            try:
+                fn = make(build) if kind == "peer" else make
+                outputs[name] = np.asarray(fn(sentences), dtype=np.float32)  # the warm-up; its output is scored
+                encoders[name] = fn
+                entry["build_s"] = round(time.perf_counter() - start, 2)
+            except Exception as exc:  # a peer failing to build is a row, never a crash
+                from accelkit.quiet import log_exception
+
+                log_exception(exc, f"peer {name}")
+                entry["error"] = _reason(exc)
+        reference = REFERENCE if REFERENCE in encoders else next((n for n, k, *_ in rows if k == "accelkit"
+                                                                  and n in encoders), None)
+        if reference is None:
+            return _table(entries, None, sentences, threads, batch_size, repeats)
+        times: dict[str, list[float]] = {n: [] for n in encoders}
+        for r in range(repeats):
+            for name, fn in encoders.items():
+                if "error" in entries[name]:
+                    continue
+                say(f"peers: round {r + 1}/{repeats}: {name}")
+                start = time.perf_counter()
+                try:
+                    fn(sentences)
+                except Exception as exc:
+                    entries[name]["error"] = f"failed while timed: {_reason(exc)}"
+                    continue
+                times[name].append(time.perf_counter() - start)
+    finally:
+        torch.set_num_threads(saved_threads)
+        shutil.rmtree(work, ignore_errors=True)
+    ref_unit = _unit(outputs[reference])
+    for name, entry in entries.items():
+        if "error" in entry or name not in outputs or outputs[name].shape != outputs[reference].shape:
+            if "error" not in entry:
+                entry["error"] = f"embeddings of shape {outputs[name].shape}, the reference's are {ref_unit.shape}"
+            continue
+        cos = (_unit(outputs[name]) * ref_unit).sum(1)
+        ratios = [a / b for a, b in zip(times[reference], times[name], strict=False) if b > 0]
+        entry.update(sentences_per_s=round(len(sentences) / statistics.median(times[name]), 1),
+                     ratio=round(statistics.median(ratios), 4), cosine_mean=round(float(cos.mean()), 6),
+                     cosine_min=round(float(cos.min()), 6))
+        if name in build.notes:
+            entry["note"] = build.notes[name]
+    return _table(entries, reference, sentences, threads, batch_size, repeats)
+
+
+def _table(entries: dict[str, dict], reference: str | None, sentences: list[str], threads: int, batch_size: int,
+           repeats: int) -> dict[str, Any]:
+    ok_peers = [e for e in entries.values() if e["kind"] == "peer" and "ratio" in e
+                and e["cosine_mean"] >= KEEPS_QUALITY]
+    best = max(ok_peers, key=lambda e: e["ratio"], default=None)
+    if best is not None:
+        for e in entries.values():
+            if e["kind"] == "accelkit" and "ratio" in e:
+                e["vs_best_peer"] = round(e["ratio"] / best["ratio"], 4)
+    return {"reference": reference, "best_peer": best["name"] if best else None, "keeps_quality": KEEPS_QUALITY,
+            "sentences": len(sentences), "threads": threads, "batch_size": batch_size, "repeats": repeats,
+            "versions": {d: _version(d) for d in _DISTS}, "rows": list(entries.values())}
+
+
+def check_peer_workload(workload: Any) -> Path:
+    """The sentence-transformers folder peers are built from; ConfigError when the workload has none."""
+    from accelkit.errors import ConfigError
+
+    folder = getattr(workload, "sentence_folder", lambda: None)()
+    if folder is None:
+        raise ConfigError(f"--peers compares sentence-transformers backends, and {workload.name!r} is not a "
+                          "sentence-transformers model; use -w minilm or --model <a sentence-transformers folder>")
+    return Path(folder)
+
+
+def peers_beside_bench(workload: Any, results: Any, *, max_quality_drop: float | None = None, repeats: int = 5,
+                       limit: int | None = None, calib: int = 300,
+                       progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """The peer table for a finished ``bench(..., keep_built=True)`` of a sentence-embedding workload.
+
+    accelkit's rows: its ``default`` run and the fastest measured variant within ``max_quality_drop``
+    (0.01 of the primary metric when None), each encoding from raw sentences as the peers do
+    (tokenization included).
+    """
+    folder = check_peer_workload(workload)
+    budget = 0.01 if max_quality_drop is None else max_quality_drop
+    from accelkit.techniques.registry import BASELINE
+
+    base = workload.default_settings(results.settings.get("batch_size"))
+    model = workload.build_model()
+
+    def encoder(m: Any, settings: Any) -> Encode:
+        return lambda s: workload.predict(m, list(s), settings).float().cpu().numpy()
+
+    rows: dict[str, tuple[str, Encode]] = {"accelkit-default": (f"accelkit {BASELINE} (how the model runs today)",
+                                                                encoder(model, base))}
+    within = [v for v in results.variants if v.name != BASELINE and not v.error and v.speedup
+              and v.quality_drop is not None and v.quality_drop <= budget and v.name in results.built]
+    if within:
+        best = max(within, key=lambda v: v.speedup)
+        built = results.built[best.name]
+        rows[f"accelkit {best.name}"] = (f"accelkit's fastest variant within a {budget:g} drop",
+                                         encoder(built.model, built.settings))
+    table = measure_peers(folder, workload.eval_data(limit), workload.calib_data(calib), accelkit=rows,
+                          batch_size=base.batch_size, repeats=repeats, progress=progress)
+    table["text"] = f"{workload.name} held-out evaluation sentences"
+    return table
