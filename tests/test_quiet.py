@@ -178,3 +178,26 @@ def test_a_handler_that_manages_its_own_stream_is_never_handed_the_log(tmp_path,
     finally:
         lg.removeHandler(h)
     assert "still logged" in (tmp_path / "log.txt").read_text()
+
+
+def test_a_handler_whose_stream_follows_stderr_is_left_alone(tmp_path, monkeypatch):
+    # logging's last-resort kind (some libraries install one): ``stream`` is a read-only property
+    # returning sys.stderr; setting it raised AttributeError and every command failed to start
+    class FollowsStderr(logging.StreamHandler):
+        def __init__(self):
+            logging.Handler.__init__(self)
+
+        @property
+        def stream(self):
+            return sys.stderr
+
+    monkeypatch.setenv("ACCELKIT_CACHE", str(tmp_path))
+    lg = logging.getLogger("somedep.laststderr")
+    lg.addHandler(FollowsStderr())
+    lg.propagate = False
+    try:
+        with quiet(tmp_path / "log.txt"):
+            lg.warning("DEP THROUGH STDERR")
+    finally:
+        lg.handlers.clear()
+    assert "DEP THROUGH STDERR" in (tmp_path / "log.txt").read_text()  # stderr was the log inside the block

@@ -53,10 +53,22 @@ def main(argv: list[str] | None = None) -> None:
     except typer.Abort:
         typer.secho("aborted", err=True)
         sys.exit(130)
-    except Exception as exc:  # click usage errors arrive here with standalone_mode=False
-        import click
-
-        if isinstance(exc, click.ClickException):
+    except Exception as exc:  # usage errors (a misspelt option) arrive here with standalone_mode=False
+        if isinstance(exc, _usage_errors()) and hasattr(exc, "show"):
             exc.show()
             sys.exit(2)
         raise
+
+
+def _usage_errors() -> tuple[type[BaseException], ...]:
+    """click's exception class, and typer's own where typer carries its own copy of click (>= 0.26)."""
+    kinds: list[type[BaseException]] = []
+    if isinstance(getattr(typer, "TyperException", None), type):
+        kinds.append(typer.TyperException)
+    try:
+        import click
+
+        kinds.append(click.ClickException)
+    except ImportError:
+        pass
+    return tuple(kinds)

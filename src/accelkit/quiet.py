@@ -145,8 +145,10 @@ def _dependency_stream_handlers() -> list[logging.StreamHandler]:
             # (a handler left bound to a closed stream by earlier code is left alone: nothing reads it)
             # only handlers bound to the terminal: torch's trace handler opens and closes a stream of
             # its own (None until then), and would close the log if it were handed it
+            # a handler whose stream is a read-only property (logging's last-resort kind, which some
+            # libraries install) writes to whatever sys.stderr is, which the block redirects anyway
             if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler) \
-                    and _is_console(h.stream):
+                    and not isinstance(getattr(type(h), "stream", None), property) and _is_console(h.stream):
                 found.append(h)
     return found
 

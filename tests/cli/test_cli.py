@@ -53,6 +53,11 @@ def test_bad_input_is_one_line_and_exit_2(args, match, capsys):
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 
+def test_a_misspelt_option_is_a_usage_message_and_exit_2_not_a_traceback(capsys):
+    code, _, err = _run(["bench", "--no-such-option"], capsys)
+    assert code == 2 and "No such option" in err and "Traceback" not in err
+
+
 def test_report_of_wrong_schema_exits_2(tmp_path, capsys):
     bad = tmp_path / "r.json"
     bad.write_text('{"schema": "x"}')
