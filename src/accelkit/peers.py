@@ -235,8 +235,12 @@ def measure_peers(
         if reference is None:
             return _table(entries, None, sentences, threads, batch_size, repeats)
         times: dict[str, list[float]] = {n: [] for n in encoders}
+        names = list(encoders)
         for r in range(repeats):
-            for name, fn in encoders.items():
+            # the order rotates each round: no row always runs after the same neighbour (whose
+            # runtime's threads may still be spinning down)
+            for name in names[r % len(names):] + names[: r % len(names)]:
+                fn = encoders[name]
                 if "error" in entries[name]:
                     continue
                 say(f"peers: round {r + 1}/{repeats}: {name}")

@@ -47,3 +47,22 @@ def test_openvino_plan_ships_self_contained(tmp_path):
     measured = torch.nn.functional.normalize(wl.predict(built.model, texts, built.settings), dim=1)
     again = torch.from_numpy(load(path).encode(texts))
     assert torch.nn.functional.cosine_similarity(measured, again).min() > 0.9999
+
+
+def test_openvino_int8_keeps_the_predictions_saves_and_refuses_a_budget_it_breaks(digits_workload, digits_model,
+                                                                                   tmp_path, monkeypatch):
+    pytest.importorskip("nncf", reason="NNCF is optional: pip install nncf")
+    from accelkit.errors import ConfigError
+
+    monkeypatch.setenv("ACCELKIT_THREADS", "2")
+    settings = digits_workload.default_settings(64)
+    built = build_variant("openvino-int8", digits_model, settings, digits_workload, max_quality_drop=0.02)
+    assert built.compute_dtype == "int8" and built.details["calib_quality_drop"] <= 0.02 * 0.4
+    data = digits_workload.eval_data(200)
+    out = digits_workload.predict(built.model, data, built.settings)
+    ref = digits_workload.predict(digits_model, data, settings)
+    assert (out.argmax(1) == ref.argmax(1)).float().mean() >= 0.97  # int8 moves few predictions
+    loaded = load(save(built, tmp_path / "ov8", workload=digits_workload.name))
+    torch.testing.assert_close(digits_workload.predict(loaded.model, data, loaded.settings), out)
+    with pytest.raises(ConfigError, match="over the budget"):
+        build_variant("openvino-int8", digits_model, settings, digits_workload, max_quality_drop=-1.0)
