@@ -27,6 +27,14 @@ def test_env_json_has_flags_and_recommendations(capsys):
     facts = json.loads(res.stdout)
     assert {"cpu", "cuda", "versions", "recommend"} <= set(facts)
     assert facts["recommend"]["infer_precision"] in ("bf16", "fp16", "fp32")
+    # what this machine or install cannot run, each with its reason
+    assert all(isinstance(why, str) and why for why in facts["not_offered"].values())
+    import importlib.util
+
+    if importlib.util.find_spec("openvino") is None:
+        assert "not installed" in facts["not_offered"]["openvino"]
+    if "AVX512_FP16" not in facts["cpu"]["isa"] and not facts["cuda"]["available"]:
+        assert "AVX512_FP16" in facts["not_offered"]["fp16-cast"]
 
 
 @pytest.mark.parametrize(

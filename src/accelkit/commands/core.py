@@ -34,7 +34,11 @@ def env(as_json: Annotated[bool, typer.Option("--json", help="machine-readable o
     """What this machine offers (CUDA, bf16/fp16/TF32, AVX-512 BF16/VNNI, AMX) and the path to take."""
     from accelkit.hardware import probe
 
+    from accelkit.techniques.registry import list_techniques, unavailable_reason
+
     facts = probe()
+    # what this machine or install cannot run, and why (a missing package, a missing CPU feature)
+    facts["not_offered"] = {t.name: why for t in list_techniques() if (why := unavailable_reason(t))}
     if as_json:
         typer.echo(json.dumps(facts, indent=2))
         return
@@ -58,6 +62,10 @@ def env(as_json: Annotated[bool, typer.Option("--json", help="machine-readable o
     )
     for reason in r["reasons"]:
         out.print(f"      - {reason}")
+    if facts["not_offered"]:
+        out.print("[bold]not offered here[/bold]")
+        for name, why in facts["not_offered"].items():
+            out.print(f"      - {escape(name)}: {escape(why)}")
 
 
 def bench(
