@@ -33,7 +33,6 @@ def _console() -> Console:
 def env(as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False) -> None:
     """What this machine offers (CUDA, bf16/fp16/TF32, AVX-512 BF16/VNNI, AMX) and the path to take."""
     from accelkit.hardware import probe
-
     from accelkit.techniques.registry import list_techniques, unavailable_reason
 
     facts = probe()
