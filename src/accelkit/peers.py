@@ -16,11 +16,12 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from accelkit.hardware import package_version
 
 __all__ = ["PEERS", "Encode", "measure_peers"]
 
@@ -160,17 +161,6 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {line[:240]}"
 
 
-def _version(dist: str) -> str | None:
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return None
-
-
-def _unit(x: np.ndarray) -> np.ndarray:
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-
-
 def measure_peers(
     folder: str | Path,
     sentences: Sequence[str],
@@ -192,6 +182,8 @@ def measure_peers(
     ≥ 0.99 (``best_peer``) and each accelkit row's ratio to it.
     """
     import torch
+
+    from accelkit.workloads.minilm import embedding_quality
 
     say = progress or (lambda msg: None)
     sentences = list(sentences)
@@ -254,17 +246,17 @@ def measure_peers(
     finally:
         torch.set_num_threads(saved_threads)
         shutil.rmtree(work, ignore_errors=True)
-    ref_unit = _unit(outputs[reference])
+    ref = torch.from_numpy(outputs[reference])
     for name, entry in entries.items():
         if "error" in entry or name not in outputs or outputs[name].shape != outputs[reference].shape:
             if "error" not in entry:
-                entry["error"] = f"embeddings of shape {outputs[name].shape}, the reference's are {ref_unit.shape}"
+                entry["error"] = f"embeddings of shape {outputs[name].shape}, the reference's are {tuple(ref.shape)}"
             continue
-        cos = (_unit(outputs[name]) * ref_unit).sum(1)
+        quality = embedding_quality(torch.from_numpy(outputs[name]), ref)
         ratios = [a / b for a, b in zip(times[reference], times[name], strict=False) if b > 0]
         entry.update(sentences_per_s=round(len(sentences) / statistics.median(times[name]), 1),
-                     ratio=round(statistics.median(ratios), 4), cosine_mean=round(float(cos.mean()), 6),
-                     cosine_min=round(float(cos.min()), 6))
+                     ratio=round(statistics.median(ratios), 4), cosine_mean=round(quality["cosine_mean"], 6),
+                     cosine_min=round(quality["cosine_min"], 6))
         if name in build.notes:
             entry["note"] = build.notes[name]
     return _table(entries, reference, sentences, threads, batch_size, repeats)
@@ -281,7 +273,7 @@ def _table(entries: dict[str, dict], reference: str | None, sentences: list[str]
                 e["vs_best_peer"] = round(e["ratio"] / best["ratio"], 4)
     return {"reference": reference, "best_peer": best["name"] if best else None, "keeps_quality": KEEPS_QUALITY,
             "sentences": len(sentences), "threads": threads, "batch_size": batch_size, "repeats": repeats,
-            "versions": {d: _version(d) for d in _DISTS}, "rows": list(entries.values())}
+            "versions": {d: package_version(d) for d in _DISTS}, "rows": list(entries.values())}
 
 
 def check_peer_workload(workload: Any) -> Path:

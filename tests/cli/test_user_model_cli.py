@@ -24,6 +24,14 @@ def _run(args: list[str], cwd: Path, timeout: int = 600) -> subprocess.Completed
     return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
 
 
+def _alone(folder: Path, script: str, tmp_path: Path) -> str:
+    """``script``'s last printed line, run in a fresh process after ``folder`` was moved away."""
+    shutil.move(str(folder), tmp_path / "moved-away")
+    check = _run([sys.executable, "-c", script], tmp_path)
+    assert check.returncode == 0, check.stderr[-3000:]
+    return check.stdout.strip().splitlines()[-1]
+
+
 def test_optimize_a_sentence_transformers_folder_and_ship_it(tmp_path):
     folder, text = mf.sentence_transformers_folder(tmp_path), mf.text_file(tmp_path, 160)
     proc = _run([sys.executable, "-m", "accelkit", "optimize", "--model", str(folder), "--data", str(text),
@@ -46,15 +54,12 @@ def test_optimize_a_sentence_transformers_folder_and_ship_it(tmp_path):
 
     np.save(tmp_path / "fp32.npy", wl.predict(wl.build_model(), held, wl.default_settings()).numpy())
     (tmp_path / "held.json").write_text(json.dumps(held))
-    shutil.move(str(folder), tmp_path / "moved-away")
-    check = _run([sys.executable, "-c",
-                  "import json, numpy as np, accelkit\n"
-                  "e = accelkit.load('D/model').encode(json.load(open('held.json')))\n"
-                  "ref = np.load('fp32.npy')\n"
-                  "cos = (e * ref).sum(1) / np.linalg.norm(e, axis=1) / np.linalg.norm(ref, axis=1)\n"
-                  "print(json.dumps({'mean': float(cos.mean()), 'min': float(cos.min())}))\n"], tmp_path)
-    assert check.returncode == 0, check.stderr[-3000:]
-    cos = json.loads(check.stdout.strip().splitlines()[-1])
+    cos = json.loads(_alone(folder, "import json, numpy as np, accelkit\n"
+                                    "e = accelkit.load('D/model').encode(json.load(open('held.json')))\n"
+                                    "ref = np.load('fp32.npy')\n"
+                                    "cos = (e * ref).sum(1) / np.linalg.norm(e, axis=1) / np.linalg.norm(ref, axis=1)\n"
+                                    "print(json.dumps({'mean': float(cos.mean()), 'min': float(cos.min())}))\n",
+                            tmp_path))
     assert cos["mean"] >= 0.99  # the budget: a cosine drop of at most 0.01 on the held-out part
 
 
@@ -101,14 +106,11 @@ def test_optimize_a_classifier_and_a_causal_lm_and_load_them_fresh(tmp_path, kin
     import torch
 
     torch.save({"input_ids": ids["input_ids"], "attention_mask": ids["attention_mask"]}, tmp_path / "batch.pt")
-    shutil.move(str(folder), tmp_path / "moved-away")
-    check = _run([sys.executable, "-c",
-                  "import torch, accelkit\n"
-                  "b = torch.load('batch.pt')\n"
-                  "m = accelkit.load('D/model')\n"
-                  "out = m(**b)\n"
-                  "t = out if isinstance(out, torch.Tensor) else out.logits\n"
-                  "print(tuple(t.shape), bool(torch.isfinite(t.float()).all()))\n"], tmp_path)
-    assert check.returncode == 0, check.stderr[-3000:]
-    shape, finite = check.stdout.strip().splitlines()[-1].rsplit(" ", 1)
+    shape, finite = _alone(folder, "import torch, accelkit\n"
+                                   "b = torch.load('batch.pt')\n"
+                                   "m = accelkit.load('D/model')\n"
+                                   "out = m(**b)\n"
+                                   "t = out if isinstance(out, torch.Tensor) else out.logits\n"
+                                   "print(tuple(t.shape), bool(torch.isfinite(t.float()).all()))\n",
+                           tmp_path).rsplit(" ", 1)
     assert finite == "True" and shape.startswith("(8,")

@@ -414,7 +414,7 @@ def _section(res: Results, summary: Summary | None = None, extra: str = "") -> s
 
 def _peers_html(table: object) -> str:
     """The ``--peers`` table: what a user could pick instead, timed beside accelkit in the same run."""
-    from accelkit.report.table import peer_summary
+    from accelkit.report.table import peer_cells, peer_summary
 
     t = _d(table)
     rows = [r for r in t.get("rows", []) if isinstance(r, dict)] if isinstance(t.get("rows"), list) else []
@@ -428,10 +428,7 @@ def _peers_html(table: object) -> str:
             nums = '<td colspan="4">–</td>'
             note = _e(r.get("error"))
         else:
-            sps, ratio, mean, low = (_n(r.get(k)) for k in ("sentences_per_s", "ratio", "cosine_mean", "cosine_min"))
-            nums = "".join(f"<td>{_e(txt)}</td>" for txt in (
-                f"{sps:,.0f}" if sps is not None else "–", f"{ratio:.2f}×" if ratio is not None else "–",
-                f"{mean:.5f}" if mean is not None else "–", f"{low:.5f}" if low is not None else "–"))
+            nums = "".join(f"<td>{_e(txt)}</td>" for txt in peer_cells(r, cos_digits=5))
             note = _e(r.get("note", ""))
         return (f"<tr{cls}><td>{_e(r.get('name'))}</td><td style='text-align:left'>{_e(r.get('what', ''))}</td>"
                 f"{nums}<td style='text-align:left'>{note}</td></tr>")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -242,6 +243,15 @@ def peer_summary(table: dict) -> list[str]:
     return lines
 
 
+def peer_cells(row: dict, cos_digits: int = 4) -> list[str]:
+    """A peer row's sentences/s, ratio to the reference, cosine mean and min as text ("–" where absent
+    or not a finite number: the table comes from a results file of any origin)."""
+    sps, ratio, mean, low = (x if x is not None and math.isfinite(x) else None
+                             for x in (_num(row.get(k)) for k in ("sentences_per_s", "ratio", "cosine_mean", "cosine_min")))
+    return [f"{sps:,.0f}" if sps is not None else "–", f"{ratio:.2f}×" if ratio is not None else "–",
+            f"{mean:.{cos_digits}f}" if mean is not None else "–", f"{low:.{cos_digits}f}" if low is not None else "–"]
+
+
 def print_peers(table: dict, console: Console | None = None) -> None:
     """The ``--peers`` table: each row's sentences/s, ratio to the reference and cosine to it."""
     console = console or Console()
@@ -249,14 +259,9 @@ def print_peers(table: dict, console: Console | None = None) -> None:
     if not rows:
         return
     heads = ["sentences/s", "vs ref", "cos mean", "cos min"]
-
-    def cells(r: dict) -> list[str]:
-        sps, ratio, mean, low = (_num(r.get(k)) for k in ("sentences_per_s", "ratio", "cosine_mean", "cosine_min"))
-        return [f"{sps:,.0f}" if sps is not None else "–", f"{ratio:.2f}×" if ratio is not None else "–",
-                f"{mean:.4f}" if mean is not None else "–", f"{low:.4f}" if low is not None else "–"]
-
     ok = [r for r in rows if not r.get("error")]
-    widths = [max([len(h)] + [len(cells(r)[i]) for r in ok]) for i, h in enumerate(heads)]
+    cells = {id(r): peer_cells(r) for r in ok}
+    widths = [max([len(h)] + [len(cells[id(r)][i]) for r in ok]) for i, h in enumerate(heads)]
     numbers_w = sum(widths) + _GAP * (len(heads) - 1)
     name_w = max(len("row"), *(len(str(r.get("name"))) for r in rows))
     inline = name_w + _GAP + numbers_w <= console.width
@@ -279,10 +284,10 @@ def print_peers(table: dict, console: Console | None = None) -> None:
             console.print(Text(name))
             console.print(Padding(Text(str(r["error"]), style="dim"), (0, 0, 0, _INDENT), expand=False))
         elif inline:
-            console.print(Text(name.ljust(name_w) + " " * _GAP + numbers(cells(r))), no_wrap=True, overflow="ignore",
+            console.print(Text(name.ljust(name_w) + " " * _GAP + numbers(cells[id(r)])), no_wrap=True, overflow="ignore",
                           crop=False)
         else:
             console.print(Text(name, style="bold"))
-            console.print(Text(" " * _INDENT + numbers(cells(r))), no_wrap=True, overflow="ignore", crop=False)
+            console.print(Text(" " * _INDENT + numbers(cells[id(r)])), no_wrap=True, overflow="ignore", crop=False)
     for line in peer_summary(table):
         console.print(Text(line, style="dim"))

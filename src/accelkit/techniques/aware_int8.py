@@ -19,7 +19,7 @@ from accelkit.config import Config
 from accelkit.errors import ConfigError
 from accelkit.techniques.onnx_runtime import ORT_AVAILABLE
 from accelkit.techniques.quantize import DynamicInt8Config, quantize_dynamic_int8
-from accelkit.techniques.registry import BuildContext, Built, register_technique
+from accelkit.techniques.registry import CALIB_BUDGET_SHARE, BuildContext, Built, register_technique
 from accelkit.techniques.sensitivity import fallback_search, layer_sensitivity, local_sqnr_db
 from accelkit.techniques.smoothquant import (
     SmoothQuantConfig,
@@ -216,14 +216,9 @@ def quantize_accuracy_aware(
     return result, details
 
 
-# The share of the user's budget the calibration split may use: the rest is margin for the
-# calibration → held-out gap (0.4 of a 0.01 cosine budget is the 0.004 the default asks).
-_CALIB_SHARE = 0.4
-
-
 def _aware(model: nn.Module, ctx: BuildContext, backend: str) -> Built:
     config = AwareInt8Config(backend=backend)
-    config.max_quality_drop = ctx.budget(config.max_quality_drop, share=_CALIB_SHARE)
+    config.max_quality_drop = ctx.budget(config.max_quality_drop, share=CALIB_BUDGET_SHARE)
     result, details = quantize_accuracy_aware(model, ctx.workload, ctx.settings, config)
     if not details["meets_calib_budget"]:
         # never hand back a model that breaks the budget on calibration data: the float model instead

@@ -21,15 +21,18 @@ from torch import nn
 
 from accelkit.config import Config
 from accelkit.errors import ConfigError
-from accelkit.techniques.registry import BuildContext, Built, needs_package, register_technique
+from accelkit.techniques.registry import (
+    CALIB_BUDGET_SHARE,
+    BuildContext,
+    Built,
+    needs_package,
+    register_technique,
+)
 
 __all__ = ["OpenVinoConfig", "OpenVinoModule", "openvino_module", "quantize_onnx_nncf"]
 
 OPENVINO_AVAILABLE = needs_package("openvino", "openvino")
 _NNCF_AVAILABLE = needs_package("nncf", "nncf")
-# the share of the user's budget the calibration split may use, the rest is margin for the
-# calibration → held-out gap (as int8-aware does)
-_CALIB_SHARE = 0.4
 _PRECISIONS = ("f32", "bf16")
 
 
@@ -197,7 +200,7 @@ def _openvino_int8(model: nn.Module, ctx: BuildContext) -> Built:
     reference = workload.predict(model, calib, fp32)
     drop = workload.quality_drop(workload.quality(workload.predict(module, calib, fp32), reference, calib),
                                  workload.quality(reference, reference, calib))
-    budget = ctx.budget(0.01, share=_CALIB_SHARE)
+    budget = ctx.budget(0.01, share=CALIB_BUDGET_SHARE)
     if drop > budget:
         raise ConfigError(f"openvino-int8: the calibration drop {drop:.4g} in {workload.primary_metric} is over the "
                           f"budget {budget:.4g}; use int8-aware, which keeps the sensitive layers in float")

@@ -9,7 +9,6 @@ it. MFU = model FLOP/s (FlopCounterMode on one fwd+bwd) / this machine's measure
 from __future__ import annotations
 
 import copy
-import dataclasses
 import datetime as _dt
 import os
 import time
@@ -132,16 +131,6 @@ def _flops_per_step(model, loss_fn, inputs, targets) -> int | None:
         return None
 
 
-def _higher_peaks(first: Any, second: Any) -> Any:
-    """The per-dtype maximum of two ``Roofline`` measurements (None where a dtype is unsupported)."""
-    def best(x: float | None, y: float | None) -> float | None:
-        return None if x is None and y is None else max(v for v in (x, y) if v is not None)
-
-    return dataclasses.replace(first, fp32_gflops=best(first.fp32_gflops, second.fp32_gflops),
-                               bf16_gflops=best(first.bf16_gflops, second.bf16_gflops),
-                               int8_gops=best(first.int8_gops, second.int8_gops))
-
-
 def bench_train_variants(
     workload: str = "gpt-mini",
     names: list[str] | None = None,
@@ -227,7 +216,7 @@ def _bench_train_variants(workload, names, batch, steps_per_call, repeats, warmu
     say("measuring the GEMM peaks again, and the validation loss of each variant")
     # the peak measured before and after the timing, the higher per dtype: a peak taken while
     # another job held the cores would understate the ceiling and overstate MFU (even above 100%)
-    roof = _higher_peaks(roof_before, measure_roofline(size=roofline_size, repeats=5))
+    roof = roof_before.best(measure_roofline(size=roofline_size, repeats=5))
     records = []
     base_quality = None
     for name in names:
