@@ -22,6 +22,7 @@ from accelkit.measure import (
     serialized_size_mb,
 )
 from accelkit.measure.roofline import measure_roofline
+from accelkit.quality_floors import check_floor_metrics, check_quality_floors, floors_missed
 from accelkit.report.results import Results, VariantResult, describe_error
 from accelkit.techniques.registry import BASELINE, BASELINE_ALIASES
 from accelkit.variants import Built, build_variant, check_variants, list_variants
@@ -75,6 +76,7 @@ def bench(
     limit: int | None = None,
     device: str = "cpu",
     max_quality_drop: float | None = None,
+    min_quality: dict[str, float] | None = None,
     roofline: bool = True,
     memory: bool = True,
     flops: bool = True,
@@ -94,6 +96,8 @@ def bench(
     candidates without ever touching the held-out evaluation data; ``data`` overrides the split
     with items of the caller's choice (a search's representative screening sample).
 
+    ``min_quality`` floors any quality metric (``{"cosine_min": 0.97}``): a variant below one misses
+    the budget, as one over ``max_quality_drop`` does, and ``details["floors_missed"]`` says which.
     ``max_quality_drop`` and ``objective`` reach the techniques that tune themselves. Variants in
     ``prebuilt`` are measured as they are, not built again; ``keep_built=True`` hands every
     built variant back in ``Results.built`` (not serialized), so a caller can save the winner.
@@ -121,6 +125,9 @@ def bench(
     say("baseline: reference outputs")
     reference, base_flops = _flops_of_pass(lambda: wl.predict(model, data, base_settings), flops)
     base_quality = wl.quality(reference, reference, data)
+    min_quality = check_quality_floors(min_quality)
+    check_floor_metrics(min_quality, base_quality, wl.name)
+    budgeted = max_quality_drop is not None or bool(min_quality)
     records[BASELINE] = VariantResult(
         BASELINE,
         quality=base_quality,
@@ -128,7 +135,7 @@ def bench(
         size_mb=serialized_size_mb(model),
         params=count_parameters(model),
         flops_per_item=base_flops / n_items if base_flops else None,
-        meets_budget=True if max_quality_drop is not None else None,
+        meets_budget=not floors_missed(base_quality, min_quality) if budgeted else None,
     )
     runners[BASELINE] = lambda: wl.predict(model, data, base_settings)
     dtypes = {BASELINE: "fp32"}
@@ -152,14 +159,17 @@ def bench(
             outputs, n_flops = _flops_of_pass(lambda m=vmodel, s=vsettings: wl.predict(m, data, s), flops)
             rec.quality = wl.quality(outputs, reference, data)
             rec.quality_drop = wl.quality_drop(rec.quality, base_quality)
-            if max_quality_drop is not None:
-                rec.meets_budget = rec.quality_drop <= max_quality_drop
+            missed = floors_missed(rec.quality, min_quality)
+            if budgeted:
+                rec.meets_budget = not missed and (max_quality_drop is None or rec.quality_drop <= max_quality_drop)
             rec.size_mb = serialized_size_mb(vmodel)
             rec.params = count_parameters(vmodel) if isinstance(vmodel, torch.nn.Module) else None
             rec.flops_per_item = n_flops / n_items if n_flops else None
             rec.compute_dtype = dtype
             # techniques report what they decided (kept layers, thresholds, curves) here
             rec.details = {k: v for k, v in variant.details.items() if k != "build_s"}
+            if missed:
+                rec.details["floors_missed"] = missed
             dtypes[name] = dtype
             if keep_built:
                 variant.details.setdefault("build_s", rec.build_s)
@@ -208,6 +218,7 @@ def bench(
         primary_metric=wl.primary_metric,
         higher_is_better=wl.higher_is_better,
         max_quality_drop=max_quality_drop,
+        min_quality=min_quality,
         created=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     )
     results.built = built

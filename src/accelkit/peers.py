@@ -293,7 +293,7 @@ def peers_beside_bench(workload: Any, results: Any, *, max_quality_drop: float |
     """The peer table for a finished ``bench(..., keep_built=True)`` of a sentence-embedding workload.
 
     accelkit's rows: its ``default`` run and the fastest measured variant within ``max_quality_drop``
-    (0.01 of the primary metric when None), each encoding from raw sentences as the peers do
+    (0.01 of the primary metric when None) and bench's ``min_quality`` floors, each encoding from raw sentences as the peers do
     (tokenization included).
     """
     folder = check_peer_workload(workload)
@@ -309,7 +309,8 @@ def peers_beside_bench(workload: Any, results: Any, *, max_quality_drop: float |
     rows: dict[str, tuple[str, Encode]] = {"accelkit-default": (f"accelkit {BASELINE} (how the model runs today)",
                                                                 encoder(model, base))}
     within = [v for v in results.variants if v.name != BASELINE and not v.error and v.speedup
-              and v.quality_drop is not None and v.quality_drop <= budget and v.name in results.built]
+              and v.quality_drop is not None and v.quality_drop <= budget and v.meets_budget is not False
+              and v.name in results.built]
     if within:
         best = max(within, key=lambda v: v.speedup)
         built = results.built[best.name]

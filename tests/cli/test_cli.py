@@ -48,6 +48,11 @@ def test_env_json_has_flags_and_recommendations(capsys):
         (["bench", "--workload", "minilm", "--size", "large"], "apply to --task train"),
         (["bench", "--task", "train", "--workload", "digits", "--size", "large"], "gpt-mini only"),
         (["bench", "--task", "train", "--workload", "gpt-mini", "--size", "huge"], "size='huge'"),
+        (["bench", "--workload", "digits", "--min-quality", "accuracy"], "METRIC=NUMBER"),
+        (["optimize", "--min-quality", "cosine_min=high"], "METRIC=NUMBER"),
+        (["bench", "--task", "train", "--workload", "digits", "--min-quality", "val_loss=1"], "inference"),
+        (["bench", "--workload", "digits", "--variants", "bf16", "--limit", "32", "--repeats", "1",
+          "--min-quality", "cosine_min=0.97"], "not a metric digits reports"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(args, match, capsys):

@@ -221,3 +221,21 @@ def test_a_search_state_that_is_not_one_is_one_clear_error(test_variants, tmp_pa
         (tmp_path / "candidates.json").write_text(junk)
         with pytest.raises(ConfigError, match="candidates.json"):
             optimize(_config(candidates=["prune-test-exact"]), tmp_path)
+
+
+def test_a_quality_floor_refuses_a_plan_the_drop_budget_admits(test_variants, tmp_path, digits_model):
+    # a drop budget of 1.0 admits the noisy candidate; its agreement floor does not
+    res = optimize(_config(max_quality_drop=1.0, min_quality={"agreement": 0.9},
+                           candidates=["int8-test-lossy", "prune-test-exact"], finalists=2), tmp_path)
+    by_name = {r["name"]: r for r in res.search}
+    assert by_name["int8-test-lossy"]["status"].startswith("below the quality floor: agreement ")
+    assert by_name["prune-test-exact"]["status"] == "within budget"
+    assert res.best != "int8-test-lossy" and "agreement ≥ 0.9" in res.message
+    plan = json.loads((tmp_path / "plan.json").read_text())
+    assert plan["min_quality"] == {"agreement": 0.9}
+
+
+def test_bad_floors_are_config_errors():
+    for bad in ({"cosine_min": float("nan")}, {"": 0.9}, {"agreement": "high"}, [0.97]):
+        with pytest.raises(ConfigError, match="min_quality"):
+            OptimizeConfig(min_quality=bad)

@@ -92,3 +92,25 @@ def test_all_skips_emulated_fp16_on_a_cpu_without_native_fp16(monkeypatch):
         monkeypatch.setattr(hw, "probe", lambda fake=fake: fake)
         assert ("fp16" in list_train_variants("gpt-mini", runnable_only=True)) is expect
     assert "fp16" in list_train_variants("gpt-mini")  # still there to ask for by name
+
+
+def test_bf16_weights_train_in_bf16_and_land_near_fp32_after_equal_steps():
+    import copy
+
+    from accelkit.train.bench import TRAIN_VARIANTS, TrainVariant, _batches, _make_step
+    from accelkit.train.tasks import get_training_task
+
+    assert TRAIN_VARIANTS["bf16-weights+compile+fused"].bf16_weights
+    task = get_training_task("digits", width=8)
+    losses = {}
+    for name, variant in {"fp32": TrainVariant(), "bf16w": TrainVariant(precision="bf16", fused=True,
+                                                                       bf16_weights=True)}.items():
+        model = copy.deepcopy(task.model)
+        step = _make_step(model, task.loss_fn, variant, lr=3e-3)
+        stream = _batches(task.dataset, 64, seed=1)
+        first = [step(*next(stream)) for _ in range(40)][0]
+        losses[name] = task.evaluate(copy.deepcopy(model).float())["val_loss"]
+        assert losses[name] < 0.7 * first  # it learned
+        if variant.bf16_weights:  # the weights themselves are bf16, not an autocast copy
+            assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
+    assert abs(losses["bf16w"] - losses["fp32"]) < 0.1 * losses["fp32"]

@@ -22,6 +22,7 @@ from accelkit.commands import (
     resolve_workload,
 )
 from accelkit.errors import ConfigError, UnknownVariantError
+from accelkit.quality_floors import parse_quality_floors
 
 __all__ = ["register"]
 
@@ -79,6 +80,7 @@ def bench(
     limit: Annotated[int | None, typer.Option(help="use only the first N evaluation items")] = None,
     device: Annotated[str, typer.Option(help="cpu | cuda | cuda:N | mps")] = "cpu",
     max_quality_drop: Annotated[float | None, typer.Option(help="mark variants within this drop of the primary metric")] = None,
+    min_quality: Annotated[list[str] | None, typer.Option(help="mark variants below this floor, METRIC=NUMBER, e.g. cosine_min=0.97; repeat for more")] = None,
     wide: Annotated[bool, typer.Option("--wide", help="every column: p95, memory, every quality metric")] = False,
     fmt: Annotated[str, typer.Option("--format", help="table | json | csv | markdown (for scripts)")] = "table",
     verbose: Annotated[bool, typer.Option("--verbose", help=VERBOSE_HELP)] = False,
@@ -109,6 +111,7 @@ def bench(
         from accelkit.commands.optimize import check_quality_budget
 
         check_quality_budget(max_quality_drop)
+    floors = parse_quality_floors(min_quality)
     options = model_options(model, data, task_name, text_column, label_column, calib_size, output)
     workload = workload or {"data": "images", "train": "digits"}.get(task, "minilm")
     check_device(device)
@@ -118,6 +121,8 @@ def bench(
     variants = variants or "all"
     if peers and task != "infer":
         raise ConfigError("--peers measures inference (sentence-transformers backends); drop --task or --peers")
+    if task != "infer" and floors:
+        raise ConfigError("--min-quality applies to inference benchmarks; drop it for --task " + task)
     if task != "train" and (size != "default" or threads is not None):
         raise ConfigError("--size and --threads apply to --task train; drop them")
     if task != "infer":
@@ -151,7 +156,8 @@ def bench(
 
             results = run_bench(
                 wl, names, batch_size=batch_size, repeats=repeats, limit=limit, device=device,
-                max_quality_drop=max_quality_drop, progress=lambda msg: status.update(escape(msg)), keep_built=peers,
+                max_quality_drop=max_quality_drop, min_quality=floors, progress=lambda msg: status.update(escape(msg)),
+                keep_built=peers,
             )
             if peers:
                 from accelkit.peers import peers_beside_bench

@@ -22,6 +22,7 @@ from accelkit.commands import (
     resolve_workload,
 )
 from accelkit.errors import ConfigError
+from accelkit.quality_floors import parse_quality_floors
 
 __all__ = ["check_quality_budget", "parse_duration", "register"]
 
@@ -47,6 +48,7 @@ def check_quality_budget(max_quality_drop: float) -> float:
 def optimize(
     workload: Annotated[str, typer.Option("--workload", "-w", help="minilm | digits | gpt-mini | package.module:function")] = "minilm",
     max_quality_drop: Annotated[float, typer.Option(help="budget in the workload's metric (minilm: cosine, digits: accuracy fraction)")] = 0.01,
+    min_quality: Annotated[list[str] | None, typer.Option(help="a floor on any quality metric, METRIC=NUMBER, e.g. cosine_min=0.97 (the worst sentence); repeat for more")] = None,
     objective: Annotated[str, typer.Option(help="throughput | latency | memory | size")] = "throughput",
     time_budget: Annotated[str, typer.Option(help="e.g. 10m")] = "10m",
     batch_size: Annotated[int | None, typer.Option(help="batch for the throughput objective")] = None,
@@ -71,6 +73,7 @@ def optimize(
     from accelkit.outdir import OPTIMIZE_FILES, prepare_output_dir
 
     check_quality_budget(max_quality_drop)
+    floors = parse_quality_floors(min_quality)
     options = model_options(model, data, task, text_column, label_column, calib_size, output)
     if options:
         resolve_workload(workload, options)  # bad --model/--data fail now, before --out is touched
@@ -80,7 +83,7 @@ def optimize(
     cfg = OptimizeConfig(
         workload, max_quality_drop, objective, batch_size, parse_duration(time_budget), screen_limit, eval_limit,
         candidates=[c.strip() for c in candidates.split(",")] if candidates else None,
-        include_expensive=not no_expensive, overwrite=overwrite, model=options,
+        include_expensive=not no_expensive, overwrite=overwrite, model=options, min_quality=floors,
     )
     from accelkit.quiet import quiet
 

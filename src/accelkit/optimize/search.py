@@ -31,6 +31,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from accelkit.bench import bench
 from accelkit.errors import ConfigError
 from accelkit.optimize.plans import Plan, drop_one_step, extend_plans
+from accelkit.quality_floors import check_quality_floors, floors_missed, floors_text
 from accelkit.report.results import (
     Results,
     VariantResult,
@@ -59,7 +60,9 @@ _SCREEN_ROUNDS = 3
 @dataclass
 class OptimizeConfig:
     """What to search for. ``max_quality_drop`` is in the workload's primary metric
-    (minilm: cosine_mean, so 0.01 means cosine ≥ 0.99; digits: accuracy fraction)."""
+    (minilm: cosine_mean, so 0.01 means cosine ≥ 0.99; digits: accuracy fraction).
+    ``min_quality`` adds floors on any quality metric, e.g. ``{"cosine_min": 0.97}``: the worst
+    sentence, which a mean can hide; a plan below a floor is out of budget as one over the drop."""
 
     workload: str = "minilm"
     max_quality_drop: float = 0.01
@@ -78,6 +81,7 @@ class OptimizeConfig:
     overwrite: bool = False  # write into an out_dir holding other files (they are kept)
     # the user's own model and data (``--model``/``--data``): workload_from_model's arguments
     model: dict | None = None
+    min_quality: dict[str, float] | None = None  # floors on quality metrics: {"cosine_min": 0.97}
     version: int = 3  # 3: speed-ups against the default run (sentence-transformers' batching)
 
     def __post_init__(self) -> None:
@@ -86,6 +90,7 @@ class OptimizeConfig:
         if not (isinstance(self.max_quality_drop, (int, float)) and math.isfinite(self.max_quality_drop)) \
                 or self.max_quality_drop < 0:
             raise ConfigError(f"max_quality_drop={self.max_quality_drop}: expected a finite number >= 0, e.g. 0.01")
+        self.min_quality = check_quality_floors(self.min_quality)
         if not math.isfinite(self.time_budget_s) or self.time_budget_s <= 0:
             raise ConfigError(f"time_budget={self.time_budget_s}s: expected a positive duration, e.g. 10m")
         if self.repeats < 1 or self.finalists < 1:
@@ -266,11 +271,14 @@ def _load_state(path: Path, config: OptimizeConfig) -> tuple[dict[str, dict], fl
     return {r["name"]: r for r in recs}, float(spent) if isinstance(spent, (int, float)) else 0.0
 
 
-def _rejection(rec: dict, budget: float) -> str | None:
+def _rejection(rec: dict, budget: float, floors: dict[str, float] | None = None) -> str | None:
     if rec.get("error"):
         return f"failed: {rec['error']}"
     if rec.get("quality_drop") is not None and rec["quality_drop"] > budget:
         return f"quality drop {rec['quality_drop']:.4g} > budget {budget:g}"
+    missed = floors_missed(rec.get("quality"), floors)
+    if missed:
+        return f"below the quality floor: {'; '.join(missed)}"
     return None
 
 
@@ -422,7 +430,8 @@ def optimize(config: OptimizeConfig, out_dir: str | Path, *, console: Console | 
         try:
             res = bench(
                 wl, chosen, batch_size=batch_size, repeats=_SCREEN_ROUNDS, warmup=0, data=screen_data,
-                max_quality_drop=config.max_quality_drop, roofline=False, baseline_model=model, split="calib",
+                max_quality_drop=config.max_quality_drop, min_quality=config.min_quality, roofline=False,
+                baseline_model=model, split="calib",
                 memory=config.objective == "memory", flops=False, keep_built=True, objective=config.objective,
             )
         except Exception as exc:  # a crashing metric is a result for every candidate of the run
@@ -437,7 +446,7 @@ def optimize(config: OptimizeConfig, out_dir: str | Path, *, console: Console | 
                 rec = res.variant(name).to_dict()
                 rec["baseline_pass_ms"] = (res.variant(res.baseline).pass_ms or {}).get("p50")
                 build_times.record(name, rec.get("build_s"))
-            rec["status"] = _rejection(rec, config.max_quality_drop) or "within budget"
+            rec["status"] = _rejection(rec, config.max_quality_drop, config.min_quality) or "within budget"
             if res is not None and rec["status"] == "within budget" and name in res.built:
                 keep_built(name, res.built[name], objective_score(rec, config.objective) or 0)
             screened[name] = rec
@@ -514,16 +523,19 @@ def optimize(config: OptimizeConfig, out_dir: str | Path, *, console: Console | 
     with console.status("final side-by-side measurement on held-out data") as status:
         final = bench(
             wl, names, batch_size=batch_size, repeats=repeats, limit=config.eval_limit,
-            max_quality_drop=config.max_quality_drop, baseline_model=model, prebuilt=built, keep_built=True,
+            max_quality_drop=config.max_quality_drop, min_quality=config.min_quality, baseline_model=model,
+            prebuilt=built, keep_built=True,
             objective=config.objective, progress=lambda m: status.update(f"final: {m}"),
         )
     best, ablation = choose_plan(final, config.objective, config.min_gain)
+    floors = f", {floors_text(config.min_quality)}" if config.min_quality else ""
     if best.name != final.baseline:
         message = (f"best plan {best.name}: {best.speedup:.2f}× the baseline ({config.objective}), "
-                   f"{wl.primary_metric} drop {best.quality_drop:.4g} ≤ {config.max_quality_drop:g}")
+                   f"{wl.primary_metric} drop {best.quality_drop:.4g} ≤ {config.max_quality_drop:g}{floors}")
     else:
         message = (f"no plan beat the baseline by {config.min_gain:g}× and its own noise within a "
-                   f"{wl.primary_metric} drop of {config.max_quality_drop:g} on held-out data; returning the baseline")
+                   f"{wl.primary_metric} drop of {config.max_quality_drop:g}{floors} on held-out data; "
+                   "returning the baseline")
     result = OptimizeResult(best.name, message, final, list(screened.values()), out_dir, ablation)
     chosen = final.built.get(best.name) if best.name != final.baseline else Built(model, wl.default_settings(batch_size))
     _write_outputs(result, config, wl, chosen)
@@ -541,7 +553,7 @@ def _write_outputs(result: OptimizeResult, config: OptimizeConfig, wl: Workload,
     write_text_atomic(out / "results.json", json.dumps(payload, indent=2, default=str))
     plan_doc = {"schema": "accelkit.plan/1", "workload": config.workload, "plan": plan.to_dict(),
                 "objective": config.objective, "max_quality_drop": config.max_quality_drop,
-                "batch_size": result.results.settings.get("batch_size"), "message": result.message}
+                "min_quality": config.min_quality, "batch_size": result.results.settings.get("batch_size"), "message": result.message}
     write_text_atomic(out / "plan.json", json.dumps(plan_doc, indent=2))
     if chosen is None:  # pragma: no cover - bench keeps every variant it measured
         raise ConfigError(f"the chosen plan {result.best!r} was not kept by the final run")

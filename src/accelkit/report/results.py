@@ -72,6 +72,7 @@ class Results:
     primary_metric: str = ""
     higher_is_better: bool = True
     max_quality_drop: float | None = None
+    min_quality: dict[str, float] | None = None  # floors on quality metrics (accelkit.quality_floors)
     created: str = ""
     schema: str = SCHEMA
     # the peers measured beside (``accelkit bench --peers``: accelkit.peers.measure_peers's table)
@@ -118,11 +119,11 @@ _RESULTS_TYPES: dict[str, tuple[tuple[type, ...], bool]] = {
     "workload": ((str,), False), "task": ((str,), False), "baseline": ((str,), False),
     "variants": ((list,), False), "machine": ((dict,), False), "settings": ((dict,), False),
     "roofline": ((dict,), True), "primary_metric": ((str,), False), "higher_is_better": ((bool,), False),
-    "max_quality_drop": (_NUM, True), "created": ((str,), False), "schema": ((str,), False),
+    "max_quality_drop": (_NUM, True), "min_quality": ((dict,), True), "created": ((str,), False), "schema": ((str,), False),
     "peers": ((dict,), True),
 }
 # dict fields whose values must be numbers: {p50, p95} times and quality metrics
-_NUMERIC_DICTS = ("latency_ms", "pass_ms", "quality")
+_NUMERIC_DICTS = ("latency_ms", "pass_ms", "quality", "min_quality")
 
 
 def _is(value: Any, kinds: tuple[type, ...]) -> bool:

@@ -24,6 +24,7 @@ from rich.padding import Padding
 from rich.text import Text
 
 from accelkit.errors import ConfigError
+from accelkit.quality_floors import floors_text
 from accelkit.report.results import Results, VariantResult
 
 __all__ = ["FORMATS", "check_format", "format_results", "print_table", "table_rows"]
@@ -195,8 +196,10 @@ def _print_one(res: Results, console: Console, wide: bool) -> None:
     title = Text(f"{res.workload} ({res.task})", style="bold")
     title.append(f" — speed-up: median of interleaved pair ratios against {res.baseline}", style="dim")
     budget = _num(res.max_quality_drop)
-    if budget is not None and res.primary_metric:
-        title.append(f"; budget: {res.primary_metric} drop ≤ {budget:g}", style="dim")
+    limits = ([f"{res.primary_metric} drop ≤ {budget:g}"] if budget is not None and res.primary_metric else []) \
+        + ([floors_text(res.min_quality)] if isinstance(res.min_quality, dict) and res.min_quality else [])
+    if limits:
+        title.append(f"; budget: {', '.join(limits)}", style="dim")
     console.print(title)
     # stacked: the names have their own lines, so the header holds only the number columns
     header = Text(("variant".ljust(name_w) + " " * _GAP) if inline else " " * lead, style="bold")
