@@ -26,6 +26,9 @@ Text:
   for a second text set from outside pydoc and docstrings (a novel, news, forum posts...; for
   a quick stand-in, sentences cut from /usr/share/common-licenses/GPL-3). Calibration stays
   pydoc_sentences()[512:], so nothing measured is ever calibrated on.
+- ``--calib-text FILE``: OpenVINO static int8 calibrates on FILE's lines instead (those that are
+  not measured): give it the file accelkit's plan was optimized on (``accelkit optimize --data
+  FILE``), so the peer sees the same user data accelkit calibrated on.
 Only OpenVINO static int8 calibrates here (ONNX int8 is dynamic); accelkit's plan was
 calibrated when it was chosen, on its own calibration split.
 
@@ -51,6 +54,8 @@ parser.add_argument("--batch-size", type=int, default=32)
 parser.add_argument("--limit", type=int, default=HELD_OUT, help="held-out sentences to encode")
 parser.add_argument("--text", default="pydoc", help="'pydoc' or a file of sentences, one a line")
 parser.add_argument("--calib", type=int, default=300, help="calibration sentences for OpenVINO static int8")
+parser.add_argument("--calib-text", type=Path, default=None,
+                    help="calibrate OpenVINO static int8 on this file's lines (default: pydoc_sentences()[512:])")
 parser.add_argument("--accelkit-model", type=Path, default=None, help="D/model from `accelkit optimize --out D`")
 parser.add_argument("--json", type=Path, default=REPO / "out" / "bench" / "peers_minilm.json")
 args = parser.parse_args()
@@ -92,7 +97,11 @@ else:
 if not held_out:
     raise SystemExit(f"--text {args.text}: no sentences")
 measured = set(held_out)  # a FILE sentence that happens to be in pydoc is never calibrated on
-calibration = [s for s in pool[HELD_OUT:] if s not in measured][: args.calib]
+calib_pool = pool[HELD_OUT:] if args.calib_text is None else \
+    [s.strip() for s in args.calib_text.read_text(encoding="utf-8").splitlines() if s.strip()]
+calibration = [s for s in calib_pool if s not in measured][: args.calib]
+if not calibration:
+    raise SystemExit(f"--calib-text {args.calib_text}: no sentences that are not measured")
 
 from accelkit.hardware import probe  # noqa: E402
 
@@ -140,6 +149,7 @@ for e in table["rows"]:
         print(f"{e['name']}: {e['vs_best_peer']:.2f}x the fastest peer")
 
 report = {"machine": machine, "calibration_sentences": len(calibration),
+          "calibration_text": str(args.calib_text) if args.calib_text else "pydoc_sentences()[512:]",
           "accelkit_model": str(args.accelkit_model) if args.accelkit_model else None, **table}
 args.json.parent.mkdir(parents=True, exist_ok=True)
 args.json.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")

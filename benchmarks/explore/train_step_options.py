@@ -3,6 +3,7 @@ shape, batch 8, 2 threads), each its own model from the same init, 6 interleaved
 
     .venv/bin/python benchmarks/explore/train_step_options.py base foreach-clip bf16-params
     .venv/bin/python benchmarks/explore/train_step_options.py base max-autotune
+    .venv/bin/python benchmarks/explore/train_step_options.py bf16-params-loop-clip bf16-params-no-autocast
 """
 
 import copy
@@ -21,7 +22,7 @@ task = get_training_task("gpt-mini", size="large")
 init = copy.deepcopy(task.model.state_dict())
 
 
-def make(mode=None, foreach_clip=False, bf16_params=False):
+def make(mode=None, foreach_clip=False, bf16_params=False, autocast=True):
     m = copy.deepcopy(task.model)
     m.load_state_dict(init)
     m.train()
@@ -36,7 +37,7 @@ def make(mode=None, foreach_clip=False, bf16_params=False):
     f = torch.compile(fwd, mode=mode)
 
     def step(x, y):
-        with torch.autocast("cpu", dtype=torch.bfloat16):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
             loss = task.loss_fn(f(x), y)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(m.parameters(), 1.0, foreach=foreach_clip or None)
@@ -49,6 +50,8 @@ def make(mode=None, foreach_clip=False, bf16_params=False):
 
 configs = {"base": {}, "foreach-clip": {"foreach_clip": True},
            "bf16-params": {"foreach_clip": True, "bf16_params": True},
+           "bf16-params-loop-clip": {"bf16_params": True},
+           "bf16-params-no-autocast": {"bf16_params": True, "autocast": False},
            "max-autotune": {"foreach_clip": True, "mode": "max-autotune-no-cudagraphs"}}
 chosen = sys.argv[1:] or list(configs)
 steps, streams = {}, {}
