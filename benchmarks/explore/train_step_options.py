@@ -4,6 +4,7 @@ shape, batch 8, 2 threads), each its own model from the same init, 6 interleaved
     .venv/bin/python benchmarks/explore/train_step_options.py base foreach-clip bf16-params
     .venv/bin/python benchmarks/explore/train_step_options.py base max-autotune
     .venv/bin/python benchmarks/explore/train_step_options.py bf16-params-loop-clip bf16-params-no-autocast
+    .venv/bin/python benchmarks/explore/train_step_options.py bf16-params-loop-clip bf16-params-cpp-wrapper bf16-params-flash
 """
 
 import copy
@@ -22,7 +23,7 @@ task = get_training_task("gpt-mini", size="large")
 init = copy.deepcopy(task.model.state_dict())
 
 
-def make(mode=None, foreach_clip=False, bf16_params=False, autocast=True):
+def make(mode=None, foreach_clip=False, bf16_params=False, autocast=True, cpp_wrapper=False, flash=False):
     m = copy.deepcopy(task.model)
     m.load_state_dict(init)
     m.train()
@@ -31,9 +32,12 @@ def make(mode=None, foreach_clip=False, bf16_params=False, autocast=True):
     opt = torch.optim.AdamW(m.parameters(), lr=2e-3, fused=True)
 
     def fwd(x):
-        with sdpa_kernel(SDPBackend.MATH):
+        with sdpa_kernel(SDPBackend.FLASH_ATTENTION if flash else SDPBackend.MATH):
             return m(x)
 
+    import torch._inductor.config as inductor_config
+
+    inductor_config.cpp_wrapper = cpp_wrapper  # read when the graph compiles: at the first step
     f = torch.compile(fwd, mode=mode)
 
     def step(x, y):
@@ -52,6 +56,8 @@ configs = {"base": {}, "foreach-clip": {"foreach_clip": True},
            "bf16-params": {"foreach_clip": True, "bf16_params": True},
            "bf16-params-loop-clip": {"bf16_params": True},
            "bf16-params-no-autocast": {"bf16_params": True, "autocast": False},
+           "bf16-params-cpp-wrapper": {"bf16_params": True, "cpp_wrapper": True},
+           "bf16-params-flash": {"bf16_params": True, "flash": True},
            "max-autotune": {"foreach_clip": True, "mode": "max-autotune-no-cudagraphs"}}
 chosen = sys.argv[1:] or list(configs)
 steps, streams = {}, {}

@@ -64,5 +64,59 @@ def test_openvino_int8_keeps_the_predictions_saves_and_refuses_a_budget_it_break
     assert (out.argmax(1) == ref.argmax(1)).float().mean() >= 0.97  # int8 moves few predictions
     loaded = load(save(built, tmp_path / "ov8", workload=digits_workload.name))
     torch.testing.assert_close(digits_workload.predict(loaded.model, data, loaded.settings), out)
-    with pytest.raises(ConfigError, match="over the budget"):
+    with pytest.raises(ConfigError, match="even with NNCF's accuracy control"):
         build_variant("openvino-int8", digits_model, settings, digits_workload, max_quality_drop=-1.0)
+
+
+def test_accuracy_control_puts_quantizer_groups_back_in_float_until_the_score_fits():
+    pytest.importorskip("nncf", reason="NNCF is optional: pip install nncf")
+    import numpy as np
+
+    from accelkit.export.onnx import export_onnx
+    from accelkit.techniques.openvino_runtime import (
+        count_quantizers,
+        quantize_onnx_nncf,
+        quantize_onnx_nncf_accuracy_aware,
+    )
+
+    torch.manual_seed(0)
+    mlp = torch.nn.Sequential(*[torch.nn.Linear(16, 16) for _ in range(4)]).eval()
+    graph = export_onnx(mlp, torch.randn(2, 16))
+    import onnx
+
+    name = onnx.load_from_string(graph).graph.input[0].name
+    feeds = [{name: np.random.default_rng(i).standard_normal((1, 16), dtype=np.float32)} for i in range(8)]
+    plain = count_quantizers(quantize_onnx_nncf(graph, feeds, transformer=False))
+    assert plain >= 4
+    seen = []
+
+    def score(candidate: bytes, indices: list[int]) -> list[float]:  # each quantizer costs 0.01
+        seen.append(len(indices))
+        return [1.0 - 0.01 * count_quantizers(candidate)] * len(indices)
+
+    kept = count_quantizers(quantize_onnx_nncf_accuracy_aware(graph, feeds, score, max_drop=0.01 * (plain - 2) + 1e-9))
+    assert kept <= plain - 2 and seen and max(seen) <= len(feeds)
+
+
+def test_openvino_int8_over_the_budget_turns_to_accuracy_control_and_fits(tmp_path, monkeypatch):
+    pytest.importorskip("nncf", reason="NNCF is optional: pip install nncf")
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    import model_folders as mf
+    from accelkit.workloads import workload_from_model
+
+    monkeypatch.setenv("ACCELKIT_THREADS", "2")
+    wl = workload_from_model(mf.sentence_transformers_folder(tmp_path), mf.text_file(tmp_path, 120))
+    model, settings = wl.build_model(), wl.default_settings()
+    plain = build_variant("openvino-int8", model, settings, wl, max_quality_drop=1.0)
+    assert "accuracy_control" not in plain.details
+    drop = plain.details["calib_quality_drop"]
+    if drop <= 0:
+        pytest.skip("plain int8 is lossless on this tiny model: nothing for accuracy control to restore")
+    # a budget the plain graph misses: half its calibration drop (the build aims at 0.4 of the budget)
+    aware = build_variant("openvino-int8", model, settings, wl, max_quality_drop=drop / 2 / 0.4)
+    assert aware.details["accuracy_control"] and aware.details["quantizers_in_float"] >= 0
+    assert aware.details["calib_quality_drop"] <= aware.details["budget"] + 1e-6
+    assert aware.details["plain_int8_calib_drop"] == pytest.approx(drop, abs=1e-6)
