@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from accelkit.hardware import package_version
+from accelkit.signal_stack import keep_signal_stack
 
 __all__ = ["PEERS", "Encode", "measure_peers"]
 
@@ -213,8 +214,9 @@ def measure_peers(
             entry = entries[name] = {"name": name, "kind": kind, "what": what}
             start = time.perf_counter()
             try:
-                fn = make(build) if kind == "peer" else make
-                outputs[name] = np.asarray(fn(sentences), dtype=np.float32)  # the warm-up; its output is scored
+                with keep_signal_stack():  # OpenVINO compiles here and swaps in a signal stack it later frees
+                    fn = make(build) if kind == "peer" else make
+                    outputs[name] = np.asarray(fn(sentences), dtype=np.float32)  # the warm-up; its output is scored
                 encoders[name] = fn
                 entry["build_s"] = round(time.perf_counter() - start, 2)
             except Exception as exc:  # a peer failing to build is a row, never a crash

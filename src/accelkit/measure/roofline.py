@@ -266,7 +266,10 @@ def _openvino_kernels(repeats: int) -> dict[str, Callable[[int], float | None]]:
         model = ov.Model([y], [a], "gemm")
         config = {"INFERENCE_PRECISION_HINT": precision, "INFERENCE_NUM_THREADS": threads,
                   "PERFORMANCE_HINT": "LATENCY"}
-        return core.compile_model(model, "CPU", config)
+        from accelkit.signal_stack import keep_signal_stack
+
+        with keep_signal_stack():  # compile_model swaps in a signal stack it later frees
+            return core.compile_model(model, "CPU", config)
 
     def kernel(precision: str, int8: bool = False) -> Callable[[int], float]:
         def rate(n: int) -> float:

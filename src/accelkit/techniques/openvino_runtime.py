@@ -23,6 +23,7 @@ from torch import nn
 
 from accelkit.config import Config
 from accelkit.errors import ConfigError
+from accelkit.signal_stack import keep_signal_stack
 from accelkit.techniques.registry import (
     CALIB_BUDGET_SHARE,
     BuildContext,
@@ -79,9 +80,10 @@ class OpenVinoModule:
             with open(path, "wb") as fh:
                 fh.write(onnx_bytes)
             model = core.read_model(path)
-        self._compiled = core.compile_model(model, "CPU", {
-            "INFERENCE_PRECISION_HINT": config.precision, "INFERENCE_NUM_THREADS": threads,
-            "NUM_STREAMS": streams, "PERFORMANCE_HINT": "THROUGHPUT" if streams > 1 else "LATENCY"})
+        with keep_signal_stack():  # compile_model swaps in a signal stack it later frees
+            self._compiled = core.compile_model(model, "CPU", {
+                "INFERENCE_PRECISION_HINT": config.precision, "INFERENCE_NUM_THREADS": threads,
+                "NUM_STREAMS": streams, "PERFORMANCE_HINT": "THROUGHPUT" if streams > 1 else "LATENCY"})
         self._requests = [self._compiled.create_infer_request() for _ in range(streams)]
         self.inputs = [p.get_any_name() for p in self._compiled.inputs]
         self.accelkit_details: dict = {"runtime": "openvino", "precision": config.precision, "streams": streams,
