@@ -80,7 +80,7 @@ def bench(
     limit: Annotated[int | None, typer.Option(help="use only the first N evaluation items")] = None,
     device: Annotated[str, typer.Option(help="cpu | cuda | cuda:N | mps")] = "cpu",
     max_quality_drop: Annotated[float | None, typer.Option(help="mark variants within this drop of the primary metric")] = None,
-    min_quality: Annotated[list[str] | None, typer.Option(help="mark variants below this floor, METRIC=NUMBER, e.g. cosine_min=0.97; repeat for more")] = None,
+    min_quality: Annotated[list[str] | None, typer.Option(metavar="METRIC=NUMBER", help="mark variants below a floor on any quality metric, e.g. cosine_min=0.97; repeat for more")] = None,
     wide: Annotated[bool, typer.Option("--wide", help="every column: p95, memory, every quality metric")] = False,
     fmt: Annotated[str, typer.Option("--format", help="table | json | csv | markdown (for scripts)")] = "table",
     verbose: Annotated[bool, typer.Option("--verbose", help=VERBOSE_HELP)] = False,

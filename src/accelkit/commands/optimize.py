@@ -48,7 +48,7 @@ def check_quality_budget(max_quality_drop: float) -> float:
 def optimize(
     workload: Annotated[str, typer.Option("--workload", "-w", help="minilm | digits | gpt-mini | package.module:function")] = "minilm",
     max_quality_drop: Annotated[float, typer.Option(help="budget in the workload's metric (minilm: cosine, digits: accuracy fraction)")] = 0.01,
-    min_quality: Annotated[list[str] | None, typer.Option(help="a floor on any quality metric, METRIC=NUMBER, e.g. cosine_min=0.97 (the worst sentence); repeat for more")] = None,
+    min_quality: Annotated[list[str] | None, typer.Option(metavar="METRIC=NUMBER", help="a floor on any quality metric, e.g. cosine_min=0.97 (the worst sentence); repeat for more")] = None,
     objective: Annotated[str, typer.Option(help="throughput | latency | memory | size")] = "throughput",
     time_budget: Annotated[str, typer.Option(help="e.g. 10m")] = "10m",
     batch_size: Annotated[int | None, typer.Option(help="batch for the throughput objective")] = None,
