@@ -107,6 +107,7 @@ def bench(
     names = list(variants) if variants is not None else list_variants(wl)
     names = [n for n in names if n not in BASELINE_ALIASES]
     check_variants(names, wl)
+    min_quality = check_quality_floors(min_quality)  # before the model loads and the baseline pass runs
     say = progress or (lambda msg: None)
 
     say(f"loading {wl.name}")
@@ -125,7 +126,6 @@ def bench(
     say("baseline: reference outputs")
     reference, base_flops = _flops_of_pass(lambda: wl.predict(model, data, base_settings), flops)
     base_quality = wl.quality(reference, reference, data)
-    min_quality = check_quality_floors(min_quality)
     check_floor_metrics(min_quality, base_quality, wl.name)
     budgeted = max_quality_drop is not None or bool(min_quality)
     records[BASELINE] = VariantResult(

@@ -31,7 +31,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from accelkit.bench import bench
 from accelkit.errors import ConfigError
 from accelkit.optimize.plans import Plan, drop_one_step, extend_plans
-from accelkit.quality_floors import check_quality_floors, floors_missed, floors_text
+from accelkit.quality_floors import check_quality_floors, floors_text
 from accelkit.report.results import (
     Results,
     VariantResult,
@@ -271,12 +271,12 @@ def _load_state(path: Path, config: OptimizeConfig) -> tuple[dict[str, dict], fl
     return {r["name"]: r for r in recs}, float(spent) if isinstance(spent, (int, float)) else 0.0
 
 
-def _rejection(rec: dict, budget: float, floors: dict[str, float] | None = None) -> str | None:
+def _rejection(rec: dict, budget: float) -> str | None:
     if rec.get("error"):
         return f"failed: {rec['error']}"
     if rec.get("quality_drop") is not None and rec["quality_drop"] > budget:
         return f"quality drop {rec['quality_drop']:.4g} > budget {budget:g}"
-    missed = floors_missed(rec.get("quality"), floors)
+    missed = (rec.get("details") or {}).get("floors_missed")  # bench checked the floors (min_quality)
     if missed:
         return f"below the quality floor: {'; '.join(missed)}"
     return None
@@ -446,7 +446,7 @@ def optimize(config: OptimizeConfig, out_dir: str | Path, *, console: Console | 
                 rec = res.variant(name).to_dict()
                 rec["baseline_pass_ms"] = (res.variant(res.baseline).pass_ms or {}).get("p50")
                 build_times.record(name, rec.get("build_s"))
-            rec["status"] = _rejection(rec, config.max_quality_drop, config.min_quality) or "within budget"
+            rec["status"] = _rejection(rec, config.max_quality_drop) or "within budget"
             if res is not None and rec["status"] == "within budget" and name in res.built:
                 keep_built(name, res.built[name], objective_score(rec, config.objective) or 0)
             screened[name] = rec

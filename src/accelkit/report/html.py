@@ -395,7 +395,7 @@ def _section(res: Results, summary: Summary | None = None, extra: str = "") -> s
     s = _d(res.settings)
     budget = _n(res.max_quality_drop)
     budget_txt = f"; quality budget: drop ≤ {budget:g} in {_e(res.primary_metric)}" if budget is not None else ""
-    if isinstance(res.min_quality, dict) and res.min_quality:
+    if res.min_quality:
         budget_txt += f"{'; quality budget: ' if budget is None else ', '}{_e(floors_text(res.min_quality))}"
     curves = "".join(_svg_tradeoff(str(v.name), v.details["tradeoff_curve"]) for v in res.variants
                      if v.error is None and isinstance(_d(v.details).get("tradeoff_curve"), list))

@@ -197,7 +197,7 @@ def _print_one(res: Results, console: Console, wide: bool) -> None:
     title.append(f" — speed-up: median of interleaved pair ratios against {res.baseline}", style="dim")
     budget = _num(res.max_quality_drop)
     limits = ([f"{res.primary_metric} drop ≤ {budget:g}"] if budget is not None and res.primary_metric else []) \
-        + ([floors_text(res.min_quality)] if isinstance(res.min_quality, dict) and res.min_quality else [])
+        + ([floors_text(res.min_quality)] if res.min_quality else [])
     if limits:
         title.append(f"; budget: {', '.join(limits)}", style="dim")
     console.print(title)
