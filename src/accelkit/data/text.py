@@ -37,15 +37,10 @@ __all__ = [
 
 
 def pydoc_corpus() -> bytes:
-    """The gpt-mini corpus: Python's pydoc topics (the workload's own function when present)."""
-    try:
-        from accelkit.workloads.gpt_mini import pydoc_bytes
+    """The gpt-mini corpus: Python's bundled pydoc topic text as UTF-8 bytes (~470 kB), in a fixed order."""
+    from pydoc_data.topics import topics
 
-        return pydoc_bytes()
-    except ImportError:
-        from pydoc_data.topics import topics
-
-        return "\n\n".join(topics[k] for k in sorted(topics)).encode("utf-8")
+    return "\n\n".join(topics[k] for k in sorted(topics)).encode("utf-8")
 
 
 def tokenize_bytes(data: bytes) -> np.ndarray:

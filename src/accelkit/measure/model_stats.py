@@ -13,6 +13,7 @@ from torch import nn
 from accelkit._threads import thread_count  # re-exported: measurements pin threads with it
 
 __all__ = [
+    "compare_architectures",
     "count_parameters",
     "count_flops",
     "peak_memory_mb",
@@ -85,3 +86,20 @@ def peak_memory_mb(fn: Callable[[], object], *, interval_s: float = 0.002) -> fl
         done.set()
         sampler.join()
     return max(peak, _rss_bytes()) / 2**20
+
+
+def compare_architectures(models: dict[str, nn.Module], example_inputs: torch.Tensor) -> dict[str, dict[str, float]]:
+    """Parameters and FLOPs per item of each model on ``example_inputs`` (B, ...), with ratios to the first."""
+    rows: dict[str, dict[str, float]] = {}
+    first = None
+    n = len(example_inputs)
+    for name, model in models.items():
+        model.eval()
+        flops = count_flops(lambda m=model: m(example_inputs))
+        row = {"params": count_parameters(model), "flops_per_item": (flops or 0) / n}
+        if first is None:
+            first = row
+        row["params_ratio"] = row["params"] / first["params"]
+        row["flops_ratio"] = row["flops_per_item"] / first["flops_per_item"] if first["flops_per_item"] else float("nan")
+        rows[name] = row
+    return rows

@@ -60,8 +60,8 @@ def main(reply_fd: int, parent_pid: int | None = None) -> None:
     _die_with_parent(parent_pid)
     import torch
 
-    from accelkit.train.batch_finder import _tile, _train_steps
     from accelkit.train.precision import make_grad_scaler
+    from accelkit.train.probe_steps import tile_batch, timed_train_steps
 
     inbox = sys.stdin.buffer
     outbox = os.fdopen(reply_fd, "wb")
@@ -79,9 +79,9 @@ def main(reply_fd: int, parent_pid: int | None = None) -> None:
         if batch_size is None:
             return
         try:
-            inputs = _tile(example_inputs, batch_size, device)
-            targets = _tile(example_targets, batch_size, device)
-            rate = _train_steps(model, optimizer, scaler, inputs, targets, loss_fn, precision, "cpu", steps)
+            inputs = tile_batch(example_inputs, batch_size, device)
+            targets = tile_batch(example_targets, batch_size, device)
+            rate = timed_train_steps(model, optimizer, scaler, inputs, targets, loss_fn, precision, "cpu", steps)
             del inputs, targets
             # ru_maxrss is the lifetime peak; probes grow in size, so it is this probe's peak
             send(outbox, ("ok", rate, _peak_rss_mb()))

@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 import gc
 import os
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -21,7 +20,8 @@ from torch import nn
 
 from accelkit.errors import AccelkitError, ConfigError
 from accelkit.train._dist import resolve_device_type
-from accelkit.train.precision import autocast_context, make_grad_scaler
+from accelkit.train.precision import make_grad_scaler
+from accelkit.train.probe_steps import tile_batch, timed_train_steps
 
 __all__ = ["BatchProbe", "BatchSizeError", "BatchSizeResult", "find_max_batch_size"]
 
@@ -51,52 +51,6 @@ class BatchSizeResult:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-# --- one probe: a few real training steps at batch size b -------------------------------------
-def _tile(example: Any, batch_size: int, device: torch.device) -> Any:
-    """Repeat a batch along dim 0 to ``batch_size`` rows (so probes need no data loader)."""
-    if isinstance(example, torch.Tensor):
-        reps = -(-batch_size // example.shape[0])
-        tiled = example.repeat(reps, *([1] * (example.dim() - 1)))[:batch_size]
-        return tiled.to(device)
-    if isinstance(example, (list, tuple)):
-        return type(example)(_tile(e, batch_size, device) for e in example)
-    if isinstance(example, dict):
-        return {k: _tile(v, batch_size, device) for k, v in example.items()}
-    return example
-
-
-def _train_steps(model, optimizer, scaler, inputs, targets, loss_fn, precision, device_type, steps) -> float:
-    """Run 1 warm-up + ``steps`` optimizer steps; return samples/s of the timed ones."""
-    batch = _first_dim(inputs)
-    elapsed = 0.0
-    for i in range(steps + 1):
-        if device_type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        with autocast_context(precision, device_type):
-            loss = loss_fn(model(inputs), targets)
-        (scaler.scale(loss) if scaler is not None else loss).backward()
-        if scaler is not None:
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        if device_type == "cuda":
-            torch.cuda.synchronize()
-        if i:
-            elapsed += time.perf_counter() - start
-    return batch * steps / elapsed if elapsed > 0 else float("inf")
-
-
-def _first_dim(obj: Any) -> int:
-    while isinstance(obj, (list, tuple)):
-        obj = obj[0]
-    if isinstance(obj, dict):
-        obj = next(iter(obj.values()))
-    return int(obj.shape[0])
 
 
 def _dumps_payload(payload: tuple) -> bytes:
@@ -289,9 +243,9 @@ def _find_cuda(model, example_inputs, example_targets, loss_fn, *, precision, ma
         inputs = targets = None
         try:
             torch.cuda.reset_peak_memory_stats(device)
-            inputs = _tile(example_inputs, b, device)
-            targets = _tile(example_targets, b, device)
-            rate = _train_steps(model, optimizer, scaler, inputs, targets, loss_fn, precision, "cuda", steps)
+            inputs = tile_batch(example_inputs, b, device)
+            targets = tile_batch(example_targets, b, device)
+            rate = timed_train_steps(model, optimizer, scaler, inputs, targets, loss_fn, precision, "cuda", steps)
             result = BatchProbe(b, True, samples_per_s=rate, peak_memory_mb=torch.cuda.max_memory_allocated(device) / 2**20)
         except (RuntimeError, torch.cuda.OutOfMemoryError) as exc:
             if not _is_oom(exc):

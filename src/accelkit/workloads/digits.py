@@ -106,7 +106,7 @@ class DigitsWorkload(TensorWorkload):
         if name == "small":
             return DigitsCNN(width=16)
         if name == "mobilenet-v2":
-            from accelkit.techniques.lightweight import MobileDigitsNet
+            from accelkit.architectures.mobilenet import MobileDigitsNet
 
             return MobileDigitsNet(width_mult=2.0)
         return super().student_architecture(name)

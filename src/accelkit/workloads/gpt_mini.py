@@ -25,9 +25,9 @@ __all__ = ["GPTConfig", "GPTMini", "GPTMiniWorkload", "pydoc_bytes", "generate"]
 @lru_cache(maxsize=1)
 def pydoc_bytes() -> bytes:
     """Python's bundled pydoc topic text as UTF-8 bytes (~470 kB), in a fixed order."""
-    from pydoc_data.topics import topics
+    from accelkit.data.text import pydoc_corpus
 
-    return "\n\n".join(topics[k] for k in sorted(topics)).encode("utf-8")
+    return pydoc_corpus()
 
 
 @dataclass

@@ -144,7 +144,7 @@ def cached_classifier_student(workload, name: str, student: nn.Module, teacher: 
 def student_built(model: nn.Module, teacher: nn.Module, ctx: BuildContext, **details) -> Built:
     """The Built record of a distilled student ``model``, with its parameter and FLOP ratios to the
     teacher (``details`` may name the student: ``student="..."``)."""
-    from accelkit.techniques.lightweight import compare_architectures
+    from accelkit.measure.model_stats import compare_architectures
 
     rows = compare_architectures({"teacher": teacher, "student": model}, example_inputs(ctx.workload))
     details = {**details_of(model), **details, "params_ratio": rows["student"]["params_ratio"],

@@ -1,0 +1,1 @@
+"""Model architectures any layer may build: lightweight students and their building blocks."""
