@@ -281,7 +281,208 @@ def train(
             dist.destroy_process_group()
 
 
-def _train(model, data, loss_fn, config: TrainConfig, ctx: DistContext, on_step) -> TrainResult:  # noqa: C901
+@dataclass
+class _DataOrder:
+    """The batches a run sees, owned by the trainer so resume and N-process runs see the same ones."""
+
+    sampler: ResumableDistributedSampler
+    loader: DataLoader
+    generator: torch.Generator  # its own: creating an iterator must not draw from the global RNG
+    steps_per_epoch: int
+    samples_per_step: int  # per process: micro-batch × accumulation
+    total_steps: int
+
+    def epoch_batches(self, epoch: int, skip_steps: int, seed: int) -> Any:
+        """An iterator over ``epoch``'s micro-batches, its first ``skip_steps`` optimizer steps skipped."""
+        self.sampler.set_epoch(epoch)
+        self.sampler.set_start_index(skip_steps * self.samples_per_step)
+        self.generator.manual_seed(seed + epoch)
+        return iter(self.loader)
+
+
+def _data_order(data: Dataset | DataLoader, config: TrainConfig, ctx: DistContext, accum: int) -> _DataOrder:
+    if isinstance(data, DataLoader):
+        dataset, collate_fn = data.dataset, data.collate_fn
+    else:
+        dataset, collate_fn = data, None
+    sampler = ResumableDistributedSampler(dataset, num_replicas=ctx.world_size, rank=ctx.rank,
+                                          shuffle=config.shuffle, seed=config.seed)
+    samples_per_step = config.micro_batch_size * accum
+    steps_per_epoch = sampler.num_samples // samples_per_step
+    if steps_per_epoch < 1:
+        raise ConfigError(
+            f"the dataset gives {sampler.num_samples} samples per process, fewer than one optimizer step "
+            f"({samples_per_step}); lower target_batch_size or micro_batch_size"
+        )
+    generator = torch.Generator()
+    loader = DataLoader(
+        dataset, batch_size=config.micro_batch_size, sampler=sampler, drop_last=True,
+        num_workers=config.num_workers, collate_fn=collate_fn, pin_memory=ctx.device.type == "cuda",
+        generator=generator,
+    )
+    return _DataOrder(sampler, loader, generator, steps_per_epoch, samples_per_step,
+                      config.max_steps or config.epochs * steps_per_epoch)
+
+
+@dataclass
+class _Trainee:
+    """The model as trained (DDP/FSDP-wrapped, maybe compiled), its optimizer and loss scaler."""
+
+    raw: nn.Module
+    wrapped: nn.Module
+    optimizer: torch.optim.Optimizer
+    scaler: Any  # torch.amp.GradScaler | None
+
+    def no_sync(self, is_last_micro: bool) -> contextlib.AbstractContextManager[Any]:
+        # DDP all-reduces gradients on every backward; during accumulation only the last one must
+        ddp = getattr(self.wrapped, "_orig_mod", self.wrapped)
+        if not is_last_micro and hasattr(ddp, "no_sync"):
+            return ddp.no_sync()
+        return contextlib.nullcontext()
+
+
+def _resume(trainee: _Trainee, latest: Path, config: TrainConfig, ctx: DistContext, effective_batch: int) -> int:
+    """Load the checkpoint at ``latest`` into the model, optimizer, scaler and RNGs; the step it was at."""
+    is_fsdp = ctx.is_distributed and config.strategy == "fsdp"
+    train_state, meta = load_checkpoint(latest, None if is_fsdp else trainee.raw)
+    if is_fsdp:
+        from torch.distributed.checkpoint.state_dict import (
+            StateDictOptions,
+            set_model_state_dict,
+        )
+
+        from accelkit.train.checkpoint import _read_weights
+
+        set_model_state_dict(trainee.wrapped, _read_weights(latest / "model.safetensors"),
+                             options=StateDictOptions(full_state_dict=True))
+    saved_optimizer = meta["config"].get("optimizer") if isinstance(meta.get("config"), dict) else None
+    if saved_optimizer is not None and saved_optimizer != config.optimizer:
+        # the optimizer state (moments vs momentum buffers) cannot carry over to another optimizer
+        raise ConfigError(
+            f"resume: the checkpoint at {latest} trained with optimizer={saved_optimizer!r}, this run asks for "
+            f"{config.optimizer!r}; resume with --optimizer {saved_optimizer} or start a new output folder"
+        )
+    if meta.get("effective_batch_size") != effective_batch:
+        raise ConfigError(
+            f"resume: the checkpoint at {latest} trained with effective batch {meta.get('effective_batch_size')}, "
+            f"this run asks for {effective_batch}; keep target_batch_size the same to resume"
+        )
+    _load_optimizer_state(trainee.wrapped, trainee.optimizer, train_state["optimizer"], config, ctx)
+    if trainee.scaler is not None and train_state.get("scaler"):
+        trainee.scaler.load_state_dict(train_state["scaler"])
+    _set_rng_state(train_state["rng"])
+    return int(meta["step"])
+
+
+class _Checkpointer:
+    """Writes exact-resume checkpoints (rank 0 writes; every rank joins FSDP's gather) and
+    remembers the last one."""
+
+    def __init__(self, folder: Path | None, trainee: _Trainee, config: TrainConfig, ctx: DistContext,
+                 effective_batch: int, latest: Path | None, start_step: int) -> None:
+        self.folder, self.trainee, self.config, self.ctx = folder, trainee, config, ctx
+        self.effective_batch = effective_batch
+        self.last = latest
+        self.last_step = start_step if latest is not None else None  # known on every rank
+
+    def save(self, step: int, epoch: int) -> None:
+        if self.folder is None:
+            return
+        trainee, config, ctx = self.trainee, self.config, self.ctx
+        model_state = _full_model_state(trainee.wrapped if config.strategy == "fsdp" else trainee.raw, config, ctx)
+        optim_state = _optimizer_state(trainee.wrapped, trainee.optimizer, config, ctx)
+        self.last_step = step
+        if not ctx.is_main:
+            return
+        train_state = {
+            "optimizer": optim_state,
+            "scaler": trainee.scaler.state_dict() if trainee.scaler is not None else None,
+            "rng": _rng_state(),
+            "sampler": {"epoch": epoch, "seed": config.seed},
+        }
+        meta = {"effective_batch_size": self.effective_batch, "world_size": ctx.world_size, "epoch": epoch,
+                "config": config.to_dict()}
+        self.last = save_checkpoint(self.folder, step=step, model_state=model_state, train_state=train_state,
+                                    meta=meta, keep=config.keep_checkpoints)
+
+
+class _StepGuard:
+    """Steps the optimizer unless the loss or gradients are not finite (or the loss scaler skipped
+    the step); counts such steps and stops a run whose loss stays non-finite."""
+
+    def __init__(self, trainee: _Trainee, config: TrainConfig) -> None:
+        self.trainee, self.config = trainee, config
+        self.skipped = self.nonfinite = self.consecutive_nonfinite = 0
+
+    def _clip(self) -> float | None:
+        if self.config.grad_clip_norm is None:
+            return None
+        return float(torch.nn.utils.clip_grad_norm_(self.trainee.wrapped.parameters(), self.config.grad_clip_norm))
+
+    def step(self, loss_value: float, step: int, lr: float, last_ckpt: Path | None) -> tuple[float | None, bool]:
+        """(gradient norm, whether the step was skipped), after the optimizer step if it was taken."""
+        optimizer, scaler = self.trainee.optimizer, self.trainee.scaler
+        grad_norm = None
+        was_skipped = False
+        if scaler is not None:
+            if self.config.grad_clip_norm is not None:
+                scaler.unscale_(optimizer)
+                grad_norm = self._clip()
+            scale_before = scaler.get_scale()
+            scaler.step(optimizer)
+            scaler.update()
+            was_skipped = scaler_skipped_step(scale_before, scaler)
+            self.skipped += was_skipped
+        elif not math.isfinite(loss_value):
+            was_skipped = True
+            self.nonfinite += 1
+            self.consecutive_nonfinite += 1
+            if self.consecutive_nonfinite >= self.config.max_nonfinite_steps:
+                where = f"; the last good checkpoint is {last_ckpt}" if last_ckpt else ""
+                raise TrainingDivergedError(
+                    f"loss was non-finite for {self.consecutive_nonfinite} steps in a row (step {step + 1}){where}; "
+                    f"lower lr (now {lr:.3g}), set grad_clip_norm, or use precision='bf16'/'fp32'"
+                )
+        else:
+            grad_norm = self._clip()
+            if grad_norm is not None and not math.isfinite(grad_norm):
+                was_skipped = True  # finite loss, overflowed gradients: never step on them
+                self.nonfinite += 1
+                self.consecutive_nonfinite += 1
+            else:
+                self.consecutive_nonfinite = 0
+                optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        return grad_norm, was_skipped
+
+
+def _forward_backward(trainee: _Trainee, batches: Any, loss_fn, config: TrainConfig, ctx: DistContext,
+                      accum: int) -> tuple[float, int]:
+    """One optimizer step's micro-batches forward and backward: (the step's loss averaged over
+    processes, items seen by this process)."""
+    device = ctx.device
+    micro_losses = []
+    items = 0
+    for micro in range(accum):
+        inputs, targets = _to_device(next(batches), device, config.channels_last)
+        items += _count_items(inputs, config.throughput_unit)
+        with trainee.no_sync(micro == accum - 1):
+            with autocast_context(config.precision, device.type):
+                loss = loss_fn(trainee.wrapped(inputs), targets)
+            # mean over the effective batch: each micro-batch loss is a mean over its samples
+            scaled = loss.float() / accum
+            (trainee.scaler.scale(scaled) if trainee.scaler is not None else scaled).backward()
+        micro_losses.append(loss.detach().float())
+    step_loss = torch.stack(micro_losses).mean()
+    if ctx.is_distributed:
+        import torch.distributed as dist
+
+        dist.all_reduce(step_loss, op=dist.ReduceOp.SUM)
+        step_loss = step_loss / ctx.world_size
+    return float(step_loss), items
+
+
+def _train(model, data, loss_fn, config: TrainConfig, ctx: DistContext, on_step) -> TrainResult:
     device, device_type = ctx.device, ctx.device.type
     world = ctx.world_size
     accum = config.accumulation_steps(world)
@@ -289,187 +490,60 @@ def _train(model, data, loss_fn, config: TrainConfig, ctx: DistContext, on_step)
     peak_lr = config.scaled_lr(world)
     out_dir = Path(config.output_dir) if config.output_dir else None
     ckpt_dir = out_dir / "checkpoints" if out_dir else None
+    order = _data_order(data, config, ctx, accum)
+    total_steps = order.total_steps
 
-    # --- data: the trainer owns the order so resume and N-process runs see the same batches
-    if isinstance(data, DataLoader):
-        dataset, collate_fn = data.dataset, data.collate_fn
-    else:
-        dataset, collate_fn = data, None
-    sampler = ResumableDistributedSampler(dataset, num_replicas=world, rank=ctx.rank, shuffle=config.shuffle, seed=config.seed)
-    samples_per_step_per_rank = config.micro_batch_size * accum
-    steps_per_epoch = sampler.num_samples // samples_per_step_per_rank
-    if steps_per_epoch < 1:
-        raise ConfigError(
-            f"the dataset gives {sampler.num_samples} samples per process, fewer than one optimizer step "
-            f"({samples_per_step_per_rank}); lower target_batch_size or micro_batch_size"
-        )
-    total_steps = config.max_steps or config.epochs * steps_per_epoch
-    # a dedicated generator: creating an iterator must not draw from the global RNG (exact resume)
-    loader_generator = torch.Generator()
-    loader = DataLoader(
-        dataset, batch_size=config.micro_batch_size, sampler=sampler, drop_last=True,
-        num_workers=config.num_workers, collate_fn=collate_fn, pin_memory=device_type == "cuda",
-        generator=loader_generator,
-    )
-
-    # --- model, optimizer, precision
     _seed_everything(config.seed)
     model.to(device)
     if config.channels_last:
         model.to(memory_format=torch.channels_last)
-    raw_model = model
     wrapped = _wrap_model(model, config, ctx)
     optimizer = _make_optimizer([p for p in wrapped.parameters() if p.requires_grad], config, peak_lr, device_type)
-    scaler = make_grad_scaler(config.precision, device_type)
+    trainee = _Trainee(model, wrapped, optimizer, make_grad_scaler(config.precision, device_type))
     tf32_before = None
     if device_type == "cuda" and config.tf32:
         tf32_before = torch.backends.cuda.matmul.allow_tf32
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
 
-    # --- resume
-    start_step = 0
-    resumed_from: int | None = None
     metrics_path = out_dir / "metrics.jsonl" if out_dir and ctx.is_main else None
     latest = latest_checkpoint(ckpt_dir) if (config.resume and ckpt_dir) else None
+    start_step = resumed_from = None
     if latest is not None:
-        is_fsdp = ctx.is_distributed and config.strategy == "fsdp"
-        train_state, meta = load_checkpoint(latest, None if is_fsdp else raw_model)
-        if is_fsdp:
-            from torch.distributed.checkpoint.state_dict import (
-                StateDictOptions,
-                set_model_state_dict,
-            )
-
-            from accelkit.train.checkpoint import _read_weights
-
-            set_model_state_dict(wrapped, _read_weights(latest / "model.safetensors"), options=StateDictOptions(full_state_dict=True))
-        saved_optimizer = meta["config"].get("optimizer") if isinstance(meta.get("config"), dict) else None
-        if saved_optimizer is not None and saved_optimizer != config.optimizer:
-            # the optimizer state (moments vs momentum buffers) cannot carry over to another optimizer
-            raise ConfigError(
-                f"resume: the checkpoint at {latest} trained with optimizer={saved_optimizer!r}, this run asks for "
-                f"{config.optimizer!r}; resume with --optimizer {saved_optimizer} or start a new output folder"
-            )
-        if meta.get("effective_batch_size") != effective_batch:
-            raise ConfigError(
-                f"resume: the checkpoint at {latest} trained with effective batch {meta.get('effective_batch_size')}, "
-                f"this run asks for {effective_batch}; keep target_batch_size the same to resume"
-            )
-        _load_optimizer_state(wrapped, optimizer, train_state["optimizer"], config, ctx)
-        if scaler is not None and train_state.get("scaler"):
-            scaler.load_state_dict(train_state["scaler"])
-        _set_rng_state(train_state["rng"])
-        start_step = resumed_from = int(meta["step"])
+        start_step = resumed_from = _resume(trainee, latest, config, ctx, effective_batch)
         if metrics_path is not None:
             _rewrite_metrics(metrics_path, start_step)
     elif metrics_path is not None:
         metrics_path.parent.mkdir(parents=True, exist_ok=True)
         metrics_path.write_text("")
-
+    start_step = start_step or 0
     if config.compile:
-        wrapped = torch.compile(wrapped, backend=config.compile_backend, mode=config.compile_mode)
+        trainee.wrapped = torch.compile(wrapped, backend=config.compile_backend, mode=config.compile_mode)
+    checkpoints = _Checkpointer(ckpt_dir, trainee, config, ctx, effective_batch, latest, start_step)
+    guard = _StepGuard(trainee, config)
 
-    def no_sync(is_last_micro: bool) -> contextlib.AbstractContextManager[Any]:
-        # DDP all-reduces gradients on every backward; during accumulation only the last one must
-        ddp = getattr(wrapped, "_orig_mod", wrapped)
-        if not is_last_micro and hasattr(ddp, "no_sync"):
-            return ddp.no_sync()
-        return contextlib.nullcontext()
-
-    def checkpoint(step: int, epoch: int) -> Path | None:
-        if ckpt_dir is None:
-            return None
-        model_state = _full_model_state(wrapped if config.strategy == "fsdp" else raw_model, config, ctx)
-        optim_state = _optimizer_state(wrapped, optimizer, config, ctx)
-        if not ctx.is_main:
-            return None
-        train_state = {
-            "optimizer": optim_state,
-            "scaler": scaler.state_dict() if scaler is not None else None,
-            "rng": _rng_state(),
-            "sampler": {"epoch": epoch, "seed": config.seed},
-        }
-        meta = {"effective_batch_size": effective_batch, "world_size": world, "epoch": epoch, "config": config.to_dict()}
-        return save_checkpoint(ckpt_dir, step=step, model_state=model_state, train_state=train_state, meta=meta, keep=config.keep_checkpoints)
-
-    # --- the loop
     step = start_step
-    epoch = step // steps_per_epoch
-    skip_steps_in_epoch = step % steps_per_epoch
+    epoch = step // order.steps_per_epoch
+    skip_steps_in_epoch = step % order.steps_per_epoch
     losses: list[float] = []
     rates: list[float] = []
-    skipped = nonfinite = consecutive_nonfinite = 0
-    last_ckpt: Path | None = latest
-    last_ckpt_step = start_step if latest is not None else None  # known on every rank (rank 0 alone writes)
     stop_at = total_steps if config.stop_after_steps is None else min(total_steps, start_step + config.stop_after_steps)
     progress = _Progress(config.progress and ctx.is_main, total_steps, start_step, config.throughput_unit)
     metrics_fh = open(metrics_path, "a") if metrics_path is not None else None  # noqa: SIM115
-    wrapped.train()
+    trainee.wrapped.train()
     t_start = t_prev = time.perf_counter()
     try:
         while step < stop_at:
-            sampler.set_epoch(epoch)
-            sampler.set_start_index(skip_steps_in_epoch * samples_per_step_per_rank)
-            loader_generator.manual_seed(config.seed + epoch)
-            batches = iter(loader)
-            for _ in range(skip_steps_in_epoch, steps_per_epoch):
+            batches = order.epoch_batches(epoch, skip_steps_in_epoch, config.seed)
+            for _ in range(skip_steps_in_epoch, order.steps_per_epoch):
                 if step >= stop_at:
                     break
-                lr = lr_at_step(step, peak_lr=peak_lr, total_steps=total_steps, warmup_steps=config.warmup_steps, min_lr_ratio=config.min_lr_ratio)
+                lr = lr_at_step(step, peak_lr=peak_lr, total_steps=total_steps, warmup_steps=config.warmup_steps,
+                                min_lr_ratio=config.min_lr_ratio)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
-                micro_losses = []
-                items = 0
-                for micro in range(accum):
-                    inputs, targets = _to_device(next(batches), device, config.channels_last)
-                    items += _count_items(inputs, config.throughput_unit)
-                    with no_sync(micro == accum - 1):
-                        with autocast_context(config.precision, device_type):
-                            loss = loss_fn(wrapped(inputs), targets)
-                        # mean over the effective batch: each micro-batch loss is a mean over its samples
-                        scaled = loss.float() / accum
-                        (scaler.scale(scaled) if scaler is not None else scaled).backward()
-                    micro_losses.append(loss.detach().float())
-                step_loss = torch.stack(micro_losses).mean()
-                if ctx.is_distributed:
-                    import torch.distributed as dist
-
-                    dist.all_reduce(step_loss, op=dist.ReduceOp.SUM)
-                    step_loss = step_loss / world
-                loss_value = float(step_loss)
-                grad_norm = None
-                was_skipped = False
-                if scaler is not None:
-                    if config.grad_clip_norm is not None:
-                        scaler.unscale_(optimizer)
-                        grad_norm = float(torch.nn.utils.clip_grad_norm_(wrapped.parameters(), config.grad_clip_norm))
-                    scale_before = scaler.get_scale()
-                    scaler.step(optimizer)
-                    scaler.update()
-                    was_skipped = scaler_skipped_step(scale_before, scaler)
-                    skipped += was_skipped
-                elif not math.isfinite(loss_value):
-                    was_skipped = True
-                    nonfinite += 1
-                    consecutive_nonfinite += 1
-                    if consecutive_nonfinite >= config.max_nonfinite_steps:
-                        where = f"; the last good checkpoint is {last_ckpt}" if last_ckpt else ""
-                        raise TrainingDivergedError(
-                            f"loss was non-finite for {consecutive_nonfinite} steps in a row (step {step + 1}){where}; "
-                            f"lower lr (now {lr:.3g}), set grad_clip_norm, or use precision='bf16'/'fp32'"
-                        )
-                else:
-                    if config.grad_clip_norm is not None:
-                        grad_norm = float(torch.nn.utils.clip_grad_norm_(wrapped.parameters(), config.grad_clip_norm))
-                    if grad_norm is not None and not math.isfinite(grad_norm):
-                        was_skipped = True  # finite loss, overflowed gradients: never step on them
-                        nonfinite += 1
-                        consecutive_nonfinite += 1
-                    else:
-                        consecutive_nonfinite = 0
-                        optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
+                loss_value, items = _forward_backward(trainee, batches, loss_fn, config, ctx, accum)
+                grad_norm, was_skipped = guard.step(loss_value, step, lr, checkpoints.last)
                 step += 1
                 now = time.perf_counter()
                 global_items = items * world
@@ -483,8 +557,8 @@ def _train(model, data, loss_fn, config: TrainConfig, ctx: DistContext, on_step)
                     "skipped": was_skipped, f"{config.throughput_unit}_per_s": rate,
                     "items": global_items, "time_s": now - t_start,
                 }
-                if scaler is not None:
-                    record["loss_scale"] = scaler.get_scale()
+                if trainee.scaler is not None:
+                    record["loss_scale"] = trainee.scaler.get_scale()
                 if metrics_fh is not None:
                     metrics_fh.write(json.dumps(record) + "\n")
                     metrics_fh.flush()
@@ -492,17 +566,15 @@ def _train(model, data, loss_fn, config: TrainConfig, ctx: DistContext, on_step)
                 if on_step is not None:
                     on_step(record)
                 if config.checkpoint_every and step % config.checkpoint_every == 0 and not was_skipped:
-                    last_ckpt = checkpoint(step, epoch) or last_ckpt
-                    last_ckpt_step = step
+                    checkpoints.save(step, epoch)
             else:
                 epoch += 1
                 skip_steps_in_epoch = 0
                 continue
             break  # stop_at reached inside the epoch
-        if ckpt_dir is not None and step > start_step and last_ckpt_step != step:
+        if step > start_step and checkpoints.last_step != step:
             # every rank decides alike: FSDP gathers the full state collectively
-            last_ckpt = checkpoint(step, epoch) or last_ckpt
-            last_ckpt_step = step
+            checkpoints.save(step, epoch)
         if ctx.is_distributed:
             import torch.distributed as dist
 
@@ -514,9 +586,10 @@ def _train(model, data, loss_fn, config: TrainConfig, ctx: DistContext, on_step)
         if tf32_before is not None:
             torch.backends.cuda.matmul.allow_tf32 = tf32_before
 
+    last_ckpt = checkpoints.last
     return TrainResult(
         steps_done=step, total_steps=total_steps, resumed_from_step=resumed_from, losses=losses,
-        final_loss=losses[-1] if losses else None, skipped_steps=skipped, nonfinite_steps=nonfinite,
+        final_loss=losses[-1] if losses else None, skipped_steps=guard.skipped, nonfinite_steps=guard.nonfinite,
         precision=config.precision, world_size=world, micro_batch_size=config.micro_batch_size,
         accumulation_steps=accum, effective_batch_size=effective_batch, lr=peak_lr, base_lr=config.lr,
         lr_scaling=config.lr_scaling, throughput_per_s=float(np.median(rates)) if rates else None,
