@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 from collections.abc import Sequence
+from pathlib import Path
 
 from accelkit.errors import ConfigError, ModelFolderError
 from accelkit.tasks.base import TaskSpec
@@ -33,9 +34,8 @@ def _load_task_modules() -> None:
     if _loaded:
         return
     _loaded = True
-    import accelkit.tasks as pkg
-
-    for info in pkgutil.iter_modules(pkg.__path__, prefix=f"{pkg.__name__}."):
+    # this module's folder, not ``accelkit.tasks.__path__``: the package imports this module
+    for info in pkgutil.iter_modules([str(Path(__file__).parent)], prefix="accelkit.tasks."):
         if not info.name.rsplit(".", 1)[-1].startswith("_"):
             importlib.import_module(info.name)
 

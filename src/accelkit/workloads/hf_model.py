@@ -1,6 +1,7 @@
-"""A user's own model and data as a workload: a Hugging Face or sentence-transformers folder
-(read with ``local_files_only``, never a download, no remote code) run on the user's ``--data``
-split into calibration and held-out parts, scored against the fp32 model's own outputs."""
+"""Hugging Face text models as workloads: a Hugging Face or sentence-transformers folder (read
+with ``local_files_only``, never a download, no remote code) run as one of the text tasks of
+``accelkit.tasks`` on texts split into calibration and held-out parts, scored against the fp32
+model's own outputs. The user's ``--model`` and the embedded minilm are both this workload."""
 
 from __future__ import annotations
 
