@@ -69,3 +69,8 @@ def test_listing_tasks_loads_neither_torch_nor_transformers():
             "print([m for m in ('torch', 'transformers') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_a_registered_task_is_read_only():
+    with pytest.raises(AttributeError, match="read-only"):
+        get_task("causal-lm").primary_metric = "accuracy"

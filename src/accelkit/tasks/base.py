@@ -50,6 +50,10 @@ class TaskSpec:
     sentence_transformers: bool = False  # a sentence-transformers folder (modules.json) is this task
     offers: frozenset[str] = frozenset()  # keys of workloads.base.OFFERS a workload of this task adds
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        # one shared instance per task: a change would reach every workload of the task
+        raise AttributeError(f"task {self.name!r} is read-only; subclass it to change {name!r}")
+
     def check(self) -> None:
         """ConfigError naming the attribute a task module got wrong (run at registration)."""
         if not self.name or self.name != self.name.strip().lower() or " " in self.name:
