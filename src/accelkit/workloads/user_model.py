@@ -89,7 +89,7 @@ def _texts(part: UserData, labels: list[int] | None) -> LabelledTexts:
     return LabelledTexts.of(list(part.items), labels)
 
 
-# what --data a task's inputs need, by TaskSpec.inputs, and the file its preprocessor loads from
+# by TaskSpec.inputs: the --data a task needs, and what to save when its preprocessor does not load
 _DATA_NEEDED = {"text": "text as --data (.txt, .jsonl, .csv)", "images": "a folder of images as --data"}
 _PREPROCESSOR_MISSING = {
     "text": "no usable tokenizer files ({error}); save the tokenizer into the folder with tokenizer.save_pretrained",
