@@ -133,7 +133,8 @@ def load_hf_model(folder: Path, task: str, config: Any = None) -> nn.Module:
 
 
 class LabelledTexts(list):
-    """A list of strings that may carry labels (class ids aligned with the items)."""
+    """A list of strings that may carry labels, one per item in the form its task scores
+    (``TaskSpec.labels``: class ids for the classifiers)."""
 
     labels: list[int] | None = None
 
