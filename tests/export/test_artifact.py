@@ -102,3 +102,13 @@ def test_a_tampered_shipped_file_is_refused(st, tmp_path):
     (out / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(SchemaError, match="checksum"):
         load(out)
+
+
+def test_a_shipped_folder_of_an_unknown_task_is_refused(st, tmp_path):
+    _, _, wl, base = st
+    out = save(build_variant("onnx", base, wl.default_settings(), wl), tmp_path / "model", workload=wl)
+    meta = json.loads((out / "plan.json").read_text())
+    meta["pipeline"]["task"] = "translation"
+    (out / "plan.json").write_text(json.dumps(meta))
+    with pytest.raises(SchemaError, match="task 'translation' is not one of .*sentence-embedding"):
+        load(out)

@@ -155,3 +155,24 @@ def test_sorted_batches_tokenize_once_and_pad_exactly_as_the_tokenizer_does(side
     assert sorted(i for _, idx in batches for i in idx) == list(range(len(texts)))
     lengths = [int(b["attention_mask"].sum(1).max()) for b, _ in batches]
     assert lengths == sorted(lengths, reverse=True) and batches[0][0]["input_ids"].shape[1] == 256
+
+
+def test_minilm_is_the_general_text_workload_on_its_bundled_folder(minilm_workload):
+    from accelkit.workloads.hf_model import HFTextWorkload
+    from accelkit.workloads.minilm import minilm_path
+
+    assert isinstance(minilm_workload, HFTextWorkload) and minilm_workload.task == "sentence-embedding"
+    assert minilm_workload.sentence_folder() == minilm_path() and minilm_workload.model_max_length == 256
+    assert {"block-stack", "encoder-blocks", "sentence-embedding", "unlabelled-text"} <= minilm_workload.offers()
+    assert minilm_workload.ship_spec()["pipeline"]["pooling"] == "mean"
+
+
+def test_a_text_workload_refuses_an_image_task_and_a_folderless_one_its_missing_parts():
+    from accelkit.errors import ConfigError
+    from accelkit.workloads.hf_model import HFTextWorkload, LabelledTexts
+
+    texts = LabelledTexts.of(["a b c d e"], None)
+    with pytest.raises(ConfigError, match="a text model takes one of .*causal-lm"):
+        HFTextWorkload("m", lambda: None, object(), "image-classification", texts, texts, max_length=8)
+    with pytest.raises(ConfigError, match="pass the model and tokenizer"):
+        HFTextWorkload("m", None, None, "causal-lm", texts, texts, max_length=8)

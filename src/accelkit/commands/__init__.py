@@ -16,9 +16,10 @@ ModelOpt = Annotated[str | None, typer.Option(
 DataOpt = Annotated[Path | None, typer.Option(
     "--data", help="your data: .txt (one item a line), .jsonl, .csv/.tsv, a folder of images, .npy or "
                    ".safetensors; split into calibration and held-out parts")]
-TaskOpt = Annotated[str | None, typer.Option(
-    help="feature-extraction | sentence-embedding | text-classification | causal-lm | image-classification "
-         "[default: from the model's config]")]
+from accelkit.tasks import list_tasks  # noqa: E402  (imports neither torch nor transformers)
+
+MODEL_TASKS_HELP = " | ".join(list_tasks())
+TaskOpt = Annotated[str | None, typer.Option(help=f"{MODEL_TASKS_HELP} [default: from the model's config]")]
 TextColumnOpt = Annotated[str | None, typer.Option(help="the text column of a .jsonl/.csv --data")]
 LabelColumnOpt = Annotated[str | None, typer.Option(help="the label column of a .jsonl/.csv --data (optional)")]
 CalibSizeOpt = Annotated[int | None, typer.Option(help="items of --data used for calibration [default: half, "

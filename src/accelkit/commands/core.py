@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from accelkit.commands import (
+    MODEL_TASKS_HELP,
     VERBOSE_HELP,
     CalibSizeOpt,
     DataOpt,
@@ -70,7 +71,7 @@ def env(as_json: Annotated[bool, typer.Option("--json", help="machine-readable o
 
 def bench(
     workload: Annotated[str | None, typer.Option("--workload", "-w", help="minilm | digits | gpt-mini | images | package.module:function [default: minilm; images for --task data; digits for --task train]")] = None,
-    task: Annotated[str, typer.Option(help="infer | train | data; with --model, the model's task instead: feature-extraction | sentence-embedding | text-classification | causal-lm | image-classification [default: from its config]")] = "infer",
+    task: Annotated[str, typer.Option(help=f"infer | train | data; with --model, the model's task instead: {MODEL_TASKS_HELP} [default: from its config]")] = "infer",
     variants: Annotated[str | None, typer.Option(help="comma-separated names, '+' composes; 'all' runs every one [default: all]")] = None,
     list_: Annotated[bool, typer.Option("--list", help="print the variant names available, one a line")] = False,
     out: Annotated[Path | None, typer.Option(help="write results JSON here")] = None,
@@ -102,10 +103,10 @@ def bench(
     from accelkit.variants import list_variants
 
     check_format(fmt)
-    from accelkit.workloads.hf_model import MODEL_TASKS
+    from accelkit.tasks import list_tasks
 
     # with --model, --task may name the model's task (bench then measures inference)
-    task_name, task = (task, "infer") if task in MODEL_TASKS else (None, task)
+    task_name, task = (task, "infer") if task in list_tasks() else (None, task)
     runner = task_runner(task)
     if max_quality_drop is not None:
         from accelkit.commands.optimize import check_quality_budget

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from accelkit.errors import ConfigError, SchemaError
+from accelkit.tasks import get_task, list_tasks
 
 __all__ = ["ShipError", "ShippedModel", "ship_files", "load_shipped"]
 
@@ -152,17 +153,15 @@ def _rebuild_torch(root: Path, task: str, tensors: dict[str, torch.Tensor], quan
     from accelkit.techniques.quantize import _to_float32
     from accelkit.techniques.smoothquant import SmoothedLinear
 
+    spec = get_task(task)
     config = AutoConfig.from_pretrained(str(root), local_files_only=True, trust_remote_code=False)
-    if task == "causal-lm":
-        config.use_cache = False
+    spec.prepare_config(config)
     import copy
 
-    from accelkit.workloads.hf_model import auto_model_class
-
     try:  # a failed attempt leaves its choice on the config: each attempt gets its own copy
-        model = auto_model_class(task).from_config(copy.deepcopy(config), attn_implementation="sdpa")
+        model = spec.model_class().from_config(copy.deepcopy(config), attn_implementation="sdpa")
     except (ValueError, ImportError):
-        model = auto_model_class(task).from_config(copy.deepcopy(config))
+        model = spec.model_class().from_config(copy.deepcopy(config))
     model.eval()
     from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
 
@@ -236,9 +235,8 @@ class ShippedModel:
                convert_to_numpy: bool = True) -> np.ndarray | torch.Tensor:
         """Embeddings of ``sentences`` (length-sorted batches padded per batch, truncated at the
         model's maximum, pooled and normalised as the model was), in input order."""
-        from accelkit.workloads.hf_model import pick_output, pool_tokens
-
-        if self.task not in ("feature-extraction", "sentence-embedding"):
+        spec = get_task(self.task)
+        if spec.method != "encode":
             raise ConfigError(f"encode() is for embedding models; this one is {self.task} — call it on "
                               "tokenized inputs instead")
         single = isinstance(sentences, str)
@@ -254,9 +252,8 @@ class ShippedModel:
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
             inputs = pad_token_rows(self.tokenizer, encoded, idx, self.pipeline["input_names"])
-            hidden = pick_output(self(**inputs), self.task, self.pipeline.get("output")).float()
-            emb = hidden if hidden.dim() == 2 else pool_tokens(hidden, inputs["attention_mask"],
-                                                               self.pipeline.get("pooling", "mean"))
+            hidden = spec.pick_output(self(**inputs), self.pipeline.get("output")).float()
+            emb = spec.reduce(hidden, inputs, pooling=self.pipeline.get("pooling", "mean"), width=max_length)
             if self.pipeline.get("normalize") or normalize_embeddings:
                 emb = nn.functional.normalize(emb, dim=1)
             if out is None:
@@ -274,14 +271,10 @@ def load_shipped(root: Path, meta: dict, settings: Any, plan: list[dict]) -> Shi
     if not isinstance(pipeline, dict) or not isinstance(pipeline.get("task"), str):
         raise SchemaError(f"{root}/plan.json: no 'pipeline' with a task; re-save the model")
     task = pipeline["task"]
-    if task == "image-classification":
-        from transformers import AutoImageProcessor
-
-        tokenizer = AutoImageProcessor.from_pretrained(str(root), local_files_only=True, trust_remote_code=False)
-    else:
-        from transformers import AutoTokenizer
-
-        tokenizer = AutoTokenizer.from_pretrained(str(root), local_files_only=True, trust_remote_code=False)
+    if task not in list_tasks():
+        raise SchemaError(f"{root}/plan.json: task {task!r} is not one of {', '.join(list_tasks())}; re-save the "
+                          "model with this accelkit")
+    tokenizer = get_task(task).load_preprocessor(root)
     if meta["format"] == "hf-onnx":
         model: Any = graph_module((root / "model.onnx").read_bytes(), meta)
     else:

@@ -24,9 +24,9 @@ from torch import nn
 from accelkit._lazy import require
 from accelkit.config import Config
 from accelkit.errors import ConfigError
+from accelkit.tasks.pooling import mean_pool
 from accelkit.techniques._blocks import bert_encoder_layers
 from accelkit.techniques._workload_kinds import SENTENCE_ENCODER
-from accelkit.techniques.pooling import mean_pool
 from accelkit.techniques.prune import PruningError
 from accelkit.techniques.registry import BuildContext, Built, register_technique
 

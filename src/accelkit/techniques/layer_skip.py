@@ -17,9 +17,9 @@ from torch import nn
 
 from accelkit.config import Config
 from accelkit.errors import ConfigError
+from accelkit.tasks.pooling import mean_pool
 from accelkit.techniques._blocks import _call, _first, find_blocks
 from accelkit.techniques._workload_kinds import calib_budget, require_preset
-from accelkit.techniques.pooling import mean_pool
 from accelkit.techniques.registry import BuildContext, Built, register_technique
 from accelkit.workloads.base import Workload
 

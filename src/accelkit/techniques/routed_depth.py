@@ -25,11 +25,11 @@ from torch import nn
 from accelkit._atomic import atomic_write_bytes
 from accelkit.config import Config
 from accelkit.errors import ConfigError, SchemaError
+from accelkit.tasks.pooling import mean_pool
 from accelkit.techniques._blocks import _first, bert_encoder_layers
 from accelkit.techniques._workload_kinds import require_preset
 from accelkit.techniques.distill.sentence import SentenceDistillConfig
 from accelkit.techniques.early_exit._ridge import _ridge
-from accelkit.techniques.pooling import mean_pool
 from accelkit.techniques.registry import BuildContext, Built, register_technique
 from accelkit.workloads.base import Workload
 

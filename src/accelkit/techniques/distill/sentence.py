@@ -15,10 +15,10 @@ from torch import nn
 
 from accelkit.config import Config
 from accelkit.errors import ConfigError
+from accelkit.tasks.pooling import mean_pool
 from accelkit.techniques._blocks import bert_encoder_layers
 from accelkit.techniques.distill._common import _check_positive
 from accelkit.techniques.distill.losses import HiddenDistillConfig, HiddenDistillLoss
-from accelkit.techniques.pooling import mean_pool
 from accelkit.train.schedule import warmup_cosine_factor
 
 __all__ = ["SentenceDistillConfig", "augment_sentences", "distill_sentence_encoder", "make_layer_student", "rank_layer_subsets", "sentence_embeddings"]

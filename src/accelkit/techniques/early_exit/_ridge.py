@@ -9,9 +9,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from accelkit.tasks.pooling import mean_pool
 from accelkit.techniques._blocks import _as_call, _first
 from accelkit.techniques.early_exit.model import EarlyExitModel
-from accelkit.techniques.pooling import mean_pool
 
 
 def _fit_embedding_heads_ridge(

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from accelkit.techniques.pooling import mean_pool
+from accelkit.tasks.pooling import mean_pool
 
 __all__ = ["ExitHead"]
 

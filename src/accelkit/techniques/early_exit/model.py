@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from accelkit.errors import ConfigError
+from accelkit.tasks.pooling import mean_pool
 from accelkit.techniques._blocks import (
     BlocksNotFoundError,
     _call,
@@ -22,7 +23,6 @@ from accelkit.techniques._blocks import (
 from accelkit.techniques.early_exit._criteria import _row_confidence, _row_entropy, _same_prediction
 from accelkit.techniques.early_exit.config import EarlyExitConfig
 from accelkit.techniques.early_exit.heads import ExitHead
-from accelkit.techniques.pooling import mean_pool
 
 __all__ = ["EarlyExitModel", "apply_early_exit"]
 

@@ -11,12 +11,12 @@ from torch import nn
 
 from accelkit._threads import thread_count
 from accelkit.errors import ConfigError
+from accelkit.tasks.pooling import mean_pool
 from accelkit.techniques._blocks import _as_call, _first
 from accelkit.techniques.early_exit._backbone_training import _train_joint, _train_staged_embedding
 from accelkit.techniques.early_exit._criteria import _agreement
 from accelkit.techniques.early_exit._ridge import _fit_embedding_heads_ridge
 from accelkit.techniques.early_exit.model import EarlyExitModel
-from accelkit.techniques.pooling import mean_pool
 
 __all__ = ["train_exit_heads_"]
 
