@@ -149,8 +149,21 @@ def _build(name: str, model: torch.nn.Module, ref: _Reference, rec: VariantResul
     return variant
 
 
-def _record_timings(records: dict[str, VariantResult], runners: dict[str, Callable[[], Any]], timings: dict,
-                    ref: _Reference, n_batches: int, peak: Any, memory: bool) -> None:
+def _time_all(records: dict[str, VariantResult], runners: dict[str, Callable[[], Any]], ref: _Reference,
+              n_batches: int, *, repeats: int, warmup: int, memory: bool, say: Callable[[str], None],
+              roofline_device: str | None, openvino: bool) -> Any:
+    """Time every runner interleaved into its record; the machine's roofline (None when not measured)."""
+    def ceiling() -> Any:
+        return measure_roofline(size=512, repeats=3, device=roofline_device, openvino=openvino)
+
+    peak_before = ceiling() if roofline_device else None
+    say(f"timing {len(runners)} variants interleaved, {repeats} rounds")
+    timings = compare_interleaved(
+        runners, baseline=BASELINE, repeats=repeats, warmup=warmup,
+        on_step=lambda n, r: say(f"round {r + 1}/{repeats}: {n}"),
+    )
+    # measured before and after timing, best of both: one busy moment must not lower the ceiling
+    peak = peak_before.best(ceiling()) if peak_before else None
     for name, t in timings.items():
         rec = records[name]
         pass_s = t.p50_ms / 1e3
@@ -163,6 +176,7 @@ def _record_timings(records: dict[str, VariantResult], runners: dict[str, Callab
         rec.peak_memory_mb = peak_memory_mb(runners[name]) if memory else None
         if peak is not None and rec.flops_per_item:
             rec.roofline_fraction = peak.fraction(rec.flops_per_item * ref.n_items, pass_s, rec.compute_dtype)
+    return peak
 
 
 def bench(
@@ -246,17 +260,9 @@ def bench(
             rec.error = describe_error(exc)
         budget.judge(rec)
 
-    on_openvino = "openvino" in forms  # OpenVINO's own GEMM ceiling only when a variant runs on it
-    peak_before = measure_roofline(size=512, repeats=3, device=device, openvino=on_openvino) if roofline else None
-    say(f"timing {len(runners)} variants interleaved, {repeats} rounds")
-    timings = compare_interleaved(
-        runners, baseline=BASELINE, repeats=repeats, warmup=warmup,
-        on_step=lambda n, r: say(f"round {r + 1}/{repeats}: {n}"),
-    )
-    # measured before and after timing, best of both: one busy moment must not lower the ceiling
-    peak = peak_before.best(measure_roofline(size=512, repeats=3, device=device, openvino=on_openvino)) \
-        if peak_before else None
-    _record_timings(records, runners, timings, ref, n_batches, peak, memory)
+    # OpenVINO's own GEMM ceiling only when a variant runs on it
+    peak = _time_all(records, runners, ref, n_batches, repeats=repeats, warmup=warmup, memory=memory, say=say,
+                     roofline_device=device if roofline else None, openvino="openvino" in forms)
 
     from accelkit.hardware import probe
 
