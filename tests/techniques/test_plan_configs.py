@@ -120,3 +120,27 @@ def test_composition_problems_are_typed_and_the_search_hides_only_its_own_shape(
     assert composition_problem(("nope",)).kind == "unknown"
     _, ruled_out = extend_plans([Plan(("plain-test",))], ["scale-test"])
     assert ruled_out == {}  # group order shapes the search: not reported as an incompatibility
+
+
+def test_dynamic_padding_takes_its_config_from_the_plan(minilm_workload, minilm_model, monkeypatch):
+    monkeypatch.setattr(minilm_workload, "sorts_by_length", False)  # a plain tokenizer call: padding to trim
+    settings = minilm_workload.default_settings(8)
+    unsorted = build_plan([{"technique": "dynamic-padding", "config": {"sort_by_length": False}}], minilm_model,
+                          settings, minilm_workload)
+    assert unsorted.settings.padding == "dynamic" and unsorted.settings.sort_by_length is False
+    assert unsorted.plan == [{"technique": "dynamic-padding", "config": {"sort_by_length": False, "version": 1}}]
+    assert build_plan("dynamic-padding", minilm_model, settings, minilm_workload).settings.sort_by_length is True
+
+
+def test_parallel_streams_records_the_streams_it_chose_and_replays_a_given_count(digits_model, digits_workload):
+    from accelkit.techniques.registry import get_technique, unavailable_reason
+
+    reason = unavailable_reason(get_technique("parallel-streams"))
+    if reason:
+        pytest.skip(reason)
+    chosen = _build("onnx+parallel-streams", digits_model, digits_workload)
+    streams = chosen.details["streams"]
+    assert chosen.plan[-1] == {"technique": "parallel-streams", "config": {"streams": streams, "version": 1}}
+    one = _build([*chosen.plan[:-1], {"technique": "parallel-streams", "config": {"streams": 1}}], digits_model,
+                 digits_workload)
+    assert one.details["streams"] == 1 and one.plan[-1]["config"]["streams"] == 1
