@@ -151,7 +151,7 @@ PlanSpec = str | Sequence["str | Mapping[str, Any] | PlanStep"]
 
 def plan_steps(plan: PlanSpec) -> list[PlanStep]:
     """The steps of ``plan``, the baseline's names dropped; ConfigError for a step of another shape."""
-    raw = [p.strip() for p in plan.split("+")] if isinstance(plan, str) else list(plan)
+    raw = plan.split("+") if isinstance(plan, str) else list(plan)
     steps = []
     for step in raw:
         if isinstance(step, PlanStep):
