@@ -59,7 +59,10 @@ def _one_thread_machine() -> str | None:
 
 
 @register_technique("parallel-streams", group="serving", description="one ONNX Runtime session per core, each "
-                    "on a slice of the batch", accepts=("ort",), available=_one_thread_machine)
-def _parallel_streams(module, ctx: BuildContext) -> Built:
-    built = apply_parallel_streams(module)
-    return Built(built, ctx.settings, {"streams": built.accelkit_details["streams"]})
+                    "on a slice of the batch", accepts=("ort",), available=_one_thread_machine,
+                    config=ParallelStreamsConfig)
+def _parallel_streams(module, ctx: BuildContext, config: ParallelStreamsConfig) -> Built:
+    built = apply_parallel_streams(module, config)
+    streams = built.accelkit_details["streams"]
+    # the count chosen for this machine, so the saved plan replays it rather than re-deciding
+    return Built(built, ctx.settings, {"streams": streams}, config=ParallelStreamsConfig(streams=streams).to_dict())
