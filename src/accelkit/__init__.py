@@ -16,4 +16,8 @@ def __getattr__(name: str):  # lazy: accelkit.save / accelkit.load import torch 
         from accelkit import saving
 
         return getattr(saving, name)
+    if name == "run_batch":
+        from accelkit.batch_run import run_batch
+
+        return run_batch
     raise AttributeError(f"module 'accelkit' has no attribute {name!r}")

@@ -30,6 +30,7 @@ _COMMAND_MODULES = (
     "accelkit.commands.compress",
     "accelkit.commands.early_exit",
     "accelkit.commands.optimize",
+    "accelkit.commands.batch",
 )
 
 for _name in _COMMAND_MODULES:

@@ -23,6 +23,7 @@ __all__ = [
     "DATA_SUFFIXES",
     "IMAGE_SUFFIXES",
     "UserData",
+    "pick_text_column",
     "read_data_file",
     "split_data",
 ]
@@ -232,7 +233,7 @@ def _pick_label(path: Path, keys: list[str], label_column: str | None, where: st
     return next((k for k in _LABEL_KEYS if k in keys), None)
 
 
-def _pick_text(
+def pick_text_column(
     path: Path, sample: dict[str, Any], text_column: str | None, label: str | None, where: str
 ) -> str:
     """The text field of ``sample`` (the first row); a fix names the likeliest one."""
@@ -281,7 +282,7 @@ def _read_jsonl(path: Path, text_column: str | None, label_column: str | None) -
         return UserData("text", [], None, path)
     first_line, first = rows[0]
     label = _pick_label(path, list(first), label_column, "key")
-    text = _pick_text(path, first, text_column, label, "key")
+    text = pick_text_column(path, first, text_column, label, "key")
     items: list[str] = []
     labels: list[str | int] | None = [] if label is not None else None
     for lineno, obj in rows:
@@ -329,7 +330,7 @@ def _read_table(path: Path, text_column: str | None, label_column: str | None) -
         return UserData("text", [], None, path)
     header = [h.strip() for h in header]
     label = _pick_label(path, header, label_column, "column")
-    text = _pick_text(path, dict(zip(header, rows[0], strict=True)), text_column, label, "column")
+    text = pick_text_column(path, dict(zip(header, rows[0], strict=True)), text_column, label, "column")
     ti = header.index(text)
     items = [row[ti] for row in rows]
     labels: list[str | int] | None = None

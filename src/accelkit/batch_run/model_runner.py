@@ -1,0 +1,114 @@
+"""A shipped model folder loaded once per worker, with that worker's share of the threads, turning
+texts into output columns: an embedding (fixed-size list of float32) for embedding models, a
+label and its score (softmax of the logits, names from config.json's id2label) for classifiers."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from accelkit.errors import ConfigError, ModelFolderError
+
+__all__ = ["SUPPORTED_TASKS", "ShippedRunner", "check_model_folder"]
+
+# the task methods accelkit run calls: ``encode`` for embeddings, label and score for classifiers
+_ENCODE_TASKS = ("sentence-embedding", "feature-extraction")
+SUPPORTED_TASKS = (*_ENCODE_TASKS, "text-classification")
+
+
+def check_model_folder(path: str | Path) -> str:
+    """The task of a shipped accelkit folder, read from its plan.json without loading the model
+    (each worker loads and verifies it); ModelFolderError/ConfigError with one line otherwise."""
+    from accelkit.saving import SCHEMA
+
+    root = Path(path)
+    fix = "pass a folder written by `accelkit export --model ...` or accelkit.save(..., workload=...)"
+    if not root.is_dir():
+        raise ModelFolderError(f"model folder {root} does not exist; {fix}")
+    try:
+        meta = json.loads((root / "plan.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        raise ModelFolderError(f"{root} is not an accelkit save (no readable plan.json); {fix}") from None
+    if not isinstance(meta, dict) or meta.get("schema") != SCHEMA:
+        raise ModelFolderError(f"{root}/plan.json is not an accelkit save of schema {SCHEMA!r}; {fix}")
+    if meta.get("format") not in ("hf-onnx", "hf-torch"):
+        raise ModelFolderError(f"{root} is rebuilt by plan on load (format {meta.get('format')!r}), not "
+                               f"self-contained; {fix}")
+    task = (meta.get("pipeline") or {}).get("task")
+    if task not in SUPPORTED_TASKS:
+        raise ConfigError(f"{root} is a {task} model; accelkit run supports {', '.join(SUPPORTED_TASKS)} "
+                          "(embeddings, or label and score)")
+    return str(task)
+
+
+class ShippedRunner:
+    """The folder's model, loaded with ``threads`` compute threads (torch and ONNX Runtime)."""
+
+    def __init__(self, folder: str | Path, threads: int, batch_size: int) -> None:
+        import torch
+
+        from accelkit.saving import load
+
+        self.task = check_model_folder(folder)
+        # before loading: ONNX Runtime reads its thread count when the session is made
+        os.environ["ACCELKIT_THREADS"] = str(threads)
+        torch.set_num_threads(threads)
+        self.model = load(folder)
+        self.batch_size = batch_size
+        self.width = 0
+        self.id2label: dict[int, str] = {}
+        if self.task in _ENCODE_TASKS:
+            self.width = int(self.model.encode(["width"], batch_size=1).shape[1])
+        else:
+            config = json.loads((Path(folder) / "config.json").read_text(encoding="utf-8"))
+            self.id2label = {int(k): str(v) for k, v in (config.get("id2label") or {}).items()}
+
+    def schema(self, ids_are_given: bool) -> Any:
+        """The part's columns: the id (the given string, or the row number), then the outputs."""
+        import pyarrow as pa
+
+        fields = [pa.field("id", pa.string() if ids_are_given else pa.int64())]
+        if self.width:
+            fields.append(pa.field("embedding", pa.list_(pa.float32(), self.width)))
+        else:
+            fields += [pa.field("label", pa.string()), pa.field("score", pa.float32())]
+        return pa.schema(fields)
+
+    def table(self, ids: list[Any], texts: list[str], ids_are_given: bool) -> Any:
+        """One row per text, in order: its id and the model's output."""
+        import numpy as np
+        import pyarrow as pa
+
+        schema = self.schema(ids_are_given)
+        columns: list[Any] = [pa.array(ids, type=schema.field("id").type)]
+        if self.width:
+            emb = (self.model.encode(texts, batch_size=self.batch_size) if texts
+                   else np.zeros((0, self.width), np.float32))
+            flat = pa.array(np.ascontiguousarray(emb, dtype=np.float32).reshape(-1))
+            columns.append(pa.FixedSizeListArray.from_arrays(flat, self.width))
+        else:
+            labels, scores = self._classify(texts)
+            columns += [pa.array(labels, pa.string()), pa.array(scores, pa.float32())]
+        return pa.Table.from_arrays(columns, schema=schema)
+
+    def _classify(self, texts: list[str]) -> tuple[list[str], list[float]]:
+        import torch
+
+        from accelkit.tasks import pick_output
+        from accelkit.workloads.text import pad_token_rows
+
+        model = self.model
+        encoded = model.tokenizer(texts, truncation=True, max_length=int(model.pipeline["max_length"]))
+        # longest first, as encode batches: each batch pads to its own longest text
+        order = sorted(range(len(texts)), key=lambda i: -len(encoded["input_ids"][i]))
+        labels, scores = [""] * len(texts), [0.0] * len(texts)
+        for start in range(0, len(order), self.batch_size):
+            idx = order[start : start + self.batch_size]
+            inputs = pad_token_rows(model.tokenizer, encoded, idx, model.pipeline["input_names"])
+            probs = torch.softmax(pick_output(model(**inputs), "logits").float(), dim=-1)
+            best, top = probs.max(dim=-1)
+            for i, p, k in zip(idx, best.tolist(), top.tolist(), strict=True):
+                labels[i], scores[i] = self.id2label.get(k, str(k)), p
+        return labels, scores
