@@ -3,6 +3,7 @@ items, write its part, and return the block's counts (or the bad row that stops 
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -39,4 +40,5 @@ class BlockWorker:
         stats = {"block": block.index, "rows": block.rows, "items": len(rows.texts), "blank_rows": rows.blank,
                  "bad_rows": len(rows.bad), "bad_row_examples": rows.bad[:BAD_ROW_EXAMPLES]}
         write_part(self.output, block.index, table, stats)
-        return {**stats, "seconds": time.perf_counter() - start}
+        # the worker's process id: which actor ran it (and what a test kills)
+        return {**stats, "seconds": time.perf_counter() - start, "worker": os.getpid()}

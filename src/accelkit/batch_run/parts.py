@@ -57,7 +57,7 @@ def prepare_output(root: Path, run: dict[str, Any], *, resume: bool, overwrite: 
                 (root / name).unlink()
             else:
                 done[int(stats["block"])] = stats
-    elif parts or (root / RUN_FILE).exists():
+    elif parts:
         if not overwrite:
             raise OutputPathError(f"{root} holds parts of an earlier run; pass --resume to finish it, or "
                                   "--overwrite to start over")

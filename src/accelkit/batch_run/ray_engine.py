@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -41,6 +42,8 @@ def connect(address: str | None, cpus: int) -> bool:
 
     if ray.is_initialized():
         return False
+    if address:
+        _check_reachable(address)
     quiet = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING}
     try:
         if address:
@@ -57,6 +60,19 @@ def connect(address: str | None, cpus: int) -> bool:
     context.enable_progress_bars = False  # accelkit draws its own progress line
     logging.getLogger("ray.data").setLevel(logging.ERROR)
     return True
+
+
+def _check_reachable(address: str) -> None:
+    """ConfigError at once when nothing listens at ``host:port`` (ray.init would retry for minutes);
+    "auto" and addresses without a port are left to Ray."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError as exc:
+        raise ConfigError(f"Ray is not reachable at {address} ({exc.strerror or exc}); start a cluster with "
+                          "`ray start --head` and pass its address, or drop --address") from None
 
 
 def cluster_cpus() -> int:

@@ -100,44 +100,46 @@ def run_batch(model_dir: str | os.PathLike, input: str | os.PathLike, output: st
     model_dir, out = Path(model_dir).resolve(), Path(output).resolve()
     check_model_folder(model_dir)
     corpus, blocks = plan_blocks(input, cfg.block_size, text_column=cfg.text_column, id_column=cfg.id_column)
-    done = prepare_output(out, _run_record(model_dir, corpus, blocks, cfg.block_size),
-                          resume=cfg.resume, overwrite=cfg.overwrite)
-    todo = [b for b in blocks if b.index not in done]
     threads = cfg.threads or (1 if engine == "ray" else _cores())
-    worker_args = {"model_dir": str(model_dir), "corpus": corpus, "output": str(out), "threads": threads,
-                   "batch_size": cfg.batch_size, "on_bad_row": cfg.on_bad_row}
-    finished: dict[int, dict] = {}
-    line = ProgressLine(console or Console(stderr=True), sum(b.rows for b in todo))
+    started = False
+    if engine == "ray":  # before the output folder is touched: an unreachable cluster changes nothing
+        from accelkit.batch_run.ray_engine import connect
 
-    def on_result(result: dict[str, Any]) -> None:
-        if "error" in result:
-            raise DataFileError(result["error"])
-        finished[int(result["block"])] = result
-        line.advance(int(result["rows"]), int(result["items"]))
-        if on_block is not None:
-            on_block(result)
+        started = connect(cfg.address, _cores())
+    try:
+        done = prepare_output(out, _run_record(model_dir, corpus, blocks, cfg.block_size),
+                              resume=cfg.resume, overwrite=cfg.overwrite)
+        todo = [b for b in blocks if b.index not in done]
+        worker_args = {"model_dir": str(model_dir), "corpus": corpus, "output": str(out), "threads": threads,
+                       "batch_size": cfg.batch_size, "on_bad_row": cfg.on_bad_row}
+        finished: dict[int, dict] = {}
+        line = ProgressLine(console or Console(stderr=True), sum(b.rows for b in todo))
 
-    start = time.perf_counter()
-    actors = 1
-    with line:
-        if engine == "local":
-            if todo:
+        def on_result(result: dict[str, Any]) -> None:
+            if "error" in result:
+                raise DataFileError(result["error"])
+            finished[int(result["block"])] = result
+            line.advance(int(result["rows"]), int(result["items"]))
+            if on_block is not None:
+                on_block(result)
+
+        start = time.perf_counter()
+        actors = 1
+        with line:
+            if engine == "local" and todo:
                 from accelkit.batch_run.local_engine import run_local
 
                 run_local(worker_args, todo, on_result)
-        else:
-            from accelkit.batch_run.ray_engine import cluster_cpus, connect, run_ray
+            elif todo:
+                from accelkit.batch_run.ray_engine import cluster_cpus, run_ray
 
-            started = connect(cfg.address, _cores())
-            try:
                 actors = max(1, min(cfg.actors or cluster_cpus() // threads, len(todo)))
-                if todo:
-                    run_ray(worker_args, todo, on_result, actors=actors, threads=threads)
-            finally:
-                if started:
-                    import ray
+                run_ray(worker_args, todo, on_result, actors=actors, threads=threads)
+    finally:
+        if started:
+            import ray
 
-                    ray.shutdown()
+            ray.shutdown()
     wall = time.perf_counter() - start
     summary = _summary(blocks, {**done, **finished}, finished, wall, engine, actors, threads)
     summary.update(model=str(model_dir), input=corpus.path, output=str(out))
