@@ -13,6 +13,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import torch
+from run_outputs import corpus_file, cosine, read_output
 
 from accelkit.batch_run import RunConfig, run_batch
 from accelkit.batch_run.parts import SUMMARY_FILE
@@ -20,24 +21,6 @@ from accelkit.errors import ConfigError, DataFileError, ModelFolderError
 from accelkit.saving import load, save
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def corpus_file(root: Path, sentences: list[str], n: int = 120) -> Path:
-    """``n`` sentences, one a line, with a blank line (not an item) at line 5."""
-    lines = list(sentences[:n])
-    lines.insert(5, "")
-    path = root / "corpus.txt"
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
-
-
-def read_output(out: Path) -> tuple[list, np.ndarray]:
-    table = pq.read_table(out).sort_by("id")
-    return table.column("id").to_pylist(), np.array(table.column("embedding").to_pylist(), np.float32)
-
-
-def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
 
 
 def test_every_item_once_with_the_shipped_models_embedding(shipped, sentences, tmp_path):

@@ -40,10 +40,10 @@ def connect(address: str | None, cpus: int) -> bool:
     require_ray()
     import ray
 
-    if ray.is_initialized():
-        return False
     if address:
         _check_reachable(address)
+    if ray.is_initialized():
+        return False
     quiet = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING}
     try:
         if address:
