@@ -1,0 +1,81 @@
+"""`accelkit run MODEL_DIR --input PATH --output PATH`: Parquet parts and a summary line; each kind
+of bad input is one line and exit code 2, with nothing written."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import model_folders as mf  # noqa: E402
+from accelkit.cli import main  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def shipped(tmp_path_factory) -> Path:
+    from accelkit.saving import save
+    from accelkit.variants import build_variant
+    from accelkit.workloads import workload_from_model
+
+    root = tmp_path_factory.mktemp("shipped")
+    wl = workload_from_model(mf.sentence_transformers_folder(root), mf.text_file(root, 40))
+    return save(build_variant("onnx", wl.build_model(), wl.default_settings(), wl), root / "model", workload=wl)
+
+
+def _exit_code(argv: list[str]) -> int:
+    try:
+        main(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0
+
+
+def test_run_writes_parts_and_prints_a_summary_line(shipped, tmp_path, capfd):
+    data = mf.labelled_csv(tmp_path, 30)
+    out = tmp_path / "out"
+    code = _exit_code(["run", str(shipped), "--input", str(data), "--output", str(out), "--engine", "local",
+                       "--text-column", "body", "--id-column", "id", "--block-size", "8"])
+    assert code == 0
+    assert "30 items" in capfd.readouterr().out
+    assert pq.read_table(out).column("id").to_pylist() == [str(i) for i in range(30)]
+    assert json.loads((out / "_summary.json").read_text())["blocks"] == 4
+
+
+@pytest.mark.parametrize("case, message", [
+    ("no-model", "does not exist"),
+    ("not-a-save", "not an accelkit save"),
+    ("no-input", "does not exist"),
+    ("format", "does not read"),
+    ("column", "no column 'nope'"),
+    ("foreign", "holds files accelkit did not write"),
+    ("no-ray", "needs Ray Data"),
+])
+def test_bad_input_is_one_line_and_exit_2(shipped, tmp_path, capfd, monkeypatch, case, message):
+    data = mf.labelled_csv(tmp_path, 5)
+    out = tmp_path / "out"
+    args = {"model": str(shipped), "input": str(data), "extra": ["--text-column", "body", "--engine", "local"]}
+    if case == "no-model":
+        args["model"] = str(tmp_path / "missing")
+    elif case == "not-a-save":
+        args["model"] = str(tmp_path)
+    elif case == "no-input":
+        args["input"] = str(tmp_path / "missing.csv")
+    elif case == "format":
+        (tmp_path / "data.xlsx").write_bytes(b"PK")
+        args["input"] = str(tmp_path / "data.xlsx")
+    elif case == "column":
+        args["extra"] = ["--text-column", "nope", "--engine", "local"]
+    elif case == "foreign":
+        out.mkdir()
+        (out / "notes.txt").write_text("mine")
+    else:
+        monkeypatch.setattr("accelkit.batch_run.ray_engine.ray_available", lambda: False)
+        args["extra"] = ["--text-column", "body", "--engine", "ray"]
+    code = _exit_code(["run", args["model"], "--input", args["input"], "--output", str(out), *args["extra"]])
+    err = capfd.readouterr().err.strip()
+    assert code == 2 and message in err and len(err.splitlines()) == 1, err
+    assert not list(out.glob("part-*")) and not (out / "_run.json").exists()
