@@ -17,7 +17,7 @@ from accelkit.export.onnx import (
     quantize_onnx_dynamic,
     quantize_onnx_static,
 )
-from accelkit.export.tensorrt import build_tensorrt_engine, tensorrt_unavailable_reason
+from accelkit.runtimes.tensorrt import build_tensorrt_engine, tensorrt_unavailable_reason
 from accelkit.workloads.base import RunSettings
 from accelkit.workloads.minilm import embedding_quality
 
