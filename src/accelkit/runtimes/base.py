@@ -121,6 +121,10 @@ class Runtime:
     def serialized_size_bytes(self) -> int:
         raise NotImplementedError
 
+    def unwrap(self) -> Any:
+        """What callers run: the runtime itself, or the nn.Module an adapter (torch eager) serves."""
+        return self
+
     def with_streams(self, streams: int | None) -> Runtime:
         """The same model served by ``streams`` side-by-side sessions, each on a slice of the batch
         (None: one per compute thread)."""

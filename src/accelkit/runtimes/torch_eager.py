@@ -142,6 +142,9 @@ class TorchEager(Runtime):
     def run(self, *args: Any, **kwargs: Any) -> Any:
         return self.model(*args, **kwargs)
 
+    def unwrap(self) -> nn.Module:
+        return self.model
+
     def _parts(self) -> tuple[nn.Module, str | None]:
         if isinstance(self.model, CastInputs):  # a bf16/fp16 cast: float inputs are cast at the door
             return self.model.model, str(self.model.dtype).removeprefix("torch.")
