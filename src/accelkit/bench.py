@@ -181,7 +181,9 @@ def bench(
             log_exception(exc, f"variant {name}")  # the full trace goes to the log, one line to the table
             rec.error = describe_error(exc)
 
-    on_openvino = "openvino" in forms  # OpenVINO's own GEMM ceiling only when a variant runs on it
+    from accelkit.runtimes.openvino import OpenVinoModule
+
+    on_openvino = OpenVinoModule.form in forms  # OpenVINO's own GEMM ceiling only when a variant runs on it
     peak_before = measure_roofline(size=512, repeats=3, device=device, openvino=on_openvino) if roofline else None
     say(f"timing {len(runners)} variants interleaved, {repeats} rounds")
     timings = compare_interleaved(

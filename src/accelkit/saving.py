@@ -86,7 +86,8 @@ def _is_built(obj: Any) -> bool:
 
 
 def _baseline_architecture(workload: Any, plan_file: Path | None = None) -> Any:
-    """The fp32 model of a Workload object or an embedded workload's name; None for neither."""
+    """A copy of the fp32 model of a Workload object or an embedded workload's name (the runtime
+    puts its layers into it; a workload may hand out one shared model); None for neither."""
     if workload is None:
         return None
     if isinstance(workload, str):
@@ -95,7 +96,7 @@ def _baseline_architecture(workload: Any, plan_file: Path | None = None) -> Any:
         if workload not in _REGISTRY:
             return None
         workload = _embedded_workload(workload, plan_file or Path(_PLAN_FILE))
-    return workload.build_model()
+    return copy.deepcopy(workload.build_model())
 
 
 def save(
@@ -345,7 +346,7 @@ def load(
         if baseline is not None:
             architecture = copy.deepcopy(baseline)  # the caller's model stays as it is
         elif workload is not None:
-            architecture = workload.build_model()
+            architecture = _baseline_architecture(workload)
         elif meta.get("workload") is None:
             raise SchemaError(f"{root} names no workload; call load(path, baseline=<fp32 model>)")
         else:

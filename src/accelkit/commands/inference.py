@@ -52,7 +52,7 @@ def export(
         q.phase(f"saving to {out}")
         path = save(built, out, variant, workload=wl, overwrite=overwrite)
         kept = [k["layer"] for k in built.details.get("kept_layers", [])]
-        shipped = "self-contained" if _saved_format(path).startswith("hf-") else "rebuilt by plan on load"
+        shipped = "self-contained" if _saved_format(path).startswith("hf-") else "loaded onto the workload's architecture"
         q.echo(f"saved {variant} of {wl.name} to {path} ({shipped})" + (f"; kept in float: {kept}" if kept else ""))
 
 

@@ -175,7 +175,7 @@ class TorchEager(Runtime):
                 continue
             if type(value) not in (torch.Tensor, nn.Parameter) or value.is_quantized or value.layout != torch.strided:
                 raise ShipError(f"tensor {key} is a {type(value).__name__} ({getattr(value, 'dtype', '?')}), which "
-                                "cannot be saved as plain tensors (torchao weight-only layers); choose a plan of "
+                                "cannot ship as plain tensors (torchao weight-only layers); choose a plan of "
                                 "casts, int8-dynamic or ONNX Runtime")
             tensors[key] = value.detach().cpu().contiguous().clone()
         smoothed = sorted(n for n, m in net.named_modules() if isinstance(m, SmoothedLinear))

@@ -18,7 +18,7 @@ from accelkit.runtimes.torch_eager import CastInputs
 from accelkit.techniques.registry import BuildContext, register_technique
 from accelkit.workloads.base import RunSettings
 
-__all__ = ["PrecisionConfig", "apply_precision", "CastInputs"]
+__all__ = ["PrecisionConfig", "apply_precision"]
 
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 

@@ -203,7 +203,8 @@ def _int8_dynamic(model: nn.Module, ctx: BuildContext) -> Built:
 
 
 @register_technique("int8-static", group="precision", description="static int8 (PT2E, x86 Inductor quantizer, "
-                    "BN folded, compiled)", needs=("tensor-inputs",), produces="graph", compute_dtype="int8")
+                    "BN folded, compiled)", needs=("tensor-inputs",), produces="graph", compute_dtype="int8",
+                    saveable=False)  # a compiled graph: rebuilt by compiling, never saved
 def _int8_static(model: nn.Module, ctx: BuildContext) -> Built:
     import time
 

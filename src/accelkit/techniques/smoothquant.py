@@ -19,7 +19,7 @@ from accelkit.config import Config
 from accelkit.errors import ConfigError
 from accelkit.runtimes.torch_eager import SmoothedLinear
 
-__all__ = ["SmoothQuantConfig", "SmoothedLinear", "collect_input_absmax", "apply_smoothquant_"]
+__all__ = ["SmoothQuantConfig", "collect_input_absmax", "apply_smoothquant_"]
 
 FilterFn = Callable[[nn.Module, str], bool]
 
