@@ -340,7 +340,7 @@ def load(
     if meta["format"] in ("hf-onnx", "hf-torch"):
         from accelkit.export.artifact import load_shipped
 
-        return _loading(plan_file, root / runtime.model_file, lambda: load_shipped(root, meta, settings, plan))
+        return load_shipped(root, meta, settings, plan)
     architecture = None
     if runtime.needs_baseline:
         if baseline is not None:
