@@ -66,6 +66,8 @@ def test_what_the_record_cannot_describe_is_refused_at_save(tmp_path):
 
     from accelkit.techniques.compile import WarmedModule
 
+    with pytest.raises(ShipError, match="compiled graph"):
+        TorchEager(WarmedModule(torch.fx.symbolic_trace(_net()))).save(tmp_path)
     with pytest.raises(ShipError, match="technique's own save function"):
         TorchEager(WarmedModule(copy.deepcopy(_net()))).save(tmp_path)
     assert not any(tmp_path.iterdir())  # refused before anything was written

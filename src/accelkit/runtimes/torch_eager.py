@@ -106,11 +106,12 @@ def _refuse_unrecorded(net: nn.Module) -> None:
     """ShipError for what the record of layers cannot describe, naming why and what to choose."""
     from torch._dynamo.eval_frame import OptimizedModule
 
-    for name, mod in net.named_modules():
-        where = f"{name or 'the model'} ({type(mod).__name__})"
+    named = [(f"{name or 'the model'} ({type(mod).__name__})", mod) for name, mod in net.named_modules()]
+    for where, mod in named:  # first: a compiled graph inside a technique's holder is still a graph
         if isinstance(mod, (OptimizedModule, torch.fx.GraphModule)):
             raise ShipError(f"{where} is a compiled graph, which cannot be saved (it is rebuilt by compiling); "
                             "save a plan without compile/int8-static, e.g. int8-dynamic or onnx")
+    for where, mod in named:
         if type(mod).__module__.startswith("accelkit.techniques"):
             raise ShipError(f"{where} is a layer of accelkit's {type(mod).__module__} that the saved format does "
                             "not record (data-dependent or structural wrappers such as early exit, routed depth, "
