@@ -85,17 +85,17 @@ def _is_built(obj: Any) -> bool:
     return all(hasattr(obj, a) for a in ("model", "settings", "details", "steps", "name"))
 
 
-def _baseline_architecture(workload: Any, plan_file: Path | None = None) -> Any:
+def _baseline_architecture(workload: Any) -> Any:
     """A copy of the fp32 model of a Workload object or an embedded workload's name (the runtime
     puts its layers into it; a workload may hand out one shared model); None for neither."""
     if workload is None:
         return None
     if isinstance(workload, str):
-        from accelkit.workloads import _REGISTRY
+        from accelkit.workloads import _REGISTRY, get_workload
 
         if workload not in _REGISTRY:
             return None
-        workload = _embedded_workload(workload, plan_file or Path(_PLAN_FILE))
+        workload = get_workload(workload)
     return copy.deepcopy(workload.build_model())
 
 
@@ -350,7 +350,7 @@ def load(
         elif meta.get("workload") is None:
             raise SchemaError(f"{root} names no workload; call load(path, baseline=<fp32 model>)")
         else:
-            architecture = _baseline_architecture(_embedded_workload(meta["workload"], plan_file), plan_file)
+            architecture = _baseline_architecture(_embedded_workload(meta["workload"], plan_file))
     model = _loading(plan_file, root / runtime.model_file,
                      lambda: runtime.load(root, meta, baseline=architecture).unwrap())
     return LoadedModel(model, settings, plan, meta.get("workload"), meta.get("details") or {})
