@@ -237,6 +237,12 @@ def _write_outputs(result: OptimizeResult, config: OptimizeConfig, wl: Workload,
 
 def _save_model(chosen: Built, name: str, workload: Workload, path: Path) -> None:
     """Save the model the final run measured (never built a third time): ``accelkit.load(path)``."""
+    import warnings
+
+    from accelkit.runtimes import ShipError
     from accelkit.saving import save
 
-    save(chosen, path, plan=None if name == BASELINE else chosen.plan, workload=workload, overwrite=True)
+    try:
+        save(chosen, path, plan=None if name == BASELINE else chosen.plan, workload=workload, overwrite=True)
+    except ShipError as exc:  # measured and reported all the same; only its saved form is refused
+        warnings.warn(f"the chosen plan {name} is not saved to {path}: {exc}", stacklevel=2)

@@ -19,6 +19,7 @@ from torch import nn
 
 from accelkit.config import Config
 from accelkit.errors import ConfigError, UnknownVariantError
+from accelkit.runtimes.registry import runtime_forms
 from accelkit.workloads.base import RunSettings, Workload
 
 __all__ = [
@@ -54,10 +55,11 @@ GROUPS = ("structure", "precision", "input", "runtime", "serving")
 #   eager-lowp  the same with weights cast to bf16/fp16
 #   quantized   torch int8/int4 modules (packed weights: no ONNX export, no further casting)
 #   graph       a compiled or PT2E-exported callable (no further module surgery)
-#   ort         an ONNX Runtime session (torch autocast and module surgery have no effect)
-#   openvino    an OpenVINO compiled model (the same, with its own streams)
 #   dynamic     a data-dependent wrapper (early exit, routed depth): runs eagerly, not exportable
-FORMS = ("eager", "eager-lowp", "quantized", "graph", "ort", "openvino", "dynamic")
+# and one form per foreign runtime, its class's ``form`` (accelkit.runtimes): "ort" for an ONNX
+# Runtime session, "openvino" for an OpenVINO compiled model (torch autocast and module surgery
+# have no effect on either)
+FORMS = ("eager", "eager-lowp", "quantized", "graph", *runtime_forms(lambda cls: cls.family != "torch"), "dynamic")
 OBJECTIVES = ("throughput", "latency", "memory", "size")
 # The name of the unaccelerated run every speed-up is against: how the user runs the model today
 # (``Workload.default_settings``). "baseline", its earlier name, is accepted as an alias.
