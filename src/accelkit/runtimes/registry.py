@@ -6,12 +6,11 @@ Every module of accelkit.runtimes is imported once on first look-up, so a new ru
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from accelkit.errors import ConfigError, DeviceUnavailableError
+from accelkit.registration import import_package_modules
 from accelkit.runtimes.base import Runtime, ShipError, device_kind
 
 __all__ = ["RUNTIMES", "get_runtime", "register_runtime", "runtime_forms", "runtime_of", "runtime_serving"]
@@ -39,11 +38,7 @@ def _load_runtime_modules() -> None:
     if _loaded:
         return
     _loaded = True
-    import accelkit.runtimes as pkg
-
-    for info in pkgutil.iter_modules(pkg.__path__, prefix=f"{pkg.__name__}."):
-        if not info.name.rsplit(".", 1)[-1].startswith("_"):
-            importlib.import_module(info.name)
+    import_package_modules(__file__, "accelkit.runtimes")
 
 
 def get_runtime(name: str) -> type[Runtime]:

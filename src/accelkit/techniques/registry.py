@@ -9,8 +9,6 @@ calibration data) and returns a ``Built`` record instead of attaching state to t
 from __future__ import annotations
 
 import copy
-import importlib
-import pkgutil
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -19,6 +17,7 @@ from torch import nn
 
 from accelkit.config import Config
 from accelkit.errors import ConfigError, UnknownVariantError
+from accelkit.registration import import_package_modules
 from accelkit.runtimes.registry import runtime_forms
 from accelkit.workloads.base import RunSettings, Workload
 
@@ -278,11 +277,7 @@ def _load_technique_modules() -> None:
     if _loaded:
         return
     _loaded = True
-    import accelkit.techniques as pkg
-
-    for info in pkgutil.walk_packages(pkg.__path__, prefix=f"{pkg.__name__}."):
-        if not info.name.rsplit(".", 1)[-1].startswith("_"):
-            importlib.import_module(info.name)
+    import_package_modules(__file__, "accelkit.techniques", recursive=True)
 
 
 def needs_package(module: str, install: str) -> Callable[[], str | None]:
