@@ -9,7 +9,8 @@ import torch
 
 import accelkit
 from accelkit.errors import OutputPathError, SchemaError
-from accelkit.export.onnx import OrtConfig, OrtModule, export_onnx
+from accelkit.export.onnx import export_onnx
+from accelkit.runtimes.onnxruntime import OrtConfig, OrtModule
 from accelkit.variants import build_variant
 from accelkit.workloads.base import RunSettings
 
