@@ -82,7 +82,7 @@ def _json_safe(obj: Any) -> Any:
 
 def _is_built(obj: Any) -> bool:
     """A ``Built`` record (techniques.registry, a layer above this one): read by its fields."""
-    return all(hasattr(obj, a) for a in ("model", "settings", "details", "steps", "name"))
+    return all(hasattr(obj, a) for a in ("model", "settings", "details", "steps", "plan"))
 
 
 def _baseline_architecture(workload: Any) -> Any:
@@ -112,7 +112,8 @@ def save(
     """Write ``model_or_variant`` (a model, a runtime such as an OrtModule, a ``Built`` record, or
     (model, settings)) to ``path`` with the model's runtime.
 
-    ``plan``: the variant name or plan steps that made it (provenance: loading never re-runs it);
+    ``plan``: the variant name or plan steps that made it (provenance: loading never re-runs it;
+    a ``Built`` record's own ``plan``, each step with the config it applied, when not given);
     ``workload``: the workload (name or object) whose fp32 architecture a PyTorch model is loaded
     on. ``path`` may be an earlier save (replaced); a folder holding other files is refused with
     OutputPathError unless ``overwrite=True``, and then only accelkit's own files in it are
@@ -133,8 +134,8 @@ def save(
     if _is_built(model_or_variant):
         model, details = model_or_variant.model, model_or_variant.details
         settings = settings if settings is not None else model_or_variant.settings
-        if plan is None and model_or_variant.steps:
-            plan = model_or_variant.name
+        if plan is None:  # the steps with the configs they applied (a self-tuning step's choice)
+            plan = model_or_variant.plan
     elif isinstance(model_or_variant, tuple):
         model = model_or_variant[0]
         if settings is None and len(model_or_variant) > 1:

@@ -142,3 +142,16 @@ def test_a_model_no_runtime_can_save_is_refused_before_anything_is_written(tmp_p
     with pytest.raises(ShipError, match="structural change"):
         accelkit.save(wider, tmp_path / "wider", workload="digits")
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_a_saved_built_plan_carries_the_configs_it_applied(tmp_path, digits_workload, digits_model):
+    """save(built) writes built.plan: a self-tuning step's choice, not only the technique names."""
+    from accelkit.techniques.registry import build_plan
+
+    plan = ["onnx", {"technique": "parallel-streams", "config": {"streams": 2}}]
+    built = build_plan(plan, digits_model, RunSettings(batch_size=32), digits_workload)
+    path = accelkit.save(built, tmp_path / "streams", workload="digits")
+    meta = json.loads((path / "plan.json").read_text())
+    assert meta["plan"][1] == {"technique": "parallel-streams", "config": {"streams": 2, "version": 1}}
+    assert meta["plan"] == built.plan
+    assert accelkit.load(path).plan == built.plan

@@ -243,6 +243,6 @@ def _save_model(chosen: Built, name: str, workload: Workload, path: Path) -> Non
     from accelkit.saving import save
 
     try:
-        save(chosen, path, plan=None if name == BASELINE else chosen.plan, workload=workload, overwrite=True)
+        save(chosen, path, workload=workload, overwrite=True)  # writes chosen.plan, configs and all
     except ShipError as exc:  # measured and reported all the same; only its saved form is refused
         warnings.warn(f"the chosen plan {name} is not saved to {path}: {exc}", stacklevel=2)
