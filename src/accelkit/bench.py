@@ -260,9 +260,11 @@ def bench(
             rec.error = describe_error(exc)
         budget.judge(rec)
 
+    from accelkit.runtimes.openvino import OpenVinoModule
+
     # OpenVINO's own GEMM ceiling only when a variant runs on it
     peak = _time_all(records, runners, ref, n_batches, repeats=repeats, warmup=warmup, memory=memory, say=say,
-                     roofline_device=device if roofline else None, openvino="openvino" in forms)
+                     roofline_device=device if roofline else None, openvino=OpenVinoModule.form in forms)
 
     from accelkit.hardware import probe
 

@@ -9,8 +9,6 @@ calibration data) and returns a ``Built`` record instead of attaching state to t
 from __future__ import annotations
 
 import copy
-import importlib
-import pkgutil
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -19,6 +17,8 @@ from torch import nn
 
 from accelkit.config import Config
 from accelkit.errors import ConfigError, UnknownVariantError
+from accelkit.registration import import_package_modules
+from accelkit.runtimes.registry import runtime_forms
 from accelkit.workloads.base import RunSettings, Workload
 
 __all__ = [
@@ -54,10 +54,11 @@ GROUPS = ("structure", "precision", "input", "runtime", "serving")
 #   eager-lowp  the same with weights cast to bf16/fp16
 #   quantized   torch int8/int4 modules (packed weights: no ONNX export, no further casting)
 #   graph       a compiled or PT2E-exported callable (no further module surgery)
-#   ort         an ONNX Runtime session (torch autocast and module surgery have no effect)
-#   openvino    an OpenVINO compiled model (the same, with its own streams)
 #   dynamic     a data-dependent wrapper (early exit, routed depth): runs eagerly, not exportable
-FORMS = ("eager", "eager-lowp", "quantized", "graph", "ort", "openvino", "dynamic")
+# and one form per foreign runtime, its class's ``form`` (accelkit.runtimes): "ort" for an ONNX
+# Runtime session, "openvino" for an OpenVINO compiled model (torch autocast and module surgery
+# have no effect on either)
+FORMS = ("eager", "eager-lowp", "quantized", "graph", *runtime_forms(lambda cls: cls.family != "torch"), "dynamic")
 OBJECTIVES = ("throughput", "latency", "memory", "size")
 # The name of the unaccelerated run every speed-up is against: how the user runs the model today
 # (``Workload.default_settings``). "baseline", its earlier name, is accepted as an alias.
@@ -276,11 +277,7 @@ def _load_technique_modules() -> None:
     if _loaded:
         return
     _loaded = True
-    import accelkit.techniques as pkg
-
-    for info in pkgutil.walk_packages(pkg.__path__, prefix=f"{pkg.__name__}."):
-        if not info.name.rsplit(".", 1)[-1].startswith("_"):
-            importlib.import_module(info.name)
+    import_package_modules(__file__, "accelkit.techniques", recursive=True)
 
 
 def needs_package(module: str, install: str) -> Callable[[], str | None]:
