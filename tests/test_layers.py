@@ -23,7 +23,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("train",),
     ("export", "saving"),
     ("techniques",),
-    ("variants", "bench", "peers"),
+    ("variants", "bench", "peers", "batch_run"),
     ("optimize",),
     ("commands", "cli", "__init__", "__main__"),
 )
