@@ -79,3 +79,34 @@ def test_bad_input_is_one_line_and_exit_2(shipped, tmp_path, capfd, monkeypatch,
     err = capfd.readouterr().err.strip()
     assert code == 2 and message in err and len(err.splitlines()) == 1, err
     assert not list(out.glob("part-*")) and not (out / "_run.json").exists()
+
+
+def test_sigterm_stops_the_run_with_a_resume_hint_and_resume_finishes_it(shipped, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import time
+
+    data = tmp_path / "big.txt"
+    data.write_text("\n".join(mf.sentences(400) * 5) + "\n", encoding="utf-8")
+    out = tmp_path / "out"
+    args = [sys.executable, "-m", "accelkit", "run", str(shipped), "--input", str(data), "--output", str(out),
+            "--engine", "local", "--block-size", "20", "--threads", "1"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src"),
+           "ACCELKIT_CACHE": str(tmp_path / "cache")}
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    while not list(out.glob("part-*.parquet")) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 143, stderr[-2000:]
+    assert "--resume" in stdout
+    written = len(list(out.glob("part-*.parquet")))
+    assert 1 <= written < 100 and not list(out.glob(".part-*"))
+    code = _exit_code(["run", str(shipped), "--input", str(data), "--output", str(out), "--engine", "local",
+                       "--block-size", "20", "--resume"])
+    assert code == 0
+    summary = json.loads((out / "_summary.json").read_text())
+    assert summary["blocks_resumed"] == written and summary["items"] == 2000
+    assert sorted(pq.read_table(out).column("id").to_pylist()) == list(range(2000))

@@ -3,6 +3,10 @@ over ``accelkit.batch_run.run_batch``)."""
 
 from __future__ import annotations
 
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -44,16 +48,37 @@ def run(
     config = RunConfig(engine=engine, text_column=text_column, id_column=id_column, block_size=block_size,
                        batch_size=batch_size, on_bad_row=on_bad_row, resume=resume, overwrite=overwrite,
                        address=address, actors=actors, threads=threads)
-    with quiet(verbose=verbose, name="run") as q:
+    with quiet(verbose=verbose, name="run") as q, _sigterm_interrupts():
         try:
             s = run_batch(model_dir, input, output, config, console=q.console)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
             q.echo(f"interrupted: the blocks finished so far are in {output}; add --resume to run the rest")
-            raise typer.Exit(130) from None
+            raise typer.Exit(143 if isinstance(exc, _Terminated) else 130) from None
         bad = f", {s['bad_rows']} bad rows skipped (see _summary.json)" if s["bad_rows"] else ""
         q.echo(f"{s['items']:,} items → {s['output']} ({s['blocks']} parts, {s['blocks_resumed']} resumed{bad}); "
                f"{s['items_per_s']:,.1f} items/s on {s['actors']} × {s['threads_per_actor']} threads "
                f"({s['engine']})")
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler's stop), raised like Ctrl-C so the run stops the Ray it started."""
+
+
+@contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    # SIGTERM's default action ends the process at once: no ray.shutdown, no line saying what to do
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: object) -> None:
+        raise _Terminated
+
+    old = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
 
 
 def register(app: typer.Typer) -> None:
