@@ -123,3 +123,11 @@ def test_model_folders_accelkit_run_cannot_use_are_refused(tmp_path, sentences):
 def test_run_options_are_checked(options, message):
     with pytest.raises(ConfigError, match=message):
         RunConfig(**options)
+
+
+def test_the_callers_threads_and_environment_are_left_as_they_were(shipped, sentences, tmp_path, monkeypatch):
+    monkeypatch.delenv("ACCELKIT_THREADS", raising=False)
+    before = torch.get_num_threads()
+    run_batch(shipped["embedding"], corpus_file(tmp_path, sentences, 4), tmp_path / "out", engine="local",
+              threads=before + 1)
+    assert torch.get_num_threads() == before and "ACCELKIT_THREADS" not in os.environ

@@ -84,3 +84,9 @@ def test_ray_refusals_are_one_line(shipped, sentences, tmp_path, monkeypatch):
         run_batch(shipped["embedding"], path, tmp_path / "out", engine="ray")
     summary = run_batch(shipped["embedding"], path, tmp_path / "out")  # the default without Ray
     assert summary["engine"] == "local"
+
+
+def test_more_actors_than_the_cluster_has_cpus_is_refused(local_ray, shipped, sentences, tmp_path):
+    path = corpus_file(tmp_path, sentences, 4)
+    with pytest.raises(ConfigError, match="need 3 CPUs; the Ray cluster has 2"):
+        run_batch(shipped["embedding"], path, tmp_path / "out", engine="ray", actors=3)

@@ -52,10 +52,17 @@ class ShippedRunner:
         from accelkit.saving import load
 
         self.task = check_model_folder(folder)
-        # before loading: ONNX Runtime reads its thread count when the session is made
-        os.environ["ACCELKIT_THREADS"] = str(threads)
         torch.set_num_threads(threads)
-        self.model = load(folder)
+        # ONNX Runtime and OpenVINO read $ACCELKIT_THREADS when the session is made, at load
+        before = os.environ.get("ACCELKIT_THREADS")
+        os.environ["ACCELKIT_THREADS"] = str(threads)
+        try:
+            self.model = load(folder)
+        finally:
+            if before is None:
+                os.environ.pop("ACCELKIT_THREADS", None)
+            else:
+                os.environ["ACCELKIT_THREADS"] = before
         self.batch_size = batch_size
         self.width = 0
         self.id2label: dict[int, str] = {}

@@ -133,7 +133,11 @@ def run_batch(model_dir: str | os.PathLike, input: str | os.PathLike, output: st
             elif todo:
                 from accelkit.batch_run.ray_engine import cluster_cpus, run_ray
 
-                actors = max(1, min(cfg.actors or cluster_cpus() // threads, len(todo)))
+                cpus, asked = cluster_cpus(), (cfg.actors or 1) * threads
+                if asked > cpus:  # Ray would wait for those CPUs forever
+                    raise ConfigError(f"{cfg.actors or 1} actors × {threads} threads need {asked} CPUs; the Ray "
+                                      f"cluster has {cpus}: pass fewer --actors or --threads")
+                actors = max(1, min(cfg.actors or cpus // threads, len(todo)))
                 run_ray(worker_args, todo, on_result, actors=actors, threads=threads)
     finally:
         if started:
