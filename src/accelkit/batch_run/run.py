@@ -93,6 +93,8 @@ def run_batch(model_dir: str | os.PathLike, input: str | os.PathLike, output: st
 
     from accelkit.batch_run.ray_engine import ray_available, require_ray
 
+    if config is not None and options:
+        raise ConfigError(f"run_batch got config= and {sorted(options)}; put those fields in the RunConfig")
     cfg = config if config is not None else RunConfig(**options)
     engine = cfg.engine or ("ray" if ray_available() else "local")
     if engine == "ray":
