@@ -35,6 +35,9 @@ def test_every_item_once_with_the_shipped_models_embedding(shipped, sentences, t
     assert on_disk == summary
     assert summary["items"] == 120 and summary["blank_rows"] == 1 and summary["rows"] == 121
     assert summary["blocks"] == 8 and summary["actors"] == 1 and summary["items_per_s"] > 0
+    import accelkit
+
+    assert accelkit.run_batch is run_batch
 
 
 def test_a_stopped_run_resumes_to_the_uninterrupted_result(shipped, sentences, tmp_path):
