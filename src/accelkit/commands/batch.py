@@ -23,10 +23,10 @@ def run(
                                         "a .parquet file or a folder of Parquet parts")],
     output: Annotated[Path, typer.Option("--output", "-o", help="folder for the Parquet parts and "
                                          "_summary.json")],
-    engine: Annotated[str | None, typer.Option(help="ray | local [default: ray when installed]")] = None,
+    engine: Annotated[str | None, typer.Option(help="ray | local (default: ray when installed)")] = None,
     text_column: Annotated[str | None, typer.Option(help="the text column/key of a .jsonl/.csv/Parquet "
-                                                    "input [default: text, sentence, or the only string]")] = None,
-    id_column: Annotated[str | None, typer.Option(help="the id column/key [default: the row number]")] = None,
+                                                    "input (default: text, sentence, or the only string)")] = None,
+    id_column: Annotated[str | None, typer.Option(help="the id column/key (default: the row number)")] = None,
     block_size: Annotated[int, typer.Option(help="rows per block: one Parquet part each, the unit of "
                                             "--resume")] = 1000,
     batch_size: Annotated[int, typer.Option(help="items per model call")] = 32,
@@ -34,11 +34,11 @@ def run(
     resume: Annotated[bool, typer.Option(help="keep the parts an interrupted run wrote; run the rest")] = False,
     overwrite: Annotated[bool, typer.Option(help="write into a folder holding other files (they are kept), "
                                             "or replace an earlier run's parts")] = False,
-    address: Annotated[str | None, typer.Option(help="a Ray cluster's address [default: start a local Ray "
-                                                "with this machine's cores]")] = None,
-    actors: Annotated[int | None, typer.Option(help="Ray actors [default: the cluster's CPUs / threads]")] = None,
-    threads: Annotated[int | None, typer.Option(help="threads per Ray actor [default 1], or of the local "
-                                                "engine [default: every core]")] = None,
+    address: Annotated[str | None, typer.Option(help="a Ray cluster's address (default: start a local Ray "
+                                                "with this machine's cores)")] = None,
+    actors: Annotated[int | None, typer.Option(help="Ray actors (default: the cluster's CPUs / threads)")] = None,
+    threads: Annotated[int | None, typer.Option(help="threads per Ray actor (default 1), or of the local "
+                                                "engine (default: every core)")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", help=VERBOSE_HELP)] = False,
 ) -> None:
     """Run MODEL_DIR's task over --input (embeddings, or label and score) into Parquet parts in --output."""
