@@ -52,6 +52,10 @@ class CastInputs(nn.Module):
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         return self.model(*(self._cast(a) for a in args), **{k: self._cast(v) for k, v in kwargs.items()})
 
+    def generate(self, *args: Any, **kwargs: Any) -> Any:
+        """The cast model's own ``generate`` (causal language models writing text)."""
+        return self.model.generate(*(self._cast(a) for a in args), **{k: self._cast(v) for k, v in kwargs.items()})
+
 
 def apply_precision(model: nn.Module, settings: RunSettings, config: PrecisionConfig) -> tuple[nn.Module, RunSettings]:
     """Return the model and run settings for ``config``; the input model is not modified in autocast mode."""
