@@ -43,16 +43,18 @@ def check_same_tokenizer(tokenizer: Any, draft_tokenizer: Any, draft: Path) -> N
                           f"{len(tokenizer)} tokens); pass a draft trained with the model's own tokenizer")
 
 
-def generate_tokens(model: Any, inputs: dict[str, torch.Tensor], max_new_tokens: int, pad_token_id: int,
-                    ) -> torch.Tensor:
-    """``max_new_tokens`` greedy new token ids per row (EOS does not stop a row: every run writes
-    the same number of tokens, so tokens/s compare), as ``model.generate`` writes them."""
+def generate_tokens(model: Any, inputs: dict[str, torch.Tensor], max_new_tokens: int, pad_token_id: int, *,
+                    stop_at_eos: bool = False) -> torch.Tensor:
+    """Up to ``max_new_tokens`` greedy new token ids per row, as ``model.generate`` writes them.
+    By default EOS does not stop a row: every run writes the same number of tokens, so tokens/s
+    compare; ``stop_at_eos`` stops as users' own calls do (rows that end early are padded)."""
     generate = getattr(model, "generate", None)
     if not callable(generate):
         raise ConfigError(f"the model is a {type(model).__name__} without generate(); text-generation runs "
                           "Hugging Face causal language models (or wrappers that keep generate)")
-    out = generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False,
-                   num_beams=1, eos_token_id=None, pad_token_id=pad_token_id)
+    eos = {} if stop_at_eos else {"eos_token_id": None}
+    out = generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
+                   pad_token_id=pad_token_id, **eos)
     return out[:, inputs["input_ids"].shape[1]:]
 
 
