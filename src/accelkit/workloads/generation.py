@@ -29,8 +29,12 @@ def check_causal_lm(folder: Path, config: Any) -> None:
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
     model_type = getattr(config, "model_type", None)
-    if model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES or getattr(config, "is_encoder_decoder", False):
-        archs = ", ".join(getattr(config, "architectures", None) or []) or model_type
+    archs = list(getattr(config, "architectures", None) or [])
+    # the saved head decides where the config names one (a BERT classifier's type also has an LM head)
+    causal = (any(a.endswith(get_task("causal-lm").architectures) for a in archs) if archs
+              else model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES)
+    if not causal or getattr(config, "is_encoder_decoder", False):
+        archs = ", ".join(archs) or model_type
         raise ModelFolderError(f"--model {folder}: {archs} is not a causal language model; --task text-generation "
                                "needs one (GPT-2, Llama, Qwen2, Mistral, Phi ...)")
 
