@@ -138,6 +138,9 @@ def bench(
         meets_budget=not floors_missed(base_quality, min_quality) if budgeted else None,
     )
     runners[BASELINE] = lambda: wl.predict(model, data, base_settings)
+    # workloads that write text also time the first token (the prompt pass), per variant
+    first_token = getattr(wl, "time_to_first_token", None) if "generate" in wl.offers() else None
+    generators = {BASELINE: (model, base_settings)}
     dtypes = {BASELINE: "fp32"}
     forms: set[str] = set()
 
@@ -175,6 +178,7 @@ def bench(
                 variant.details.setdefault("build_s", rec.build_s)
                 built[name] = variant
             runners[name] = lambda m=vmodel, s=vsettings: wl.predict(m, data, s)
+            generators[name] = (vmodel, vsettings)
         except Exception as exc:  # a failing candidate is a result, not a crash
             from accelkit.quiet import log_exception
 
@@ -201,6 +205,9 @@ def bench(
         rec.throughput = n_items / pass_s if pass_s > 0 else None
         rec.throughput_unit = f"{wl.item_unit}/s"
         rec.peak_memory_mb = peak_memory_mb(runners[name]) if memory else None
+        if first_token is not None:
+            gen_model, gen_settings = generators[name]
+            rec.details["time_to_first_token_ms"] = first_token(gen_model, data, gen_settings)
         if peak is not None and rec.flops_per_item:
             rec.roofline_fraction = peak.fraction(rec.flops_per_item * n_items, pass_s, dtypes.get(name, "fp32"))
 

@@ -69,6 +69,9 @@ def test_techniques_apply_and_speculative_output_is_the_models_own(llama):
     assert by["speculative"].quality["greedy_agreement"] == 1.0
     assert by["speculative"].quality["identical_outputs"] == 1.0
     assert res.settings["items"] == 8 * N_NEW and by["default"].throughput_unit == "tokens/s"
+    for name in ("default", "speculative"):
+        first = by[name].details["time_to_first_token_ms"]
+        assert 0 < first["p50"] <= first["p95"]
     for name in ("bf16-cast", "int8-dynamic"):
         assert 0.0 <= by[name].quality["greedy_agreement"] <= 1.0
 

@@ -4,6 +4,8 @@ generated tokens, scored against the fp32 model's own greedy output on held-out 
 
 from __future__ import annotations
 
+import statistics
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,7 +15,7 @@ from torch import nn
 
 from accelkit.errors import ConfigError, ModelFolderError
 from accelkit.tasks import get_task
-from accelkit.workloads.base import RunSettings
+from accelkit.workloads.base import RunSettings, autocast_context
 from accelkit.workloads.hf_model import LabelledTexts, load_config, load_hf_model
 from accelkit.workloads.text import TokenizedTextWorkload
 
@@ -135,6 +137,21 @@ class GenerationWorkload(TokenizedTextWorkload):
 
     def quality(self, outputs: torch.Tensor, reference: torch.Tensor, data: Any) -> dict[str, float]:
         return self.spec.quality(outputs, reference)
+
+    def time_to_first_token(self, model: Callable, data: list[str], settings: RunSettings,
+                            max_batches: int = 32) -> dict[str, float]:
+        """Milliseconds from a batch's prompts to its first new token (``generate`` writing one
+        token: the prompt pass), p50 and p95 over up to ``max_batches`` batches under ``settings``."""
+        times = []
+        with torch.inference_mode(), autocast_context(settings):
+            for inputs, _ in self.batches(data, settings):
+                start = time.perf_counter()
+                generate_tokens(model, inputs, 1, self.tokenizer.pad_token_id)
+                times.append((time.perf_counter() - start) * 1e3)
+                if len(times) == max_batches:
+                    break
+        ordered = sorted(times)
+        return {"p50": statistics.median(ordered), "p95": ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]}
 
     def ship_spec(self) -> dict | None:
         """What a shipped folder needs to generate without the workload (export.artifact)."""
