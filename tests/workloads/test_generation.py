@@ -114,3 +114,17 @@ def test_bad_input_is_one_line(folders, tmp_path):
         workload_from_model(mf.bert_classifier_folder(tmp_path), prompts, task="text-generation")
     with pytest.raises(ConfigError, match="tokenizer differs"):
         workload_from_model(llama, prompts, task="text-generation", draft=mf.gpt2_folder(tmp_path))
+
+
+def test_a_module_function_that_generates_is_a_generation_workload(folders, tmp_path, monkeypatch):
+    (tmp_path / "my_lm.py").write_text(
+        "from transformers import AutoModelForCausalLM, AutoTokenizer\n"
+        f"FOLDER = {str(folders['llama'])!r}\n"
+        "def make():\n"
+        "    return {'model': AutoModelForCausalLM.from_pretrained(FOLDER), 'tokenizer': "
+        "AutoTokenizer.from_pretrained(FOLDER), 'task': 'text-generation'}\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    wl = workload_from_model("my_lm:make", folders["prompts"], max_new_tokens=3)
+    held = list(wl.eval_data(2))
+    out = wl.predict(wl.build_model(), held, wl.default_settings())
+    assert out.shape == (2, 3) and "generate" in wl.offers() and wl.ship_spec() is None

@@ -56,15 +56,13 @@ def workload_from_model(
     if task is not None:
         get_task(task)  # an unknown task is refused before the data is read
     generation = {"max_new_tokens": max_new_tokens, "draft": draft}
-    named = [f"--{k.replace('_', '-')}" for k, v in generation.items() if v is not None]
-    if named and task != "text-generation":
-        raise ConfigError(f"{' and '.join(named)} go with --task text-generation; add it or drop them")
     if max_new_tokens is not None and (isinstance(max_new_tokens, bool) or max_new_tokens < 1):
         raise ConfigError(f"--max-new-tokens {max_new_tokens}: expected a positive number of tokens to write")
     user = data if isinstance(data, UserData) else read_data_file(data, text_column=text_column,
                                                                   label_column=label_column)
     calib, held, report = split_data(user, calib_size=calib_size, eval_size=eval_size)
     if isinstance(model, nn.Module):
+        _check_generation_options(task, generation)
         return _module_workload("model", model, None, task, calib, held, report, output, {})
     spec = str(model)
     if ":" in spec and not Path(spec).exists():
@@ -75,13 +73,21 @@ def workload_from_model(
             raise WorkloadImportError(f"--model {spec}: the function returned {type(made).__name__}; expected an "
                                       "nn.Module or a dict with 'model' (and 'tokenizer' for text data)")
         task = task or made.get("task")
+        _check_generation_options(task, generation)
         if task == "text-generation":
             return _module_generation_workload(spec, made, calib, held, report, generation)
         return _module_workload(spec, made["model"], made.get("tokenizer"), task, calib, held, report, output,
                                 made)
+    _check_generation_options(task, generation)
     if task == "text-generation":
         return _folder_generation_workload(Path(spec), calib, held, report, generation)
     return _folder_workload(Path(spec), task, calib, held, report, output)
+
+
+def _check_generation_options(task: str | None, generation: dict) -> None:
+    named = [f"--{k.replace('_', '-')}" for k, v in generation.items() if v is not None]
+    if named and task != "text-generation":
+        raise ConfigError(f"{' and '.join(named)} go with --task text-generation; add it or drop them")
 
 
 def _generation_prompts(calib: UserData, held: UserData) -> tuple[list[str], list[str]]:
