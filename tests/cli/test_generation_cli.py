@@ -67,3 +67,18 @@ def test_a_tiny_generation_bench_prints_tokens_per_second(root):
     found = {v["name"]: v for v in json.loads((root / "r.json").read_text())["variants"]}
     assert found["speculative"]["throughput_unit"] == "tokens/s" and found["speculative"]["error"] is None
     assert found["speculative"]["quality"]["greedy_agreement"] == 1.0
+
+
+def test_generation_options_need_a_model(root):
+    proc = _accelkit(["bench", "--max-new-tokens", "4"], root)
+    assert proc.returncode == 2 and "go with --model" in proc.stderr
+
+
+@pytest.mark.slow
+def test_export_a_bf16_cast_generation_plan_that_ships_self_contained(root):
+    proc = _accelkit(["export", "--model", "tiny-llama", "--data", "prompts.txt", "--task", "text-generation",
+                      "--max-new-tokens", "4", "--variant", "bf16-cast", "--out", "E"], root)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    meta = json.loads((root / "E" / "plan.json").read_text())
+    assert meta["format"] == "hf-torch" and meta["pipeline"]["task"] == "text-generation"
+    assert meta["pipeline"]["max_new_tokens"] == 4 and meta["cast_inputs"] == "bfloat16"
