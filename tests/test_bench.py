@@ -64,3 +64,33 @@ def test_bad_input_raises_specific_errors(digits_workload):
     if not torch.cuda.is_available():
         with pytest.raises(DeviceUnavailableError, match="--device cpu"):
             bench(digits_workload, ["bf16"], device="cuda")
+
+
+def test_bench_judges_each_variant_once_and_records_its_plan(digits_workload, digits_model):
+    from accelkit.bench import SearchOptions
+    from accelkit.techniques.registry import register_technique, unregister_technique
+
+    @register_technique("test-broken-2", group="precision", description="always fails")
+    def _broken(model, ctx):
+        raise RuntimeError("kernel missing")
+
+    try:
+        res = bench(digits_workload, ["test-broken-2", "bf16"], limit=64, repeats=1, warmup=0, memory=False,
+                    flops=False, baseline_model=digits_model, roofline=False, max_quality_drop=0.5,
+                    search=SearchOptions(split="calib"))
+    finally:
+        unregister_technique("test-broken-2")
+    broken, bf16 = res.variant("test-broken-2"), res.variant("bf16")
+    assert broken.verdict.rejection == "failed" and broken.verdict.status.startswith("failed: RuntimeError")
+    assert broken.meets_budget is None  # a failure has no budget verdict in the table
+    assert bf16.verdict.within_budget and bf16.meets_budget is True
+    assert bf16.plan == [{"technique": "bf16", "config": {}}] and res.variant("default").plan == []
+    assert res.settings["split"] == "calib"
+
+
+def test_search_options_refuse_an_unknown_split():
+    from accelkit.bench import SearchOptions
+    from accelkit.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="split='test'"):
+        SearchOptions(split="test")

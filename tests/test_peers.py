@@ -137,3 +137,15 @@ def test_bench_peers_puts_the_table_in_the_results_report_and_terminal(tmp_path)
 def test_peers_on_a_workload_it_cannot_compare_is_one_line_exit_2(tmp_path, args, match):
     proc = _cli(args, tmp_path)
     assert proc.returncode == 2 and match in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_accelkits_row_is_chosen_by_benchs_verdict_or_the_same_judge_on_the_peers_budget():
+    from accelkit.verdict import Verdict
+
+    floor = Verdict(False, ("cosine_min 0.9 < 0.97",), "below the quality floor: cosine_min 0.9 < 0.97", "floor")
+    judged = Results("minilm", "infer", "default", [], max_quality_drop=0.01, min_quality={"cosine_min": 0.97})
+    missed = VariantResult("v", quality={"cosine_min": 0.9}, quality_drop=0.001, verdict=floor)
+    assert not peers._keeps(missed, 0.01, judged)  # bench judged this budget: its verdict decides
+    unbudgeted = Results("minilm", "infer", "default", [])  # bench had no budget: judged on the peers' 0.01
+    assert peers._keeps(VariantResult("v", quality_drop=0.005, verdict=Verdict(True)), 0.01, unbudgeted)
+    assert not peers._keeps(VariantResult("v", quality_drop=0.05, verdict=Verdict(True)), 0.01, unbudgeted)

@@ -28,7 +28,8 @@ def test_openvino_compile_leaves_the_signal_stack_as_it_was(monkeypatch):
     pytest.importorskip("openvino", reason="OpenVINO is optional: pip install openvino")
     import torch
 
-    from accelkit.techniques.openvino_runtime import OpenVinoConfig, openvino_module
+    from accelkit.runtimes.openvino import OpenVinoConfig
+    from accelkit.techniques.openvino_runtime import openvino_module
 
     before = _current()
     module = openvino_module(torch.nn.Linear(8, 8).eval(), torch.randn(2, 8), OpenVinoConfig())

@@ -10,11 +10,12 @@ from __future__ import annotations
 import datetime as _dt
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-from accelkit.errors import DeviceUnavailableError
+from accelkit.errors import ConfigError, DeviceUnavailableError
 from accelkit.measure import (
     compare_interleaved,
     count_parameters,
@@ -22,13 +23,14 @@ from accelkit.measure import (
     serialized_size_mb,
 )
 from accelkit.measure.roofline import measure_roofline
-from accelkit.quality_floors import check_floor_metrics, check_quality_floors, floors_missed
+from accelkit.quality_floors import check_floor_metrics, check_quality_floors
 from accelkit.report.results import Results, VariantResult, describe_error
 from accelkit.techniques.registry import BASELINE, BASELINE_ALIASES
 from accelkit.variants import Built, build_variant, check_variants, list_variants
+from accelkit.verdict import judge
 from accelkit.workloads import RunSettings, Workload, get_workload
 
-__all__ = ["bench", "check_device", "BenchTask", "TASKS", "available_tasks", "task_runner"]
+__all__ = ["bench", "check_device", "SearchOptions", "BenchTask", "TASKS", "available_tasks", "task_runner"]
 
 
 def check_device(device: str) -> None:
@@ -66,6 +68,117 @@ def _data_report(wl: Workload, data: Any, settings: RunSettings) -> dict:
         return {}
 
 
+@dataclass
+class SearchOptions:
+    """What only a search (``accelkit optimize``) hands ``bench``.
+
+    ``objective`` reaches the techniques that tune themselves; ``split="calib"`` scores on the
+    calibration split, so a search screens candidates without touching the held-out data;
+    ``data`` overrides the split with items of the caller's choice (a representative screening
+    sample); variants in ``prebuilt`` are measured as they are, not built again.
+    """
+
+    objective: str = "throughput"
+    split: str = "eval"
+    data: Any = None
+    prebuilt: dict[str, Built] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.split not in ("eval", "calib"):
+            raise ConfigError(f"split={self.split!r}: expected 'eval' or 'calib'")
+
+
+@dataclass
+class _Budget:
+    """The user's quality budget, judged once per candidate where it is measured."""
+
+    max_quality_drop: float | None
+    min_quality: dict[str, float] | None
+
+    @property
+    def given(self) -> bool:
+        return self.max_quality_drop is not None or bool(self.min_quality)
+
+    def judge(self, rec: VariantResult) -> None:
+        rec.verdict = judge(quality=rec.quality, quality_drop=rec.quality_drop, error=rec.error,
+                            max_quality_drop=self.max_quality_drop, min_quality=self.min_quality)
+        if rec.error is None:
+            rec.meets_budget = rec.verdict.within_budget if self.given else None
+            if rec.verdict.floors_missed:
+                rec.details["floors_missed"] = list(rec.verdict.floors_missed)
+
+
+@dataclass
+class _Reference:
+    """The baseline's pass over the measured data, which every variant is scored against."""
+
+    wl: Workload
+    data: Any
+    settings: RunSettings
+    outputs: Any
+    quality: dict[str, float]
+    n_items: int
+    count_flops: bool
+
+    def measure(self, rec: VariantResult, variant: Built) -> None:
+        """Score ``variant`` into ``rec``: quality against the reference, size, FLOPs."""
+        vmodel, vsettings = variant.model, variant.settings
+        outputs, n_flops = _flops_of_pass(lambda: self.wl.predict(vmodel, self.data, vsettings), self.count_flops)
+        rec.quality = self.wl.quality(outputs, self.outputs, self.data)
+        rec.quality_drop = self.wl.quality_drop(rec.quality, self.quality)
+        rec.size_mb = serialized_size_mb(vmodel)
+        rec.params = count_parameters(vmodel) if isinstance(vmodel, torch.nn.Module) else None
+        rec.flops_per_item = n_flops / self.n_items if n_flops else None
+        rec.compute_dtype = variant.compute_dtype
+        rec.plan = variant.plan
+        # techniques report what they decided (kept layers, thresholds, curves) here
+        rec.details = {k: v for k, v in variant.details.items() if k != "build_s"}
+
+
+def _build(name: str, model: torch.nn.Module, ref: _Reference, rec: VariantResult, search: SearchOptions,
+           max_quality_drop: float | None) -> Built:
+    """The variant ``name``: the search's prebuilt one, else built now (its build time into ``rec``)."""
+    if name in search.prebuilt:
+        variant = search.prebuilt[name]
+        rec.build_s = variant.details.get("build_s")
+        return variant
+    start = time.perf_counter()
+    variant = build_variant(name, model, ref.settings, ref.wl, max_quality_drop=max_quality_drop,
+                            objective=search.objective)
+    rec.build_s = time.perf_counter() - start
+    return variant
+
+
+def _time_all(records: dict[str, VariantResult], runners: dict[str, Callable[[], Any]], ref: _Reference,
+              n_batches: int, *, repeats: int, warmup: int, memory: bool, say: Callable[[str], None],
+              roofline_device: str | None, openvino: bool) -> Any:
+    """Time every runner interleaved into its record; the machine's roofline (None when not measured)."""
+    def ceiling() -> Any:
+        return measure_roofline(size=512, repeats=3, device=roofline_device, openvino=openvino)
+
+    peak_before = ceiling() if roofline_device else None
+    say(f"timing {len(runners)} variants interleaved, {repeats} rounds")
+    timings = compare_interleaved(
+        runners, baseline=BASELINE, repeats=repeats, warmup=warmup,
+        on_step=lambda n, r: say(f"round {r + 1}/{repeats}: {n}"),
+    )
+    # measured before and after timing, best of both: one busy moment must not lower the ceiling
+    peak = peak_before.best(ceiling()) if peak_before else None
+    for name, t in timings.items():
+        rec = records[name]
+        pass_s = t.p50_ms / 1e3
+        rec.speedup = t.speedup
+        rec.pair_ratios = [round(r, 4) for r in t.pair_ratios]
+        rec.pass_ms = {"p50": t.p50_ms, "p95": t.p95_ms}
+        rec.latency_ms = {"p50": t.p50_ms / n_batches, "p95": t.p95_ms / n_batches}
+        rec.throughput = ref.n_items / pass_s if pass_s > 0 else None
+        rec.throughput_unit = f"{ref.wl.item_unit}/s"
+        rec.peak_memory_mb = peak_memory_mb(runners[name]) if memory else None
+        if peak is not None and rec.flops_per_item:
+            rec.roofline_fraction = peak.fraction(rec.flops_per_item * ref.n_items, pass_s, rec.compute_dtype)
+    return peak
+
+
 def bench(
     workload: str | Workload,
     variants: list[str] | None = None,
@@ -82,134 +195,83 @@ def bench(
     flops: bool = True,
     progress: Callable[[str], None] | None = None,
     baseline_model: torch.nn.Module | None = None,
-    split: str = "eval",
-    data: Any = None,
-    prebuilt: dict[str, Built] | None = None,
     keep_built: bool = False,
-    objective: str = "throughput",
+    search: SearchOptions | None = None,
 ) -> Results:
     """Measure ``variants`` (names, ``+`` for compositions) beside ``baseline``.
 
     A variant that fails to build or run is recorded with its ``error``; the others go on.
     ``memory``/``flops`` off skip the extra memory-sampling pass and the FLOP count (a
-    search screening many candidates needs neither). ``split="calib"`` scores on the calibration split instead, so a search can screen
-    candidates without ever touching the held-out evaluation data; ``data`` overrides the split
-    with items of the caller's choice (a search's representative screening sample).
+    search screening many candidates needs neither).
 
     ``min_quality`` floors any quality metric (``{"cosine_min": 0.97}``): a variant below one misses
-    the budget, as one over ``max_quality_drop`` does, and ``details["floors_missed"]`` says which.
-    ``max_quality_drop`` and ``objective`` reach the techniques that tune themselves. Variants in
-    ``prebuilt`` are measured as they are, not built again; ``keep_built=True`` hands every
-    built variant back in ``Results.built`` (not serialized), so a caller can save the winner.
+    the budget, as one over ``max_quality_drop`` does; each variant's ``verdict`` says whether it
+    is within budget and why not, and ``details["floors_missed"]`` which floors it missed.
+    ``max_quality_drop`` reaches the techniques that tune themselves. ``keep_built=True`` hands
+    every built variant back in ``Results.built`` (not serialized), so a caller can save the
+    winner. ``search``: what only a search sets (objective, screening data, prebuilt variants).
     """
     check_device(device)
+    search = search or SearchOptions()
     wl = get_workload(workload) if isinstance(workload, str) else workload
     names = list(variants) if variants is not None else list_variants(wl)
     names = [n for n in names if n not in BASELINE_ALIASES]
     check_variants(names, wl)
-    min_quality = check_quality_floors(min_quality)  # before the model loads and the baseline pass runs
+    budget = _Budget(max_quality_drop, check_quality_floors(min_quality))  # before the model loads
     say = progress or (lambda msg: None)
 
     say(f"loading {wl.name}")
     model = (baseline_model or wl.build_model()).to(device)
-    if split not in ("eval", "calib"):
-        raise ValueError(f"split={split!r}: expected 'eval' or 'calib'")
+    data = search.data
     if data is None:
-        data = wl.eval_data(limit) if split == "eval" else wl.calib_data(limit)
+        data = wl.eval_data(limit) if search.split == "eval" else wl.calib_data(limit)
     base_settings = wl.default_settings(batch_size, device)
-    n_items = wl.n_items(data)
     n_batches = sum(1 for _ in wl.batches(data, base_settings))
-    built: dict[str, Built] = {}
 
-    runners: dict[str, Callable[[], Any]] = {}
-    records: dict[str, VariantResult] = {}
     say("baseline: reference outputs")
     reference, base_flops = _flops_of_pass(lambda: wl.predict(model, data, base_settings), flops)
     base_quality = wl.quality(reference, reference, data)
-    check_floor_metrics(min_quality, base_quality, wl.name)
-    budgeted = max_quality_drop is not None or bool(min_quality)
-    records[BASELINE] = VariantResult(
-        BASELINE,
-        quality=base_quality,
-        quality_drop=0.0,
-        size_mb=serialized_size_mb(model),
-        params=count_parameters(model),
-        flops_per_item=base_flops / n_items if base_flops else None,
-        meets_budget=not floors_missed(base_quality, min_quality) if budgeted else None,
-    )
-    runners[BASELINE] = lambda: wl.predict(model, data, base_settings)
-    # workloads that write text also time the first token (the prompt pass), per variant
-    first_token = getattr(wl, "time_to_first_token", None) if "generate" in wl.offers() else None
-    generators = {BASELINE: (model, base_settings)}
-    dtypes = {BASELINE: "fp32"}
+    check_floor_metrics(budget.min_quality, base_quality, wl.name)
+    ref = _Reference(wl, data, base_settings, reference, base_quality, wl.n_items(data), flops)
+    base = VariantResult(BASELINE, quality=base_quality, quality_drop=0.0, size_mb=serialized_size_mb(model),
+                         params=count_parameters(model),
+                         flops_per_item=base_flops / ref.n_items if base_flops else None)
+    budget.judge(base)
+    records: dict[str, VariantResult] = {BASELINE: base}
+    runners: dict[str, Callable[[], Any]] = {BASELINE: lambda: wl.predict(model, data, base_settings)}
+    generators = {BASELINE: (model, base_settings)}  # what a variant runs with: its first token is timed
+    built: dict[str, Built] = {}
     forms: set[str] = set()
 
     for name in names:
         say(f"{name}: build + quality")
-        rec = VariantResult(name)
-        records[name] = rec
+        rec = records[name] = VariantResult(name)
         try:
-            start = time.perf_counter()
-            if prebuilt and name in prebuilt:
-                variant = prebuilt[name]
-                rec.build_s = variant.details.get("build_s")
-            else:
-                variant = build_variant(name, model, base_settings, wl, max_quality_drop=max_quality_drop,
-                                        objective=objective)
-                rec.build_s = time.perf_counter() - start
-            vmodel, vsettings, dtype = variant.model, variant.settings, variant.compute_dtype
+            variant = _build(name, model, ref, rec, search, max_quality_drop)
             forms.add(variant.form)
-            outputs, n_flops = _flops_of_pass(lambda m=vmodel, s=vsettings: wl.predict(m, data, s), flops)
-            rec.quality = wl.quality(outputs, reference, data)
-            rec.quality_drop = wl.quality_drop(rec.quality, base_quality)
-            missed = floors_missed(rec.quality, min_quality)
-            if budgeted:
-                rec.meets_budget = not missed and (max_quality_drop is None or rec.quality_drop <= max_quality_drop)
-            rec.size_mb = serialized_size_mb(vmodel)
-            rec.params = count_parameters(vmodel) if isinstance(vmodel, torch.nn.Module) else None
-            rec.flops_per_item = n_flops / n_items if n_flops else None
-            rec.compute_dtype = dtype
-            # techniques report what they decided (kept layers, thresholds, curves) here
-            rec.details = {k: v for k, v in variant.details.items() if k != "build_s"}
-            if missed:
-                rec.details["floors_missed"] = missed
-            dtypes[name] = dtype
+            ref.measure(rec, variant)
             if keep_built:
                 variant.details.setdefault("build_s", rec.build_s)
                 built[name] = variant
-            runners[name] = lambda m=vmodel, s=vsettings: wl.predict(m, data, s)
-            generators[name] = (vmodel, vsettings)
+            runners[name] = lambda m=variant.model, s=variant.settings: wl.predict(m, data, s)
+            generators[name] = (variant.model, variant.settings)
         except Exception as exc:  # a failing candidate is a result, not a crash
             from accelkit.quiet import log_exception
 
             log_exception(exc, f"variant {name}")  # the full trace goes to the log, one line to the table
             rec.error = describe_error(exc)
+        budget.judge(rec)
 
-    on_openvino = "openvino" in forms  # OpenVINO's own GEMM ceiling only when a variant runs on it
-    peak_before = measure_roofline(size=512, repeats=3, device=device, openvino=on_openvino) if roofline else None
-    say(f"timing {len(runners)} variants interleaved, {repeats} rounds")
-    timings = compare_interleaved(
-        runners, baseline=BASELINE, repeats=repeats, warmup=warmup,
-        on_step=lambda n, r: say(f"round {r + 1}/{repeats}: {n}"),
-    )
-    # measured before and after timing, best of both: one busy moment must not lower the ceiling
-    peak = peak_before.best(measure_roofline(size=512, repeats=3, device=device, openvino=on_openvino)) \
-        if peak_before else None
-    for name, t in timings.items():
-        rec = records[name]
-        pass_s = t.p50_ms / 1e3
-        rec.speedup = t.speedup
-        rec.pair_ratios = [round(r, 4) for r in t.pair_ratios]
-        rec.pass_ms = {"p50": t.p50_ms, "p95": t.p95_ms}
-        rec.latency_ms = {"p50": t.p50_ms / n_batches, "p95": t.p95_ms / n_batches}
-        rec.throughput = n_items / pass_s if pass_s > 0 else None
-        rec.throughput_unit = f"{wl.item_unit}/s"
-        rec.peak_memory_mb = peak_memory_mb(runners[name]) if memory else None
-        if first_token is not None:
-            gen_model, gen_settings = generators[name]
-            rec.details["time_to_first_token_ms"] = first_token(gen_model, data, gen_settings)
-        if peak is not None and rec.flops_per_item:
-            rec.roofline_fraction = peak.fraction(rec.flops_per_item * n_items, pass_s, dtypes.get(name, "fp32"))
+    from accelkit.runtimes.openvino import OpenVinoModule
+
+    # OpenVINO's own GEMM ceiling only when a variant runs on it
+    peak = _time_all(records, runners, ref, n_batches, repeats=repeats, warmup=warmup, memory=memory, say=say,
+                     roofline_device=device if roofline else None, openvino=OpenVinoModule.form in forms)
+    # workloads that write text also time each variant's first token (the prompt pass)
+    first_token = getattr(wl, "time_to_first_token", None) if "generate" in wl.offers() else None
+    if first_token is not None:
+        for name, (gen_model, gen_settings) in generators.items():
+            records[name].details["time_to_first_token_ms"] = first_token(gen_model, data, gen_settings)
 
     from accelkit.hardware import probe
 
@@ -219,13 +281,13 @@ def bench(
         baseline=BASELINE,
         variants=[records[BASELINE], *[records[n] for n in names]],
         machine=probe(),
-        settings={**base_settings.to_dict(), "repeats": repeats, "warmup": warmup, "items": n_items, "split": split,
-                  "data": _data_report(wl, data, base_settings)},
+        settings={**base_settings.to_dict(), "repeats": repeats, "warmup": warmup, "items": ref.n_items,
+                  "split": search.split, "data": _data_report(wl, data, base_settings)},
         roofline=peak.to_dict() if peak else None,
         primary_metric=wl.primary_metric,
         higher_is_better=wl.higher_is_better,
         max_quality_drop=max_quality_drop,
-        min_quality=min_quality,
+        min_quality=budget.min_quality,
         created=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     )
     results.built = built
@@ -252,8 +314,6 @@ def available_tasks() -> list[str]:
 def task_runner(task: str) -> BenchTask:
     """The function behind ``--task``; ConfigError for a task this build does not have."""
     import importlib
-
-    from accelkit.errors import ConfigError
 
     if task not in available_tasks():
         raise ConfigError(f"--task {task!r}: expected one of {available_tasks()}")

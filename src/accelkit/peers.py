@@ -289,6 +289,17 @@ def check_peer_workload(workload: Any) -> Path:
     return Path(folder)
 
 
+def _keeps(v: Any, budget: float, results: Any) -> bool:
+    """Within ``budget``: bench's verdict when bench judged that budget, else the same judge on
+    the peers' default budget (a bench without one)."""
+    from accelkit.verdict import judge
+
+    if results.max_quality_drop == budget and v.verdict is not None:
+        return v.verdict.within_budget
+    return judge(quality=v.quality, quality_drop=v.quality_drop, error=v.error, max_quality_drop=budget,
+                 min_quality=results.min_quality).within_budget
+
+
 def peers_beside_bench(workload: Any, results: Any, *, max_quality_drop: float | None = None, repeats: int = 5,
                        limit: int | None = None, calib: int = 300,
                        progress: Callable[[str], None] | None = None) -> dict[str, Any]:
@@ -310,9 +321,8 @@ def peers_beside_bench(workload: Any, results: Any, *, max_quality_drop: float |
 
     rows: dict[str, tuple[str, Encode]] = {"accelkit-default": (f"accelkit {BASELINE} (how the model runs today)",
                                                                 encoder(model, base))}
-    within = [v for v in results.variants if v.name != BASELINE and not v.error and v.speedup
-              and v.quality_drop is not None and v.quality_drop <= budget and v.meets_budget is not False
-              and v.name in results.built]
+    within = [v for v in results.variants if v.name != BASELINE and v.speedup and v.name in results.built
+              and _keeps(v, budget, results)]
     if within:
         best = max(within, key=lambda v: v.speedup)
         built = results.built[best.name]

@@ -1,18 +1,22 @@
 """Save an accelerated model to a directory and load it back with identical outputs.
 
-ONNX Runtime variants save their graph (``model.onnx``); PyTorch variants save their plain
-tensors (``model.safetensors``) and are rebuilt by re-applying the plan to the workload's
-baseline (packed int8 weights are re-derived deterministically), then the saved tensors are
-loaded over it. ``plan.json`` holds the schema, plan, run settings and file checksums.
-Nothing is unpickled; the directory appears complete or not at all.
+The model's runtime (accelkit.runtimes) writes its files: an ONNX graph (``model.onnx``) with
+its session settings, or a PyTorch model's plain tensors (``model.safetensors``) with a record
+of its int8, SmoothQuant and cast layers. ``plan.json`` names the runtime and holds the schema,
+plan, run settings and file checksums. Loading hands the folder to that runtime; a PyTorch model
+is rebuilt on its fp32 architecture (from config.json, an embedded workload's name, or the
+caller) with only the recorded layers put back: no technique runs on load. A model no runtime
+can save as it is is refused at save time (ShipError). Nothing is unpickled; the directory
+appears complete or not at all.
 
 Loading trusts nothing in the folder: it imports no code a file names (only embedded workloads
-are rebuilt by name; ``load(path, workload=...)`` for others), reads only files listed in
+are built by name; ``load(path, workload=...)`` for others), reads only files listed in
 ``plan.json`` that lie inside the folder, checks every checksum, and refuses unlisted model files.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
@@ -29,7 +33,7 @@ from accelkit.outdir import SAVED_MODEL_FILES, foreign_files, make_temp_dir, pre
 
 __all__ = ["SCHEMA", "LoadedModel", "save", "load", "normalize_plan", "resolve_inside"]
 
-SCHEMA = "accelkit.saved/1"
+SCHEMA = "accelkit.saved/2"  # 2: written by the runtime, loaded without re-running the plan
 _PLAN_FILE = "plan.json"
 
 
@@ -76,15 +80,23 @@ def _json_safe(obj: Any) -> Any:
     return json.loads(json.dumps(obj, default=str))
 
 
-def _plain_tensors(module: nn.Module) -> dict[str, torch.Tensor]:
-    # packed/quantized tensors (torch.qint8, torchao's weight-only tensor subclasses) cannot go to
-    # safetensors; the plan re-derives them deterministically from the saved float tensors
-    out = {}
-    for key, value in module.state_dict().items():
-        plain = type(value) in (torch.Tensor, nn.Parameter)
-        if plain and not value.is_quantized and value.layout == torch.strided:
-            out[key] = value.detach().cpu().contiguous().clone()
-    return out
+def _is_built(obj: Any) -> bool:
+    """A ``Built`` record (techniques.registry, a layer above this one): read by its fields."""
+    return all(hasattr(obj, a) for a in ("model", "settings", "details", "steps", "name"))
+
+
+def _baseline_architecture(workload: Any) -> Any:
+    """A copy of the fp32 model of a Workload object or an embedded workload's name (the runtime
+    puts its layers into it; a workload may hand out one shared model); None for neither."""
+    if workload is None:
+        return None
+    if isinstance(workload, str):
+        from accelkit.workloads import _REGISTRY, get_workload
+
+        if workload not in _REGISTRY:
+            return None
+        workload = get_workload(workload)
+    return copy.deepcopy(workload.build_model())
 
 
 def save(
@@ -92,37 +104,33 @@ def save(
     path: str | os.PathLike,
     plan: str | list | None = None,
     *,
-    workload: str | None = None,
+    workload: Any = None,
     settings: Any = None,
     overwrite: bool = False,
     ship: bool | None = None,
 ) -> Path:
-    """Write ``model_or_variant`` (a model, an OrtModule, a ``Built`` record, or (model, settings)) to ``path``.
+    """Write ``model_or_variant`` (a model, a runtime such as an OrtModule, a ``Built`` record, or
+    (model, settings)) to ``path`` with the model's runtime.
 
-    ``plan``: the variant name or plan steps that made it; ``workload``: the workload name whose
-    baseline the plan applies to (needed to rebuild PyTorch variants).
-    ``path`` may be an earlier save (replaced); a folder holding other files is refused with
+    ``plan``: the variant name or plan steps that made it (provenance: loading never re-runs it);
+    ``workload``: the workload (name or object) whose fp32 architecture a PyTorch model is loaded
+    on. ``path`` may be an earlier save (replaced); a folder holding other files is refused with
     OutputPathError unless ``overwrite=True``, and then only accelkit's own files in it are
     replaced (see accelkit.outdir).
 
     ``workload`` given as the Workload object of a Hugging Face model (``--model``, minilm) makes
-    the folder self-contained (``accelkit.export.artifact``): ``load`` then rebuilds nothing.
-    ``ship=None`` falls back to the rebuild-by-plan save (noted in plan.json) when the model
-    cannot ship that way; ``ship=True`` raises ShipError instead; ``ship=False`` never ships.
+    the folder self-contained (``accelkit.export.artifact``) unless ``ship=False``; ``ship=True``
+    requires it. Raises ShipError, before anything is written, for a model that cannot be saved
+    as it is (compiled graphs, torchao weight-only tensors, a technique's own wrappers such as
+    early exit, shapes the architecture does not describe), naming why and what to choose instead.
     """
-    from accelkit.export.artifact import (
-        ShipError,
-        is_graph_module,
-        runtime_fields,
-        ship_files,
-        ship_spec,
-    )
-    from accelkit.techniques.registry import Built
+    from accelkit.export.artifact import ShipError, saved_format, ship_files, ship_spec
+    from accelkit.runtimes.registry import runtime_of
     from accelkit.workloads.base import RunSettings
 
     model = model_or_variant
     details = None
-    if isinstance(model_or_variant, Built):
+    if _is_built(model_or_variant):
         model, details = model_or_variant.model, model_or_variant.details
         settings = settings if settings is not None else model_or_variant.settings
         if plan is None and model_or_variant.steps:
@@ -131,10 +139,12 @@ def save(
         model = model_or_variant[0]
         if settings is None and len(model_or_variant) > 1:
             settings = model_or_variant[1]
+    runtime = runtime_of(model)
     spec = None  # what a self-contained folder needs, read once from the workload
-    if workload is not None and not isinstance(workload, str):
-        spec = ship_spec(workload) if ship is not False else None
-        workload = getattr(workload, "name", None)
+    workload_obj = workload if workload is not None and not isinstance(workload, str) else None
+    if workload_obj is not None:
+        spec = ship_spec(workload_obj) if ship is not False else None
+        workload = getattr(workload_obj, "name", None)
     if ship and spec is None:
         raise ShipError(f"workload {workload!r} names no Hugging Face model folder; it cannot ship self-contained")
     settings = settings if settings is not None else RunSettings()
@@ -143,39 +153,26 @@ def save(
     keep_foreign = target.is_dir() and bool(foreign_files(target, SAVED_MODEL_FILES))
     tmp = make_temp_dir(target.parent, prefix=f".{target.name}.")
     try:
+        if details is None:
+            details = getattr(model, "accelkit_details", None) or runtime.describe().to_dict()
         meta: dict[str, Any] = {
             "schema": SCHEMA,
             "plan": normalize_plan(plan),
             "workload": workload,
             "settings": settings.to_dict(),
-            "details": _json_safe(details if details is not None else getattr(model, "accelkit_details", None) or {}),
+            "details": _json_safe(details),
             "torch": torch.__version__,
         }
-        shipped = None
         if spec is not None:
-            try:
-                shipped = ship_files(model, spec, settings, tmp)
-            except ShipError as exc:
-                if ship:
-                    raise
-                for f in list(tmp.iterdir()):
-                    shutil.rmtree(f) if f.is_dir() else f.unlink()
-                meta["not_self_contained"] = str(exc)
-        if shipped is not None:
-            meta.update(shipped)
-            meta["files"] = {f.relative_to(tmp).as_posix(): _sha256(f) for f in sorted(tmp.rglob("*")) if f.is_file()}
-        elif is_graph_module(model):  # ONNX Runtime or OpenVINO: the graph, and the runtime's settings
-            (tmp / "model.onnx").write_bytes(model.onnx_bytes)
-            meta.update(format="onnx", files={"model.onnx": _sha256(tmp / "model.onnx")}, **runtime_fields(model))
-        elif isinstance(model, nn.Module):
-            from safetensors.torch import save_file
-
-            if workload is None:
-                meta["note"] = "no workload named: load(path, baseline=...) must be given the fp32 model"
-            save_file(_plain_tensors(model), str(tmp / "model.safetensors"))
-            meta.update(format="torch", files={"model.safetensors": _sha256(tmp / "model.safetensors")})
+            meta.update(ship_files(runtime, spec, settings, tmp))
         else:
-            raise SchemaError(f"cannot save a {type(model).__name__}: expected an nn.Module or an ONNX Runtime module")
+            fields = runtime.save(tmp)
+            if runtime.needs_baseline:
+                _check_loads(runtime, fields, tmp, workload_obj if workload_obj is not None else workload)
+                if workload is None:
+                    meta["note"] = "no workload named: load(path, baseline=...) must be given the fp32 model"
+            meta.update(format=saved_format(type(runtime)), **fields)
+        meta["files"] = {f.relative_to(tmp).as_posix(): _sha256(f) for f in sorted(tmp.rglob("*")) if f.is_file()}
         (tmp / _PLAN_FILE).write_text(json.dumps(meta, indent=1), encoding="utf-8")
         if keep_foreign:
             _replace_owned_files(tmp, target)
@@ -192,6 +189,23 @@ def save(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return target
+
+
+def _check_loads(runtime: Any, fields: dict, tmp: Path, workload: Any) -> None:
+    """Load the tensors just written onto the workload's fp32 architecture: a model whose shapes
+    that architecture does not describe is refused now, not when it is loaded."""
+    from accelkit.export.artifact import ShipError
+
+    architecture = _baseline_architecture(workload)
+    if architecture is None:  # no architecture to check against: load(path, baseline=...) checks it
+        return
+    try:
+        type(runtime).load(tmp, fields, baseline=architecture)
+    except SchemaError as exc:
+        raise ShipError(f"the model does not load onto {workload if isinstance(workload, str) else 'its workload'}"
+                        f"'s architecture ({exc}): a structural change (pruned or distilled shapes) that no "
+                        "record describes; save it with the technique's own save function, or choose a plan "
+                        "without structure steps") from exc
 
 
 def _replace_owned_files(tmp: Path, target: Path) -> None:
@@ -236,7 +250,7 @@ def resolve_inside(root: Path, name: Any, source: Path) -> Path:
     return path
 
 
-# onnx / torch: rebuilt on the workload's baseline; hf-onnx / hf-torch: self-contained (export.artifact)
+# onnx / torch: the runtime's files; hf-onnx / hf-torch: self-contained with config.json (export.artifact)
 _FORMATS = ("onnx", "torch", "hf-onnx", "hf-torch")
 
 
@@ -253,12 +267,17 @@ def _read_meta(root: Path) -> dict:
     if not isinstance(meta, dict) or meta.get("schema") != SCHEMA:
         found = meta.get("schema") if isinstance(meta, dict) else type(meta).__name__
         raise SchemaError(f"{plan_file} has schema {found!r}; expected {SCHEMA!r} (re-save with this accelkit)")
-    for key, kind in (("format", str), ("plan", list), ("settings", dict), ("files", dict)):
+    for key, kind in (("format", str), ("runtime", str), ("plan", list), ("settings", dict), ("files", dict)):
         if not isinstance(meta.get(key), kind):
             raise SchemaError(f"{plan_file}: field {key!r} missing or not a {kind.__name__}; re-save the model")
     if meta["format"] not in _FORMATS:
         raise SchemaError(f"{plan_file}: format {meta['format']!r}; expected one of {', '.join(_FORMATS)}")
-    model_file = "model.onnx" if meta["format"] in ("onnx", "hf-onnx") else "model.safetensors"
+    from accelkit.runtimes.registry import get_runtime
+
+    try:
+        model_file = get_runtime(meta["runtime"]).model_file
+    except ConfigError as exc:
+        raise SchemaError(f"{plan_file}: {exc}; re-save the model") from exc
     if model_file not in meta["files"]:
         # an empty list would otherwise skip verification and load whatever lies there
         raise SchemaError(f"{plan_file}: 'files' does not list {model_file} with its checksum; re-save the model")
@@ -277,22 +296,6 @@ def _read_meta(root: Path) -> dict:
     return meta
 
 
-def _refuse_external_data(onnx_bytes: bytes, onnx_file: Path) -> None:
-    """A graph whose tensors live in external files would make ONNX Runtime read paths the graph
-    names (outside the folder, unverified); accelkit.save never writes such graphs."""
-    from accelkit._lazy import require
-
-    onnx = require("onnx", "onnx")
-    try:
-        graph = onnx.load_from_string(onnx_bytes).graph
-    except Exception as exc:  # google.protobuf DecodeError and friends
-        raise SchemaError(f"{onnx_file} is not a valid ONNX graph ({type(exc).__name__}); re-save the model") from exc
-    external = onnx.TensorProto.EXTERNAL
-    tensors = list(graph.initializer) + [a.t for n in graph.node for a in n.attribute if a.HasField("t")]
-    if any(t.data_location == external for t in tensors):
-        raise SchemaError(f"{onnx_file} refers to external tensor data; accelkit loads only self-contained graphs")
-
-
 def _embedded_workload(name: Any, plan_file: Path) -> Any:
     """The workload a file names, rebuilt only when it is embedded: never import what a file names."""
     from accelkit.workloads import _REGISTRY, get_workload
@@ -309,15 +312,18 @@ def load(
     path: str | os.PathLike, *, baseline: nn.Module | None = None, workload: Any = None
 ) -> Any:
     """Restore what ``save`` wrote: a ``ShippedModel`` for a self-contained folder (called like
-    the original model; ``encode`` for embedding models), else a ``LoadedModel``. ``baseline``: the fp32 model, when the save names no workload.
+    the original model; ``encode`` for embedding models), else a ``LoadedModel``. No technique
+    runs: the runtime named in plan.json loads its files. ``baseline``: the fp32 model a PyTorch
+    save is loaded onto, when the save names no workload (it is copied, not changed).
 
-    ``workload``: a ``Workload`` object to rebuild the plan on, used instead of the name in
-    ``plan.json`` — needed for a user's ``module:function`` workload, because loading imports
-    nothing a file names (only the embedded workloads are rebuilt by name).
+    ``workload``: a ``Workload`` object whose fp32 architecture a PyTorch save is loaded onto,
+    used instead of the name in ``plan.json`` — needed for a user's ``module:function`` workload,
+    because loading imports nothing a file names (only embedded workloads are built by name).
 
     Raises SchemaError for a missing directory, a wrong schema, a file outside the folder, an
     unlisted model file, files that fail their checksum, or weights/graphs that do not parse.
     """
+    from accelkit.runtimes.registry import get_runtime
     from accelkit.workloads.base import RunSettings, Workload
 
     if workload is not None and not isinstance(workload, Workload):
@@ -330,68 +336,36 @@ def load(
     except TypeError as exc:
         raise SchemaError(f"{plan_file}: settings do not fit RunSettings ({exc})") from exc
     plan = normalize_plan(meta["plan"])
+    runtime = get_runtime(meta["runtime"])
     if meta["format"] in ("hf-onnx", "hf-torch"):
         from accelkit.export.artifact import load_shipped
 
-        if meta["format"] == "hf-onnx":
-            _refuse_external_data((root / "model.onnx").read_bytes(), root / "model.onnx")
         return load_shipped(root, meta, settings, plan)
-    if meta["format"] == "onnx":
-        from accelkit.errors import MissingDependencyError
-        from accelkit.export.artifact import graph_module
-
-        onnx_file = root / "model.onnx"
-        onnx_bytes = onnx_file.read_bytes()
-        _refuse_external_data(onnx_bytes, onnx_file)
-        try:
-            model: Any = graph_module(onnx_bytes, meta)
-        except MissingDependencyError:
-            raise
-        except (TypeError, ValueError) as exc:
-            raise SchemaError(f"{plan_file}: the runtime settings do not fit ({exc}); re-save the model") from exc
-        except Exception as exc:  # onnxruntime's InvalidProtobuf/Fail are not exported stably
-            raise SchemaError(f"{onnx_file} is not a loadable ONNX graph ({type(exc).__name__}: "
-                              f"{str(exc).splitlines()[0] if str(exc) else ''}); re-save the model") from exc
-        return LoadedModel(model, settings, plan, meta.get("workload"), meta.get("details") or {})
-
-    from safetensors.torch import load_file
-
-    from accelkit.variants import build_variant
-
-    if workload is not None:
-        wl = workload
-    elif meta.get("workload") is None:
-        if baseline is None:
+    architecture = None
+    if runtime.needs_baseline:
+        if baseline is not None:
+            architecture = copy.deepcopy(baseline)  # the caller's model stays as it is
+        elif workload is not None:
+            architecture = _baseline_architecture(workload)
+        elif meta.get("workload") is None:
             raise SchemaError(f"{root} names no workload; call load(path, baseline=<fp32 model>)")
-        wl = None
-    else:
-        wl = _embedded_workload(meta["workload"], plan_file)
-    base = baseline if baseline is not None else wl.build_model()
-    if plan and wl is not None:
-        start = RunSettings(batch_size=settings.batch_size, max_length=settings.max_length, device=settings.device)
-        model = build_variant("+".join(s["technique"] for s in plan), base, start, wl).model
-    else:
-        model = base
-    weights = root / "model.safetensors"
-    try:
-        tensors = load_file(str(weights))
-    except Exception as exc:  # SafetensorError (truncated header, bad offsets) is not exported stably
-        raise SchemaError(f"{weights} is not a readable safetensors file ({exc}); re-save the model") from exc
-    if isinstance(model, nn.Module):
-        # copy into the live parameters/buffers; load_state_dict would run quantized modules'
-        # own loaders, which want the packed weights that safetensors cannot hold
-        current = model.state_dict(keep_vars=True)
-        unexpected = [k for k in tensors if k not in current]
-        if unexpected:
-            raise SchemaError(
-                f"{root}: saved tensors {unexpected[:3]} do not exist in the rebuilt model; "
-                "the plan or baseline differs from the one saved"
-            )
-        with torch.no_grad():
-            for key, value in tensors.items():
-                target = current[key]
-                if target.shape != value.shape:
-                    raise SchemaError(f"{root}: tensor {key} has shape {tuple(value.shape)}, the rebuilt model "
-                                      f"{tuple(target.shape)}; the plan or baseline differs from the one saved")
-                target.data.copy_(value)
+        else:
+            architecture = _baseline_architecture(_embedded_workload(meta["workload"], plan_file))
+    model = _loading(plan_file, root / runtime.model_file,
+                     lambda: runtime.load(root, meta, baseline=architecture).unwrap())
     return LoadedModel(model, settings, plan, meta.get("workload"), meta.get("details") or {})
+
+
+def _loading(plan_file: Path, model_file: Path, load_fn: Any) -> Any:
+    """``load_fn()`` with a library's parse errors turned into one SchemaError naming the file."""
+    from accelkit.errors import MissingDependencyError
+
+    try:
+        return load_fn()
+    except (MissingDependencyError, SchemaError):
+        raise
+    except (TypeError, ValueError) as exc:
+        raise SchemaError(f"{plan_file}: the runtime settings do not fit ({exc}); re-save the model") from exc
+    except Exception as exc:  # onnxruntime's InvalidProtobuf/Fail are not exported stably
+        raise SchemaError(f"{model_file} is not loadable ({type(exc).__name__}: "
+                          f"{str(exc).splitlines()[0] if str(exc) else ''}); re-save the model") from exc

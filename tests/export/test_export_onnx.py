@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from accelkit.errors import ConfigError, DeviceUnavailableError
+from accelkit.errors import ConfigError
 from accelkit.export.onnx import (
     OnnxExportConfig,
     OnnxExportError,
@@ -17,7 +17,6 @@ from accelkit.export.onnx import (
     quantize_onnx_dynamic,
     quantize_onnx_static,
 )
-from accelkit.export.tensorrt import build_tensorrt_engine, tensorrt_unavailable_reason
 from accelkit.workloads.base import RunSettings
 from accelkit.workloads.minilm import embedding_quality
 
@@ -132,11 +131,11 @@ def test_bad_inputs_get_clear_errors(digits_onnx):
 
 def test_threads_come_from_the_environment(digits_onnx, monkeypatch):
     monkeypatch.setenv("ACCELKIT_THREADS", "1")
-    assert OrtModule(digits_onnx).accelkit_details["threads"] == 1
+    assert OrtModule(digits_onnx).describe().threads == 1
     monkeypatch.delenv("ACCELKIT_THREADS")
     from accelkit.hardware import probe
 
-    assert OrtModule(digits_onnx).accelkit_details["threads"] == probe()["recommend"]["threads"]
+    assert OrtModule(digits_onnx).describe().threads == probe()["recommend"]["threads"]
 
 
 def test_ort_module_reports_flops_of_its_float_reference(digits_model, digits_onnx):
@@ -147,13 +146,3 @@ def test_ort_module_reports_flops_of_its_float_reference(digits_model, digits_on
         session(torch.rand(4, 1, 8, 8))
     assert counter.get_total_flops() > 0
 
-
-@pytest.mark.skipif(tensorrt_unavailable_reason() is not None, reason=str(tensorrt_unavailable_reason()))
-def test_tensorrt_engine_builds(digits_onnx):  # pragma: no cover - needs CUDA + TensorRT
-    assert len(build_tensorrt_engine(digits_onnx)) > 0
-
-
-@pytest.mark.skipif(tensorrt_unavailable_reason() is None, reason="TensorRT is available here")
-def test_tensorrt_without_cuda_raises_device_unavailable(digits_onnx):
-    with pytest.raises(DeviceUnavailableError, match="ONNX Runtime"):
-        build_tensorrt_engine(digits_onnx)

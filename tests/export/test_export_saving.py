@@ -9,7 +9,8 @@ import torch
 
 import accelkit
 from accelkit.errors import OutputPathError, SchemaError
-from accelkit.export.onnx import OrtConfig, OrtModule, export_onnx
+from accelkit.export.onnx import export_onnx
+from accelkit.runtimes.onnxruntime import OrtConfig, OrtModule
 from accelkit.variants import build_variant
 from accelkit.workloads.base import RunSettings
 
@@ -108,3 +109,36 @@ def test_cli_export_unknown_variant_exits_2(tmp_path):
     with pytest.raises(SystemExit) as exc:
         main(["export", "-w", "digits", "-v", "no-such-thing", "-o", str(tmp_path / "x")])
     assert exc.value.code == 2
+
+
+def test_load_never_runs_a_technique(tmp_path, digits_workload, digits_model, monkeypatch):
+    """plan.json names the runtime; loading puts the recorded int8 layers back without building."""
+    import accelkit.techniques.registry as registry
+    import accelkit.variants as variants
+
+    built = build_variant("int8-dynamic", digits_model, RunSettings(batch_size=32), digits_workload)
+    path = accelkit.save(built, tmp_path / "int8", workload="digits")
+    meta = json.loads((path / "plan.json").read_text())
+    assert meta["runtime"] == "torch" and meta["quantized_linears"] and meta["plan"][0]["technique"] == "int8-dynamic"
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("load re-ran a technique")
+
+    monkeypatch.setattr(variants, "build_variant", refuse)
+    monkeypatch.setattr(registry, "build_plan", refuse)
+    loaded = accelkit.load(path)
+    with torch.inference_mode():
+        assert torch.equal(loaded(X), built.model(X))
+
+
+def test_a_model_no_runtime_can_save_is_refused_before_anything_is_written(tmp_path, digits_workload,
+                                                                          digits_model):
+    from accelkit.runtimes import ShipError
+
+    with pytest.raises(ShipError, match="no runtime serves"):
+        accelkit.save(lambda x: x, tmp_path / "fn")
+    wider = build_variant("default", digits_model, RunSettings(batch_size=32), digits_workload).model
+    wider.head[2] = torch.nn.Linear(wider.head[2].in_features, 3)  # a shape the digits architecture lacks
+    with pytest.raises(ShipError, match="structural change"):
+        accelkit.save(wider, tmp_path / "wider", workload="digits")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []

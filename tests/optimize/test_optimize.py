@@ -148,8 +148,15 @@ def test_search_rejects_lossy_and_crashing_candidates_and_writes_outputs(test_va
     assert res.best in ("default", "prune-test-exact")
     plan = json.loads((tmp_path / "plan.json").read_text())
     assert plan["schema"] == "accelkit.plan/1" and Plan.parse(plan["plan"]["name"]).name == res.best
+    # the plan as applied: each step with the config it ran with
+    assert [s["technique"] for s in plan["plan"]["applied"]] == list(Plan.parse(res.best).steps)
+    assert all(s["config"] == {} for s in plan["plan"]["applied"])
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["schema"] == "accelkit.results/1" and results["search"]["best"] == res.best
+    # every measured candidate's status is bench's verdict, judged once
+    measured = [r for r in results["search"]["candidates"] if not r.get("skipped")]
+    assert measured and all(r["status"] == (r["verdict"]["reason"] or "within budget") for r in measured)
+    assert by_name["int8-test-lossy"]["verdict"]["rejection"] == "quality-drop"
     page = (tmp_path / "report.html").read_text()
     assert "unsupported op" in page and "int8-test-lossy" in page
     # the chosen model is saved and loads back with the baseline's outputs (both candidates are exact)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from tiny_bert import bert_inputs as _bert_inputs
@@ -293,9 +295,12 @@ def test_early_exit_variants_are_registered(digits_workload, minilm_workload):
     assert {"early-exit", "layer-skip"} <= set(list_variants(minilm_workload))
 
 
-def test_accelkit_save_and_load_round_trip_the_variant(digits_workload, digits_model, tmp_path, monkeypatch):
-    """accelkit.save/load re-applies the plan; heads and thresholds travel in the safetensors."""
+def test_accelkit_save_refuses_the_variant_and_names_its_own_save(digits_workload, digits_model, tmp_path,
+                                                                  monkeypatch):
+    """accelkit.save never re-runs a plan on load, and the exit heads are no layer its torch runtime
+    records: the wrapper is refused at save time, pointing at save_early_exit, which round-trips."""
     import accelkit.saving as saving
+    from accelkit.runtimes import ShipError
     from accelkit.techniques.early_exit import variant as eev
     from accelkit.variants import build_variant
     from accelkit.workloads import RunSettings
@@ -306,13 +311,16 @@ def test_accelkit_save_and_load_round_trip_the_variant(digits_workload, digits_m
     settings = RunSettings(batch_size=64)
     built = build_variant("early-exit", digits_model, settings, digits_workload)
     model, settings = built.model, built.settings
+    with pytest.raises(ShipError, match="early_exit.*own save function"):
+        saving.save((model, settings), tmp_path / "saved", plan="early-exit", workload="digits")
+    assert not (tmp_path / "saved").exists()
     model.thresholds = [0.9, 0.8]  # differs from what a rebuild would calibrate
     x = digits_workload.eval_data(limit=64)["inputs"]
     with torch.inference_mode():
         before = model(x)
-    saving.save((model, settings), tmp_path / "saved", plan="early-exit", workload="digits")
-    loaded = saving.load(tmp_path / "saved", baseline=digits_model)  # the cache dir is empty: no retrain
-    assert loaded.model.thresholds == pytest.approx([0.9, 0.8])
+    save_early_exit(model, tmp_path / "ee")
+    loaded = load_early_exit(tmp_path / "ee", copy.deepcopy(digits_model))
+    assert loaded.thresholds == pytest.approx([0.9, 0.8])
     with torch.inference_mode():
         torch.testing.assert_close(loaded(x), before, rtol=0, atol=0)
 

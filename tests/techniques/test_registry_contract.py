@@ -141,7 +141,9 @@ def _plan_for(name: str, wl) -> str:
 def _check_contract(name: str, workloads, tmp_path) -> None:
     """Build on the first tiny workload it applies to; a clear ConfigError (e.g. int4 needs Linear
     widths divisible by 32) moves on to the next one, anything else fails. A technique that claims
-    to be saveable must load back (in a rebuilt model, from the folder alone) with the same outputs."""
+    to be saveable must load back (from the folder and the workload's architecture alone, no technique
+    re-run) with the same outputs; one that does not is refused at save time with ShipError."""
+    from accelkit.runtimes import ShipError
     from accelkit.saving import load, save
     from accelkit.techniques.registry import get_technique
 
@@ -171,6 +173,10 @@ def _check_contract(name: str, workloads, tmp_path) -> None:
             loaded = load(path, workload=wl)
             again = wl.predict(loaded.model, data, loaded.settings)
             torch.testing.assert_close(again, out, rtol=1e-4, atol=1e-4, msg=f"{name} does not round-trip")
+        else:  # refused at save time, with the reason, never half-written
+            with pytest.raises(ShipError):
+                save(built, tmp_path / "refused", workload=wl)
+            assert not (tmp_path / "refused").exists()
         return
     pytest.fail(f"{name} built on no tiny workload it applies to: {refusals}")
 

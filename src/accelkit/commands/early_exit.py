@@ -112,27 +112,25 @@ def register(app: typer.Typer) -> None:
         The first run distils the students (cached); the router is fitted on calibration sentences they never saw.
         """
         from accelkit.techniques._workload_kinds import require_preset
+        from accelkit.techniques.registry import build_plan
         from accelkit.techniques.routed_depth import (
             ROUTED_DEPTH_PRESETS,
             RoutedDepthConfig,
-            build_routed_depth,
             save_routed_depth,
         )
         from accelkit.workloads import get_workload
 
         wl = get_workload(workload)
         preset = require_preset(ROUTED_DEPTH_PRESETS, "routed depth", wl)
-        config = preset["config"].to_dict()
-        if budget is not None:
-            config["max_quality_drop"] = budget
-        config = RoutedDepthConfig.from_dict(config)  # bad values fail here, before any model loads
+        # bad values fail here, before any model loads
+        RoutedDepthConfig.from_dict({**preset["config"].to_dict(), **({} if budget is None else
+                                                                        {"max_quality_drop": budget})})
         with quiet(verbose=verbose, name="routed-depth") as q:
             base = wl.build_model()
-            q.phase("distilling students (cached) and fitting the router")
-            model = build_routed_depth(wl.build_model(), wl, preset["students"], config,
-                                       router_sentences=preset.get("router_sentences"), batch_size=preset["batch_size"])
-            model.reset_stats()
             settings = wl.default_settings()
+            q.phase("distilling students (cached) and fitting the router")
+            # built as bench and optimize build it: the technique applies the preset and the budget
+            model = build_plan("routed-depth", base, settings, wl, max_quality_drop=budget).model
             q.phase("measuring quality on held-out data")
             quality, baseline_quality = _held_out_quality(wl, base, model, settings)
             details = model.accelkit_details

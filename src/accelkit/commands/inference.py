@@ -55,9 +55,10 @@ def export(
         q.phase(f"building {variant}")
         built = build_variant(variant, wl.build_model(), settings, wl)
         q.phase(f"saving to {out}")
-        path = save(built, out, variant, workload=wl, overwrite=overwrite)
+        # the plan as applied, each step with its config (what a self-tuning step chose)
+        path = save(built, out, built.plan or variant, workload=wl, overwrite=overwrite)
         kept = [k["layer"] for k in built.details.get("kept_layers", [])]
-        shipped = "self-contained" if _saved_format(path).startswith("hf-") else "rebuilt by plan on load"
+        shipped = "self-contained" if _saved_format(path).startswith("hf-") else "loaded onto the workload's architecture"
         q.echo(f"saved {variant} of {wl.name} to {path} ({shipped})" + (f"; kept in float: {kept}" if kept else ""))
 
 

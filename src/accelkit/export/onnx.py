@@ -1,14 +1,13 @@
-"""ONNX export with dynamic batch/sequence axes, checked against PyTorch, run in ONNX Runtime.
+"""ONNX export with dynamic batch/sequence axes, checked against PyTorch, and ONNX Runtime's
+int8 quantizers; the graphs run in the runtimes of accelkit.runtimes (onnxruntime, openvino).
 
-ONNX Runtime fuses attention, LayerNorm and GELU and has VNNI int8 kernels, so on CPU it
-is often faster than eager PyTorch; the cost is a second runtime, a CPU-only session here,
-and a graph that no longer changes with the Python code.
+Export costs models with data-dependent control flow (they do not export) and leaves a graph
+that no longer changes with the Python code.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import re
 import tempfile
 import warnings
@@ -17,13 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
 from accelkit._lazy import require
 from accelkit.config import Config
 from accelkit.errors import AccelkitError, ConfigError
+from accelkit.runtimes.onnxruntime import OrtConfig, OrtModule
 
 __all__ = [
     "OnnxExportConfig",
@@ -36,7 +35,6 @@ __all__ = [
     "quantize_onnx_static",
 ]
 
-_OPT_LEVELS = ("disable", "basic", "extended", "all")
 _CALIB_METHODS = ("minmax", "entropy", "percentile")
 
 
@@ -60,44 +58,6 @@ class OnnxExportConfig(Config):
             raise ConfigError(f"opset={self.opset}: expected 13..21 (17 is a safe default)")
         if self.check_rtol < 0 or self.check_atol < 0:
             raise ConfigError(f"check_rtol={self.check_rtol}, check_atol={self.check_atol}: expected >= 0")
-
-
-@dataclass
-class OrtConfig(Config):
-    """Session options: graph optimization level and threads.
-
-    ``intra_op_threads=None`` takes $ACCELKIT_THREADS, else ``accelkit env``'s recommendation.
-    """
-
-    graph_optimization_level: str = "all"
-    intra_op_threads: int | None = None
-    # Spinning threads keep burning CPU after a run and slow whatever runs next (the baseline
-    # in an interleaved benchmark, or a neighbour on a shared box); off by default.
-    allow_spinning: bool = False
-    # sessions run side by side, each on a slice of the batch with threads // streams threads:
-    # short sequences leave intra-op threads idle, separate streams keep every core busy
-    streams: int = 1
-    version: int = 1
-
-    def __post_init__(self) -> None:
-        if self.streams < 1:
-            raise ConfigError(f"streams={self.streams}: expected >= 1")
-        if self.graph_optimization_level not in _OPT_LEVELS:
-            raise ConfigError(
-                f"graph_optimization_level={self.graph_optimization_level!r}: expected one of {_OPT_LEVELS}"
-            )
-        if self.intra_op_threads is not None and self.intra_op_threads < 1:
-            raise ConfigError(f"intra_op_threads={self.intra_op_threads}: expected None or >= 1")
-
-    def threads(self) -> int:
-        if self.intra_op_threads is not None:
-            return self.intra_op_threads
-        env = os.environ.get("ACCELKIT_THREADS")
-        if env and env.isdigit() and int(env) > 0:
-            return int(env)
-        from accelkit.hardware import probe
-
-        return int(probe()["recommend"]["threads"])
 
 
 def _as_named_inputs(example: Any) -> tuple[list[str], tuple[torch.Tensor, ...]]:
@@ -203,125 +163,13 @@ def export_onnx(model: nn.Module, example_inputs: Any, config: OnnxExportConfig 
     return onnx_bytes
 
 
-_NP_DTYPES = {
-    "tensor(float)": "float32",
-    "tensor(int64)": "int64",
-    "tensor(int32)": "int32",
-    "tensor(float16)": "float16",
-    "tensor(bool)": "bool",
-}
-_QUANT_OPS = ("MatMulInteger", "DynamicQuantizeMatMul", "QLinearMatMul", "QLinearConv", "ConvInteger",
-              "DynamicQuantizeLinear", "QuantizeLinear", "DynamicQuantizeLSTM", "QAttention", "QGemm")
-
-
-class OrtModule:
-    """An ONNX Runtime session called like the PyTorch model it replaces.
-
-    Takes the same positional or named tensor inputs and returns torch tensors, so a
-    workload's ``forward`` runs it unchanged. Keeps the ONNX bytes for saving.
-    """
-
-    def __init__(self, onnx_bytes: bytes, config: OrtConfig | None = None, *, details: dict | None = None,
-                 flop_reference: nn.Module | None = None) -> None:
-        ort = require("onnxruntime", "onnx")
-        # The float PyTorch model this graph came from: run (and discarded) only under a FLOP
-        # counter, which cannot see inside ONNX Runtime, so int8 results still get a roofline fraction.
-        self.flop_reference = flop_reference
-        self.config = config or OrtConfig()
-        self.onnx_bytes = onnx_bytes
-        opts = ort.SessionOptions()
-        opts.graph_optimization_level = {
-            "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
-            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
-        }[self.config.graph_optimization_level]
-        streams = self.config.streams
-        opts.intra_op_num_threads = max(1, self.config.threads() // streams)
-        opts.inter_op_num_threads = 1
-        opts.log_severity_level = 3  # errors only: shape-mismatch warnings are expected with dynamic axes
-        if not self.config.allow_spinning:
-            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = ort.InferenceSession(onnx_bytes, opts, providers=["CPUExecutionProvider"])
-        self._streams = [self.session] + [ort.InferenceSession(onnx_bytes, opts, providers=["CPUExecutionProvider"])
-                                          for _ in range(streams - 1)]
-        self._pool = None
-        if streams > 1:
-            from concurrent.futures import ThreadPoolExecutor
-
-            self._pool = ThreadPoolExecutor(streams, thread_name_prefix="accelkit-ort")
-        self.inputs = [(i.name, _NP_DTYPES.get(i.type, "float32"), len(i.shape)) for i in self.session.get_inputs()]
-        self.accelkit_details: dict = {"runtime": "onnxruntime", "threads": opts.intra_op_num_threads,
-                                       "graph_optimization_level": self.config.graph_optimization_level,
-                                       "quantized_ops": self.quantized_op_count(), **(details or {})}
-
-    @property
-    def serialized_size_bytes(self) -> int:
-        return len(self.onnx_bytes)
-
-    def quantized_op_count(self) -> int:
-        """How many nodes of the graph are integer/quantization ops (0 for a float graph)."""
-        onnx = require("onnx", "onnx")
-        graph = onnx.load_from_string(self.onnx_bytes).graph
-        return sum(node.op_type in _QUANT_OPS for node in graph.node)
-
-    def _feeds(self, args: Sequence[Any], kwargs: dict[str, Any]) -> dict[str, Any]:
-        feeds: dict[str, Any] = {}
-        names = [n for n, _, _ in self.inputs]
-        for name, value in zip(names, args, strict=False):
-            feeds[name] = value
-        for name, value in kwargs.items():
-            if name in names:
-                feeds[name] = value
-        missing = [n for n in names if n not in feeds]
-        if missing:
-            raise ConfigError(f"ONNX model needs inputs {names}; missing {missing}")
-        out = {}
-        for name, dtype, rank in self.inputs:
-            value = feeds[name]
-            if isinstance(value, torch.Tensor):
-                value = value.detach().cpu()
-                if value.dtype == torch.bfloat16:
-                    value = value.float()
-                value = value.numpy()
-            if value.ndim != rank:
-                raise ConfigError(f"input {name!r} has {value.ndim} dims; the ONNX model expects {rank}")
-            out[name] = value.astype(dtype, copy=False)
-        return out
-
-    def __call__(self, *args: Any, **kwargs: Any) -> torch.Tensor | tuple[torch.Tensor, ...]:
-        if self.flop_reference is not None and _counting_flops():
-            with torch.no_grad():
-                self.flop_reference(*args, **kwargs)
-        feeds = self._feeds(args, kwargs)
-        rows = len(next(iter(feeds.values())))
-        if self._pool is None or rows < len(self._streams):
-            outs = [torch.from_numpy(o) for o in self.session.run(None, feeds)]
-        else:
-            # ORT releases the GIL while it runs: the sessions run their slices at once
-            parts = split_rows(feeds, len(self._streams))
-            results = list(self._pool.map(lambda sp: sp[0].run(None, sp[1]), zip(self._streams, parts, strict=True)))
-            outs = [torch.from_numpy(np.concatenate([r[i] for r in results])) for i in range(len(results[0]))]
-        return outs[0] if len(outs) == 1 else tuple(outs)
-
-
-def split_rows(feeds: dict[str, Any], n: int) -> list[dict[str, Any]]:
-    """``n`` contiguous slices of every input's rows (batch dimension first), one per stream."""
-    rows = len(next(iter(feeds.values())))
-    bounds = [rows * i // n for i in range(n + 1)]
-    return [{k: v[lo:hi] for k, v in feeds.items()} for lo, hi in zip(bounds, bounds[1:], strict=False)]
-
-
-def _counting_flops() -> bool:
-    from torch.utils._python_dispatch import _get_current_dispatch_mode_stack
-
-    return any("FlopCounter" in type(mode).__name__ for mode in _get_current_dispatch_mode_stack())
-
-
 def ort_session_module(model: nn.Module, example_inputs: Any, export: OnnxExportConfig | None = None,
-                       runtime: OrtConfig | None = None) -> OrtModule:
-    """Export ``model`` and wrap the fp32 graph in an ONNX Runtime session."""
-    return OrtModule(export_onnx(model, example_inputs, export), runtime, flop_reference=model)
+                       runtime: OrtConfig | None = None, *, device: str = "cpu") -> OrtModule:
+    """Export ``model`` and serve the fp32 graph from the ONNX Runtime that runs on ``device``."""
+    from accelkit.runtimes.registry import runtime_serving
+
+    session_type = runtime_serving(OrtModule.family, device)
+    return session_type(export_onnx(model, example_inputs, export), runtime, flop_reference=model, device=device)
 
 
 class _DropPreprocessAdvice(logging.Filter):

@@ -2,7 +2,7 @@
 
 A plan is a ``+``-joined variant name applied left to right to the baseline. It takes at
 most one technique of each group (structure → precision → input → runtime), each step on a
-model form it accepts and none voiding an earlier one (``techniques.registry.composition_error``);
+model form it accepts and none voiding an earlier one (``techniques.registry.composition_problem``);
 so distil → int8 → dynamic padding → ONNX Runtime is a plan, bf16 autocast → ONNX Runtime is not.
 """
 
@@ -14,7 +14,7 @@ from accelkit.techniques.registry import (
     BASELINE,
     BASELINE_ALIASES,
     GROUPS,
-    composition_error,
+    composition_problem,
     get_technique,
 )
 
@@ -62,17 +62,13 @@ def extend_plans(
             if single in plan.steps:
                 continue
             candidate = Plan((*plan.steps, single))
-            why = composition_error(candidate.steps, objective=objective, search=True)
-            if why is None:
+            problem = composition_problem(candidate.steps, objective=objective, search=True)
+            if problem is None:
                 out.add(candidate)
-            elif not _search_space_rule(why):
-                ruled_out[candidate.name] = why
+            elif not problem.search_shape:
+                # group order and one-per-group shape the search space; only real incompatibilities are reported
+                ruled_out[candidate.name] = problem.text
     return sorted(out, key=lambda p: p.name), ruled_out
-
-
-def _search_space_rule(why: str) -> bool:
-    # group order and one-per-group shape the search space; only real incompatibilities are reported
-    return "goes before" in why or "one of each group" in why
 
 
 def drop_one_step(plan: Plan) -> list[Plan]:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from accelkit.report.html import Summary, render_html
 from accelkit.report.results import write_text_atomic
+from accelkit.verdict import WITHIN_BUDGET
 
 __all__ = ["search_summary", "write_optimize_report"]
 
@@ -26,13 +27,21 @@ def _quality(q: object) -> str:
     return ", ".join(f"{k}={_num(v, '.4g')}" for k, v in q.items()) or "–"
 
 
+def _passed(rec: dict) -> bool:
+    """Within budget by bench's verdict (a results.json from before verdicts: by its status)."""
+    verdict = rec.get("verdict")
+    if isinstance(verdict, dict):
+        return verdict.get("within_budget") is True
+    return rec.get("status") == WITHIN_BUDGET
+
+
 def _search_table(search: Sequence[dict], best: str | None) -> str:
     rows = []
     recs = [r for r in search if isinstance(r, dict)]
 
     def order(r: dict) -> tuple:
         sp = r.get("speedup")
-        return r.get("status") != "within budget", -(sp if isinstance(sp, (int, float)) else 0)
+        return not _passed(r), -(sp if isinstance(sp, (int, float)) else 0)
 
     for rec in sorted(recs, key=order):
         name = str(rec.get("name", "?"))

@@ -127,7 +127,7 @@ def chosen_variant(res: Results, summary: Summary | None = None) -> VariantResul
         for v in res.variants:
             if v.name == summary.chosen:
                 return v
-    ok = [v for v in res.variants if v.error is None and v.meets_budget is not False and _n(v.speedup) is not None]
+    ok = [v for v in res.variants if v.within_budget and _n(v.speedup) is not None]
     return max(ok, key=lambda v: _n(v.speedup) or 0.0, default=None)
 
 
@@ -364,7 +364,9 @@ def _card(res: Results, summary: Summary | None) -> str:
         if drop is not None:
             qual += f", a drop of {drop:.4f}"
         if budget is not None:
-            within = drop is not None and drop <= budget
+            # bench's verdict when there is one (older files: the drop against the budget)
+            within = v.verdict.rejection != "quality-drop" if v.verdict is not None \
+                else drop is not None and drop <= budget
             qual += (f' — <span class="{"ok" if within else "over"}">'
                      f'{"within" if within else "over"} the budget of {budget:g}</span>')
     else:

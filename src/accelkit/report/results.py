@@ -16,6 +16,7 @@ from typing import Any
 
 from accelkit._atomic import atomic_write_bytes
 from accelkit.errors import OutputPathError, SchemaError
+from accelkit.verdict import Verdict
 
 __all__ = ["SCHEMA", "VariantResult", "Results", "save_results", "load_results", "check_writable", "describe_error"]
 
@@ -45,9 +46,22 @@ class VariantResult:
     pair_ratios: list[float] = field(default_factory=list)
     details: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
+    # the steps as applied, with each technique's config: [{"technique": name, "config": {...}}]
+    plan: list[dict[str, Any]] = field(default_factory=list)
+    verdict: Verdict | None = None  # bench's judgement against the quality budget, made once
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        d["verdict"] = self.verdict.to_dict() if self.verdict is not None else None
+        return d
+
+    @property
+    def within_budget(self) -> bool:
+        """Ran and keeps the budget: bench's verdict; a record without one (a results file from an
+        earlier accelkit, or built by hand) counts unless it failed or is marked over budget."""
+        if self.verdict is not None:
+            return self.verdict.within_budget
+        return self.error is None and self.meets_budget is not False
 
     @classmethod
     def from_dict(cls, d: dict) -> VariantResult:
@@ -57,6 +71,8 @@ class VariantResult:
         known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
         where = f"variant {known.get('name')!r}" if isinstance(known.get("name"), str) else "a variant"
         _check_fields(known, _VARIANT_TYPES, where)
+        if isinstance(known.get("verdict"), dict):
+            known["verdict"] = Verdict.from_dict(known["verdict"])
         return cls(**known)
 
 
@@ -113,7 +129,7 @@ _VARIANT_TYPES: dict[str, tuple[tuple[type, ...], bool]] = {
     "flops_per_item": (_NUM, True), "roofline_fraction": (_NUM, True), "compute_dtype": ((str,), False),
     "quality": ((dict,), False), "quality_drop": (_NUM, True), "meets_budget": ((bool,), True),
     "build_s": (_NUM, True), "pair_ratios": ((list,), False), "details": ((dict,), False),
-    "error": ((str,), True),
+    "error": ((str,), True), "plan": ((list,), False), "verdict": ((dict,), True),
 }
 _RESULTS_TYPES: dict[str, tuple[tuple[type, ...], bool]] = {
     "workload": ((str,), False), "task": ((str,), False), "baseline": ((str,), False),

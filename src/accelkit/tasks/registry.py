@@ -3,12 +3,10 @@ task is one new module; the task a model folder implies is found from what each 
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from collections.abc import Sequence
-from pathlib import Path
 
 from accelkit.errors import ConfigError, ModelFolderError
+from accelkit.registration import import_package_modules
 from accelkit.tasks.base import TaskSpec
 
 __all__ = ["get_task", "infer_task", "list_tasks", "register_task"]
@@ -34,10 +32,7 @@ def _load_task_modules() -> None:
     if _loaded:
         return
     _loaded = True
-    # this module's folder, not ``accelkit.tasks.__path__``: the package imports this module
-    for info in pkgutil.iter_modules([str(Path(__file__).parent)], prefix="accelkit.tasks."):
-        if not info.name.rsplit(".", 1)[-1].startswith("_"):
-            importlib.import_module(info.name)
+    import_package_modules(__file__, "accelkit.tasks")
 
 
 def list_tasks() -> list[str]:

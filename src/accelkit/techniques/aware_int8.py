@@ -17,6 +17,7 @@ from torch import nn
 
 from accelkit.config import Config
 from accelkit.errors import ConfigError
+from accelkit.runtimes.onnxruntime import OrtModule
 from accelkit.techniques.onnx_runtime import ORT_AVAILABLE
 from accelkit.techniques.quantize import DynamicInt8Config, quantize_dynamic_int8
 from accelkit.techniques.registry import CALIB_BUDGET_SHARE, BuildContext, Built, register_technique
@@ -152,7 +153,7 @@ def quantize_accuracy_aware(
 
     backend = config.backend
     if backend == "onnxruntime":
-        from accelkit.export.onnx import OrtModule, export_onnx, quantize_onnx_dynamic
+        from accelkit.export.onnx import export_onnx, quantize_onnx_dynamic
 
         float_bytes = export_onnx(model, workload.example_inputs(calib, fp32_settings))
         node_map = onnx_nodes_by_layer(float_bytes, layers)
@@ -212,7 +213,7 @@ def quantize_accuracy_aware(
     if isinstance(result, nn.Module):
         result.accelkit_details = details
     else:
-        result.accelkit_details.update(details)
+        result.extra.update(details)
     return result, details
 
 
@@ -231,7 +232,7 @@ def _aware(model: nn.Module, ctx: BuildContext, backend: str) -> Built:
 
 @register_technique("int8-aware", group="precision", description="accuracy-aware int8 in ONNX Runtime: "
                     "SmoothQuant, sensitivity, fp32 fallback until the budget is met",
-                    needs=("onnx-exportable",), produces="ort", voids=("autocast",), compute_dtype="int8",
+                    needs=("onnx-exportable",), produces=OrtModule.form, voids=("autocast",), compute_dtype="int8",
                     available=ORT_AVAILABLE)
 def _int8_aware(model: nn.Module, ctx: BuildContext) -> Built:
     return _aware(model, ctx, "onnxruntime")

@@ -390,6 +390,9 @@ def cached_head_pruned_student(workload, teacher: nn.Module, config: HeadPruneCo
     "distillation",
     needs=SENTENCE_ENCODER,
     expensive=True,
+    # shapes only the pruned model's own config.json describes: it ships with the Workload object
+    # of a Hugging Face model, and is refused when saved by a workload's name
+    saveable=False,
 )
 def _prune_heads_50(model: nn.Module, ctx: BuildContext) -> Built:
     student = cached_head_pruned_student(ctx.workload, model.cpu().eval())

@@ -237,6 +237,7 @@ def build_layer_skip(
     "quality budget (the baseline early exit is compared to)",
     needs=("sentence-embedding", "encoder-blocks"),
     expensive=True,
+    saveable=False,  # its SkippedBlock is no layer the saved format records
 )
 def _layer_skip(model: nn.Module, ctx: BuildContext) -> Built:
     preset = require_preset(LAYER_SKIP_PRESETS, "layer-skip", ctx.workload)

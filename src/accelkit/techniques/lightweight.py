@@ -94,6 +94,7 @@ def to_depthwise_separable(model: nn.Module, config: DepthwiseConfig | None = No
     description="k×k convs (≥8 input channels) replaced by depthwise+pointwise, accuracy recovered by KD",
     needs=TRAINABLE_CLASSIFIER,
     expensive=True,
+    saveable=False,  # its blocks are no layer the saved format records
 )
 def _depthwise_separable(model: nn.Module, ctx: BuildContext) -> Built:
     import copy
@@ -114,6 +115,7 @@ def _depthwise_separable(model: nn.Module, ctx: BuildContext) -> Built:
     "FLOPs) distilled from the baseline",
     needs=(*TRAINABLE_CLASSIFIER, "student:mobilenet-v2"),
     expensive=True,
+    saveable=False,  # another architecture than the workload's baseline
 )
 def _mobilenet_v2(model: nn.Module, ctx: BuildContext) -> Built:
     from accelkit.techniques.distill.classifier import distil_offered_student

@@ -10,18 +10,13 @@ variants are not offered) and the same export limits as ONNX Runtime. bf16 round
 
 from __future__ import annotations
 
-import os
-import tempfile
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import torch
 from torch import nn
 
-from accelkit.config import Config
 from accelkit.errors import ConfigError
-from accelkit.signal_stack import keep_signal_stack
+from accelkit.runtimes.openvino import OpenVinoConfig, OpenVinoModule
 from accelkit.techniques.registry import (
     CALIB_BUDGET_SHARE,
     BuildContext,
@@ -30,94 +25,10 @@ from accelkit.techniques.registry import (
     register_technique,
 )
 
-__all__ = ["OpenVinoConfig", "OpenVinoModule", "openvino_module", "quantize_onnx_nncf"]
+__all__ = ["openvino_module", "quantize_onnx_nncf"]
 
 OPENVINO_AVAILABLE = needs_package("openvino", "openvino")
 _NNCF_AVAILABLE = needs_package("nncf", "nncf")
-_PRECISIONS = ("f32", "bf16")
-
-
-@dataclass
-class OpenVinoConfig(Config):
-    """``precision``: "bf16" (native bf16 CPUs) or "f32". ``streams``: sessions side by side, each
-    on a slice of the batch (None: one per compute thread)."""
-
-    precision: str = "f32"
-    streams: int | None = None
-    threads: int | None = None  # None: $ACCELKIT_THREADS, else accelkit env's recommendation
-    version: int = 1
-
-    def __post_init__(self) -> None:
-        if self.precision not in _PRECISIONS:
-            raise ConfigError(f"precision={self.precision!r}: expected one of {_PRECISIONS}")
-        if self.streams is not None and self.streams < 1:
-            raise ConfigError(f"streams={self.streams}: expected None or >= 1")
-
-
-def _threads(config: OpenVinoConfig) -> int:
-    from accelkit.export.onnx import OrtConfig
-
-    return config.threads or OrtConfig().threads()
-
-
-class OpenVinoModule:
-    """An OpenVINO compiled model called like the PyTorch model it replaces (named tensors in,
-    torch tensors out). Keeps the ONNX bytes, so it saves like an ONNX Runtime module."""
-
-    def __init__(self, onnx_bytes: bytes, config: OpenVinoConfig, *, details: dict | None = None,
-                 flop_reference: nn.Module | None = None) -> None:
-        import openvino as ov
-
-        self.onnx_bytes, self.config, self.flop_reference = onnx_bytes, config, flop_reference
-        threads = _threads(config)
-        streams = min(config.streams or threads, threads)
-        core = ov.Core()
-        with tempfile.TemporaryDirectory(prefix="accelkit-ov-") as tmp:
-            path = os.path.join(tmp, "model.onnx")
-            with open(path, "wb") as fh:
-                fh.write(onnx_bytes)
-            model = core.read_model(path)
-        with keep_signal_stack():  # compile_model swaps in a signal stack it later frees
-            self._compiled = core.compile_model(model, "CPU", {
-                "INFERENCE_PRECISION_HINT": config.precision, "INFERENCE_NUM_THREADS": threads,
-                "NUM_STREAMS": streams, "PERFORMANCE_HINT": "THROUGHPUT" if streams > 1 else "LATENCY"})
-        self._requests = [self._compiled.create_infer_request() for _ in range(streams)]
-        self.inputs = [p.get_any_name() for p in self._compiled.inputs]
-        self.accelkit_details: dict = {"runtime": "openvino", "precision": config.precision, "streams": streams,
-                                       "threads": threads, **(details or {})}
-
-    @property
-    def serialized_size_bytes(self) -> int:
-        return len(self.onnx_bytes)
-
-    def _feeds(self, args: tuple, kwargs: dict) -> dict[str, np.ndarray]:
-        feeds = dict(zip(self.inputs, args, strict=False))
-        feeds.update({k: v for k, v in kwargs.items() if k in self.inputs})
-        missing = [n for n in self.inputs if n not in feeds]
-        if missing:
-            raise ConfigError(f"OpenVINO model needs inputs {self.inputs}; missing {missing}")
-        return {k: (v.detach().cpu().float() if v.dtype == torch.bfloat16 else v.detach().cpu()).numpy()
-                if isinstance(v, torch.Tensor) else v for k, v in feeds.items()}
-
-    def __call__(self, *args: Any, **kwargs: Any) -> torch.Tensor:
-        from accelkit.export.onnx import _counting_flops, split_rows
-
-        if self.flop_reference is not None and _counting_flops():
-            with torch.no_grad():
-                self.flop_reference(*args, **kwargs)
-        feeds = self._feeds(args, kwargs)
-        rows = len(next(iter(feeds.values())))
-        n = len(self._requests)
-        parts = [feeds] if n == 1 or rows < n else split_rows(feeds, n)
-        # each request on its slice, on OpenVINO's own threads: start_async takes the inputs in this
-        # thread, then infers without the GIL. (Python threads each calling infer() deadlocked
-        # pyopenvino on a first concurrent call: a C++ static-init guard held against the GIL.)
-        requests = self._requests[: len(parts)]
-        for request, part in zip(requests, parts, strict=True):
-            request.start_async(part)
-        for request in requests:
-            request.wait()
-        return torch.from_numpy(np.concatenate([r.get_output_tensor(0).data.copy() for r in requests]))
 
 
 def openvino_module(model: nn.Module, example_inputs: Any, config: OpenVinoConfig) -> OpenVinoModule:
@@ -137,21 +48,21 @@ def _bf16_native() -> str | None:
     return None if "BF16" in caps else "this CPU has no native bf16 (AVX512_BF16 / AMX) for OpenVINO"
 
 
-_OV = {"needs": ("onnx-exportable",), "accepts": ("eager",), "produces": "openvino", "voids": ("autocast",)}
+_OV = {"needs": ("onnx-exportable",), "accepts": ("eager",), "produces": OpenVinoModule.form, "voids": ("autocast",)}
 
 
 @register_technique("openvino", group="runtime", description="OpenVINO runtime, fp32, one stream per core",
                     available=OPENVINO_AVAILABLE, **_OV)
 def _openvino(model: nn.Module, ctx: BuildContext) -> Built:
     module = openvino_module(model, ctx.example_inputs(), OpenVinoConfig(precision="f32"))
-    return Built(module, ctx.settings, dict(module.accelkit_details))
+    return Built(module, ctx.settings, module.describe().to_dict())
 
 
 @register_technique("openvino-bf16", group="runtime", description="OpenVINO runtime, bf16 inference precision "
                     "(native bf16 CPUs), one stream per core", compute_dtype="bf16", available=_bf16_native, **_OV)
 def _openvino_bf16(model: nn.Module, ctx: BuildContext) -> Built:
     module = openvino_module(model, ctx.example_inputs(), OpenVinoConfig(precision="bf16"))
-    return Built(module, ctx.settings, dict(module.accelkit_details), compute_dtype="bf16")
+    return Built(module, ctx.settings, module.describe().to_dict(), compute_dtype="bf16")
 
 
 def quantize_onnx_nncf(onnx_bytes: bytes, calib_feeds: list[dict[str, np.ndarray]], *, transformer: bool = True) -> bytes:
@@ -207,5 +118,5 @@ def _openvino_int8(model: nn.Module, ctx: BuildContext) -> Built:
         # (benchmarks/explore/nncf_accuracy_control.py), so the answer is a plan that keeps float
         raise ConfigError(f"openvino-int8: the calibration drop {drop:.4g} in {workload.primary_metric} is over the "
                           f"budget {budget:.4g}; use int8-aware, which keeps the sensitive layers in float")
-    module.accelkit_details.update(calib_quality_drop=round(drop, 6), budget=budget)
-    return Built(module, ctx.settings, dict(module.accelkit_details), compute_dtype="int8")
+    module.extra.update(calib_quality_drop=round(drop, 6), budget=budget)
+    return Built(module, ctx.settings, module.describe().to_dict(), compute_dtype="int8")

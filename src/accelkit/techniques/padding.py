@@ -35,9 +35,9 @@ def apply_dynamic_padding(settings: RunSettings, config: DynamicPaddingConfig | 
 
 
 @register_technique("dynamic-padding", group="input", description="length-sorted batches padded to their "
-                    "longest sentence", needs=("text", "padded-batches"), accepts=FORMS)
-def _dynamic_padding(model, ctx: BuildContext):
-    return model, apply_dynamic_padding(ctx.settings)
+                    "longest sentence", needs=("text", "padded-batches"), accepts=FORMS, config=DynamicPaddingConfig)
+def _dynamic_padding(model, ctx: BuildContext, config: DynamicPaddingConfig):
+    return model, apply_dynamic_padding(ctx.settings, config)
 
 
 @dataclass

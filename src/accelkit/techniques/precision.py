@@ -8,17 +8,17 @@ bf16 pays off on CPUs with AVX512_BF16/AMX; fp16 on CPU only with AVX512_FP16.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import nn
 
 from accelkit.config import Config
 from accelkit.errors import ConfigError
+from accelkit.runtimes.torch_eager import CastInputs
 from accelkit.techniques.registry import BuildContext, register_technique
 from accelkit.workloads.base import RunSettings
 
-__all__ = ["PrecisionConfig", "apply_precision", "CastInputs"]
+__all__ = ["PrecisionConfig", "apply_precision"]
 
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -36,25 +36,6 @@ class PrecisionConfig(Config):
             raise ConfigError(f"dtype={self.dtype!r}: expected one of {sorted(_DTYPES)}")
         if self.mode not in ("autocast", "cast"):
             raise ConfigError(f"mode={self.mode!r}: expected 'autocast' or 'cast'")
-
-
-class CastInputs(nn.Module):
-    """Runs a low-precision model on float inputs by casting them to its dtype first."""
-
-    def __init__(self, model: nn.Module, dtype: torch.dtype) -> None:
-        super().__init__()
-        self.model = model
-        self.dtype = dtype
-
-    def _cast(self, v: Any) -> Any:
-        return v.to(self.dtype) if isinstance(v, torch.Tensor) and v.is_floating_point() else v
-
-    def forward(self, *args: Any, **kwargs: Any) -> Any:
-        return self.model(*(self._cast(a) for a in args), **{k: self._cast(v) for k, v in kwargs.items()})
-
-    def generate(self, *args: Any, **kwargs: Any) -> Any:
-        """The cast model's own ``generate`` (causal language models writing text)."""
-        return self.model.generate(*(self._cast(a) for a in args), **{k: self._cast(v) for k, v in kwargs.items()})
 
 
 def apply_precision(model: nn.Module, settings: RunSettings, config: PrecisionConfig) -> tuple[nn.Module, RunSettings]:

@@ -19,6 +19,7 @@ from torch import nn
 from accelkit._lazy import require
 from accelkit.config import Config
 from accelkit.errors import ConfigError
+from accelkit.runtimes.torch_eager import to_float32
 from accelkit.techniques.registry import BuildContext, Built, register_technique
 
 __all__ = [
@@ -64,12 +65,6 @@ def _qao():
     return tq
 
 
-def _to_float32(module: nn.Module, args: tuple) -> tuple:
-    if args and isinstance(args[0], torch.Tensor) and args[0].dtype in (torch.bfloat16, torch.float16):
-        return (args[0].float(), *args[1:])
-    return args
-
-
 def quantize_dynamic_int8(model: nn.Module, config: DynamicInt8Config | None = None) -> tuple[nn.Module, dict]:
     """Dynamic int8 copy-in-place of ``model``; returns (model, report).
 
@@ -93,9 +88,7 @@ def quantize_dynamic_int8(model: nn.Module, config: DynamicInt8Config | None = N
         warnings.simplefilter("ignore")
         quantized = tq.quantize_dynamic(model, spec, inplace=True) if spec else model
     for name in spec:
-        # int8 kernels take fp32 only; under bf16/fp16 autocast the float layers around them
-        # hand over half-precision activations, so cast them back at the door.
-        quantized.get_submodule(name).register_forward_pre_hook(_to_float32)
+        quantized.get_submodule(name).register_forward_pre_hook(to_float32)
     report = {
         "converted": sorted(spec),
         "kept_float_unsupported": unsupported,
@@ -210,7 +203,8 @@ def _int8_dynamic(model: nn.Module, ctx: BuildContext) -> Built:
 
 
 @register_technique("int8-static", group="precision", description="static int8 (PT2E, x86 Inductor quantizer, "
-                    "BN folded, compiled)", needs=("tensor-inputs",), produces="graph", compute_dtype="int8")
+                    "BN folded, compiled)", needs=("tensor-inputs",), produces="graph", compute_dtype="int8",
+                    saveable=False)  # a compiled graph: rebuilt by compiling, never saved
 def _int8_static(model: nn.Module, ctx: BuildContext) -> Built:
     import time
 

@@ -9,15 +9,16 @@ calibration data) and returns a ``Built`` record instead of attaching state to t
 from __future__ import annotations
 
 import copy
-import importlib
-import pkgutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from torch import nn
 
+from accelkit.config import Config
 from accelkit.errors import ConfigError, UnknownVariantError
+from accelkit.registration import import_package_modules
+from accelkit.runtimes.registry import runtime_forms
 from accelkit.workloads.base import RunSettings, Workload
 
 __all__ = [
@@ -28,13 +29,18 @@ __all__ = [
     "OBJECTIVES",
     "BuildContext",
     "Built",
+    "CompositionProblem",
+    "PlanSpec",
+    "PlanStep",
     "Technique",
     "TECHNIQUES",
     "build_plan",
     "composition_error",
+    "composition_problem",
     "get_technique",
     "list_techniques",
     "needs_package",
+    "plan_steps",
     "register_technique",
     "unavailable_reason",
 ]
@@ -48,10 +54,11 @@ GROUPS = ("structure", "precision", "input", "runtime", "serving")
 #   eager-lowp  the same with weights cast to bf16/fp16
 #   quantized   torch int8/int4 modules (packed weights: no ONNX export, no further casting)
 #   graph       a compiled or PT2E-exported callable (no further module surgery)
-#   ort         an ONNX Runtime session (torch autocast and module surgery have no effect)
-#   openvino    an OpenVINO compiled model (the same, with its own streams)
 #   dynamic     a data-dependent wrapper (early exit, routed depth): runs eagerly, not exportable
-FORMS = ("eager", "eager-lowp", "quantized", "graph", "ort", "openvino", "dynamic")
+# and one form per foreign runtime, its class's ``form`` (accelkit.runtimes): "ort" for an ONNX
+# Runtime session, "openvino" for an OpenVINO compiled model (torch autocast and module surgery
+# have no effect on either)
+FORMS = ("eager", "eager-lowp", "quantized", "graph", *runtime_forms(lambda cls: cls.family != "torch"), "dynamic")
 OBJECTIVES = ("throughput", "latency", "memory", "size")
 # The name of the unaccelerated run every speed-up is against: how the user runs the model today
 # (``Workload.default_settings``). "baseline", its earlier name, is accepted as an alias.
@@ -102,7 +109,11 @@ class BuildContext:
 
 @dataclass
 class Built:
-    """What applying a technique (or a whole plan) returns."""
+    """What applying a technique (or a whole plan) returns.
+
+    ``config``: set by a technique that tunes itself, the config it actually applied (what a
+    saved plan must replay); ``configs``: set by ``build_plan``, each step's applied config.
+    """
 
     model: Any
     settings: RunSettings
@@ -110,13 +121,57 @@ class Built:
     compute_dtype: str = "fp32"  # which roofline ceiling applies: fp32 | bf16 | int8
     form: str = "eager"
     steps: tuple[str, ...] = ()
+    config: dict[str, Any] | None = None
+    configs: tuple[dict[str, Any], ...] = ()
 
     @property
     def name(self) -> str:
         return "+".join(self.steps) if self.steps else BASELINE
 
+    @property
+    def plan(self) -> list[dict[str, Any]]:
+        """The steps as applied, ``[{"technique": name, "config": {...}}]``: ``build_plan`` replays it."""
+        configs = self.configs or tuple({} for _ in self.steps)
+        return [PlanStep(s, c).to_dict() for s, c in zip(self.steps, configs, strict=True)]
 
-ApplyFn = Callable[[nn.Module, BuildContext], "Built | tuple[Any, RunSettings]"]
+
+@dataclass(frozen=True)
+class PlanStep:
+    """One step of a plan: a technique's name and its config (``{}``: the technique's defaults)."""
+
+    technique: str
+    config: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"technique": self.technique, "config": dict(self.config)}
+
+
+# what ``build_plan`` takes: "a+b", or steps as names, {"technique", "config"} dicts or PlanSteps
+PlanSpec = str | Sequence["str | Mapping[str, Any] | PlanStep"]
+
+
+def plan_steps(plan: PlanSpec) -> list[PlanStep]:
+    """The steps of ``plan``, the baseline's names dropped; ConfigError for a step of another shape."""
+    raw = plan.split("+") if isinstance(plan, str) else list(plan)
+    steps = []
+    for step in raw:
+        if isinstance(step, PlanStep):
+            steps.append(step)
+        elif isinstance(step, str):
+            steps.append(PlanStep(step.strip()))
+        elif isinstance(step, Mapping) and isinstance(step.get("technique"), str) \
+                and isinstance(step.get("config", {}), Mapping):
+            extra = sorted(set(step) - {"technique", "config"})
+            if extra:
+                raise ConfigError(f"plan step {dict(step)!r}: unknown keys {extra}; a step has 'technique' and 'config'")
+            steps.append(PlanStep(step["technique"].strip(), dict(step.get("config") or {})))
+        else:
+            raise ConfigError(f"plan step {step!r}: expected a technique name or "
+                              "{'technique': name, 'config': {...}}")
+    return [s for s in steps if s.technique and s.technique not in BASELINE_ALIASES]
+
+
+ApplyFn = Callable[..., "Built | tuple[Any, RunSettings]"]
 
 
 @dataclass(frozen=True)
@@ -129,7 +184,9 @@ class Technique:
     ``voids``: effects of earlier steps it makes void, e.g. ONNX Runtime voids torch autocast;
     ``effects``: what it sets that a later step could void;
     ``objectives``: which search objectives it can help (unstructured pruning: size only);
-    ``available``: a machine check returning why not, or None.
+    ``available``: a machine check returning why not, or None;
+    ``config``: the Config dataclass the technique's apply takes as its third argument (None:
+    it takes none); a plan step's ``{}`` means that class's defaults.
     """
 
     name: str
@@ -147,6 +204,7 @@ class Technique:
     saveable: bool = True  # round-trips through accelkit.save/load
     available: Callable[[], str | None] | None = None
     module: str = ""
+    config: type[Config] | None = None
 
     def missing(self, workload: Workload) -> list[str]:
         return sorted(self.needs - set(workload.offers()))
@@ -173,8 +231,10 @@ def register_technique(
     expensive: bool = False,
     saveable: bool = True,
     available: Callable[[], str | None] | None = None,
+    config: type[Config] | None = None,
 ) -> Callable[[ApplyFn], ApplyFn]:
-    """Decorator registering ``fn(model, ctx) -> Built`` (or ``(model, settings)``) as ``name``.
+    """Decorator registering ``fn(model, ctx) -> Built`` (or ``(model, settings)``) as ``name``;
+    with ``config=SomeConfig``, ``fn(model, ctx, config)`` gets each plan step's validated config.
 
     Registering a name twice is an error: two modules must not silently fight over one name.
     """
@@ -195,6 +255,7 @@ def register_technique(
         TECHNIQUES[name] = Technique(
             name, group, fn, description, frozenset(needs), frozenset(accepts), produces, frozenset(effects),
             frozenset(voids), frozenset(objectives), compute_dtype, expensive, saveable, available, fn.__module__,
+            config,
         )
         return fn
 
@@ -216,11 +277,7 @@ def _load_technique_modules() -> None:
     if _loaded:
         return
     _loaded = True
-    import accelkit.techniques as pkg
-
-    for info in pkgutil.walk_packages(pkg.__path__, prefix=f"{pkg.__name__}."):
-        if not info.name.rsplit(".", 1)[-1].startswith("_"):
-            importlib.import_module(info.name)
+    import_package_modules(__file__, "accelkit.techniques", recursive=True)
 
 
 def needs_package(module: str, install: str) -> Callable[[], str | None]:
@@ -267,7 +324,33 @@ def get_technique(name: str, workload: Workload | None = None) -> Technique:
     return tech
 
 
+# What a composition problem is about. "group-order" and "same-group" are the search's own shape
+# (one technique per group, groups in order); the others are real incompatibilities.
+ProblemKind = Literal["unknown", "objective", "group-order", "same-group", "form", "voids"]
+
+
+@dataclass(frozen=True)
+class CompositionProblem:
+    """Why a composition cannot work: ``kind`` for code to decide on, ``text`` for the user."""
+
+    kind: ProblemKind
+    text: str
+
+    @property
+    def search_shape(self) -> bool:
+        """A rule of the search space (group order, one per group), not an incompatibility."""
+        return self.kind in ("group-order", "same-group")
+
+
 def composition_error(steps: Sequence[str], *, objective: str | None = None, search: bool = False) -> str | None:
+    """Why the ``+``-joined ``steps`` cannot work (or would do nothing), or None when they can."""
+    problem = composition_problem(steps, objective=objective, search=search)
+    return problem.text if problem else None
+
+
+def composition_problem(
+    steps: Sequence[str], *, objective: str | None = None, search: bool = False
+) -> CompositionProblem | None:
     """Why the ``+``-joined ``steps`` cannot work (or would do nothing), or None when they can.
 
     Read from the descriptors only: each step must be applied to a form it accepts, and no
@@ -277,31 +360,53 @@ def composition_error(steps: Sequence[str], *, objective: str | None = None, sea
     _load_technique_modules()
     unknown = [s for s in steps if s not in TECHNIQUES]
     if unknown:
-        return f"unknown technique {unknown[0]!r}"
+        return CompositionProblem("unknown", f"unknown technique {unknown[0]!r}")
     techs = [TECHNIQUES[s] for s in steps]
     rank = {g: i for i, g in enumerate(GROUPS)}
     form, form_by, effects = "eager", "the baseline", {}  # effect → the step that set it
     for i, t in enumerate(techs):
         prev = techs[i - 1] if i else None
         if search and objective is not None and objective not in t.objectives:
-            return f"{t.name} does not help {objective} (it helps {', '.join(sorted(t.objectives))})"
+            return CompositionProblem(
+                "objective", f"{t.name} does not help {objective} (it helps {', '.join(sorted(t.objectives))})")
         if search and prev is not None and rank[t.group] <= rank[prev.group]:
             if t.group == prev.group:
-                return f"{prev.name} and {t.name} are both {t.group} techniques; a plan takes one of each group"
-            return f"{t.name} ({t.group}) goes before {prev.name} ({prev.group}) in a plan"
+                return CompositionProblem("same-group", f"{prev.name} and {t.name} are both {t.group} techniques; "
+                                                        "a plan takes one of each group")
+            return CompositionProblem("group-order", f"{t.name} ({t.group}) goes before {prev.name} ({prev.group}) "
+                                                     "in a plan")
         if form not in t.accepts:
-            return f"{t.name} applies to {'/'.join(sorted(t.accepts))} models, and after {form_by} the model is {form}"
+            return CompositionProblem("form", f"{t.name} applies to {'/'.join(sorted(t.accepts))} models, and after "
+                                              f"{form_by} the model is {form}")
         voided = sorted(set(effects) & t.voids)
         if voided:
-            return f"{t.name} voids the {voided[0]} that {effects[voided[0]]} set: that step would do nothing"
+            return CompositionProblem("voids", f"{t.name} voids the {voided[0]} that {effects[voided[0]]} set: "
+                                               "that step would do nothing")
         if t.produces:
             form, form_by = t.produces, t.name
         effects.update({e: t.name for e in t.effects})
     return None
 
 
+def _step_config(tech: Technique, given: Mapping[str, Any]) -> Config | None:
+    """The validated config a plan step hands ``tech`` (its defaults for ``{}``); ConfigError
+    naming an unknown key and the valid ones, or a config given to a technique that takes none."""
+    if tech.config is None:
+        if given:
+            raise ConfigError(f"plan step {tech.name!r}: it takes no config, got keys {sorted(given)}; "
+                              "give it {} or leave the config out")
+        return None
+    try:
+        return tech.config.from_dict(given)
+    except ConfigError as exc:
+        raise ConfigError(f"plan step {tech.name!r}: {exc}") from exc
+    except TypeError as exc:  # a value of the wrong shape for a field
+        raise ConfigError(f"plan step {tech.name!r}: {tech.config.__name__} cannot take {dict(given)!r} "
+                          f"({exc})") from exc
+
+
 def build_plan(
-    name: str,
+    plan: PlanSpec,
     baseline: nn.Module,
     settings: RunSettings,
     workload: Workload,
@@ -309,26 +414,30 @@ def build_plan(
     max_quality_drop: float | None = None,
     objective: str = "throughput",
 ) -> Built:
-    """Apply the ``+``-joined techniques of ``name`` left to right to a copy of ``baseline``.
+    """Apply ``plan``'s techniques left to right to a copy of ``baseline``, each with its config.
 
-    The baseline is never modified. UnknownVariantError for a name that does not resolve or
-    a composition the descriptors rule out.
+    ``plan`` is ``"a+b"`` (every step at its defaults) or a list of steps, each a name, a
+    ``{"technique": name, "config": {...}}`` dict or a ``PlanStep``; the built record's ``plan``
+    holds the configs actually applied. The baseline is never modified. UnknownVariantError for a
+    name that does not resolve or a composition the descriptors rule out; ConfigError for a bad config.
     """
-    parts = [p.strip() for p in name.split("+") if p.strip()]
-    if not parts:
-        raise UnknownVariantError(f"variant {name!r} is empty; name one, e.g. 'bf16' or 'dynamic-padding+bf16'")
-    parts = [p for p in parts if p not in BASELINE_ALIASES]
-    techs = [get_technique(p, workload) for p in parts]
-    steps = tuple(parts)
-    why = composition_error(steps) if len(steps) > 1 else None
+    raw = plan.split("+") if isinstance(plan, str) else list(plan)
+    steps = plan_steps(plan)
+    label = plan if isinstance(plan, str) else "+".join(s.technique for s in steps)
+    if not [s for s in raw if not isinstance(s, str) or s.strip()]:
+        raise UnknownVariantError(f"variant {label!r} is empty; name one, e.g. 'bf16' or 'dynamic-padding+bf16'")
+    techs = [get_technique(s.technique, workload) for s in steps]
+    names = tuple(s.technique for s in steps)
+    why = composition_error(names) if len(names) > 1 else None
     if why:
-        raise UnknownVariantError(f"variant {name!r} cannot be built: {why}")
+        raise UnknownVariantError(f"variant {label!r} cannot be built: {why}")
+    configs = [_step_config(t, s.config) for t, s in zip(techs, steps, strict=True)]
     built = Built(copy.deepcopy(baseline), settings)
-    if not parts:
-        return built
-    for i, t in enumerate(techs):
-        ctx = BuildContext(workload, built.settings, max_quality_drop, objective, tuple(parts[:i]))
-        out = t.apply(built.model, ctx)
+    applied: list[dict[str, Any]] = []
+    for i, (t, config) in enumerate(zip(techs, configs, strict=True)):
+        ctx = BuildContext(workload, built.settings, max_quality_drop, objective, names[:i])
+        out = t.apply(built.model, ctx) if config is None else t.apply(built.model, ctx, config)
+        chosen = out.config if isinstance(out, Built) else None
         if isinstance(out, Built):
             model, new_settings, details, dtype = out.model, out.settings, out.details, out.compute_dtype
         else:
@@ -338,5 +447,6 @@ def build_plan(
             built.compute_dtype = dtype
         built.model, built.settings = model, new_settings
         built.form = t.produces or built.form
-    built.steps = steps
+        applied.append(dict(chosen) if chosen is not None else config.to_dict() if config is not None else {})
+    built.steps, built.configs = names, tuple(applied)
     return built

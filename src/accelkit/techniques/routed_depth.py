@@ -675,6 +675,7 @@ def _fit_routed_depth(model: nn.Module, workload: Workload, students: tuple[Sent
     needs=("text", "sentence-embedding", "encoder-blocks", "unlabelled-text"),
     produces="dynamic",
     expensive=True,
+    saveable=False,  # a data-dependent router over students: saved by its own save_routed_depth
 )
 def _routed_depth(model: nn.Module, ctx: BuildContext) -> Built:
     preset = require_preset(ROUTED_DEPTH_PRESETS, "routed-depth", ctx.workload)

@@ -17,8 +17,9 @@ from torch import nn
 
 from accelkit.config import Config
 from accelkit.errors import ConfigError
+from accelkit.runtimes.torch_eager import SmoothedLinear
 
-__all__ = ["SmoothQuantConfig", "SmoothedLinear", "collect_input_absmax", "apply_smoothquant_"]
+__all__ = ["SmoothQuantConfig", "collect_input_absmax", "apply_smoothquant_"]
 
 FilterFn = Callable[[nn.Module, str], bool]
 
@@ -33,20 +34,6 @@ class SmoothQuantConfig(Config):
     def __post_init__(self) -> None:
         if not 0.0 <= self.alpha <= 1.0:
             raise ConfigError(f"alpha={self.alpha}: expected a value in [0, 1] (0.5 is the usual choice)")
-
-
-class SmoothedLinear(nn.Module):
-    """``linear(x / s)`` with the weight columns pre-multiplied by ``s``: same output, tamer input."""
-
-    def __init__(self, linear: nn.Linear, scale: torch.Tensor) -> None:
-        super().__init__()
-        self.linear = linear
-        self.register_buffer("inv_scale", (1.0 / scale).to(linear.weight.dtype))
-        with torch.no_grad():
-            linear.weight.mul_(scale.to(linear.weight.dtype))  # (out, in) * (in,)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.linear(x * self.inv_scale)
 
 
 def _default_filter(module: nn.Module, fqn: str) -> bool:

@@ -1,5 +1,5 @@
-"""Parallel inference streams: several ONNX Runtime sessions, each on a slice of every batch
-with one core's share of the threads, instead of one session spreading each op over all cores.
+"""Parallel inference streams: several sessions of a runtime (ONNX Runtime's), each on a slice of
+every batch with one core's share of the threads, instead of one session spreading each op over all cores.
 
 Buys throughput where the ops are too small to keep every intra-op thread busy (short
 sentences, small batches); outputs are unchanged (each row is computed alone either way). Costs
@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 from accelkit.config import Config
 from accelkit.errors import ConfigError
+from accelkit.runtimes.base import Runtime
+from accelkit.runtimes.onnxruntime import OrtConfig, OrtModule
 from accelkit.techniques.onnx_runtime import ORT_AVAILABLE
 from accelkit.techniques.registry import BuildContext, Built, register_technique
 
@@ -30,28 +32,16 @@ class ParallelStreamsConfig(Config):
             raise ConfigError(f"streams={self.streams}: expected None or >= 1")
 
 
-def apply_parallel_streams(module, config: ParallelStreamsConfig | None = None):
-    """An ONNX Runtime module serving the same graph from ``streams`` sessions side by side."""
-    from accelkit.export.onnx import OrtConfig, OrtModule
-
-    if not isinstance(module, OrtModule):
-        raise ConfigError(f"parallel streams drive an ONNX Runtime session, not a {type(module).__name__}; "
+def apply_parallel_streams(module: Runtime, config: ParallelStreamsConfig | None = None) -> Runtime:
+    """The runtime serving the same graph from ``streams`` sessions side by side."""
+    if not isinstance(module, Runtime):
+        raise ConfigError(f"parallel streams drive a runtime's sessions, not a {type(module).__name__}; "
                           "put a runtime step (onnx, int8-aware …) before it")
     config = config or ParallelStreamsConfig()
-    threads = module.config.threads()
-    streams = config.streams or threads
-    if streams > threads:
-        raise ConfigError(f"streams={streams}: more streams than the {threads} compute threads here")
-    ort_config = OrtConfig.from_dict({**module.config.to_dict(), "intra_op_threads": threads, "streams": streams})
-    out = OrtModule(module.onnx_bytes, ort_config, details=dict(module.accelkit_details),
-                    flop_reference=module.flop_reference)
-    out.accelkit_details.update(streams=streams, threads_per_stream=max(1, threads // streams))
-    return out
+    return module.with_streams(config.streams)
 
 
 def _one_thread_machine() -> str | None:
-    from accelkit.export.onnx import OrtConfig
-
     reason = ORT_AVAILABLE()
     if reason:
         return reason
@@ -59,7 +49,10 @@ def _one_thread_machine() -> str | None:
 
 
 @register_technique("parallel-streams", group="serving", description="one ONNX Runtime session per core, each "
-                    "on a slice of the batch", accepts=("ort",), available=_one_thread_machine)
-def _parallel_streams(module, ctx: BuildContext) -> Built:
-    built = apply_parallel_streams(module)
-    return Built(built, ctx.settings, {"streams": built.accelkit_details["streams"]})
+                    "on a slice of the batch", accepts=(OrtModule.form,), available=_one_thread_machine,
+                    config=ParallelStreamsConfig)
+def _parallel_streams(module, ctx: BuildContext, config: ParallelStreamsConfig) -> Built:
+    built = apply_parallel_streams(module, config)
+    streams = built.describe().streams
+    # the count chosen for this machine, so the saved plan replays it rather than re-deciding
+    return Built(built, ctx.settings, {"streams": streams}, config=ParallelStreamsConfig(streams=streams).to_dict())

@@ -71,12 +71,12 @@ def quantize_weight_only_(
 
 
 @register_technique("int8-weight-only", group="precision", description="torchao int8 weight-only Linear "
-                    "(memory-bound decoding)", produces="quantized")
+                    "(memory-bound decoding)", produces="quantized", saveable=False)  # torchao tensors: no saved form
 def _int8_weight_only(model: nn.Module, ctx: BuildContext) -> Built:
     return Built(model, ctx.settings, quantize_weight_only_(model, WeightOnlyConfig(bits=8)))
 
 
 @register_technique("int4-weight-only", group="precision", description="torchao int4 weight-only Linear, "
-                    "group size 32", produces="quantized")
+                    "group size 32", produces="quantized", saveable=False)
 def _int4_weight_only(model: nn.Module, ctx: BuildContext) -> Built:
     return Built(model, ctx.settings, quantize_weight_only_(model, WeightOnlyConfig(bits=4)))

@@ -106,6 +106,9 @@ DISTILL_3LAYER = SentenceDistillConfig(
     description="3 of the 6 encoder layers (0, 4, 5) kept, trained to match the teacher on calibration sentences",
     needs=SENTENCE_ENCODER,
     expensive=True,
+    # a depth only the student's own config.json describes: it ships with the Workload object of a
+    # Hugging Face model, and is refused when saved by a workload's name
+    saveable=False,
 )
 def _distill_3layer(model: nn.Module, ctx: BuildContext) -> Built:
     student = cached_sentence_student(ctx.workload, model.cpu().eval(), DISTILL_3LAYER)

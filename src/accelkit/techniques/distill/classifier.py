@@ -170,6 +170,7 @@ def distil_offered_student(name: str, model: nn.Module, ctx: BuildContext) -> Bu
     "(logit KD, T=4, alpha=0.7)",
     needs=(*TRAINABLE_CLASSIFIER, "student:small"),
     expensive=True,
+    saveable=False,  # another architecture than the workload's baseline
 )
 def _distill_small(model: nn.Module, ctx: BuildContext) -> Built:
     return distil_offered_student("small", model, ctx)

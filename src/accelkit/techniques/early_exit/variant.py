@@ -120,6 +120,7 @@ def _split(data: Any, n_train: int) -> tuple[Any, Any]:
     accepts=("eager",),
     produces="dynamic",
     expensive=True,
+    saveable=False,  # data-dependent exits: saved by its own save_early_exit
 )
 def _early_exit(model: nn.Module, ctx: BuildContext) -> Built:
     preset = require_preset(EARLY_EXIT_PRESETS, "early-exit", ctx.workload)

@@ -212,6 +212,7 @@ PRUNE_50 = StructuredPruneConfig(ratio=0.5, importance="magnitude", steps=2, fin
     "fine-tune per step",
     needs=TRAINABLE_CLASSIFIER,
     expensive=True,
+    saveable=False,  # shapes the architecture does not describe: saved by prune.saving
 )
 def _prune_structured_50(model: nn.Module, ctx: BuildContext) -> Built:
     wl = ctx.workload

@@ -1,7 +1,8 @@
-"""TensorRT engines (fp16/int8) from the ONNX export, when TensorRT and CUDA are present.
+"""TensorRT engines (fp16/int8) built from an ONNX graph, when TensorRT and CUDA are present.
 
 Buys the fastest NVIDIA inference path; costs an engine build per GPU model and TensorRT
 version, and does nothing on CPU-only machines (``tensorrt_unavailable_reason`` says why).
+TensorRT itself is imported only inside the functions.
 """
 
 from __future__ import annotations

@@ -1,0 +1,131 @@
+"""OpenVINO as a runtime: an ONNX graph compiled by OpenVINO for a CPU (or an Intel GPU), served
+from several infer requests each on a slice of the batch; saved as the graph plus its settings.
+
+Buys OpenVINO's kernels (oneDNN with its own fusions, VNNI and AMX tiles) without writing any;
+costs an optional dependency (``pip install openvino``).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from accelkit._lazy import is_available, require
+from accelkit.config import Config
+from accelkit.errors import ConfigError
+from accelkit.runtimes.base import Runtime, RuntimeRecord, name_inputs
+from accelkit.runtimes.onnxruntime import OrtConfig, refuse_external_data
+from accelkit.runtimes.registry import register_runtime
+from accelkit.runtimes.streams import split_rows
+from accelkit.signal_stack import keep_signal_stack
+
+__all__ = ["OpenVinoConfig", "OpenVinoModule"]
+
+_PRECISIONS = ("f32", "bf16")
+_DEVICES = ("CPU", "GPU")
+
+
+@dataclass
+class OpenVinoConfig(Config):
+    """``precision``: "bf16" (native bf16 CPUs) or "f32". ``streams``: sessions side by side, each
+    on a slice of the batch (None: one per compute thread). ``device``: OpenVINO's "CPU" or "GPU"."""
+
+    precision: str = "f32"
+    streams: int | None = None
+    threads: int | None = None  # None: $ACCELKIT_THREADS, else accelkit env's recommendation
+    device: str = "CPU"
+    version: int = 1
+
+    def __post_init__(self) -> None:
+        if self.precision not in _PRECISIONS:
+            raise ConfigError(f"precision={self.precision!r}: expected one of {_PRECISIONS}")
+        if self.streams is not None and self.streams < 1:
+            raise ConfigError(f"streams={self.streams}: expected None or >= 1")
+        if self.device not in _DEVICES:
+            raise ConfigError(f"device={self.device!r}: expected one of {_DEVICES}")
+
+
+@register_runtime
+class OpenVinoModule(Runtime):
+    """An OpenVINO compiled model called like the PyTorch model it replaces (named tensors in,
+    torch tensors out). Keeps the ONNX bytes, so it saves like an ONNX Runtime module."""
+
+    name = "openvino"
+    form = "openvino"
+    family = "openvino"
+    devices = ("cpu",)  # OpenVINO's GPU is an Intel GPU, which torch does not name as a device
+    model_file = "model.onnx"
+
+    def __init__(self, onnx_bytes: bytes, config: OpenVinoConfig, *, details: dict | None = None,
+                 flop_reference: Any = None) -> None:
+        ov = require("openvino", "openvino")
+        self.onnx_bytes, self.config, self.flop_reference = onnx_bytes, config, flop_reference
+        self.device = config.device.lower()
+        threads = config.threads or OrtConfig().threads()
+        streams = min(config.streams or threads, threads)
+        core = ov.Core()
+        with tempfile.TemporaryDirectory(prefix="accelkit-ov-") as tmp:
+            path = os.path.join(tmp, "model.onnx")
+            with open(path, "wb") as fh:
+                fh.write(onnx_bytes)
+            model = core.read_model(path)
+        with keep_signal_stack():  # compile_model swaps in a signal stack it later frees
+            self._compiled = core.compile_model(model, config.device, {
+                "INFERENCE_PRECISION_HINT": config.precision, "INFERENCE_NUM_THREADS": threads,
+                "NUM_STREAMS": streams, "PERFORMANCE_HINT": "THROUGHPUT" if streams > 1 else "LATENCY"})
+        self._requests = [self._compiled.create_infer_request() for _ in range(streams)]
+        self.inputs = [p.get_any_name() for p in self._compiled.inputs]
+        self._threads = threads
+        self.extra: dict[str, Any] = dict(details or {})
+
+    @classmethod
+    def unavailable_reason(cls) -> str | None:
+        return None if is_available("openvino") else "openvino is not installed (pip install openvino)"
+
+    def describe(self) -> RuntimeRecord:
+        return RuntimeRecord(self.name, self.device, self.config.precision, len(self._requests), self._threads,
+                             dict(self.extra))
+
+    @property
+    def serialized_size_bytes(self) -> int:
+        return len(self.onnx_bytes)
+
+    def _feeds(self, args: tuple, kwargs: dict) -> dict[str, np.ndarray]:
+        feeds = name_inputs(args, kwargs, self.inputs, "OpenVINO")
+        return {k: (v.detach().cpu().float() if v.dtype == torch.bfloat16 else v.detach().cpu()).numpy()
+                if isinstance(v, torch.Tensor) else v for k, v in feeds.items()}
+
+    def run(self, *args: Any, **kwargs: Any) -> torch.Tensor:
+        feeds = self._feeds(args, kwargs)
+        rows = len(next(iter(feeds.values())))
+        n = len(self._requests)
+        parts = [feeds] if n == 1 or rows < n else split_rows(feeds, n)
+        # each request on its slice, on OpenVINO's own threads: start_async takes the inputs in this
+        # thread, then infers without the GIL. (Python threads each calling infer() deadlocked
+        # pyopenvino on a first concurrent call: a C++ static-init guard held against the GIL.)
+        requests = self._requests[: len(parts)]
+        for request, part in zip(requests, parts, strict=True):
+            request.start_async(part)
+        for request in requests:
+            request.wait()
+        return torch.from_numpy(np.concatenate([r.get_output_tensor(0).data.copy() for r in requests]))
+
+    def save(self, folder: Path) -> dict[str, Any]:
+        (folder / self.model_file).write_bytes(self.onnx_bytes)
+        return {"runtime": self.name, "device": self.device, "openvino": self.config.to_dict(),
+                "runtime_extra": dict(self.extra)}
+
+    @classmethod
+    def load(cls, folder: Path, fields: Mapping[str, Any], *, baseline: Any = None) -> OpenVinoModule:
+        onnx_file = folder / cls.model_file
+        onnx_bytes = onnx_file.read_bytes()
+        refuse_external_data(onnx_bytes, onnx_file)
+        return cls(onnx_bytes, OpenVinoConfig.from_dict(fields.get("openvino") or {}),
+                   details=fields.get("runtime_extra"))

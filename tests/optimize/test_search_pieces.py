@@ -1,0 +1,79 @@
+"""The search's pieces on their own: the state decides on bench's verdict, the kept models stay
+bounded, the clock counts earlier runs, and the final run fits the time left."""
+
+from __future__ import annotations
+
+import json
+
+from accelkit.optimize.config import OptimizeConfig
+from accelkit.optimize.final import MIN_RESERVE_S, FinalRun
+from accelkit.optimize.screening import KeptModels
+from accelkit.optimize.state import Clock, SearchState
+from accelkit.verdict import Verdict
+
+
+class _NoBuilds:
+    def expected(self, name: str) -> float:
+        return 0.0
+
+
+def _state(tmp_path, **kw) -> SearchState:
+    return SearchState(tmp_path / "candidates.json", OptimizeConfig("digits", **kw))
+
+
+def test_the_state_passes_on_the_verdict_and_keeps_the_users_status(tmp_path):
+    state = _state(tmp_path)
+    state.record({"name": "a", "speedup": 1.5}, Verdict(True))
+    state.record({"name": "b", "speedup": 3.0}, Verdict(False, (), "quality drop 0.2 > budget 0.01", "quality-drop"))
+    state.note("c", "within budget")  # a status alone (hand-edited, skipped) never passes
+    assert [state.passes(n) for n in "abc"] == [True, False, False]
+    assert state.get("b")["status"] == "quality drop 0.2 > budget 0.01" and state.get("a")["status"] == "within budget"
+    assert state.best_so_far() == "a"
+    state.save(Clock(600, 0))
+    again = _state(tmp_path)
+    assert again.passes("a") and not again.passes("b")
+
+
+def test_a_note_does_not_replace_a_measurement_unless_told(tmp_path):
+    state = _state(tmp_path)
+    state.record({"name": "a"}, Verdict(True))
+    state.note("a", "not tried: x", replace=False)
+    assert state.passes("a")
+    state.note("a", "skipped: time budget spent")
+    assert not state.passes("a") and state.get("a")["skipped"]
+
+
+def test_kept_models_drop_the_worst_beyond_their_bound():
+    kept = KeptModels()
+    for i in range(14):
+        kept.keep(f"p{i}", object(), float(i))
+    assert len(kept) == 12 and "p0" not in kept and "p1" not in kept and "p13" in kept
+
+
+def test_the_clock_counts_what_earlier_runs_spent():
+    clock = Clock(100, 40)
+    assert 59 < clock.left() <= 60 and clock.spent_total() >= 40
+    assert Clock(100, 150).left() <= 0
+
+
+def test_the_final_run_gives_up_rounds_then_finalists_to_fit(tmp_path):
+    state = _state(tmp_path, repeats=5, finalists=3)
+    for name, speed in (("a", 3.0), ("b", 2.0), ("c", 1.5)):
+        state.record({"name": name, "speedup": speed, "baseline_pass_ms": 1000.0, "pass_ms": {"p50": 1000.0}},
+                     Verdict(True))
+    final = FinalRun(state.config, state, _NoBuilds(), {}, n_screen=100, n_eval=100)
+    assert final.fit(10_000) == (["a", "b", "c"], 5)
+    # a 1 s pass: (rounds + 4) passes of the baseline and each plan, plus 20 s
+    assert final.cost(["a"], 2) == 6 * 2 + 20
+    names, repeats = final.fit(40)  # two rounds of three plans cost 44 s, of two 38 s
+    assert repeats == 2 and names == ["a", "b"]
+    assert final.fit(0) == (["a"], 2)  # never under one finalist nor two rounds
+    assert _state(tmp_path / "new").records == {} and FinalRun(
+        state.config, _state(tmp_path / "new"), _NoBuilds(), {}, 1, 1).reserve() == MIN_RESERVE_S
+
+
+def test_a_state_file_of_another_search_starts_over(tmp_path):
+    (tmp_path / "candidates.json").write_text(json.dumps({"key": {"other": 1}, "screened": [{"name": "a"}],
+                                                          "spent_s": 99}))
+    state = _state(tmp_path)
+    assert state.records == {} and state.spent_before == 0.0

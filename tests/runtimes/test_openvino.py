@@ -1,0 +1,29 @@
+"""OpenVINO as a runtime: a typed description and save/load with identical outputs (skipped
+where OpenVINO is not installed)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+pytest.importorskip("openvino", reason="OpenVINO is optional: pip install openvino")
+
+from accelkit.export.onnx import export_onnx  # noqa: E402
+from accelkit.runtimes import get_runtime  # noqa: E402
+from accelkit.runtimes.openvino import OpenVinoConfig, OpenVinoModule  # noqa: E402
+
+X = torch.rand(6, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+
+
+def test_describe_save_and_load(digits_model, tmp_path):
+    module = OpenVinoModule(export_onnx(digits_model, X[:2]), OpenVinoConfig(streams=2, threads=2),
+                            details={"note": "kept"})
+    record = module.describe()
+    assert (record.runtime, record.device, record.precision, record.streams, record.threads) == \
+        ("openvino", "cpu", "f32", 2, 2)
+    fields = module.save(tmp_path)
+    loaded = get_runtime(fields["runtime"]).load(tmp_path, fields)
+    assert loaded.describe() == record
+    torch.testing.assert_close(loaded(X), module(X))
+    with torch.no_grad():
+        torch.testing.assert_close(module(X), digits_model(X), rtol=1e-3, atol=1e-4)
