@@ -6,8 +6,8 @@ of its int8, SmoothQuant and cast layers. ``plan.json`` names the runtime and ho
 plan, run settings and file checksums. Loading hands the folder to that runtime; a PyTorch model
 is rebuilt on its fp32 architecture (from config.json, an embedded workload's name, or the
 caller) with only the recorded layers put back: no technique runs on load. A model no runtime
-can save as it is is refused at save time (ShipError). Nothing is unpickled; the directory
-appears complete or not at all.
+can save as it is is refused at save time (ShipError; ``check_saveable`` asks without writing).
+Nothing is unpickled; the directory appears complete or not at all.
 
 Loading trusts nothing in the folder: it imports no code a file names (only embedded workloads
 are built by name; ``load(path, workload=...)`` for others), reads only files listed in
@@ -31,7 +31,7 @@ from torch import nn
 from accelkit.errors import ConfigError, SchemaError
 from accelkit.outdir import SAVED_MODEL_FILES, foreign_files, make_temp_dir, prepare_output_dir
 
-__all__ = ["SCHEMA", "LoadedModel", "save", "load", "normalize_plan", "resolve_inside"]
+__all__ = ["SCHEMA", "LoadedModel", "check_saveable", "save", "load", "normalize_plan", "resolve_inside"]
 
 SCHEMA = "accelkit.saved/2"  # 2: written by the runtime, loaded without re-running the plan
 _PLAN_FILE = "plan.json"
@@ -82,7 +82,7 @@ def _json_safe(obj: Any) -> Any:
 
 def _is_built(obj: Any) -> bool:
     """A ``Built`` record (techniques.registry, a layer above this one): read by its fields."""
-    return all(hasattr(obj, a) for a in ("model", "settings", "details", "steps", "name"))
+    return all(hasattr(obj, a) for a in ("model", "settings", "details", "steps", "plan"))
 
 
 def _baseline_architecture(workload: Any) -> Any:
@@ -99,6 +99,22 @@ def _baseline_architecture(workload: Any) -> Any:
     return copy.deepcopy(workload.build_model())
 
 
+def check_saveable(model_or_variant: Any) -> None:
+    """ShipError, the one ``save`` would raise, when no runtime serves the model or its runtime
+    cannot record it as it is (compiled graphs, a technique's own wrappers, torchao weight-only
+    tensors); writes and copies nothing. ``model_or_variant``: as for ``save``. A structural
+    change (pruned shapes) shows only when the tensors are loaded onto the architecture, which
+    ``save`` does as it writes."""
+    from accelkit.runtimes.registry import runtime_of
+
+    model = model_or_variant
+    if _is_built(model_or_variant):
+        model = model_or_variant.model
+    elif isinstance(model_or_variant, tuple):
+        model = model_or_variant[0]
+    runtime_of(model).check_saveable()
+
+
 def save(
     model_or_variant: Any,
     path: str | os.PathLike,
@@ -112,7 +128,8 @@ def save(
     """Write ``model_or_variant`` (a model, a runtime such as an OrtModule, a ``Built`` record, or
     (model, settings)) to ``path`` with the model's runtime.
 
-    ``plan``: the variant name or plan steps that made it (provenance: loading never re-runs it);
+    ``plan``: the variant name or plan steps that made it (provenance: loading never re-runs it;
+    a ``Built`` record's own ``plan``, each step with the config it applied, when not given);
     ``workload``: the workload (name or object) whose fp32 architecture a PyTorch model is loaded
     on. ``path`` may be an earlier save (replaced); a folder holding other files is refused with
     OutputPathError unless ``overwrite=True``, and then only accelkit's own files in it are
@@ -133,13 +150,14 @@ def save(
     if _is_built(model_or_variant):
         model, details = model_or_variant.model, model_or_variant.details
         settings = settings if settings is not None else model_or_variant.settings
-        if plan is None and model_or_variant.steps:
-            plan = model_or_variant.name
+        if plan is None:  # the steps with the configs they applied (a self-tuning step's choice)
+            plan = model_or_variant.plan
     elif isinstance(model_or_variant, tuple):
         model = model_or_variant[0]
         if settings is None and len(model_or_variant) > 1:
             settings = model_or_variant[1]
     runtime = runtime_of(model)
+    runtime.check_saveable()  # before any folder is made
     spec = None  # what a self-contained folder needs, read once from the workload
     workload_obj = workload if workload is not None and not isinstance(workload, str) else None
     if workload_obj is not None:

@@ -11,6 +11,7 @@ import accelkit
 from accelkit.errors import OutputPathError, SchemaError
 from accelkit.export.onnx import export_onnx
 from accelkit.runtimes.onnxruntime import OrtConfig, OrtModule
+from accelkit.saving import check_saveable
 from accelkit.variants import build_variant
 from accelkit.workloads.base import RunSettings
 
@@ -137,8 +138,24 @@ def test_a_model_no_runtime_can_save_is_refused_before_anything_is_written(tmp_p
 
     with pytest.raises(ShipError, match="no runtime serves"):
         accelkit.save(lambda x: x, tmp_path / "fn")
+    with pytest.raises(ShipError, match="no runtime serves"):
+        check_saveable((lambda x: x, RunSettings()))
     wider = build_variant("default", digits_model, RunSettings(batch_size=32), digits_workload).model
     wider.head[2] = torch.nn.Linear(wider.head[2].in_features, 3)  # a shape the digits architecture lacks
+    check_saveable(wider)  # a structural change shows only when saved tensors meet the architecture
     with pytest.raises(ShipError, match="structural change"):
         accelkit.save(wider, tmp_path / "wider", workload="digits")
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_a_saved_built_plan_carries_the_configs_it_applied(tmp_path, digits_workload, digits_model):
+    """save(built) writes built.plan: a self-tuning step's choice, not only the technique names."""
+    from accelkit.techniques.registry import build_plan
+
+    plan = ["onnx", {"technique": "parallel-streams", "config": {"streams": 2}}]
+    built = build_plan(plan, digits_model, RunSettings(batch_size=32), digits_workload)
+    path = accelkit.save(built, tmp_path / "streams", workload="digits")
+    meta = json.loads((path / "plan.json").read_text())
+    assert meta["plan"][1] == {"technique": "parallel-streams", "config": {"streams": 2, "version": 1}}
+    assert meta["plan"] == built.plan
+    assert accelkit.load(path).plan == built.plan

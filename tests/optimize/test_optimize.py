@@ -151,6 +151,8 @@ def test_search_rejects_lossy_and_crashing_candidates_and_writes_outputs(test_va
     # the plan as applied: each step with the config it ran with
     assert [s["technique"] for s in plan["plan"]["applied"]] == list(Plan.parse(res.best).steps)
     assert all(s["config"] == {} for s in plan["plan"]["applied"])
+    # the chosen plan saves: the model folder holds it, and the message has no line about shipping
+    assert res.shipped.name == res.best and plan["shipped"]["name"] == res.best and "saved" not in res.message
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["schema"] == "accelkit.results/1" and results["search"]["best"] == res.best
     # every measured candidate's status is bench's verdict, judged once
@@ -246,3 +248,23 @@ def test_bad_floors_are_config_errors():
     for bad in ({"cosine_min": float("nan")}, {"": 0.9}, {"agreement": "high"}, [0.97]):
         with pytest.raises(ConfigError, match="min_quality"):
             OptimizeConfig(min_quality=bad)
+
+
+def test_a_search_whose_models_cannot_be_saved_says_so_and_leaves_no_model(test_variants, tmp_path, monkeypatch,
+                                                                         digits_model):
+    import accelkit.saving
+    from accelkit.runtimes import ShipError
+
+    def refuse(built, path, **kw):
+        raise ShipError("a wrapper the saved format does not record")
+
+    monkeypatch.setattr(accelkit.saving, "save", refuse)
+    res = optimize(_config(candidates=["prune-test-exact"]), tmp_path)
+    assert res.shipped.name is None and res.best in res.shipped.refused
+    assert res.message.splitlines()[-1].startswith(f"no model saved to {tmp_path / 'model'}: ")
+    assert "a wrapper the saved format does not record" in res.message
+    assert not (tmp_path / "model").exists()
+    plan = json.loads((tmp_path / "plan.json").read_text())
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert plan["shipped"]["name"] is None and results["search"]["shipped"] == plan["shipped"]
+    assert "no model saved" in (tmp_path / "report.html").read_text()

@@ -77,3 +77,75 @@ def test_a_state_file_of_another_search_starts_over(tmp_path):
                                                           "spent_s": 99}))
     state = _state(tmp_path)
     assert state.records == {} and state.spent_before == 0.0
+
+
+def _final_run(digits_model):
+    """A final run where a+b beats a by 20% every round (so it is chosen), a beats the baseline;
+    a+b's model is held by a technique's wrapper, which the saved format does not record."""
+    import copy
+
+    from accelkit.report.results import Results, VariantResult
+    from accelkit.techniques.compile import WarmedModule
+    from accelkit.techniques.registry import Built
+    from accelkit.workloads import RunSettings
+
+    rows = {"a": [5.0] * 5, "a+b": [6.0] * 5}
+    variants = [VariantResult("baseline", speedup=1.0, pair_ratios=[1.0] * 5, quality_drop=0.0, meets_budget=True)]
+    variants += [VariantResult(n, speedup=r[0], pair_ratios=r, quality_drop=0.0, meets_budget=True)
+                 for n, r in rows.items()]
+    final = Results(workload="digits", task="infer", baseline="baseline", variants=variants)
+    final.built = {n: Built(digits_model, RunSettings(batch_size=8), steps=tuple(n.split("+")),
+                            configs=tuple({"k": i} for i, _ in enumerate(n.split("+")))) for n in rows}
+    final.built["a+b"].model = WarmedModule(copy.deepcopy(digits_model))
+    return final, Built(digits_model, RunSettings(batch_size=8))
+
+
+def _refusing(monkeypatch, names):
+    """accelkit.saving.save raising ShipError for the plans in ``names``, saving the others."""
+    import accelkit.saving
+    from accelkit.runtimes import ShipError
+
+    real = accelkit.saving.save
+
+    def save(built, path, **kw):
+        if built.name in names:
+            raise ShipError(f"{built.name} wraps its layers")
+        return real(built, path, **kw)
+
+    monkeypatch.setattr(accelkit.saving, "save", save)
+
+
+def test_an_unsaveable_chosen_plan_ships_the_next_best_and_says_why(tmp_path, monkeypatch, digits_model,
+                                                                   digits_workload):
+    import accelkit
+    from accelkit.optimize.search import Shipped, _shipped_line, choose_plan, ship_model
+
+    final, baseline = _final_run(digits_model)
+    config = OptimizeConfig("digits")
+    assert choose_plan(final, "throughput", config.min_gain)[0].name == "a+b"
+    shipped = ship_model(final, config, digits_workload, baseline, tmp_path / "model")
+    assert shipped.name == "a" and shipped.plan == [{"technique": "a", "config": {"k": 0}}]
+    assert list(shipped.refused) == ["a+b"] and "technique's own save function" in shipped.refused["a+b"]
+    assert accelkit.load(tmp_path / "model").plan == shipped.plan
+    line = _shipped_line("a+b", shipped, tmp_path / "model")
+    assert line.startswith("saved a to ") and "a+b cannot be saved (the model (WarmedModule)" in line
+    assert _shipped_line("a", Shipped("a"), tmp_path / "model") is None
+    # refused by a save that raises (a structural change shows only then): the next one is shipped all the same
+    final.built["a+b"].model = digits_model
+    _refusing(monkeypatch, {"a+b"})
+    shipped = ship_model(final, config, digits_workload, baseline, tmp_path / "model")
+    assert shipped == Shipped("a", [{"technique": "a", "config": {"k": 0}}], {"a+b": "a+b wraps its layers"})
+
+
+def test_when_nothing_can_be_saved_no_model_folder_is_left(tmp_path, monkeypatch, digits_model, digits_workload):
+    from accelkit.optimize.search import _shipped_line, ship_model
+
+    final, baseline = _final_run(digits_model)
+    config = OptimizeConfig("digits")
+    ship_model(final, config, digits_workload, baseline, tmp_path / "model")  # an earlier run's model
+    assert (tmp_path / "model" / "plan.json").is_file()
+    _refusing(monkeypatch, {"a", "default"})
+    shipped = ship_model(final, config, digits_workload, baseline, tmp_path / "model")
+    assert shipped.name is None and list(shipped.refused) == ["a+b", "a", "baseline"]
+    assert not (tmp_path / "model").exists()
+    assert _shipped_line("a+b", shipped, tmp_path / "model").startswith("no model saved to ")

@@ -71,3 +71,20 @@ def test_what_the_record_cannot_describe_is_refused_at_save(tmp_path):
     with pytest.raises(ShipError, match="technique's own save function"):
         TorchEager(WarmedModule(copy.deepcopy(_net()))).save(tmp_path)
     assert not any(tmp_path.iterdir())  # refused before anything was written
+
+
+def test_check_saveable_refuses_what_save_refuses_without_copying_or_writing(tmp_path):
+    from accelkit.techniques.compile import WarmedModule
+
+    with pytest.raises(ShipError, match="compiled graph"):
+        TorchEager(nn.Sequential(torch.fx.symbolic_trace(_net()))).check_saveable()
+    with pytest.raises(ShipError, match="technique's own save function"):
+        TorchEager(WarmedModule(copy.deepcopy(_net()))).check_saveable()
+    packed = _net()
+    packed.register_buffer("codes", torch.quantize_per_tensor(torch.randn(4), 0.1, 0, torch.qint8))
+    with pytest.raises(ShipError, match="cannot ship as plain tensors"):
+        TorchEager(packed).check_saveable()
+    with pytest.raises(ShipError, match="cannot ship as plain tensors"):
+        TorchEager(packed).save(tmp_path)
+    assert not any(tmp_path.iterdir())
+    TorchEager(_net()).check_saveable()  # a plain model passes

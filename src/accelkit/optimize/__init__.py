@@ -9,6 +9,7 @@ from accelkit.optimize.plans import Plan, drop_one_step, extend_plans, technique
 from accelkit.optimize.search import (
     OptimizeConfig,
     OptimizeResult,
+    Shipped,
     choose_plan,
     objective_score,
     optimize,
@@ -21,6 +22,7 @@ __all__ = [
     "OptimizeConfig",
     "OptimizeResult",
     "Plan",
+    "Shipped",
     "choose_plan",
     "drop_one_step",
     "extend_plans",

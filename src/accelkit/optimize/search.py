@@ -17,7 +17,9 @@ spends only what the earlier runs left.
 from __future__ import annotations
 
 import json
+import shutil
 import statistics
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,7 +40,22 @@ from accelkit.techniques.registry import BASELINE, Built, composition_error, get
 from accelkit.variants import list_variants
 from accelkit.workloads import Workload
 
-__all__ = ["OptimizeConfig", "OptimizeResult", "choose_plan", "optimize", "objective_score", "step_gain"]
+__all__ = ["OptimizeConfig", "OptimizeResult", "Shipped", "choose_plan", "optimize", "objective_score",
+           "ship_model", "step_gain"]
+
+
+@dataclass(frozen=True)
+class Shipped:
+    """What the model folder holds: ``name``, the plan saved (None: not even the baseline could
+    be), ``plan`` its steps as applied, and ``refused``: each plan ranked before it that could not
+    be saved, with why, in the order tried."""
+
+    name: str | None
+    plan: list[dict[str, Any]] = field(default_factory=list)
+    refused: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "applied": list(self.plan), "refused": dict(self.refused)}
 
 
 @dataclass
@@ -50,6 +67,7 @@ class OptimizeResult:
     out_dir: Path | None = None
     ablation: list[dict] = field(default_factory=list)
     elapsed_s: float = 0.0
+    shipped: Shipped | None = None  # what out_dir/model holds (``best``, unless its model cannot be saved)
 
 
 def step_gain(plan: VariantResult, without: VariantResult) -> tuple[float, float] | None:
@@ -74,19 +92,20 @@ def _earns_its_keep(plan: VariantResult, without: VariantResult, objective: str)
 
 
 def choose_plan(
-    final: Results, objective: str, min_gain: float
+    final: Results, objective: str, min_gain: float, refused: Collection[str] = ()
 ) -> tuple[VariantResult, list[dict]]:
     """The best plan within budget that survives Occam's rule, and its ablation rows.
 
     Starting from the best-scoring plan, a plan with one step fewer replaces it whenever the
     dropped step does not beat the measured spread; a single must beat the baseline by
-    ``min_gain`` and by its own spread. Returns (chosen variant, ablation of the chosen plan).
+    ``min_gain`` and by its own spread. ``refused``: plans never chosen (their models cannot be
+    saved). Returns (chosen variant, ablation of the chosen plan).
     """
     by_name = {v.name: v for v in final.variants}
     base = by_name[final.baseline]
 
     def ok(v: VariantResult | None) -> bool:
-        return v is not None and v.within_budget
+        return v is not None and v.within_budget and v.name not in refused
 
     within = [v for v in final.variants if v.name != final.baseline and ok(v)]
     within.sort(key=lambda v: objective_score(v, objective) or 0, reverse=True)
@@ -195,10 +214,14 @@ def optimize(config: OptimizeConfig, out_dir: str | Path, *, console: Console | 
             search=SearchOptions(objective=config.objective, prebuilt=dict(kept)),
         )
     best, ablation = choose_plan(final, config.objective, config.min_gain)
-    result = OptimizeResult(best.name, _message(best, final, config, wl), final, list(state.records.values()),
-                            out_dir, ablation)
-    chosen = final.built.get(best.name) if best.name != final.baseline else Built(model, wl.default_settings(batch_size))
-    _write_outputs(result, config, wl, chosen)
+    baseline = Built(model, wl.default_settings(batch_size))
+    shipped = ship_model(final, config, wl, baseline, out_dir / "model")
+    message = "\n".join(filter(None, (_message(best, final, config, wl), _shipped_line(best.name, shipped,
+                                                                                    out_dir / "model"))))
+    result = OptimizeResult(best.name, message, final, list(state.records.values()), out_dir, ablation,
+                            shipped=shipped)
+    chosen = final.built.get(best.name) if best.name != final.baseline else baseline
+    _write_outputs(result, config, chosen)
     result.elapsed_s = clock.elapsed()
     state.save(clock)
     return result
@@ -214,35 +237,60 @@ def _message(best: VariantResult, final: Results, config: OptimizeConfig, wl: Wo
             "returning the baseline")
 
 
-def _write_outputs(result: OptimizeResult, config: OptimizeConfig, wl: Workload, chosen: Built | None) -> None:
+def _shipped_line(best: str, shipped: Shipped, path: Path) -> str | None:
+    """One line when the model folder does not hold the chosen plan: which plan it holds and why."""
+    if shipped.name == best:
+        return None
+    reason = shipped.refused.get(best) or next(iter(shipped.refused.values()))
+    why = f"{', '.join(shipped.refused)} cannot be saved ({reason})"
+    if shipped.name is None:
+        return f"no model saved to {path}: {why}"
+    return f"saved {shipped.name} to {path}, the best plan that can be saved: {why}"
+
+
+def ship_model(final: Results, config: OptimizeConfig, wl: Workload, baseline: Built, path: Path) -> Shipped:
+    """Save to ``path`` the best plan of the final run whose model can be saved: the chosen plan,
+    else ``choose_plan``'s choice among the rest once the refused ones are left out (the
+    baseline when none of them beats it). Saves the models the final run measured, never
+    building one a third time; a plan whose save raises ShipError is recorded, not raised."""
+    from accelkit.outdir import SAVED_MODEL_FILES, foreign_files
+    from accelkit.runtimes import ShipError
+    from accelkit.saving import save
+
+    refused: dict[str, str] = {}
+    while True:
+        best, _ = choose_plan(final, config.objective, config.min_gain, refused)
+        built = baseline if best.name == final.baseline else final.built.get(best.name)
+        if built is None:  # pragma: no cover - bench keeps every variant it measured
+            raise ConfigError(f"the chosen plan {best.name!r} was not kept by the final run")
+        try:
+            save(built, path, workload=wl, overwrite=True)  # writes built.plan, configs and all
+            return Shipped(best.name, built.plan, refused)
+        except ShipError as exc:
+            refused[best.name] = str(exc)
+            if best.name == final.baseline:
+                break
+    if path.is_dir() and not foreign_files(path, SAVED_MODEL_FILES):
+        shutil.rmtree(path)  # an earlier run's model would pass for this run's
+    return Shipped(None, refused=refused)
+
+
+def _write_outputs(result: OptimizeResult, config: OptimizeConfig, chosen: Built | None) -> None:
     out = result.out_dir
     plan = Plan.parse(result.best)
+    shipped = result.shipped.to_dict() if result.shipped is not None else None
     payload = result.results.to_dict()
     payload["search"] = {"config": config.to_dict(), "best": result.best, "message": result.message,
-                         "ablation": result.ablation, "candidates": result.search}
+                         "ablation": result.ablation, "candidates": result.search, "shipped": shipped}
     write_text_atomic(out / "results.json", json.dumps(payload, indent=2, default=str))
     # the steps as the final run applied them, each with its config (what a self-tuning step chose)
     steps = chosen.plan if chosen is not None else []
     plan_doc = {"schema": "accelkit.plan/1", "workload": config.workload, "plan": {**plan.to_dict(), "applied": steps},
                 "objective": config.objective, "max_quality_drop": config.max_quality_drop,
-                "min_quality": config.min_quality, "batch_size": result.results.settings.get("batch_size"), "message": result.message}
+                "min_quality": config.min_quality, "batch_size": result.results.settings.get("batch_size"),
+                "message": result.message, "shipped": shipped}
     write_text_atomic(out / "plan.json", json.dumps(plan_doc, indent=2))
-    if chosen is None:  # pragma: no cover - bench keeps every variant it measured
-        raise ConfigError(f"the chosen plan {result.best!r} was not kept by the final run")
-    _save_model(chosen, result.best, wl, out / "model")
     from accelkit.optimize.report import write_optimize_report
 
     write_optimize_report([result], out / "report.html")
 
-
-def _save_model(chosen: Built, name: str, workload: Workload, path: Path) -> None:
-    """Save the model the final run measured (never built a third time): ``accelkit.load(path)``."""
-    import warnings
-
-    from accelkit.runtimes import ShipError
-    from accelkit.saving import save
-
-    try:
-        save(chosen, path, plan=None if name == BASELINE else chosen.plan, workload=workload, overwrite=True)
-    except ShipError as exc:  # measured and reported all the same; only its saved form is refused
-        warnings.warn(f"the chosen plan {name} is not saved to {path}: {exc}", stacklevel=2)

@@ -107,6 +107,10 @@ class Runtime:
     def describe(self) -> RuntimeRecord:
         raise NotImplementedError
 
+    def check_saveable(self) -> None:
+        """ShipError when ``save`` would refuse this model as it is, naming why; writes nothing
+        (a runtime that saves every model it serves keeps this default)."""
+
     def save(self, folder: Path) -> dict[str, Any]:
         """Write the runtime's files into ``folder``; return the plan.json fields ``load`` reads."""
         raise NotImplementedError

@@ -165,24 +165,36 @@ class TorchEager(Runtime):
     def serialized_size_bytes(self) -> int:
         return sum(t.numel() * t.element_size() for t in self.tensors()[0].values())
 
-    def tensors(self) -> tuple[dict[str, torch.Tensor], list[str], list[str]]:
-        """(plain tensors, int8 Linear names, SmoothedLinear names) of the model; ShipError for
-        anything else (packed or subclassed tensors, compiled graphs, technique wrappers)."""
+    def _int8_linears(self) -> dict[str, nn.Module]:
+        return {n: m for n, m in self._parts()[0].named_modules() if isinstance(m, _dynamic_linear())}
+
+    def check_saveable(self) -> None:
+        """ShipError for what the record of layers cannot describe: compiled graphs, technique
+        wrappers, packed or subclassed tensors (torchao weight-only). Copies no tensor."""
         net, _ = self._parts()
         _refuse_unrecorded(net)
-        quant = {n: m for n, m in net.named_modules() if isinstance(m, _dynamic_linear())}
-        tensors: dict[str, torch.Tensor] = {}
-        for name, mod in quant.items():
-            tensors.update(int8_linear_tensors(name, mod))
-        prefixes = tuple(f"{n}." for n in quant)
+        int8 = tuple(f"{n}." for n in self._int8_linears())
         for key, value in net.state_dict().items():
-            if key.startswith(prefixes):
+            if key.startswith(int8):  # recorded as an int8 layer's own tensors
                 continue
             if type(value) not in (torch.Tensor, nn.Parameter) or value.is_quantized or value.layout != torch.strided:
                 raise ShipError(f"tensor {key} is a {type(value).__name__} ({getattr(value, 'dtype', '?')}), which "
                                 "cannot ship as plain tensors (torchao weight-only layers); choose a plan of "
                                 "casts, int8-dynamic or ONNX Runtime")
-            tensors[key] = value.detach().cpu().contiguous().clone()
+
+    def tensors(self) -> tuple[dict[str, torch.Tensor], list[str], list[str]]:
+        """(plain tensors, int8 Linear names, SmoothedLinear names) of the model; ShipError for
+        anything else (``check_saveable``)."""
+        self.check_saveable()
+        net, _ = self._parts()
+        quant = self._int8_linears()
+        tensors: dict[str, torch.Tensor] = {}
+        for name, mod in quant.items():
+            tensors.update(int8_linear_tensors(name, mod))
+        int8 = tuple(f"{n}." for n in quant)
+        for key, value in net.state_dict().items():
+            if not key.startswith(int8):
+                tensors[key] = value.detach().cpu().contiguous().clone()
         smoothed = sorted(n for n, m in net.named_modules() if isinstance(m, SmoothedLinear))
         return tensors, sorted(quant), smoothed
 
