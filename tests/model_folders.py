@@ -129,3 +129,53 @@ def image_folder(root: Path, n_per_class: int = 12) -> Path:
             noise = torch.randint(0, 50, (24, 24, 3), generator=g)
             Image.fromarray((noise + base).clamp(0, 255).to(torch.uint8).numpy()).save(folder / label / f"{i}.png")
     return folder
+
+
+def _word_tokenizer(folder: Path, max_length: int):
+    """A word-level tokenizer over pydoc words with an EOS and no pad token, as GPT-2's and Llama's."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    words = Counter(w for s in sentences(400) for w in re.findall(r"[a-z]+|[^\sa-z]", s.lower()))
+    vocab = {w: i for i, w in enumerate(["<unk>", "</s>", *sorted(w for w, _ in words.most_common(600))])}
+    core = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    core.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok = PreTrainedTokenizerFast(tokenizer_object=core, unk_token="<unk>", eos_token="</s>",
+                                  model_max_length=max_length)
+    folder.mkdir(parents=True, exist_ok=True)
+    tok.save_pretrained(folder)
+    return tok
+
+
+def llama_folder(root: Path, name: str = "tiny-llama", *, layers: int = 2, hidden: int = 64, seed: int = 4) -> Path:
+    """A random-weight Llama causal LM over ``_word_tokenizer`` (a draft: fewer layers, narrower)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    folder = root / name
+    tok = _word_tokenizer(folder, 128)
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
+                      eos_token_id=tok.eos_token_id, bos_token_id=tok.eos_token_id, tie_word_embeddings=False,
+                      architectures=["LlamaForCausalLM"])
+    LlamaForCausalLM(cfg).eval().save_pretrained(folder)
+    return folder
+
+
+def gpt2_generation_folder(root: Path) -> Path:
+    """A random-weight GPT-2 causal LM over ``_word_tokenizer`` (no pad token)."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    folder = root / "tiny-gpt2-gen"
+    tok = _word_tokenizer(folder, 128)
+    torch.manual_seed(5)
+    cfg = GPT2Config(vocab_size=len(tok), n_positions=128, n_embd=32, n_layer=2, n_head=4,
+                     bos_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id)
+    GPT2LMHeadModel(cfg).eval().save_pretrained(folder)
+    return folder
+
+
+def prompts_file(root: Path, n: int = 24, words: int = 6) -> Path:
+    path = root / "prompts.txt"
+    path.write_text("\n".join(" ".join(s.split()[:words]) for s in sentences(n)) + "\n", encoding="utf-8")
+    return path

@@ -239,6 +239,7 @@ def bench(
     budget.judge(base)
     records: dict[str, VariantResult] = {BASELINE: base}
     runners: dict[str, Callable[[], Any]] = {BASELINE: lambda: wl.predict(model, data, base_settings)}
+    generators = {BASELINE: (model, base_settings)}  # what a variant runs with: its first token is timed
     built: dict[str, Built] = {}
     forms: set[str] = set()
 
@@ -253,6 +254,7 @@ def bench(
                 variant.details.setdefault("build_s", rec.build_s)
                 built[name] = variant
             runners[name] = lambda m=variant.model, s=variant.settings: wl.predict(m, data, s)
+            generators[name] = (variant.model, variant.settings)
         except Exception as exc:  # a failing candidate is a result, not a crash
             from accelkit.quiet import log_exception
 
@@ -265,6 +267,11 @@ def bench(
     # OpenVINO's own GEMM ceiling only when a variant runs on it
     peak = _time_all(records, runners, ref, n_batches, repeats=repeats, warmup=warmup, memory=memory, say=say,
                      roofline_device=device if roofline else None, openvino=OpenVinoModule.form in forms)
+    # workloads that write text also time each variant's first token (the prompt pass)
+    first_token = getattr(wl, "time_to_first_token", None) if "generate" in wl.offers() else None
+    if first_token is not None:
+        for name, (gen_model, gen_settings) in generators.items():
+            records[name].details["time_to_first_token_ms"] = first_token(gen_model, data, gen_settings)
 
     from accelkit.hardware import probe
 

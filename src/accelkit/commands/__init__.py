@@ -26,22 +26,32 @@ CalibSizeOpt = Annotated[int | None, typer.Option(help="items of --data used for
                                                        "at most 1024]; the rest is held out")]
 OutputOpt = Annotated[str | None, typer.Option(
     "--output", help="the model output to score, e.g. pooler_output [default: by task]")]
+MaxNewTokensOpt = Annotated[int | None, typer.Option(
+    "--max-new-tokens", help="--task text-generation: tokens written after each prompt [default: 32]")]
+DraftOpt = Annotated[str | None, typer.Option(
+    "--draft", help="--task text-generation: a smaller causal-LM folder with the model's tokenizer, for "
+                    "speculative decoding")]
 
 
 def model_options(model: str | None, data: Path | None, task: str | None, text_column: str | None,
-                  label_column: str | None, calib_size: int | None, output: str | None) -> dict[str, Any] | None:
+                  label_column: str | None, calib_size: int | None, output: str | None, *,
+                  max_new_tokens: int | None = None, draft: str | None = None) -> dict[str, Any] | None:
     """The ``--model`` options as workload_from_model's arguments, or None without ``--model``."""
     from accelkit.errors import ConfigError
 
     if model is None:
-        if data is not None or task is not None:
-            raise ConfigError("--data and --task go with --model; pass your model folder with --model")
+        if data is not None or task is not None or max_new_tokens is not None or draft is not None:
+            raise ConfigError("--data, --task, --max-new-tokens and --draft go with --model; pass your model "
+                              "folder with --model")
         return None
+    if max_new_tokens is not None and max_new_tokens < 1:
+        raise ConfigError(f"--max-new-tokens {max_new_tokens}: expected a positive number of tokens to write")
     if data is None:
         raise ConfigError(f"--model {model} needs --data: a text file (one item a line), .jsonl, .csv, a folder "
                           "of images or .npy tensors to calibrate and measure on")
     found = {"model": model, "data": str(data), "task": task, "text_column": text_column,
-             "label_column": label_column, "calib_size": calib_size, "output": output}
+             "label_column": label_column, "calib_size": calib_size, "output": output,
+             "max_new_tokens": max_new_tokens, "draft": draft}
     return {k: v for k, v in found.items() if v is not None}
 
 

@@ -15,7 +15,9 @@ from accelkit.commands import (
     VERBOSE_HELP,
     CalibSizeOpt,
     DataOpt,
+    DraftOpt,
     LabelColumnOpt,
+    MaxNewTokensOpt,
     ModelOpt,
     OutputOpt,
     TextColumnOpt,
@@ -91,6 +93,8 @@ def bench(
     label_column: LabelColumnOpt = None,
     calib_size: CalibSizeOpt = None,
     output: OutputOpt = None,
+    max_new_tokens: MaxNewTokensOpt = None,
+    draft: DraftOpt = None,
     size: Annotated[str, typer.Option(help="--task train: gpt-mini shape, default | large (GEMM-bound: where bf16 pays)")] = "default",
     threads: Annotated[int | None, typer.Option(help="--task train: torch threads for the run [default: torch's own]")] = None,
     peers: Annotated[bool, typer.Option("--peers", help="also time sentence-transformers' own backends (fp32, bf16, ONNX, ONNX int8, OpenVINO, OpenVINO int8) beside accelkit's best, on the same sentences: pip install -e '.[peers]'")] = False,
@@ -113,7 +117,8 @@ def bench(
 
         check_quality_budget(max_quality_drop)
     floors = parse_quality_floors(min_quality)
-    options = model_options(model, data, task_name, text_column, label_column, calib_size, output)
+    options = model_options(model, data, task_name, text_column, label_column, calib_size, output,
+                            max_new_tokens=max_new_tokens, draft=draft)
     workload = workload or {"data": "images", "train": "digits"}.get(task, "minilm")
     check_device(device)
     for path in (out, html):

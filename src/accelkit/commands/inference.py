@@ -11,7 +11,9 @@ from accelkit.commands import (
     VERBOSE_HELP,
     CalibSizeOpt,
     DataOpt,
+    DraftOpt,
     LabelColumnOpt,
+    MaxNewTokensOpt,
     ModelOpt,
     OutputOpt,
     TaskOpt,
@@ -37,12 +39,15 @@ def export(
     label_column: LabelColumnOpt = None,
     calib_size: CalibSizeOpt = None,
     output: OutputOpt = None,
+    max_new_tokens: MaxNewTokensOpt = None,
+    draft: DraftOpt = None,
 ) -> None:
     """Build ``variant`` of the workload's baseline and save it; ``accelkit.load(out)`` restores it."""
     from accelkit.quiet import quiet
     from accelkit.saving import save
     from accelkit.variants import build_variant
-    options = model_options(model, data, task, text_column, label_column, calib_size, output)
+    options = model_options(model, data, task, text_column, label_column, calib_size, output,
+                            max_new_tokens=max_new_tokens, draft=draft)
     # the log goes to the cache, not into the saved folder: that holds only verified model files
     with quiet(verbose=verbose, name="export") as q:
         wl = resolve_workload(workload, options)

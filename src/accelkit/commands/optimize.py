@@ -13,7 +13,9 @@ from accelkit.commands import (
     VERBOSE_HELP,
     CalibSizeOpt,
     DataOpt,
+    DraftOpt,
     LabelColumnOpt,
+    MaxNewTokensOpt,
     ModelOpt,
     OutputOpt,
     TaskOpt,
@@ -66,6 +68,8 @@ def optimize(
     label_column: LabelColumnOpt = None,
     calib_size: CalibSizeOpt = None,
     output: OutputOpt = None,
+    max_new_tokens: MaxNewTokensOpt = None,
+    draft: DraftOpt = None,
 ) -> None:
     """Search every technique under a quality budget; write the model, plan.json, results.json, report.html."""
     from accelkit.optimize import OptimizeConfig
@@ -74,7 +78,8 @@ def optimize(
 
     check_quality_budget(max_quality_drop)
     floors = parse_quality_floors(min_quality)
-    options = model_options(model, data, task, text_column, label_column, calib_size, output)
+    options = model_options(model, data, task, text_column, label_column, calib_size, output,
+                            max_new_tokens=max_new_tokens, draft=draft)
     if options:
         resolve_workload(workload, options)  # bad --model/--data fail now, before --out is touched
         workload = Path(options["model"]).name or options["model"]

@@ -31,7 +31,7 @@ __all__ = [
 TEXT_SUFFIXES = (".txt", ".text")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 DATA_SUFFIXES = (*TEXT_SUFFIXES, ".jsonl", ".csv", ".tsv", ".npy", ".safetensors")
-_TEXT_KEYS = ("text", "sentence")
+_TEXT_KEYS = ("text", "sentence", "prompt")
 _LABEL_KEYS = ("label", "labels")
 _DEFAULT_PART = 1024
 

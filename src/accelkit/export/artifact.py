@@ -98,7 +98,8 @@ def saved_format(runtime: type[Runtime]) -> str:
 
 class ShippedModel:
     """A loaded shipped folder: called like the original model (tensors in, its output out),
-    with ``encode`` for embedding models as sentence-transformers has, and ``tokenizer``."""
+    with ``encode`` for embedding models as sentence-transformers has, ``generate`` for causal
+    language models writing text, and ``tokenizer``."""
 
     def __init__(self, model: Any, pipeline: dict, tokenizer: Any, settings: Any, plan: list[dict],
                  details: dict) -> None:
@@ -149,6 +150,38 @@ class ShippedModel:
             out = torch.empty((0, 0))
         result = out[0] if single else out
         return result.numpy() if convert_to_numpy else result
+
+
+    def generate(self, prompts: str | list[str], max_new_tokens: int | None = None,
+                 batch_size: int = 8) -> str | list[str]:
+        """The text a causal language model writes after each prompt (greedy, up to
+        ``max_new_tokens`` tokens or EOS; default: the number it was measured with), in input order."""
+        spec = get_task(self.task)
+        if spec.method != "generate":
+            raise ConfigError(f"generate() is for text-generation models; this one is {self.task}")
+        saved_new = int(self.pipeline.get("max_new_tokens") or 32)
+        new_tokens = saved_new if max_new_tokens is None else max_new_tokens
+        positions = int(self.pipeline["max_length"]) + saved_new  # prompt and new tokens share them
+        max_length = positions - new_tokens
+        if new_tokens < 1 or max_length < 1:
+            raise ConfigError(f"max_new_tokens={new_tokens}: expected 1 to {positions - 1}")
+        if batch_size < 1:
+            raise ConfigError(f"batch_size={batch_size}: expected a positive integer")
+        from accelkit.workloads.base import autocast_context
+        from accelkit.workloads.generation import generate_tokens
+
+        spec.prepare_tokenizer(self.tokenizer, Path(str(self.workload)))
+        single = isinstance(prompts, str)
+        texts = [prompts] if single else list(prompts)
+        written: list[str] = []
+        with torch.inference_mode(), autocast_context(self.settings):
+            for start in range(0, len(texts), batch_size):
+                inputs = self.tokenizer(texts[start : start + batch_size], padding=True, truncation=True,
+                                        max_length=max_length, return_tensors="pt")
+                inputs = {k: v for k, v in inputs.items() if k in self.pipeline["input_names"]}
+                new = generate_tokens(self.model, inputs, new_tokens, self.tokenizer.pad_token_id, stop_at_eos=True)
+                written += self.tokenizer.batch_decode(new, skip_special_tokens=True)
+        return written[0] if single else written
 
 
 def load_shipped(root: Path, meta: dict, settings: Any, plan: list[dict]) -> ShippedModel:

@@ -40,6 +40,10 @@ class CastInputs(nn.Module):
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         return self.model(*(self._cast(a) for a in args), **{k: self._cast(v) for k, v in kwargs.items()})
 
+    def generate(self, *args: Any, **kwargs: Any) -> Any:
+        """The cast model's own ``generate`` (causal language models writing text)."""
+        return self.model.generate(*(self._cast(a) for a in args), **{k: self._cast(v) for k, v in kwargs.items()})
+
 
 class SmoothedLinear(nn.Module):
     """``linear(x / s)`` with the weight columns pre-multiplied by ``s``: same output, tamer input."""

@@ -41,7 +41,8 @@ class TaskSpec:
     auto_class: str = "AutoModel"  # the transformers Auto class that loads a model for the task
     preprocessor_class: str = "AutoTokenizer"  # the transformers class that loads its tokenizer/processor
     # what a shipped model of this task offers users beside being called on model inputs:
-    # "encode" (texts in, embeddings out, as sentence-transformers has) or "__call__" (nothing more)
+    # "encode" (texts in, embeddings out, as sentence-transformers has), "generate" (prompts in,
+    # text out) or "__call__" (nothing more)
     method: str = "__call__"
     architectures: tuple[str, ...] = ()  # config.architectures suffixes that imply this task
     # True: claims a model only when every architecture ends with one of ``architectures`` and no
@@ -61,8 +62,9 @@ class TaskSpec:
                               "like 'token-classification'")
         if self.inputs not in INPUT_KINDS:
             raise ConfigError(f"task {self.name!r}: inputs {self.inputs!r}; expected one of {INPUT_KINDS}")
-        if self.method not in ("encode", "__call__"):
-            raise ConfigError(f"task {self.name!r}: method {self.method!r}; expected 'encode' or '__call__'")
+        if self.method not in ("encode", "generate", "__call__"):
+            raise ConfigError(f"task {self.name!r}: method {self.method!r}; expected 'encode', 'generate' or "
+                              "'__call__'")
         if not self.primary_metric or not self.auto_class or not self.output:
             raise ConfigError(f"task {self.name!r}: primary_metric, auto_class and output must be set")
 

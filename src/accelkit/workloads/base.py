@@ -36,6 +36,8 @@ OFFERS = {
     "encoder-blocks": "a BERT-style encoder (`encoder.layer` blocks) whose pooled output is the result",
     "sentence-embedding": "mean-pooled sentence embeddings scored by cosine to the fp32 model's",
     "unlabelled-text": "extra unlabelled training text by name: `unlabelled_text(name)`",
+    "generate": "a causal language model writing text with `generate`; items are generated tokens",
+    "draft-model": "a smaller model of the same tokenizer for speculative decoding: `draft_model()`",
     "student:small": "a smaller architecture of the same family: `student_architecture('small')`",
     "student:mobilenet-v2": "a MobileNetV2-style student: `student_architecture('mobilenet-v2')`",
 }

@@ -166,6 +166,9 @@ class HFTextWorkload(TokenizedTextWorkload):
         if spec.inputs != "text":
             text_tasks = [n for n in list_tasks() if get_task(n).inputs == "text"]
             raise ConfigError(f"--task {task!r}: a text model takes one of {', '.join(text_tasks)}")
+        if spec.method == "generate":
+            raise ConfigError(f"--task {task!r} writes text: its workload is accelkit.workloads.generation."
+                              "GenerationWorkload (workload_from_model builds it)")
         if hf_dir is None and (model_fn is None or tokenizer is None):
             raise ConfigError(f"workload {name!r}: pass the model and tokenizer, or the folder they load from")
         self.name = name

@@ -43,18 +43,26 @@ def workload_from_model(
     calib_size: int | None = None,
     eval_size: int | None = None,
     output: str | None = None,
+    max_new_tokens: int | None = None,
+    draft: str | Path | None = None,
 ) -> Workload:
     """A workload for the user's own ``model`` on their ``data`` (see the module docstring).
 
     ``data`` is split by a seeded permutation into calibration (tuning, never scored) and
     held-out parts (scored, never tuned on); the sizes are in ``workload.split_report``.
+    ``max_new_tokens`` and ``draft`` (a smaller model folder of the same tokenizer, for
+    speculative decoding) are for ``task="text-generation"``.
     """
     if task is not None:
         get_task(task)  # an unknown task is refused before the data is read
+    generation = {"max_new_tokens": max_new_tokens, "draft": draft}
+    if max_new_tokens is not None and (isinstance(max_new_tokens, bool) or max_new_tokens < 1):
+        raise ConfigError(f"--max-new-tokens {max_new_tokens}: expected a positive number of tokens to write")
     user = data if isinstance(data, UserData) else read_data_file(data, text_column=text_column,
                                                                   label_column=label_column)
     calib, held, report = split_data(user, calib_size=calib_size, eval_size=eval_size)
     if isinstance(model, nn.Module):
+        _check_generation_options(task, generation)
         return _module_workload("model", model, None, task, calib, held, report, output, {})
     spec = str(model)
     if ":" in spec and not Path(spec).exists():
@@ -64,9 +72,86 @@ def workload_from_model(
         if not (isinstance(made, dict) and isinstance(made.get("model"), nn.Module)):
             raise WorkloadImportError(f"--model {spec}: the function returned {type(made).__name__}; expected an "
                                       "nn.Module or a dict with 'model' (and 'tokenizer' for text data)")
-        return _module_workload(spec, made["model"], made.get("tokenizer"), task or made.get("task"), calib,
-                                held, report, output, made)
+        task = task or made.get("task")
+        _check_generation_options(task, generation)
+        if task == "text-generation":
+            return _module_generation_workload(spec, made, calib, held, report, generation)
+        return _module_workload(spec, made["model"], made.get("tokenizer"), task, calib, held, report, output,
+                                made)
+    _check_generation_options(task, generation)
+    if task == "text-generation":
+        return _folder_generation_workload(Path(spec), calib, held, report, generation)
     return _folder_workload(Path(spec), task, calib, held, report, output)
+
+
+def _check_generation_options(task: str | None, generation: dict) -> None:
+    named = [f"--{k.replace('_', '-')}" for k, v in generation.items() if v is not None]
+    if named and task != "text-generation":
+        raise ConfigError(f"{' and '.join(named)} go with --task text-generation; add it or drop them")
+
+
+def _generation_prompts(calib: UserData, held: UserData) -> tuple[list[str], list[str]]:
+    if calib.kind != "text":
+        raise ConfigError(f"--task text-generation needs prompts as --data (.txt one a line, or .jsonl with "
+                          f"'prompt'), not {calib.kind} ({calib.source})")
+    return list(calib.items), list(held.items)
+
+
+def _generation_tokenizer(tokenizer: Any, where: Path) -> bool:
+    """Prepare ``tokenizer`` for batched generation; True when its pad token was set to EOS."""
+    had_pad = tokenizer.pad_token is not None
+    get_task("text-generation").prepare_tokenizer(tokenizer, where)
+    return not had_pad
+
+
+def _folder_generation_workload(folder: Path, calib: UserData, held: UserData, report: dict,
+                                generation: dict) -> Workload:
+    from accelkit.workloads.generation import (
+        DEFAULT_MAX_NEW_TOKENS,
+        GenerationWorkload,
+        check_causal_lm,
+        check_same_tokenizer,
+    )
+
+    config = load_config(folder)
+    check_causal_lm(folder, config)
+    prompts = _generation_prompts(calib, held)
+    spec = get_task("text-generation")
+    tokenizer = _load_preprocessor(spec, folder)
+    pad_set = _generation_tokenizer(tokenizer, folder)
+    draft = generation.get("draft")
+    draft_dir = Path(draft) if draft is not None else None
+    if draft_dir is not None:
+        draft_config = load_config(draft_dir)
+        check_causal_lm(draft_dir, draft_config)
+        check_same_tokenizer(tokenizer, _load_preprocessor(spec, draft_dir), draft_dir)
+    max_new = generation.get("max_new_tokens") or DEFAULT_MAX_NEW_TOKENS
+    return GenerationWorkload(
+        folder.name, None, tokenizer, *prompts, positions=model_max_length(tokenizer, config, None),
+        max_new_tokens=max_new, hf_dir=folder, config=config, draft_dir=draft_dir, pad_set_to_eos=pad_set,
+        split_report=report, source={"model": str(folder), "task": "text-generation",
+                                     "model_type": getattr(config, "model_type", None),
+                                     "draft": str(draft_dir) if draft_dir else None})
+
+
+def _module_generation_workload(spec: str, made: dict, calib: UserData, held: UserData, report: dict,
+                                generation: dict) -> Workload:
+    from accelkit.workloads.generation import DEFAULT_MAX_NEW_TOKENS, GenerationWorkload
+
+    if generation.get("draft") is not None:
+        raise ConfigError(f"--model {spec}: --draft takes a model folder beside a model folder; pass --model as "
+                          "a Hugging Face causal-LM folder")
+    tokenizer, module = made.get("tokenizer"), made["model"]
+    if tokenizer is None or not callable(getattr(module, "generate", None)):
+        raise ConfigError(f"--model {spec}: text-generation needs a model with generate() and its tokenizer; "
+                          "return {'model': ..., 'tokenizer': ...} from the function")
+    prompts = _generation_prompts(calib, held)
+    pad_set = _generation_tokenizer(tokenizer, Path(spec))
+    positions = made.get("max_length") or model_max_length(tokenizer, getattr(module, "config", None), None)
+    return GenerationWorkload(spec, lambda: module, tokenizer, *prompts, positions=int(positions),
+                              max_new_tokens=generation.get("max_new_tokens") or DEFAULT_MAX_NEW_TOKENS,
+                              pad_set_to_eos=pad_set, split_report=report,
+                              source={"model": spec, "task": "text-generation"})
 
 
 def _call_factory(spec: str) -> Any:

@@ -1,0 +1,71 @@
+"""A saved text-generation model writes text in a fresh process with the original folder gone:
+``accelkit.load(path).generate(prompts, max_new_tokens=...)`` for fp32, bf16-cast and dynamic int8."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import model_folders as mf  # noqa: E402
+from accelkit.errors import ConfigError  # noqa: E402
+from accelkit.saving import load, save  # noqa: E402
+from accelkit.variants import build_variant  # noqa: E402
+from accelkit.workloads import workload_from_model  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+PROMPTS = ["the module is", "return a new", "the"]
+
+
+def test_saved_generation_plans_write_text_without_the_original_folder(tmp_path):
+    folder = mf.llama_folder(tmp_path)
+    wl = workload_from_model(folder, mf.prompts_file(tmp_path, 8), task="text-generation", max_new_tokens=5)
+    model = wl.build_model()
+    for variant in ("default", "bf16-cast", "int8-dynamic"):
+        built = build_variant(variant, wl.build_model(), wl.default_settings(), wl)
+        save(built, tmp_path / variant, variant, workload=wl)
+        assert json.loads((tmp_path / variant / "plan.json").read_text())["format"] == "hf-torch"
+    # the fp32 model's own text, as a user decodes generate's output
+    tok = wl.tokenizer
+    enc = tok(PROMPTS, padding=True, return_tensors="pt")
+    with torch.inference_mode():
+        ids = model.generate(**enc, max_new_tokens=4, do_sample=False, pad_token_id=tok.pad_token_id)
+    expected = tok.batch_decode(ids[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+    shutil.rmtree(folder)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONPATH": str(REPO / "src")}
+    code = (f"import json, accelkit\nprompts = {PROMPTS!r}\n"
+            "out = {v: accelkit.load(v).generate(prompts, max_new_tokens=4) for v in ('default', 'bf16-cast', "
+            "'int8-dynamic')}\n"
+            "out['single'] = accelkit.load('default').generate('the module is', max_new_tokens=4)\n"
+            "print(json.dumps(out))")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["default"] == expected and out["single"] == expected[0]
+    for variant in ("bf16-cast", "int8-dynamic"):
+        assert len(out[variant]) == 3 and all(isinstance(t, str) and t for t in out[variant])
+
+
+def test_generate_is_only_for_text_generation_models_and_checks_its_counts(tmp_path):
+    folder = mf.llama_folder(tmp_path)
+    wl = workload_from_model(folder, mf.prompts_file(tmp_path, 8), task="text-generation", max_new_tokens=5)
+    save(build_variant("default", wl.build_model(), wl.default_settings(), wl), tmp_path / "d", "default", workload=wl)
+    shipped = load(tmp_path / "d")
+    with pytest.raises(ConfigError, match="max_new_tokens=0"):
+        shipped.generate("the", max_new_tokens=0)
+    with pytest.raises(ConfigError, match="batch_size=0"):
+        shipped.generate("the", batch_size=0)
+    st = mf.sentence_transformers_folder(tmp_path)
+    enc_wl = workload_from_model(st, mf.text_file(tmp_path, 8))
+    save(build_variant("default", enc_wl.build_model(), enc_wl.default_settings(), enc_wl), tmp_path / "e",
+         "default", workload=enc_wl)
+    with pytest.raises(ConfigError, match="generate\\(\\) is for text-generation"):
+        load(tmp_path / "e").generate("the")
