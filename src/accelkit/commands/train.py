@@ -88,7 +88,11 @@ def train(
     inside_torchrun = "WORLD_SIZE" in os.environ
     if model is not None:
         _check_model_options(workload, data, out, nproc, width, size)
+        from transformers.utils import logging as hf_logging
+
         from accelkit.train.user_model import user_training_task
+
+        hf_logging.disable_progress_bar()  # weight loading/writing bars: our progress bar is the one shown
 
         task = user_training_task(model, data, task=task_, text_column=text_column, label_column=label_column,
                                   calib_size=calib_size, max_length=max_length, seed=config.seed)
