@@ -54,3 +54,15 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
         err = capsys.readouterr().err.strip()
         assert needle in err and len(err.splitlines()) == 1, err
     assert not (tmp_path / "run" / "model").exists()
+
+
+def test_bench_train_with_a_model_prints_the_trainer_baseline(tmp_path, capsys):
+    folder, data = mf.bert_classifier_folder(tmp_path), mf.labelled_csv(tmp_path)
+    out = tmp_path / "bench.json"
+    main(["bench", "--task", "train", "--model", str(folder), "--data", str(data), "--text-column", "body",
+          "--label-column", "sentiment", "--variants", "default,fp32", "--repeats", "1", "--batch-size", "8",
+          "--out", str(out)])
+    printed = capsys.readouterr().out
+    assert "against default" in printed and "fp32" in printed
+    summary = json.loads(out.read_text())
+    assert summary["baseline"] == "default" and [v["name"] for v in summary["variants"]] == ["default", "fp32"]
