@@ -8,6 +8,7 @@ warm-up as accelkit's variants; only the Trainer flags a user would turn on diff
 
 from __future__ import annotations
 
+import logging
 import tempfile
 import threading
 from typing import Any
@@ -19,6 +20,8 @@ from accelkit.errors import MissingDependencyError
 from accelkit.train.user_model import PaddingCollator, TokenizedTexts
 
 __all__ = ["TRAINER_ROWS", "PausedTrainer"]
+
+_log = logging.getLogger(__name__)
 
 # row name -> the TrainingArguments flags it turns on; "default" is what a user runs today
 TRAINER_ROWS: dict[str, dict[str, Any]] = {
@@ -61,7 +64,7 @@ class PausedTrainer:
     def __init__(self, hf_model: nn.Module, data: TokenizedTexts, collate: PaddingCollator, *, flags: dict[str, Any],
                  batch_size: int, lr: float, warmup_steps: int, seed: int, steps_per_call: int, max_steps: int) -> None:
         try:
-            from transformers import Trainer, TrainerCallback, TrainingArguments
+            from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArguments
         except ImportError as exc:  # Trainer imports accelerate
             raise MissingDependencyError(f"the transformers Trainer needs accelerate ({exc}); pip install "
                                          "'accelerate>=1.0'") from exc
@@ -85,6 +88,9 @@ class PausedTrainer:
                     if owner._stop:
                         control.should_training_stop = True
 
+            def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kwargs: Any) -> None:
+                _log.info("transformers Trainer %s", logs)  # to our log, not the terminal
+
         rows = [{"input_ids": ids} if cls is None else {"input_ids": ids, "labels": cls}
                 for ids, cls in (data[i] for i in range(len(data)))]
         args = TrainingArguments(
@@ -95,6 +101,7 @@ class PausedTrainer:
         )
         self.trainer = Trainer(model=hf_model, args=args, train_dataset=rows, data_collator=_TrainerCollator(collate),
                                callbacks=[Pause()])
+        self.trainer.remove_callback(PrinterCallback)  # it prints the Trainer's logs (disable_tqdm adds it)
 
     def _train(self) -> None:
         # intra-op threads are per OS thread: a new one would start with every core of the host
