@@ -86,6 +86,9 @@ def test_a_causal_lm_trains_on_plain_text(tmp_path):
     before = task.evaluate(task.model)["val_loss"]
     _fit(task, tmp_path)
     assert task.evaluate(task.model)["val_loss"] < before
+    from accelkit.workloads import workload_from_model
+
+    assert workload_from_model(task.save(tmp_path / "trained"), data).task == "causal-lm"
 
 
 def test_a_tiny_llama_trains_and_resumes_exactly(tmp_path):

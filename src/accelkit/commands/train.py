@@ -112,8 +112,13 @@ def train(
         typer.echo("batch finder: " + ", ".join(
             f"{p.batch_size}:{p.samples_per_s:,.0f}/s" if p.fits else f"{p.batch_size}:no ({p.error})" for p in found.curve
         ) + f" -> micro batch {found.batch_size}")
-        config.micro_batch_size = found.batch_size
-        if config.target_batch_size is not None and config.target_batch_size % (found.batch_size * nproc):
+        best = found.batch_size
+        fitting = [p for p in found.curve if p.fits and p.batch_size <= len(task.dataset)]
+        if best > len(task.dataset) and fitting:  # a user's small data set: no batch larger than it
+            best = max(fitting, key=lambda p: p.samples_per_s).batch_size
+            typer.echo(f"note: the data has {len(task.dataset)} training items; micro batch {best}")
+        config.micro_batch_size = best
+        if config.target_batch_size is not None and config.target_batch_size % (best * nproc):
             config.target_batch_size = None  # the found size does not divide the target: no accumulation
             typer.echo("note: --target-batch is not a multiple of the found batch size; training without accumulation")
 
