@@ -80,8 +80,7 @@ def list_train_variants(workload: str, *, runnable_only: bool = False) -> list[s
 
 def list_model_train_variants(*, runnable_only: bool = False) -> list[str]:
     """The training variants for a user's text model (``--model``): the text ones, with length groups."""
-    names = [n for n in list_train_variants("text", runnable_only=runnable_only) if n != "channels-last"]
-    return [*names, *sorted(_TEXT_ONLY)]
+    return [*list_train_variants("text", runnable_only=runnable_only), *sorted(_TEXT_ONLY)]
 
 
 def _batches(dataset, batch: int, seed: int, collate_fn: Callable | None = None,
@@ -269,7 +268,8 @@ def bench_train_model(
 def _measure_rows(task, workload, names, trainer_rows, baseline, batch, steps_per_call, repeats, warmup, lr, seed,
                   roofline_size, progress, settings) -> Any:
     """Build every row from ``task``'s initial model, run one call of each (a row that fails there
-    becomes an error row), time the rest interleaved, then score each on held-out data."""
+    becomes an error row; it is the first of the ``warmup`` calls, so there is always one), time
+    ``repeats`` rounds interleaved, then score each on held-out data."""
     from accelkit.measure import compare_interleaved
     from accelkit.measure.roofline import measure_roofline
     from accelkit.report.results import Results, VariantResult
