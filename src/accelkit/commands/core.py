@@ -137,9 +137,10 @@ def bench(
             log_to = out.with_name(out.stem + ".log.txt") if out is not None else None
             with quiet(log_to, verbose=verbose, name="bench") as q:
                 runner(workload=workload, variants=variants, out=out, html=html, repeats=repeats, size=size,
-                       threads=threads, batch_size=batch_size, console=q.console)
+                       threads=threads, batch_size=batch_size, console=q.console, model_options=options)
             return
-        runner(workload=workload, variants=variants, list_only=list_, out=out, html=html, repeats=repeats)
+        runner(workload=workload, variants=variants, list_only=list_, out=out, html=html, repeats=repeats,
+               **({"model_options": options} if task == "train" else {}))
         return
     log_to = out.with_name(out.stem + ".log.txt") if out is not None else None
     # building a workload already talks (weight-loading bars, a user's module): capture from here

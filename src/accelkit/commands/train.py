@@ -1,4 +1,5 @@
-"""``accelkit train``: train a workload with the chosen accelerations, on 1 or N processes."""
+"""``accelkit train``: train a workload, or fine-tune the user's own Hugging Face folder on their data
+(``--model --data``), with the chosen accelerations, on 1 or N processes."""
 
 from __future__ import annotations
 
@@ -10,13 +11,22 @@ from typing import Annotated
 
 import typer
 
+from accelkit.commands import DataOpt, LabelColumnOpt, ModelOpt, TextColumnOpt
 from accelkit.errors import ConfigError
 
 __all__ = ["register"]
 
 
 def train(
-    workload: Annotated[str, typer.Option("--workload", "-w", help="digits | gpt-mini | package.module:function")],
+    workload: Annotated[str | None, typer.Option("--workload", "-w", help="digits | gpt-mini | package.module:function")] = None,
+    model: ModelOpt = None,
+    data: DataOpt = None,
+    task_: Annotated[str | None, typer.Option("--task", help="with --model: text-classification | causal-lm [default: from its config]")] = None,
+    text_column: TextColumnOpt = None,
+    label_column: LabelColumnOpt = None,
+    calib_size: Annotated[int | None, typer.Option(help="with --model: items of --data trained on [default: half, at most 1024]; the rest is held out")] = None,
+    max_length: Annotated[int | None, typer.Option(help="with --model: tokens per text at most [default: the model's limit]")] = None,
+    group_by_length: Annotated[bool, typer.Option(help="batches of similar lengths (less padding), still shuffled")] = False,
     precision: Annotated[str, typer.Option(help="fp32 | bf16 | fp16 (fp16 uses a GradScaler)")] = "fp32",
     compile_: Annotated[bool, typer.Option("--compile/--no-compile", help="torch.compile the model")] = False,
     channels_last: Annotated[bool, typer.Option(help="channels-last memory format (CNNs)")] = False,
@@ -52,7 +62,8 @@ def train(
     progress: Annotated[bool, typer.Option(help="show the progress bar")] = True,
     config_json: Annotated[Path | None, typer.Option(hidden=True, help="TrainConfig JSON (used by launched workers)")] = None,
 ) -> None:
-    """Train a workload's model with each acceleration a switch; print loss, throughput and validation quality."""
+    """Train a workload's model, or fine-tune your own (--model --data), with each acceleration a switch;
+    print loss, throughput and held-out quality."""
     from accelkit.train import TrainConfig
     from accelkit.train.checkpoint import _atomic_write_json
     from accelkit.train.distributed import LaunchConfig, launch
@@ -72,9 +83,27 @@ def train(
             max_steps=max_steps, warmup_steps=warmup, grad_clip_norm=clip, seed=seed, device=device,
             strategy=strategy, output_dir=str(out) if out else None, checkpoint_every=checkpoint_every,
             resume=resume, stop_after_steps=stop_after, num_workers=num_workers, progress=progress,
+            group_by_length=group_by_length,
         )
     inside_torchrun = "WORLD_SIZE" in os.environ
-    task = get_training_task(workload, seed=config.seed, width=width, size=size)
+    if model is not None:
+        _check_model_options(workload, data, out, nproc, width, size)
+        from transformers.utils import logging as hf_logging
+
+        from accelkit.train.user_model import user_training_task
+
+        hf_logging.disable_progress_bar()  # weight loading/writing bars: our progress bar is the one shown
+
+        task = user_training_task(model, data, task=task_, text_column=text_column, label_column=label_column,
+                                  calib_size=calib_size, max_length=max_length, seed=config.seed)
+        workload = task.name
+    elif workload is None:
+        raise ConfigError("accelkit train needs --workload (digits, gpt-mini, package.module:function) or "
+                          "--model FOLDER --data FILE")
+    elif data is not None or task_ is not None:
+        raise ConfigError("--data and --task go with --model; pass your model folder with --model")
+    else:
+        task = get_training_task(workload, seed=config.seed, width=width, size=size)
     config.throughput_unit = task.throughput_unit
     if find_batch_size and config_json is None:
         from accelkit.train.batch_finder import find_max_batch_size
@@ -83,8 +112,13 @@ def train(
         typer.echo("batch finder: " + ", ".join(
             f"{p.batch_size}:{p.samples_per_s:,.0f}/s" if p.fits else f"{p.batch_size}:no ({p.error})" for p in found.curve
         ) + f" -> micro batch {found.batch_size}")
-        config.micro_batch_size = found.batch_size
-        if config.target_batch_size is not None and config.target_batch_size % (found.batch_size * nproc):
+        best = found.batch_size
+        fitting = [p for p in found.curve if p.fits and p.batch_size <= len(task.dataset)]
+        if best > len(task.dataset) and fitting:  # a user's small data set: no batch larger than it
+            best = max(fitting, key=lambda p: p.samples_per_s).batch_size
+            typer.echo(f"note: the data has {len(task.dataset)} training items; micro batch {best}")
+        config.micro_batch_size = best
+        if config.target_batch_size is not None and config.target_batch_size % (best * nproc):
             config.target_batch_size = None  # the found size does not divide the target: no accumulation
             typer.echo("note: --target-batch is not a multiple of the found batch size; training without accumulation")
 
@@ -108,7 +142,11 @@ def train(
             raise typer.Exit(code)
         return
 
-    result = run_train(task.model, task.dataset, task.loss_fn, config)
+    from torch.utils.data import DataLoader
+
+    collate_fn = getattr(task, "collate_fn", None)
+    result = run_train(task.model, DataLoader(task.dataset, collate_fn=collate_fn) if collate_fn else task.dataset,
+                       task.loss_fn, config)
     if int(os.environ.get("RANK", "0")) != 0:
         return
     metrics = task.evaluate(task.model)
@@ -124,9 +162,29 @@ def train(
     )
     if metrics:
         typer.echo("validation: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+    if model is not None:
+        saved = task.save(Path(config.output_dir) / "model")
+        summary.update(model=str(model), task=task.task, saved_model=str(saved), split=task.split_report)
+        typer.echo(f"model -> {saved} (next: accelkit optimize --model {saved} --data ...)")
     if config.output_dir:
         _atomic_write_json(Path(config.output_dir) / "result.json", summary)
         typer.echo(f"result -> {Path(config.output_dir) / 'result.json'}")
+
+
+def _check_model_options(workload: str | None, data: Path | None, out: Path | None, nproc: int,
+                         width: int | None, size: str) -> None:
+    """One line for options that do not go with ``--model``."""
+    if workload is not None:
+        raise ConfigError("--model replaces --workload; pass one of them")
+    if data is None:
+        raise ConfigError("--model needs --data: a .jsonl/.csv of texts (with a label column for a classifier) "
+                          "or a .txt, one text a line")
+    if out is None:
+        raise ConfigError("--model needs --out: the folder the trained model, metrics and checkpoints go to")
+    if nproc > 1:
+        raise ConfigError("--nproc > 1 with --model is not supported yet; train on one process (drop --nproc)")
+    if width is not None or size != "default":
+        raise ConfigError("--width and --size shape the embedded workloads; drop them with --model")
 
 
 def register(app: typer.Typer) -> None:

@@ -249,14 +249,20 @@ def _train_notes(res: Results, settings: dict) -> list[str]:
     notes = []
     shape = settings.get("model_config") if isinstance(settings.get("model_config"), dict) else {}
     flops = settings.get("flops_per_step")
-    if shape:
+    if shape and "n_embd" not in shape and shape.get("model_type"):  # a user's Hugging Face model (--model)
+        notes.append(f"{shape['model_type']}: {shape.get('num_hidden_layers', '?')} layers, width "
+                     f"{shape.get('hidden_size', '?')}, batch {settings.get('batch_size', '?')}"
+                     + (f", {flops / 1e9:.1f} GFLOP a step (fwd+bwd)" if isinstance(flops, (int, float)) else ""))
+    elif shape:
         notes.append(f"size {settings.get('size', '?')}: n_embd {shape.get('n_embd', '?')}, {shape.get('n_layer', '?')} "
                      f"layers, T {shape.get('block_size', '?')}, batch {settings.get('batch_size', '?')}"
                      + (f", {flops / 1e9:.1f} GFLOP a step (fwd+bwd)" if isinstance(flops, (int, float)) else ""))
     steps = sorted({v.details.get("steps_trained") for v in res.variants if isinstance(v.details, dict)} - {None})
     if len(steps) == 1:
-        notes.append(f"every variant trained {steps[0]} steps from the same init on the same batches; "
-                     f"{res.primary_metric} after them")
+        trainer = any(isinstance(v.details, dict) and "trainer_flags" in v.details for v in res.variants)
+        notes.append(f"every variant trained {steps[0]} steps from the same init on the same batches"
+                     + (" (the Trainer rows: the same data in the Trainer's own order)" if trainer else "")
+                     + f"; {res.primary_metric} after them")
     roof = res.roofline if isinstance(res.roofline, dict) else {}
     peaks = [(d, roof.get(k)) for d, k in (("fp32", "fp32_gflops"), ("bf16", "bf16_gflops"))]
     peaks = [(d, x) for d, x in peaks if isinstance(x, (int, float)) and x]

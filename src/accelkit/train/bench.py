@@ -23,7 +23,15 @@ from accelkit._threads import thread_count
 from accelkit.errors import ConfigError, UnknownVariantError
 from accelkit.train.precision import autocast_context, make_grad_scaler
 
-__all__ = ["TRAIN_VARIANTS", "TrainVariant", "bench_train_task", "bench_train_variants", "list_train_variants"]
+__all__ = [
+    "TRAIN_VARIANTS",
+    "TrainVariant",
+    "bench_train_model",
+    "bench_train_task",
+    "bench_train_variants",
+    "list_model_train_variants",
+    "list_train_variants",
+]
 
 
 @dataclass(frozen=True)
@@ -37,6 +45,8 @@ class TrainVariant:
     # is lost, so a long run at a small LR stalls where fp32 weights would not; the validation
     # loss beside the speed says whether this run's loss allowed it.
     bf16_weights: bool = False
+    # batches of similar lengths, padded per batch (texts only: a dataset with ``lengths``)
+    group_by_length: bool = False
 
 
 TRAIN_VARIANTS: dict[str, TrainVariant] = {
@@ -48,14 +58,18 @@ TRAIN_VARIANTS: dict[str, TrainVariant] = {
     "channels-last": TrainVariant(channels_last=True),
     "bf16+compile+fused": TrainVariant(precision="bf16", compile=True, fused=True),
     "bf16-weights+compile+fused": TrainVariant(precision="bf16", compile=True, fused=True, bf16_weights=True),
+    "grouped": TrainVariant(group_by_length=True),
+    "bf16+compile+fused+grouped": TrainVariant(precision="bf16", compile=True, fused=True, group_by_length=True),
 }
 _CNN_ONLY = {"channels-last"}
+_TEXT_ONLY = {"grouped", "bf16+compile+fused+grouped"}
+_GROUP_BATCHES = 50  # micro-batches per length-sorted group, as the transformers Trainer groups
 
 
 def list_train_variants(workload: str, *, runnable_only: bool = False) -> list[str]:
     """The training variants for ``workload``; ``runnable_only`` drops fp16 where the CPU has no
     native fp16 arithmetic (there it is emulated, ~50× slower than fp32: what ``all`` runs skips it)."""
-    names = [n for n in TRAIN_VARIANTS if workload == "digits" or n not in _CNN_ONLY]
+    names = [n for n in TRAIN_VARIANTS if (workload == "digits" or n not in _CNN_ONLY) and n not in _TEXT_ONLY]
     if runnable_only:
         from accelkit.hardware import probe
 
@@ -64,15 +78,36 @@ def list_train_variants(workload: str, *, runnable_only: bool = False) -> list[s
     return names
 
 
-def _batches(dataset, batch: int, seed: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """An endless stream of shuffled batches; the same for every variant (same seed)."""
+def list_model_train_variants(*, runnable_only: bool = False) -> list[str]:
+    """The training variants for a user's text model (``--model``): the text ones, with length groups."""
+    return [*list_train_variants("text", runnable_only=runnable_only), *sorted(_TEXT_ONLY)]
+
+
+def _batches(dataset, batch: int, seed: int, collate_fn: Callable | None = None,
+             group_by_length: bool = False) -> Iterator[tuple[Any, Any]]:
+    """An endless stream of shuffled batches; the same for every variant (same seed). A dataset
+    without ``tensors`` is batched by ``collate_fn``; ``group_by_length`` sorts each run of 50
+    batches' items by length (the batches then pad less)."""
     gen = torch.Generator().manual_seed(seed)
-    x, y = dataset.tensors
+    tensors = getattr(dataset, "tensors", None)
+    n = len(dataset)
     while True:
-        perm = torch.randperm(len(x), generator=gen)
-        for start in range(0, len(x) - batch + 1, batch):
+        perm = torch.randperm(n, generator=gen).tolist()
+        if group_by_length:
+            size = _GROUP_BATCHES * batch
+            perm = [i for s in range(0, n, size) for i in sorted(perm[s : s + size], key=lambda i: -dataset.lengths[i])]
+        for start in range(0, n - batch + 1, batch):
             idx = perm[start : start + batch]
-            yield x[idx], y[idx]
+            if tensors is not None:
+                yield tensors[0][idx], tensors[1][idx]
+            else:
+                yield collate_fn([dataset[i] for i in idx])
+
+
+def _items(inputs: Any, unit: str) -> int:
+    """Samples (or tokens: input elements) in a batch of inputs, a tensor or a dict of them."""
+    first = next(iter(inputs.values())) if isinstance(inputs, dict) else inputs
+    return int(first.numel()) if unit == "tokens" else int(first.shape[0])
 
 
 def _compile_forward(model: torch.nn.Module) -> Callable[..., Any]:
@@ -110,7 +145,7 @@ def _make_step(model, loss_fn, variant: TrainVariant, lr: float, warmup_steps: i
         done[0] += 1
         if variant.channels_last and inputs.dim() == 4:
             inputs = inputs.contiguous(memory_format=torch.channels_last)
-        if variant.bf16_weights and inputs.is_floating_point():
+        if variant.bf16_weights and isinstance(inputs, torch.Tensor) and inputs.is_floating_point():
             inputs = inputs.to(torch.bfloat16)
         with autocast_context(variant.precision, "cpu"):
             loss = loss_fn(forward(inputs), targets)
@@ -186,59 +221,146 @@ def bench_train_variants(
 
 def _bench_train_variants(workload, names, batch, steps_per_call, repeats, warmup, lr, seed, width, size,
                           roofline_size, progress) -> Any:
-    from accelkit.measure import compare_interleaved
-    from accelkit.measure.roofline import measure_roofline
-    from accelkit.report.results import Results, VariantResult
     from accelkit.train.tasks import get_training_task
 
     task = get_training_task(workload, seed=seed, width=width, size=size)
+    return _measure_rows(task, workload, names, [], "fp32", batch, steps_per_call, repeats, warmup, lr, seed,
+                         roofline_size, progress, {"width": width, "size": size})
+
+
+def bench_train_model(
+    task: Any,
+    names: list[str] | None = None,
+    trainer_rows: list[str] | None = None,
+    *,
+    batch_size: int = 16,
+    steps_per_call: int = 2,
+    repeats: int = 10,
+    warmup: int = 2,
+    lr: float = 5e-5,
+    seed: int = 0,
+    threads: int | None = None,
+    roofline_size: int = 256,
+    progress: Callable[[str], None] | None = None,
+) -> Any:
+    """``bench_train_variants`` for a user's model (``accelkit.train.user_model.user_training_task``):
+    the transformers Trainer rows (``accelkit.train.hf_trainer.TRAINER_ROWS``; ``default``, its
+    defaults, is the baseline) beside accelkit's variants, interleaved, same init, equal steps.
+    A row that cannot run is a row with its error; without the Trainer, fp32 is the baseline."""
+    from accelkit.train.hf_trainer import TRAINER_ROWS
+
+    available = list_model_train_variants()
+    names = list(available if names is None else names)
+    trainer_rows = list(TRAINER_ROWS if trainer_rows is None else trainer_rows)
+    unknown = [n for n in names if n not in available] + [n for n in trainer_rows if n not in TRAINER_ROWS]
+    if unknown:
+        raise UnknownVariantError(f"training variants {unknown} are not available for a --model; choose from "
+                                  f"{[*TRAINER_ROWS, *available]}")
+    if "fp32" not in names:
+        names = ["fp32", *names]  # accelkit's own reference, and the baseline when the Trainer cannot run
+    if "default" not in trainer_rows:
+        trainer_rows = ["default", *trainer_rows]
+    with thread_count(threads):
+        return _measure_rows(task, task.name, names, trainer_rows, "default", batch_size, steps_per_call, repeats,
+                             warmup, lr, seed, roofline_size, progress, {"task": getattr(task, "task", None)})
+
+
+def _measure_rows(task, workload, names, trainer_rows, baseline, batch, steps_per_call, repeats, warmup, lr, seed,
+                  roofline_size, progress, settings) -> Any:
+    """Build every row from ``task``'s initial model, run one call of each (a row that fails there
+    becomes an error row; it is the first of the ``warmup`` calls, so there is always one), time
+    ``repeats`` rounds interleaved, then score each on held-out data."""
+    from accelkit.measure import compare_interleaved
+    from accelkit.measure.roofline import measure_roofline
+    from accelkit.report.results import Results, VariantResult
+
+    say = progress or (lambda msg: None)
+    collate_fn = getattr(task, "collate_fn", None)
     init_state = copy.deepcopy(task.model.state_dict())
-    models, steps, streams, losses, build_s = {}, {}, {}, {}, {}
-    for name in names:
-        start = time.perf_counter()
+    calls, models, losses, build_s, errors, trainers = {}, {}, {}, {}, {}, {}
+
+    def fresh_model() -> torch.nn.Module:
         model = copy.deepcopy(task.model)
         model.load_state_dict(init_state)
-        model.train()
-        models[name] = model
-        steps[name] = _make_step(model, task.loss_fn, TRAIN_VARIANTS[name], lr)
-        streams[name] = _batches(task.dataset, batch, seed=seed + 1)
+        return model.train()
+
+    warmup_steps = 10
+    for name in trainer_rows:
+        start = time.perf_counter()
+        try:
+            from accelkit.train.hf_trainer import TRAINER_ROWS, PausedTrainer
+
+            model = fresh_model()
+            trainers[name] = PausedTrainer(
+                model.model, task.dataset, collate_fn, flags=TRAINER_ROWS[name], batch_size=batch, lr=lr,
+                warmup_steps=warmup_steps, seed=seed, steps_per_call=steps_per_call,
+                max_steps=(warmup + repeats + 2) * steps_per_call)
+            models[name], calls[name] = model, trainers[name].run
+        except Exception as exc:  # a Trainer that cannot be built here is a row saying why
+            errors[name] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
+        build_s[name] = time.perf_counter() - start
+    for name in names:
+        start = time.perf_counter()
+        variant = TRAIN_VARIANTS[name]
+        model = fresh_model()
+        step = _make_step(model, task.loss_fn, variant, lr, warmup_steps)
+        stream = _batches(task.dataset, batch, seed + 1, collate_fn, variant.group_by_length)
         losses[name] = []
+
+        def run(step=step, stream=stream, record=losses[name]) -> None:
+            for _ in range(steps_per_call):
+                x, y = next(stream)
+                record.append(step(x, y))
+
+        models[name], calls[name] = model, run
         build_s[name] = time.perf_counter() - start
 
-    def call(name: str) -> Callable[[], None]:
-        def run() -> None:
-            for _ in range(steps_per_call):
-                x, y = next(streams[name])
-                losses[name].append(steps[name](x, y))
-
-        return run
-
-    x0, y0 = next(_batches(task.dataset, batch, seed=seed + 1))
-    items_per_step = x0.numel() if task.throughput_unit == "tokens" else x0.shape[0]
+    x0, y0 = next(_batches(task.dataset, batch, seed + 1, collate_fn))
+    items_per_step = _items(x0, task.throughput_unit)
     flops = _flops_per_step(task.model, task.loss_fn, x0, y0)
-    say = progress or (lambda msg: None)
     say("measuring this machine's GEMM peaks")
     roof_before = measure_roofline(size=roofline_size, repeats=5)
-    say(f"warming up {len(names)} training variants (compiled ones compile now)")
-    # two warm-up calls: compile happens in the first, kernel selection settles in the second
-    timings = compare_interleaved({n: call(n) for n in names}, baseline="fp32", repeats=repeats, warmup=warmup,
-                                  on_step=lambda name, r: say(f"round {r + 1}/{repeats}: {name}"))
-    say("measuring the GEMM peaks again, and the validation loss of each variant")
+    say(f"warming up {len(calls)} training rows (compiled ones compile now)")
+    for name in list(calls):
+        try:
+            calls[name]()  # the first call: compile, the Trainer's optimizer and loader
+        except Exception as exc:
+            errors[name] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
+            del calls[name]
+    if baseline not in calls:
+        baseline = "fp32"  # the Trainer could not run: ratios are to accelkit's fp32 eager
+    try:
+        # one more warm-up call: kernel selection settles in the second
+        timings = compare_interleaved(calls, baseline=baseline, repeats=repeats, warmup=max(warmup - 1, 0),
+                                      on_step=lambda name, r: say(f"round {r + 1}/{repeats}: {name}"))
+    finally:
+        for trainer in trainers.values():
+            trainer.close()
+    say("measuring the GEMM peaks again, and the held-out loss of each row")
     # the peak measured before and after the timing, the higher per dtype: a peak taken while
     # another job held the cores would understate the ceiling and overstate MFU (even above 100%)
     roof = roof_before.best(measure_roofline(size=roofline_size, repeats=5))
     records = []
     base_quality = None
-    for name in names:
+    for name in [*trainer_rows, *names]:
+        variant = TRAIN_VARIANTS.get(name)
+        details = ({"trainer_flags": _trainer_flags(name)} if variant is None else asdict(variant))
+        if name in errors:
+            records.append(VariantResult(name=name, error=errors[name], build_s=build_s.get(name), details=details))
+            continue
         t = timings[name]
         per_call_s = t.p50_ms / 1e3
-        variant = TRAIN_VARIANTS[name]
-        dtype = "bf16" if variant.precision == "bf16" else "fp32"
-        # every variant is scored in fp32: bf16 weights are upcast exactly, so this scores what it learned
-        quality = task.evaluate(copy.deepcopy(models[name]).float() if variant.bf16_weights else models[name])
-        tail = losses[name][-5:]
-        quality["train_loss_last5"] = sum(tail) / len(tail)
-        base_quality = base_quality or quality
+        bf16 = variant.precision == "bf16" if variant else bool(_trainer_flags(name).get("bf16"))
+        dtype = "bf16" if bf16 else "fp32"
+        # every row is scored in fp32: bf16 weights are upcast exactly, so this scores what it learned
+        quality = task.evaluate(copy.deepcopy(models[name]).float() if variant and variant.bf16_weights
+                                else models[name])
+        if losses.get(name):
+            tail = losses[name][-5:]
+            quality["train_loss_last5"] = sum(tail) / len(tail)
+        if name == baseline:
+            base_quality = quality
+        steps_trained = trainers[name].steps if name in trainers else len(losses[name])
         records.append(VariantResult(
             name=name,
             speedup=t.speedup,
@@ -249,23 +371,37 @@ def _bench_train_variants(workload, names, batch, steps_per_call, repeats, warmu
             roofline_fraction=roof.fraction(flops * steps_per_call, per_call_s, dtype) if flops else None,
             compute_dtype=dtype,
             quality=quality,
-            quality_drop=quality["val_loss"] - base_quality["val_loss"],
             build_s=build_s[name],
             pair_ratios=t.pair_ratios,
-            details={**asdict(variant), "steps_trained": len(losses[name]),
+            details={**details, "steps_trained": steps_trained,
                      "mfu_vs_fp32_peak": roof.fraction(flops * steps_per_call, per_call_s, "fp32") if flops else None},
         ))
+    for record in records:
+        if record.error is None and base_quality is not None:
+            record.quality_drop = record.quality["val_loss"] - base_quality["val_loss"]
     from accelkit.hardware import probe
 
     return Results(
-        workload=workload, task="train", baseline="fp32", variants=records, machine=probe(),
-        settings={"batch_size": batch, "width": width, "size": size,
-                  "model_config": task.model.config.to_dict() if hasattr(task.model, "config") else None, "steps_per_call": steps_per_call, "repeats": repeats, "warmup": warmup, "lr": lr,
+        workload=workload, task="train", baseline=baseline, variants=records, machine=probe(),
+        settings={"batch_size": batch, **settings,
+                  "model_config": _model_config(task.model),
+                  "steps_per_call": steps_per_call, "repeats": repeats, "warmup": warmup, "lr": lr,
                   "items_per_step": items_per_step, "flops_per_step": flops, "threads": torch.get_num_threads(),
                   "load_average_1min": os.getloadavg()[0]},
         roofline=roof.to_dict(), primary_metric="val_loss", higher_is_better=False,
         created=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     )
+
+
+def _model_config(model: torch.nn.Module) -> dict | None:
+    config = getattr(model, "config", None) or getattr(getattr(model, "model", None), "config", None)
+    return config.to_dict() if config is not None else None
+
+
+def _trainer_flags(name: str) -> dict[str, Any]:
+    from accelkit.train.hf_trainer import TRAINER_ROWS
+
+    return TRAINER_ROWS.get(name, {})
 
 
 def bench_train_task(
@@ -280,16 +416,21 @@ def bench_train_task(
     threads: int | None = None,
     batch_size: int | None = None,
     console: Any = None,
+    model_options: dict[str, Any] | None = None,
     **_: Any,
 ) -> Any:
     """``accelkit bench --task train`` entry (the BenchTask signature): run, print, save.
 
     ``size``/``threads``/``batch_size`` as in ``bench_train_variants``; e.g. ``accelkit bench --task
     train --workload gpt-mini --size large`` prints fp32, bf16 and bf16+compile+fused side by side
-    with their MFU.
+    with their MFU. ``model_options`` (``--model``/``--data``...): the user's folder instead, with
+    the transformers Trainer rows (``bench_train_model``).
     """
     from accelkit.errors import UnknownWorkloadError
 
+    if model_options is not None:
+        return _bench_model_task(model_options, variants, list_only, out, html, repeats, size, threads, batch_size,
+                                 console)
     if workload not in ("gpt-mini", "digits"):
         raise UnknownWorkloadError(f"--workload {workload!r}: --task train measures 'gpt-mini' or 'digits'")
     if list_only:
@@ -304,6 +445,41 @@ def bench_train_task(
     with console.status("building the training variants") as status:
         results = bench_train_variants(workload, names, repeats=repeats, size=size, threads=threads,
                                        batch_size=batch_size, progress=lambda m: status.update(escape(m)))
+    _save_and_print(results, out, html, console)
+    return results
+
+
+def _bench_model_task(options, variants, list_only, out, html, repeats, size, threads, batch_size, console) -> Any:
+    from accelkit.train.hf_trainer import TRAINER_ROWS
+
+    if list_only:
+        print("\n".join([*TRAINER_ROWS, *list_model_train_variants()]))
+        return None
+    if size != "default":
+        raise ConfigError("--size shapes gpt-mini; drop it with --model")
+    unknown = sorted(set(options) - {"model", "data", "task", "text_column", "label_column", "calib_size"})
+    if unknown:
+        raise ConfigError(f"--task train --model does not take {', '.join('--' + k.replace('_', '-') for k in unknown)}")
+    if variants.strip() == "all":
+        names, rows = list_model_train_variants(runnable_only=True), list(TRAINER_ROWS)
+    else:
+        picked = [v.strip() for v in variants.split(",") if v.strip()]
+        names, rows = [n for n in picked if n not in TRAINER_ROWS], [n for n in picked if n in TRAINER_ROWS]
+    from rich.console import Console
+    from rich.markup import escape
+
+    from accelkit.train.user_model import user_training_task
+
+    console = console or Console()
+    with console.status("building the training rows") as status:
+        task = user_training_task(**options)
+        results = bench_train_model(task, names, rows, repeats=repeats, threads=threads, batch_size=batch_size or 16,
+                                    progress=lambda m: status.update(escape(m)))
+    _save_and_print(results, out, html, console)
+    return results
+
+
+def _save_and_print(results: Any, out: Path | None, html: Path | None, console: Any) -> None:
     # results first: a failure while printing must not lose the run
     if out is not None:
         from accelkit.report.results import save_results
@@ -316,4 +492,3 @@ def bench_train_task(
     from accelkit.report.table import print_table
 
     print_table(results, console)
-    return results

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from accelkit.config import Config
 from accelkit.errors import ConfigError
@@ -48,6 +48,8 @@ class TrainConfig(Config):
     (linear, sqrt or none) turns it into the LR used at ``target_batch_size``.
     """
 
+    _omit_at_default: ClassVar[tuple[str, ...]] = ("group_by_length",)  # added later: old dicts stay equal
+
     # precision and speed switches
     precision: str = "fp32"
     compile: bool = False
@@ -75,6 +77,9 @@ class TrainConfig(Config):
     grad_clip_norm: float | None = None
     # data
     shuffle: bool = True
+    # batches of similar lengths: runs of 50 micro-batches of shuffled items, each sorted by length
+    # (the dataset must have ``lengths``; its collate_fn pads per batch)
+    group_by_length: bool = False
     num_workers: int = 0
     throughput_unit: str = "samples"  # "tokens": count input elements (B*T) per step
     # determinism and faults

@@ -38,6 +38,8 @@ from accelkit.train.schedule import lr_at_step
 
 __all__ = ["TrainResult", "TrainingDivergedError", "train"]
 
+_LENGTH_GROUP_BATCHES = 50  # micro-batches per length-sorted group, as the transformers Trainer groups
+
 
 class TrainingDivergedError(AccelkitError):
     """The loss was non-finite for ``max_nonfinite_steps`` optimizer steps in a row."""
@@ -305,8 +307,13 @@ def _data_order(data: Dataset | DataLoader, config: TrainConfig, ctx: DistContex
         dataset, collate_fn = data.dataset, data.collate_fn
     else:
         dataset, collate_fn = data, None
+    lengths = getattr(dataset, "lengths", None) if config.group_by_length else None
+    if config.group_by_length and lengths is None:
+        raise ConfigError("group_by_length needs a dataset with a lengths list (one per item); give the dataset "
+                          "one, or set group_by_length=False")
     sampler = ResumableDistributedSampler(dataset, num_replicas=ctx.world_size, rank=ctx.rank,
-                                          shuffle=config.shuffle, seed=config.seed)
+                                          shuffle=config.shuffle, seed=config.seed, lengths=lengths,
+                                          group_size=_LENGTH_GROUP_BATCHES * config.micro_batch_size)
     samples_per_step = config.micro_batch_size * accum
     steps_per_epoch = sampler.num_samples // samples_per_step
     if steps_per_epoch < 1:

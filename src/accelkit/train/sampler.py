@@ -2,6 +2,8 @@
 
 Buys: exact resume and per-epoch reshuffling that is identical for 1 or N processes at the
 same global batch. Costs: nothing; the permutation is torch.randperm(seed + epoch) as upstream.
+Given item lengths it groups them: each run of ``group_size`` shuffled indices is sorted longest
+first, so a batch pads to a similar length (the transformers Trainer's ``group_by_length``).
 """
 
 from __future__ import annotations
@@ -18,9 +20,12 @@ class ResumableDistributedSampler(DistributedSampler):
     """``DistributedSampler`` (seed + epoch permutation, rank ``r`` takes every N-th index)
     that skips the first ``start_index`` indices of this rank's share for the current epoch."""
 
-    def __init__(self, dataset: Dataset, *, num_replicas: int, rank: int, shuffle: bool, seed: int) -> None:
+    def __init__(self, dataset: Dataset, *, num_replicas: int, rank: int, shuffle: bool, seed: int,
+                 lengths: list[int] | None = None, group_size: int = 0) -> None:
         super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed, drop_last=False)
         self.start_index = 0
+        self.lengths = lengths
+        self.group_size = group_size
 
     def set_start_index(self, start_index: int) -> None:
         """Skip this many of this rank's indices in the current epoch (reset by the trainer)."""
@@ -28,6 +33,12 @@ class ResumableDistributedSampler(DistributedSampler):
 
     def __iter__(self) -> Iterator[int]:
         indices = list(super().__iter__())
+        if self.lengths is not None and self.group_size > 1:
+            grouped = []
+            for start in range(0, len(indices), self.group_size):
+                chunk = indices[start : start + self.group_size]
+                grouped += sorted(chunk, key=lambda i: -self.lengths[i])  # stable: ties keep the shuffled order
+            indices = grouped
         return iter(indices[self.start_index :])
 
     def __len__(self) -> int:

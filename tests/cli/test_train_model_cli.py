@@ -1,0 +1,68 @@
+"""`accelkit train --model FOLDER --data FILE`: fine-tune a tiny classifier end to end (the saved
+folder is what optimize --model reads), and bad input as one line with exit code 2."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import model_folders as mf  # noqa: E402
+from accelkit.cli import main  # noqa: E402
+
+
+def _exit_code(args: list[str]) -> int:
+    with pytest.raises(SystemExit) as exited:
+        main(args)
+    return exited.value.code
+
+
+def test_train_a_classifier_folder_then_load_it_for_optimize(tmp_path, capsys):
+    folder, data = mf.bert_classifier_folder(tmp_path), mf.labelled_csv(tmp_path)
+    out = tmp_path / "run"
+    main(["train", "--model", str(folder), "--data", str(data), "--text-column", "body", "--label-column",
+          "sentiment", "--out", str(out), "--max-steps", "3", "--micro-batch", "8", "--no-progress",
+          "--group-by-length", "--checkpoint-every", "2"])
+    printed = capsys.readouterr().out
+    assert "val_loss" in printed and "val_accuracy" in printed and "accelkit optimize --model" in printed
+    summary = json.loads((out / "result.json").read_text())
+    assert summary["task"] == "text-classification" and summary["steps_done"] == 3
+    assert set(summary["validation"]) == {"val_loss", "val_accuracy"}
+    assert summary["split"]["n_calib"] == 60
+    from accelkit.workloads import workload_from_model
+
+    workload = workload_from_model(out / "model", data, text_column="body", label_column="sentiment")
+    assert workload.task == "text-classification" and workload.build_model() is not None
+
+
+def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
+    folder, data = mf.bert_classifier_folder(tmp_path), mf.labelled_csv(tmp_path)
+    capsys.readouterr()  # the fixtures' own saving output
+    base = ["train", "--model", str(folder), "--out", str(tmp_path / "run"), "--max-steps", "1", "--no-progress"]
+    cases = {
+        "--label-column": [*base, "--data", str(data), "--text-column", "body"],  # csv labels not named
+        "not causal-lm": [*base, "--data", str(data), "--text-column", "body", "--task", "causal-lm"],
+        "not yet supported": [*base, "--data", str(data), "--task", "sentence-embedding"],
+        "--model replaces --workload": [*base, "--data", str(data), "--workload", "digits"],
+        "--nproc > 1": [*base, "--data", str(data), "--nproc", "2"],
+    }
+    for needle, args in cases.items():
+        assert _exit_code(args) == 2, needle
+        err = capsys.readouterr().err.strip()
+        assert needle in err and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "run" / "model").exists()
+
+
+def test_bench_train_with_a_model_prints_the_trainer_baseline(tmp_path, capsys):
+    folder, data = mf.bert_classifier_folder(tmp_path), mf.labelled_csv(tmp_path)
+    out = tmp_path / "bench.json"
+    main(["bench", "--task", "train", "--model", str(folder), "--data", str(data), "--text-column", "body",
+          "--label-column", "sentiment", "--variants", "default,fp32", "--repeats", "1", "--batch-size", "8",
+          "--out", str(out)])
+    printed = capsys.readouterr().out
+    assert "against default" in printed and "fp32" in printed
+    summary = json.loads(out.read_text())
+    assert summary["baseline"] == "default" and [v["name"] for v in summary["variants"]] == ["default", "fp32"]
