@@ -38,14 +38,19 @@ class CausalLM(TaskSpec):
             config.use_cache = False  # scoring whole sequences: no key/value cache to build or export
 
     def prepare_tokenizer(self, tokenizer: Any, folder: Path) -> None:
-        # GPT-2-style tokenizers have no pad token; padding with EOS under the attention mask is what
-        # Hugging Face's own examples do, and the mask keeps it out of every score
-        if tokenizer.pad_token is None:
-            if tokenizer.eos_token is None:
-                raise ModelFolderError(f"--model {folder}: the tokenizer has neither a pad nor an EOS token; set "
-                                       "tokenizer.pad_token and save it")
-            tokenizer.pad_token = tokenizer.eos_token
-        tokenizer.padding_side = "right"
+        pad_with_eos(tokenizer, folder, side="right")
+
+
+def pad_with_eos(tokenizer: Any, folder: Path, *, side: str) -> None:
+    """Give a tokenizer without a pad token (GPT-2, Llama) EOS as its pad token, as Hugging Face's
+    own examples do (the attention mask keeps it out of every score), and pad on ``side``;
+    ModelFolderError when it has no EOS either."""
+    if tokenizer.pad_token is None:
+        if tokenizer.eos_token is None:
+            raise ModelFolderError(f"--model {folder}: the tokenizer has neither a pad nor an EOS token; set "
+                                   "tokenizer.pad_token and save it")
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = side
 
 
 def next_token_summary(logits: torch.Tensor, input_ids: torch.Tensor, mask: torch.Tensor, width: int) -> torch.Tensor:

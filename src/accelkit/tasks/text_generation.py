@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from accelkit.errors import ModelFolderError
 from accelkit.tasks.base import TaskSpec
+from accelkit.tasks.causal_lm import pad_with_eos
 from accelkit.tasks.registry import register_task
 
 if TYPE_CHECKING:
@@ -33,14 +33,8 @@ class TextGeneration(TaskSpec):
         return generation_agreement(outputs, reference)
 
     def prepare_tokenizer(self, tokenizer: Any, folder: Path) -> None:
-        # batched prompts are padded on the left so every row's new tokens start at the same column;
-        # a tokenizer without a pad token (GPT-2, Llama) pads with EOS, as Hugging Face's examples do
-        if tokenizer.pad_token is None:
-            if tokenizer.eos_token is None:
-                raise ModelFolderError(f"--model {folder}: the tokenizer has neither a pad nor an EOS token; set "
-                                       "tokenizer.pad_token and save it")
-            tokenizer.pad_token = tokenizer.eos_token
-        tokenizer.padding_side = "left"
+        # batched prompts are padded on the left so every row's new tokens start at the same column
+        pad_with_eos(tokenizer, folder, side="left")
 
 
 def generation_agreement(outputs: torch.Tensor, reference: torch.Tensor) -> dict[str, float]:
