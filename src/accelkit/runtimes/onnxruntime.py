@@ -84,6 +84,13 @@ def quantized_op_count(onnx_bytes: bytes) -> int:
     return sum(node.op_type in _QUANT_OPS for node in graph.node)
 
 
+def read_verified_graph(onnx_file: Path) -> bytes:
+    """The bytes of a saved graph, refused (SchemaError) when they do not parse or name external data."""
+    onnx_bytes = onnx_file.read_bytes()
+    refuse_external_data(onnx_bytes, onnx_file)
+    return onnx_bytes
+
+
 def refuse_external_data(onnx_bytes: bytes, onnx_file: Path) -> None:
     """SchemaError for a graph that does not parse or whose tensors live in external files: the
     runtime would read paths the graph names (outside the folder, unverified)."""
@@ -216,8 +223,5 @@ class OrtModule(Runtime):
 
     @classmethod
     def load(cls, folder: Path, fields: Mapping[str, Any], *, baseline: Any = None) -> OrtModule:
-        onnx_file = folder / cls.model_file
-        onnx_bytes = onnx_file.read_bytes()
-        refuse_external_data(onnx_bytes, onnx_file)
-        return cls(onnx_bytes, OrtConfig.from_dict(fields.get("ort") or {}), details=fields.get("runtime_extra"),
+        return cls(read_verified_graph(folder / cls.model_file), OrtConfig.from_dict(fields.get("ort") or {}), details=fields.get("runtime_extra"),
                    device=str(fields.get("device") or cls.devices[0]))

@@ -21,7 +21,7 @@ from accelkit._lazy import is_available, require
 from accelkit.config import Config
 from accelkit.errors import ConfigError
 from accelkit.runtimes.base import Runtime, RuntimeRecord, name_inputs
-from accelkit.runtimes.onnxruntime import OrtConfig, refuse_external_data
+from accelkit.runtimes.onnxruntime import OrtConfig, read_verified_graph
 from accelkit.runtimes.registry import register_runtime
 from accelkit.runtimes.streams import split_rows
 from accelkit.signal_stack import keep_signal_stack
@@ -124,8 +124,5 @@ class OpenVinoModule(Runtime):
 
     @classmethod
     def load(cls, folder: Path, fields: Mapping[str, Any], *, baseline: Any = None) -> OpenVinoModule:
-        onnx_file = folder / cls.model_file
-        onnx_bytes = onnx_file.read_bytes()
-        refuse_external_data(onnx_bytes, onnx_file)
-        return cls(onnx_bytes, OpenVinoConfig.from_dict(fields.get("openvino") or {}),
+        return cls(read_verified_graph(folder / cls.model_file), OpenVinoConfig.from_dict(fields.get("openvino") or {}),
                    details=fields.get("runtime_extra"))
