@@ -1,5 +1,5 @@
 """Tiny shipped model folders (a 2-layer sentence-embedding model as ONNX, a 2-layer classifier in
-PyTorch) and a corpus of sentences, built once per session."""
+PyTorch, a 2-layer random Llama writing text) and a corpus of sentences, built once per session."""
 
 from __future__ import annotations
 
@@ -27,6 +27,20 @@ def shipped(tmp_path_factory) -> dict[str, Path]:
         "classifier": save(build_variant("baseline", cls.build_model(), cls.default_settings(), cls),
                            root / "cls", workload=cls),
     }
+
+
+@pytest.fixture(scope="session")
+def shipped_generator(tmp_path_factory) -> Path:
+    """A random 2-layer Llama saved as a shipped text-generation folder (fp32, measured with 5 new tokens)."""
+    from accelkit.saving import save
+    from accelkit.variants import build_variant
+    from accelkit.workloads import workload_from_model
+
+    root = tmp_path_factory.mktemp("shipped-generator")
+    wl = workload_from_model(mf.llama_folder(root), mf.prompts_file(root, 8), task="text-generation",
+                             max_new_tokens=5)
+    return save(build_variant("default", wl.build_model(), wl.default_settings(), wl), root / "llama",
+                "default", workload=wl)
 
 
 @pytest.fixture(scope="session")

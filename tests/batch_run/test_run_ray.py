@@ -90,3 +90,16 @@ def test_more_actors_than_the_cluster_has_cpus_is_refused(local_ray, shipped, se
     path = corpus_file(tmp_path, sentences, 4)
     with pytest.raises(ConfigError, match="need 3 CPUs; the Ray cluster has 2"):
         run_batch(shipped["embedding"], path, tmp_path / "out", engine="ray", actors=3)
+
+
+def test_ray_writes_the_text_the_local_engine_writes(local_ray, shipped_generator, sentences, tmp_path):
+    from run_outputs import prompts_file, read_texts
+
+    path, prompts = prompts_file(tmp_path, sentences, 12)
+    run_batch(shipped_generator, path, tmp_path / "local", engine="local", block_size=4, batch_size=2,
+              max_new_tokens=3, threads=1)
+    summary = run_batch(shipped_generator, path, tmp_path / "ray", engine="ray", block_size=4, batch_size=2,
+                        max_new_tokens=3)
+    ids, texts = read_texts(tmp_path / "ray")
+    assert summary["actors"] == 2 and ids == list(range(12))
+    assert (ids, texts) == read_texts(tmp_path / "local")

@@ -21,11 +21,11 @@ class BlockWorker:
     """Loads the model once; ``run`` turns one block into its part."""
 
     def __init__(self, model_dir: str, corpus: Corpus, output: str, *, threads: int, batch_size: int,
-                 on_bad_row: str) -> None:
+                 on_bad_row: str, max_new_tokens: int | None = None) -> None:
         self.corpus = corpus
         self.output = Path(output)
         self.on_bad_row = on_bad_row
-        self.runner = ShippedRunner(model_dir, threads, batch_size)
+        self.runner = ShippedRunner(model_dir, threads, batch_size, max_new_tokens)
 
     def run(self, block: Block) -> dict[str, Any]:
         """The block's counts, after its part is written; with ``on_bad_row="fail"`` a block with

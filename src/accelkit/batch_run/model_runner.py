@@ -1,6 +1,7 @@
 """A shipped model folder loaded once per worker, with that worker's share of the threads, turning
 texts into output columns: an embedding (fixed-size list of float32) for embedding models, a
-label and its score (softmax of the logits, names from config.json's id2label) for classifiers."""
+label and its score (softmax of the logits, names from config.json's id2label) for classifiers,
+the written text (``generate``, greedy) for text-generation models."""
 
 from __future__ import annotations
 
@@ -13,9 +14,11 @@ from accelkit.errors import ConfigError, ModelFolderError
 
 __all__ = ["SUPPORTED_TASKS", "ShippedRunner", "check_model_folder"]
 
-# the task methods accelkit run calls: ``encode`` for embeddings, label and score for classifiers
+# the task methods accelkit run calls: ``encode`` for embeddings, label and score for classifiers,
+# ``generate`` for text generation
 _ENCODE_TASKS = ("sentence-embedding", "feature-extraction")
-SUPPORTED_TASKS = (*_ENCODE_TASKS, "text-classification")
+_GENERATE_TASKS = ("text-generation",)
+SUPPORTED_TASKS = (*_ENCODE_TASKS, "text-classification", *_GENERATE_TASKS)
 
 
 def check_model_folder(path: str | Path) -> str:
@@ -39,19 +42,30 @@ def check_model_folder(path: str | Path) -> str:
     task = (meta.get("pipeline") or {}).get("task")
     if task not in SUPPORTED_TASKS:
         raise ConfigError(f"{root} is a {task} model; accelkit run supports {', '.join(SUPPORTED_TASKS)} "
-                          "(embeddings, or label and score)")
+                          "(embeddings, label and score, or text)")
     return str(task)
 
 
-class ShippedRunner:
-    """The folder's model, loaded with ``threads`` compute threads (torch and ONNX Runtime)."""
+def check_run_options(task: str, max_new_tokens: int | None) -> None:
+    """ConfigError with one line when an option does not fit the folder's task."""
+    if max_new_tokens is not None and task not in _GENERATE_TASKS:
+        raise ConfigError(f"--max-new-tokens is for text-generation models; this one is {task}: drop it")
 
-    def __init__(self, folder: str | Path, threads: int, batch_size: int) -> None:
+
+class ShippedRunner:
+    """The folder's model, loaded with ``threads`` compute threads (torch and ONNX Runtime).
+    ``max_new_tokens``: for text generation (default: the number the folder was measured with)."""
+
+    def __init__(self, folder: str | Path, threads: int, batch_size: int,
+                 max_new_tokens: int | None = None) -> None:
         import torch
 
         from accelkit.saving import load
 
         self.task = check_model_folder(folder)
+        check_run_options(self.task, max_new_tokens)
+        self.generates = self.task in _GENERATE_TASKS
+        self.max_new_tokens = max_new_tokens
         torch.set_num_threads(threads)
         # ONNX Runtime and OpenVINO read $ACCELKIT_THREADS when the session is made, at load
         before = os.environ.get("ACCELKIT_THREADS")
@@ -68,7 +82,7 @@ class ShippedRunner:
         self.id2label: dict[int, str] = {}
         if self.task in _ENCODE_TASKS:
             self.width = int(self.model.encode(["width"], batch_size=1).shape[1])
-        else:
+        elif not self.generates:
             config = json.loads((Path(folder) / "config.json").read_text(encoding="utf-8"))
             self.id2label = {int(k): str(v) for k, v in (config.get("id2label") or {}).items()}
 
@@ -79,6 +93,8 @@ class ShippedRunner:
         fields = [pa.field("id", pa.string() if ids_are_given else pa.int64())]
         if self.width:
             fields.append(pa.field("embedding", pa.list_(pa.float32(), self.width)))
+        elif self.generates:
+            fields.append(pa.field("text", pa.string()))
         else:
             fields += [pa.field("label", pa.string()), pa.field("score", pa.float32())]
         return pa.schema(fields)
@@ -95,6 +111,10 @@ class ShippedRunner:
                    else np.zeros((0, self.width), np.float32))
             flat = pa.array(np.ascontiguousarray(emb, dtype=np.float32).reshape(-1))
             columns.append(pa.FixedSizeListArray.from_arrays(flat, self.width))
+        elif self.generates:
+            written = (self.model.generate(texts, max_new_tokens=self.max_new_tokens, batch_size=self.batch_size)
+                       if texts else [])
+            columns.append(pa.array(written, pa.string()))
         else:
             labels, scores = self._classify(texts)
             columns += [pa.array(labels, pa.string()), pa.array(scores, pa.float32())]

@@ -15,7 +15,7 @@ from typing import Any
 
 from accelkit._atomic import atomic_write_bytes
 from accelkit.batch_run.blocks import Block, Corpus, plan_blocks
-from accelkit.batch_run.model_runner import check_model_folder
+from accelkit.batch_run.model_runner import check_model_folder, check_run_options
 from accelkit.batch_run.parts import SUMMARY_FILE, prepare_output
 from accelkit.batch_run.progress import ProgressLine
 from accelkit.config import Config
@@ -32,7 +32,8 @@ _SUMMARY_EXAMPLES = 20  # bad rows listed in the summary (all of them are counte
 class RunConfig(Config):
     """How a corpus run reads, runs and writes. ``engine=None``: Ray when installed, else local.
     ``threads``: per Ray actor (default 1), or for the in-process engine (default every core);
-    ``actors``: Ray actors (default the cluster's CPUs / threads)."""
+    ``actors``: Ray actors (default the cluster's CPUs / threads); ``max_new_tokens``: tokens a
+    text-generation model writes after each prompt (default: the number it was measured with)."""
 
     engine: str | None = None
     text_column: str | None = None
@@ -45,6 +46,7 @@ class RunConfig(Config):
     address: str | None = None
     actors: int | None = None
     threads: int | None = None
+    max_new_tokens: int | None = None
     version: int = 1
 
     def __post_init__(self) -> None:
@@ -52,7 +54,7 @@ class RunConfig(Config):
             raise ConfigError(f"--engine {self.engine!r}: expected one of {', '.join(ENGINES)}")
         if self.on_bad_row not in _BAD_ROW_POLICIES:
             raise ConfigError(f"--on-bad-row {self.on_bad_row!r}: expected skip or fail")
-        for name in ("block_size", "batch_size", "actors", "threads"):
+        for name in ("block_size", "batch_size", "actors", "threads", "max_new_tokens"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise ConfigError(f"{name}={value!r}: expected a positive integer")
@@ -73,12 +75,13 @@ def _digest(paths: list[Path]) -> str:
     return h.hexdigest()
 
 
-def _run_record(model_dir: Path, corpus: Corpus, blocks: list[Block], block_size: int) -> dict[str, Any]:
+def _run_record(model_dir: Path, corpus: Corpus, blocks: list[Block], block_size: int,
+                max_new_tokens: int | None) -> dict[str, Any]:
     files = sorted({Path(b.file) for b in blocks}) or [Path(corpus.path)]
     return {"schema": "accelkit.run/1", "input": corpus.path, "input_digest": _digest(files),
             "format": corpus.fmt, "text_column": corpus.text_column, "id_column": corpus.id_column,
             "model": str(model_dir), "model_plan": _digest([model_dir / "plan.json"]),
-            "block_size": block_size, "blocks": len(blocks)}
+            "block_size": block_size, "blocks": len(blocks), "max_new_tokens": max_new_tokens}
 
 
 def run_batch(model_dir: str | os.PathLike, input: str | os.PathLike, output: str | os.PathLike,
@@ -100,7 +103,7 @@ def run_batch(model_dir: str | os.PathLike, input: str | os.PathLike, output: st
     if engine == "ray":
         require_ray()
     model_dir, out = Path(model_dir).resolve(), Path(output).resolve()
-    check_model_folder(model_dir)
+    check_run_options(check_model_folder(model_dir), cfg.max_new_tokens)
     corpus, blocks = plan_blocks(input, cfg.block_size, text_column=cfg.text_column, id_column=cfg.id_column)
     threads = cfg.threads or (1 if engine == "ray" else _cores())
     started = False
@@ -109,11 +112,12 @@ def run_batch(model_dir: str | os.PathLike, input: str | os.PathLike, output: st
 
         started = connect(cfg.address, _cores())
     try:
-        done = prepare_output(out, _run_record(model_dir, corpus, blocks, cfg.block_size),
+        done = prepare_output(out, _run_record(model_dir, corpus, blocks, cfg.block_size, cfg.max_new_tokens),
                               resume=cfg.resume, overwrite=cfg.overwrite)
         todo = [b for b in blocks if b.index not in done]
         worker_args = {"model_dir": str(model_dir), "corpus": corpus, "output": str(out), "threads": threads,
-                       "batch_size": cfg.batch_size, "on_bad_row": cfg.on_bad_row}
+                       "batch_size": cfg.batch_size, "on_bad_row": cfg.on_bad_row,
+                       "max_new_tokens": cfg.max_new_tokens}
         finished: dict[int, dict] = {}
         line = ProgressLine(console or Console(stderr=True), sum(b.rows for b in todo))
 

@@ -39,15 +39,19 @@ def run(
     actors: Annotated[int | None, typer.Option(help="Ray actors (default: the cluster's CPUs / threads)")] = None,
     threads: Annotated[int | None, typer.Option(help="threads per Ray actor (default 1), or of the local "
                                                 "engine (default: every core)")] = None,
+    max_new_tokens: Annotated[int | None, typer.Option(help="text-generation models: tokens written after each "
+                                                       "prompt (default: the number it was measured with)")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", help=VERBOSE_HELP)] = False,
 ) -> None:
-    """Run MODEL_DIR's task over --input (embeddings, or label and score) into Parquet parts in --output."""
+    """Run MODEL_DIR's task over --input (embeddings, label and score, or generated text) into Parquet
+    parts in --output."""
     from accelkit.batch_run import RunConfig, run_batch
     from accelkit.quiet import quiet
 
     config = RunConfig(engine=engine, text_column=text_column, id_column=id_column, block_size=block_size,
                        batch_size=batch_size, on_bad_row=on_bad_row, resume=resume, overwrite=overwrite,
-                       address=address, actors=actors, threads=threads)
+                       address=address, actors=actors, threads=threads,
+                       max_new_tokens=max_new_tokens)
     with quiet(verbose=verbose, name="run") as q, _sigterm_interrupts():
         try:
             s = run_batch(model_dir, input, output, config, console=q.console)
