@@ -53,6 +53,8 @@ def test_run_writes_parts_and_prints_a_summary_line(shipped, tmp_path, capfd):
     ("column", "no column 'nope'"),
     ("foreign", "holds files accelkit did not write"),
     ("no-ray", "needs Ray Data"),
+    ("address", "Ray is not reachable at 127.0.0.1:9"),
+    ("max-new-tokens", "--max-new-tokens is for text-generation models"),
 ])
 def test_bad_input_is_one_line_and_exit_2(shipped, tmp_path, capfd, monkeypatch, case, message):
     data = mf.labelled_csv(tmp_path, 5)
@@ -72,13 +74,38 @@ def test_bad_input_is_one_line_and_exit_2(shipped, tmp_path, capfd, monkeypatch,
     elif case == "foreign":
         out.mkdir()
         (out / "notes.txt").write_text("mine")
-    else:
+    elif case == "no-ray":
         monkeypatch.setattr("accelkit.batch_run.ray_engine.ray_available", lambda: False)
         args["extra"] = ["--text-column", "body", "--engine", "ray"]
+    elif case == "address":  # nothing listens on port 9 (discard): refused at once, not after Ray's retries
+        pytest.importorskip("ray")
+        args["extra"] = ["--text-column", "body", "--engine", "ray", "--address", "127.0.0.1:9"]
+    else:
+        args["extra"] = ["--text-column", "body", "--engine", "local", "--max-new-tokens", "4"]
     code = _exit_code(["run", args["model"], "--input", args["input"], "--output", str(out), *args["extra"]])
     err = capfd.readouterr().err.strip()
     assert code == 2 and message in err and len(err.splitlines()) == 1, err
     assert not list(out.glob("part-*")) and not (out / "_run.json").exists()
+    if case == "foreign":
+        assert [p.name for p in out.iterdir()] == ["notes.txt"] and (out / "notes.txt").read_text() == "mine"
+
+
+def test_overwrite_writes_beside_other_files_and_replaces_only_its_own(shipped, tmp_path, capfd):
+    data = mf.labelled_csv(tmp_path, 12)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    (out / "sub").mkdir()
+    (out / "sub" / "part-000000.parquet").write_text("not ours: in a subfolder")
+    args = ["run", str(shipped), "--input", str(data), "--output", str(out), "--engine", "local",
+            "--text-column", "body", "--block-size", "4", "--overwrite"]
+    assert _exit_code(args) == 0
+    assert _exit_code([*args[:-2], "8", "--overwrite"]) == 0  # another block size: the earlier parts go
+    capfd.readouterr()
+    assert sorted(p.name for p in out.iterdir()) == ["_run.json", "_summary.json", "notes.txt", "part-000000.parquet",
+                                                     "part-000001.parquet", "sub"]
+    assert (out / "notes.txt").read_text() == "mine"
+    assert (out / "sub" / "part-000000.parquet").read_text() == "not ours: in a subfolder"
 
 
 def test_sigterm_stops_the_run_with_a_resume_hint_and_resume_finishes_it(shipped, tmp_path):
