@@ -137,3 +137,22 @@ def test_sigterm_stops_the_run_with_a_resume_hint_and_resume_finishes_it(shipped
     summary = json.loads((out / "_summary.json").read_text())
     assert summary["blocks_resumed"] == written and summary["items"] == 2000
     assert sorted(pq.read_table(out).column("id").to_pylist()) == list(range(2000))
+
+
+def test_max_new_tokens_reaches_a_text_generation_model(tmp_path, capfd):
+    from accelkit.saving import load, save
+    from accelkit.variants import build_variant
+    from accelkit.workloads import workload_from_model
+
+    wl = workload_from_model(mf.llama_folder(tmp_path), mf.prompts_file(tmp_path, 6), task="text-generation",
+                             max_new_tokens=5)
+    model = save(build_variant("default", wl.build_model(), wl.default_settings(), wl), tmp_path / "llama",
+                 "default", workload=wl)
+    prompts = (tmp_path / "prompts.txt").read_text().splitlines()
+    out = tmp_path / "out"
+    code = _exit_code(["run", str(model), "--input", str(tmp_path / "prompts.txt"), "--output", str(out),
+                       "--engine", "local", "--batch-size", "2", "--max-new-tokens", "2"])
+    assert code == 0 and "6 items" in capfd.readouterr().out
+    table = pq.read_table(out).sort_by("id")
+    assert table.column("id").to_pylist() == list(range(6))
+    assert table.column("text").to_pylist() == load(model).generate(prompts, max_new_tokens=2, batch_size=2)
