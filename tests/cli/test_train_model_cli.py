@@ -38,6 +38,19 @@ def test_train_a_classifier_folder_then_load_it_for_optimize(tmp_path, capsys):
     assert workload.task == "text-classification" and workload.build_model() is not None
 
 
+def test_train_a_sentence_embedding_folder_on_pairs(tmp_path, capsys):
+    folder, data = mf.sentence_transformers_folder(tmp_path), mf.pairs_jsonl(tmp_path, 40)
+    out = tmp_path / "run"
+    main(["train", "--model", str(folder), "--data", str(data), "--out", str(out), "--max-steps", "2",
+          "--micro-batch", "8", "--no-progress"])
+    summary = json.loads((out / "result.json").read_text())
+    assert summary["task"] == "sentence-embedding" and summary["steps_done"] == 2
+    assert set(summary["validation"]) == {"val_loss", "val_accuracy"}
+    from accelkit.workloads import workload_from_model
+
+    assert workload_from_model(out / "model", mf.text_file(tmp_path, 20)).task == "sentence-embedding"
+
+
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
     folder, data = mf.bert_classifier_folder(tmp_path), mf.labelled_csv(tmp_path)
     capsys.readouterr()  # the fixtures' own saving output
@@ -45,7 +58,8 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
     cases = {
         "--label-column": [*base, "--data", str(data), "--text-column", "body"],  # csv labels not named
         "not causal-lm": [*base, "--data", str(data), "--text-column", "body", "--task", "causal-lm"],
-        "not yet supported": [*base, "--data", str(data), "--task", "sentence-embedding"],
+        "not sentence-embedding": [*base, "--data", str(data), "--task", "sentence-embedding"],
+        "not yet supported": [*base, "--data", str(data), "--task", "token-classification"],
         "--model replaces --workload": [*base, "--data", str(data), "--workload", "digits"],
         "--nproc > 1": [*base, "--data", str(data), "--nproc", "2"],
     }

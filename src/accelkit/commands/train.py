@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from accelkit.commands import DataOpt, LabelColumnOpt, ModelOpt, TextColumnOpt
+from accelkit.commands import DataOpt, LabelColumnOpt, ModelOpt
 from accelkit.errors import ConfigError
 
 __all__ = ["register"]
@@ -21,9 +21,16 @@ def train(
     workload: Annotated[str | None, typer.Option("--workload", "-w", help="digits | gpt-mini | package.module:function")] = None,
     model: ModelOpt = None,
     data: DataOpt = None,
-    task_: Annotated[str | None, typer.Option("--task", help="with --model: text-classification | causal-lm [default: from its config]")] = None,
-    text_column: TextColumnOpt = None,
+    task_: Annotated[str | None, typer.Option("--task", help=(
+        "with --model: text-classification | causal-lm | sentence-embedding [default: from its config]; "
+        "sentence-embedding trains on (anchor, positive) pairs with sentence-transformers' "
+        "MultipleNegativesRankingLoss (in-batch negatives)"))] = None,
+    text_column: Annotated[str | None, typer.Option(help=(
+        "the text column of a .jsonl/.csv --data (sentence-embedding: the anchor column [default: anchor])"))] = None,
     label_column: LabelColumnOpt = None,
+    positive_column: Annotated[str | None, typer.Option(help=(
+        "sentence-embedding: the positive column of a .jsonl/.csv --data [default: positive]; a .txt pairs "
+        "consecutive lines (1+2, 3+4, ...)"))] = None,
     calib_size: Annotated[int | None, typer.Option(help="with --model: items of --data trained on [default: half, at most 1024]; the rest is held out")] = None,
     max_length: Annotated[int | None, typer.Option(help="with --model: tokens per text at most [default: the model's limit]")] = None,
     group_by_length: Annotated[bool, typer.Option(help="batches of similar lengths (less padding), still shuffled")] = False,
@@ -95,13 +102,14 @@ def train(
         hf_logging.disable_progress_bar()  # weight loading/writing bars: our progress bar is the one shown
 
         task = user_training_task(model, data, task=task_, text_column=text_column, label_column=label_column,
-                                  calib_size=calib_size, max_length=max_length, seed=config.seed)
+                                  positive_column=positive_column, calib_size=calib_size, max_length=max_length,
+                                  seed=config.seed)
         workload = task.name
     elif workload is None:
         raise ConfigError("accelkit train needs --workload (digits, gpt-mini, package.module:function) or "
                           "--model FOLDER --data FILE")
-    elif data is not None or task_ is not None:
-        raise ConfigError("--data and --task go with --model; pass your model folder with --model")
+    elif data is not None or task_ is not None or positive_column is not None:
+        raise ConfigError("--data, --task and --positive-column go with --model; pass your model folder with --model")
     else:
         task = get_training_task(workload, seed=config.seed, width=width, size=size)
     config.throughput_unit = task.throughput_unit

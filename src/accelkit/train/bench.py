@@ -290,6 +290,9 @@ def _measure_rows(task, workload, names, trainer_rows, baseline, batch, steps_pe
         try:
             from accelkit.train.hf_trainer import TRAINER_ROWS, PausedTrainer
 
+            if getattr(task, "task", None) == "sentence-embedding":
+                raise ConfigError("the transformers Trainer computes no contrastive loss; sentence-transformers' "
+                                  "SentenceTransformerTrainer is that peer, not measured here")
             model = fresh_model()
             trainers[name] = PausedTrainer(
                 model.model, task.dataset, collate_fn, flags=TRAINER_ROWS[name], batch_size=batch, lr=lr,

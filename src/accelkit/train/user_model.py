@@ -31,10 +31,11 @@ __all__ = [
     "user_training_task",
 ]
 
-TRAINABLE_TASKS = ("text-classification", "causal-lm")
+TRAINABLE_TASKS = ("text-classification", "causal-lm", "sentence-embedding")
+# a folder of the key's task may be trained as these tasks too (a plain encoder gets pooling)
+_ALSO_TRAINS_AS = {"feature-extraction": ("sentence-embedding",)}
 # tasks a folder may have that training does not offer yet, and what to use meanwhile
 _NOT_YET = {
-    "sentence-embedding": "sentence-transformers' own fit (MultipleNegativesRankingLoss), then accelkit optimize",
     "image-classification": "the transformers Trainer, then accelkit optimize",
     "feature-extraction": "a head for the task (e.g. AutoModelForSequenceClassification.from_pretrained(folder, "
                           "num_labels=N).save_pretrained(new_folder)) and train that folder",
@@ -110,18 +111,38 @@ class UserTrainingTask(TrainingTask):
     task: str = ""
     tokenizer: Any = None
     collate_fn: Callable[[list], Any] | None = None
-    heldout: TokenizedTexts | None = None
+    heldout: Dataset | None = None
     split_report: dict | None = None
+    # writes the trained model into an empty folder (default: save_pretrained + the tokenizer)
+    writer: Callable[[Path], None] | None = None
 
     @property
     def hf_model(self) -> nn.Module:
         return self.model.model
 
     def save(self, folder: Path) -> Path:
-        """The trained model as a Hugging Face folder (safetensors weights, config, tokenizer)."""
-        folder.mkdir(parents=True, exist_ok=True)
-        self.hf_model.save_pretrained(str(folder), safe_serialization=True)
-        self.tokenizer.save_pretrained(str(folder))
+        """The trained model as a Hugging Face folder (safetensors weights, config, tokenizer; for
+        sentence-embedding the sentence-transformers modules too), written beside and renamed."""
+        import os
+        import shutil
+
+        folder = Path(folder)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        if self.writer is not None:
+            self.writer(tmp)
+        else:
+            self.hf_model.save_pretrained(str(tmp), safe_serialization=True)
+            self.tokenizer.save_pretrained(str(tmp))
+        if folder.exists():  # an earlier run's model: swap it out only once the new one is complete
+            old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
+            os.replace(folder, old)
+            os.replace(tmp, folder)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, folder)
         return folder
 
 
@@ -162,7 +183,7 @@ def _check_task(folder: Path, task: str | None) -> str:
         use = _NOT_YET.get(task, "the transformers Trainer")
         raise ConfigError(f"--task {task}: training is not yet supported for it (accelkit train takes "
                           f"{', '.join(TRAINABLE_TASKS)}); use {use}")
-    if own != task:
+    if own != task and task not in _ALSO_TRAINS_AS.get(own, ()):
         raise ConfigError(f"--model {folder}: its config is a {own} model ({', '.join(config.architectures or [])}), "
                           f"not {task}; pass --task {own}, or save a {task} model of it first")
     return task
@@ -170,10 +191,14 @@ def _check_task(folder: Path, task: str | None) -> str:
 
 def user_training_task(model: str | Path, data: str | Path, *, task: str | None = None,
                        text_column: str | None = None, label_column: str | None = None,
-                       calib_size: int | None = None, max_length: int | None = None,
-                       seed: int = 0) -> UserTrainingTask:
+                       positive_column: str | None = None, calib_size: int | None = None,
+                       max_length: int | None = None, seed: int = 0) -> UserTrainingTask:
     """The training task for a user's Hugging Face folder ``model`` on ``data`` (see the module
-    docstring); ``max_length`` caps the tokens per text (default: the model's limit)."""
+    docstring); ``max_length`` caps the tokens per text (default: the model's limit).
+
+    ``task="sentence-embedding"`` (a sentence-transformers folder, or a plain encoder) trains on
+    (anchor, positive) pairs with MultipleNegativesRankingLoss (``accelkit.train.user_embedding``);
+    ``text_column``/``positive_column`` name the pair's columns."""
     from accelkit.workloads.user_model import workload_from_model
 
     folder = Path(model)
@@ -181,6 +206,14 @@ def user_training_task(model: str | Path, data: str | Path, *, task: str | None 
         raise ConfigError(f"--model {model}: accelkit train --model takes a Hugging Face folder; train a "
                           "module:function model with --workload and a Workload offering train_dataset()")
     task = _check_task(folder, task)
+    if task == "sentence-embedding":
+        if label_column is not None:
+            raise ConfigError("--label-column: sentence-embedding trains on (anchor, positive) pairs, which have "
+                              "no labels; drop it (--text-column and --positive-column name the pair)")
+        return _embedding_training_task(folder, data, anchor_column=text_column, positive_column=positive_column,
+                                        calib_size=calib_size, max_length=max_length, seed=seed)
+    if positive_column is not None:
+        raise ConfigError(f"--positive-column goes with --task sentence-embedding, not {task}; drop it")
     workload = workload_from_model(folder, data, task=task, text_column=text_column, label_column=label_column,
                                    calib_size=calib_size)
     calib, held = workload.calib_data(), workload.eval_data()
@@ -205,4 +238,63 @@ def user_training_task(model: str | Path, data: str | Path, *, task: str | None 
         name=folder.name, model=net, dataset=train_set, loss_fn=causal_lm_loss if causal else classification_loss,
         throughput_unit="samples", evaluate=lambda m: _evaluate(m, held_set, collate), example_batch=example,
         task=task, tokenizer=tokenizer, collate_fn=collate, heldout=held_set, split_report=workload.split_report,
+    )
+
+
+def _embedding_training_task(folder: Path, data: str | Path, *, anchor_column: str | None,
+                             positive_column: str | None, calib_size: int | None, max_length: int | None,
+                             seed: int) -> UserTrainingTask:
+    """Contrastive training of a sentence-transformers folder (or plain encoder) on text pairs."""
+    from accelkit.data.user_files import read_text_pairs, split_data
+    from accelkit.errors import ModelFolderError
+    from accelkit.tasks import get_task
+    from accelkit.train.user_embedding import (
+        EmbeddingForward,
+        PairCollator,
+        TokenizedPairs,
+        evaluate_pairs,
+        multiple_negatives_ranking_loss,
+        save_sentence_folder,
+    )
+    from accelkit.workloads.hf_model import (
+        load_config,
+        load_hf_model,
+        model_max_length,
+        read_sentence_config,
+    )
+
+    sentence = read_sentence_config(folder)
+    hf_dir = folder / sentence.transformer_path if sentence else folder
+    config = load_config(hf_dir)
+    pairs = read_text_pairs(data, anchor_column=anchor_column, positive_column=positive_column)
+    calib, held, report = split_data(pairs, calib_size=calib_size)
+    try:
+        tokenizer = get_task("sentence-embedding").load_preprocessor(hf_dir)
+    except (ValueError, OSError, KeyError, TypeError) as exc:
+        raise ModelFolderError(f"--model {folder}: no usable tokenizer files ({type(exc).__name__}); save the "
+                               "tokenizer into the folder with tokenizer.save_pretrained") from exc
+    own_limit = model_max_length(tokenizer, config, sentence)
+    limit = min(max_length or own_limit, own_limit)
+
+    def tokenized(part: Any) -> TokenizedPairs:
+        anchors = tokenizer([a for a, _ in part.items], truncation=True, max_length=limit)["input_ids"]
+        positives = tokenizer([p for _, p in part.items], truncation=True, max_length=limit)["input_ids"]
+        return TokenizedPairs(anchors, positives)
+
+    train_set, held_set = tokenized(calib), tokenized(held)
+    collate = PairCollator(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0)
+    pooling = sentence.pooling if sentence else "mean"
+    torch.manual_seed(seed)
+    net = EmbeddingForward(load_hf_model(hf_dir, "sentence-embedding", config).train(), pooling)
+    example = collate([train_set[i] for i in range(min(4, len(train_set)))])
+    transformer_path = sentence.transformer_path if sentence else ""
+
+    def write(target: Path) -> None:
+        save_sentence_folder(target, folder, transformer_path, net.model, tokenizer, pooling, limit)
+
+    return UserTrainingTask(
+        name=folder.name, model=net, dataset=train_set, loss_fn=multiple_negatives_ranking_loss,
+        throughput_unit="samples", evaluate=lambda m: evaluate_pairs(m, held_set, collate), example_batch=example,
+        task="sentence-embedding", tokenizer=tokenizer, collate_fn=collate, heldout=held_set,
+        split_report={**report, "pairs": True}, writer=write,
     )
