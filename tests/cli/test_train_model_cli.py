@@ -4,10 +4,12 @@ folder is what optimize --model reads), and bad input as one line with exit code
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import model_folders as mf  # noqa: E402
@@ -61,7 +63,8 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
         "not sentence-embedding": [*base, "--data", str(data), "--task", "sentence-embedding"],
         "not yet supported": [*base, "--data", str(data), "--task", "token-classification"],
         "--model replaces --workload": [*base, "--data", str(data), "--workload", "digits"],
-        "--nproc > 1": [*base, "--data", str(data), "--nproc", "2"],
+        "is more than this machine's": [*base, "--data", str(data), "--nproc", "4096"],
+        "--strategy fsdp with --model": [*base, "--data", str(data), "--nproc", "2", "--strategy", "fsdp"],
     }
     for needle, args in cases.items():
         assert _exit_code(args) == 2, needle
@@ -80,3 +83,26 @@ def test_bench_train_with_a_model_prints_the_trainer_baseline(tmp_path, capsys):
     assert "against default" in printed and "fp32" in printed
     summary = json.loads(out.read_text())
     assert summary["baseline"] == "default" and [v["name"] for v in summary["variants"]] == ["default", "fp32"]
+
+
+@pytest.mark.slow
+def test_nproc_2_saves_the_folder_one_process_saves_with_rank_0_weights(tmp_path, monkeypatch):
+    from safetensors.torch import load_file
+
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(sys.path))  # the workers import this accelkit
+    folder, data = mf.bert_classifier_folder(tmp_path), mf.labelled_csv(tmp_path, 60)
+    args = ["train", "--model", str(folder), "--data", str(data), "--text-column", "body", "--label-column",
+            "sentiment", "--max-steps", "2", "--micro-batch", "4", "--target-batch", "8", "--no-progress"]
+    main([*args, "--out", str(tmp_path / "one")])  # 4 × 2 accumulation
+    main([*args, "--out", str(tmp_path / "two"), "--nproc", "2"])  # 4 × 2 processes
+    one, two = tmp_path / "one" / "model", tmp_path / "two" / "model"
+    assert sorted(p.name for p in two.iterdir()) == sorted(p.name for p in one.iterdir())
+    summary = json.loads((tmp_path / "two" / "result.json").read_text())
+    assert summary["world_size"] == 2 and summary["steps_done"] == 2 and summary["effective_batch_size"] == 8
+    saved = load_file(str(two / "model.safetensors"))
+    final = load_file(summary["checkpoint_path"] + "/model.safetensors")  # rank 0 wrote it after the last step
+    assert all(torch.equal(saved[k], final["model." + k]) for k in saved)
+    assert set(load_file(str(one / "model.safetensors"))) == set(saved)
+    from accelkit.workloads import workload_from_model
+
+    assert workload_from_model(two, data, text_column="body", label_column="sentiment").task == "text-classification"

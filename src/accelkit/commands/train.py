@@ -60,7 +60,7 @@ def train(
     num_workers: Annotated[int, typer.Option(help="DataLoader worker processes")] = 0,
     width: Annotated[int | None, typer.Option(help="model width (digits channels, gpt-mini n_embd)")] = None,
     size: Annotated[str, typer.Option(help="gpt-mini shape: default | large (GPT_MINI_SIZES)")] = "default",
-    nproc: Annotated[int, typer.Option(help="processes per node (launched with torch.distributed.run)")] = 1,
+    nproc: Annotated[int, typer.Option(help="processes per node (launched with torch.distributed.run; DDP, also with --model); at most the CPU cores (GPUs)")] = 1,
     nnodes: Annotated[str, typer.Option(help="torchrun --nnodes")] = "1",
     node_rank: Annotated[int | None, typer.Option(help="torchrun --node-rank")] = None,
     rdzv_endpoint: Annotated[str | None, typer.Option(help="torchrun --rdzv-endpoint host:port")] = None,
@@ -93,8 +93,13 @@ def train(
             group_by_length=group_by_length,
         )
     inside_torchrun = "WORLD_SIZE" in os.environ
+    if nproc > 1 and not inside_torchrun:
+        from accelkit.train._dist import resolve_device_type
+        from accelkit.train.distributed import check_nproc
+
+        check_nproc(nproc, resolve_device_type(config.device))
     if model is not None:
-        _check_model_options(workload, data, out, nproc, width, size)
+        _check_model_options(workload, data, out, width, size, config.strategy if nproc > 1 else None)
         from transformers.utils import logging as hf_logging
 
         from accelkit.train.user_model import user_training_task
@@ -140,7 +145,15 @@ def train(
         folder.mkdir(parents=True, exist_ok=True)
         config_path = folder / "train_config.json"
         _atomic_write_json(config_path, config.to_dict())
-        target = ["accelkit", "train", "--workload", workload, "--config-json", str(config_path)]
+        if model is not None:  # every worker builds the same task from the same files and seed
+            named = {"--model": model, "--data": data, "--task": task.task, "--text-column": text_column,
+                     "--label-column": label_column, "--positive-column": positive_column,
+                     "--calib-size": calib_size, "--max-length": max_length, "--out": out}
+            target = ["accelkit", "train", "--config-json", str(config_path)]
+            for flag, value in named.items():
+                target += [flag, str(value)] if value is not None else []
+        else:
+            target = ["accelkit", "train", "--workload", workload, "--config-json", str(config_path)]
         if width is not None:
             target += ["--width", str(width)]
         if size != "default":
@@ -179,8 +192,8 @@ def train(
         typer.echo(f"result -> {Path(config.output_dir) / 'result.json'}")
 
 
-def _check_model_options(workload: str | None, data: Path | None, out: Path | None, nproc: int,
-                         width: int | None, size: str) -> None:
+def _check_model_options(workload: str | None, data: Path | None, out: Path | None, width: int | None, size: str,
+                         strategy: str | None) -> None:
     """One line for options that do not go with ``--model``."""
     if workload is not None:
         raise ConfigError("--model replaces --workload; pass one of them")
@@ -189,8 +202,9 @@ def _check_model_options(workload: str | None, data: Path | None, out: Path | No
                           "or a .txt, one text a line")
     if out is None:
         raise ConfigError("--model needs --out: the folder the trained model, metrics and checkpoints go to")
-    if nproc > 1:
-        raise ConfigError("--nproc > 1 with --model is not supported yet; train on one process (drop --nproc)")
+    if strategy == "fsdp":
+        raise ConfigError("--strategy fsdp with --model is not supported yet (the saved folder needs the whole "
+                          "model on rank 0); use --strategy ddp")
     if width is not None or size != "default":
         raise ConfigError("--width and --size shape the embedded workloads; drop them with --model")
 
