@@ -63,6 +63,8 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
         "not sentence-embedding": [*base, "--data", str(data), "--task", "sentence-embedding"],
         "not yet supported": [*base, "--data", str(data), "--task", "token-classification"],
         "--model replaces --workload": [*base, "--data", str(data), "--workload", "digits"],
+        "not one of the model's 3 classes": [*base, "--data", str(data), "--text-column", "body", "--label-column",
+                                              "id"],  # ids 0..119 as labels
         "is more than this machine's": [*base, "--data", str(data), "--nproc", "4096"],
         "--strategy fsdp with --model": [*base, "--data", str(data), "--nproc", "2", "--strategy", "fsdp"],
     }
@@ -106,3 +108,41 @@ def test_nproc_2_saves_the_folder_one_process_saves_with_rank_0_weights(tmp_path
     from accelkit.workloads import workload_from_model
 
     assert workload_from_model(two, data, text_column="body", label_column="sentiment").task == "text-classification"
+
+
+def test_resume_with_another_model_folder_is_one_line_and_keeps_the_run(tmp_path, capsys):
+    folder, data = mf.bert_classifier_folder(tmp_path), mf.labelled_csv(tmp_path)
+    out = tmp_path / "run"
+    common = ["--data", str(data), "--text-column", "body", "--label-column", "sentiment", "--out", str(out),
+              "--micro-batch", "8", "--no-progress", "--checkpoint-every", "1"]
+    main(["train", "--model", str(folder), *common, "--max-steps", "2"])
+    before = (out / "model" / "model.safetensors").read_bytes()
+    other = tmp_path / "other"
+    folder.rename(other)  # another classifier of the same classes and tokenizer: one layer instead of two
+    from transformers import BertForSequenceClassification
+
+    config = mf._bert_config(num_labels=3, id2label={0: "neg", 1: "neu", 2: "pos"}, label2id={"neg": 0, "neu": 1, "pos": 2})
+    config.num_hidden_layers = 1
+    BertForSequenceClassification(config).save_pretrained(other)
+    capsys.readouterr()
+    assert _exit_code(["train", "--model", str(other), *common, "--max-steps", "4", "--resume"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "written by another model" in err and "BertForSequenceClassification" in err and len(err.splitlines()) == 1
+    assert (out / "checkpoints" / "step-00000002").is_dir() and (out / "model" / "model.safetensors").read_bytes() == before
+
+
+def test_nan_loss_stops_with_the_step_and_a_hint_and_keeps_the_last_good_checkpoint(tmp_path, capsys):
+    folder, data = mf.bert_classifier_folder(tmp_path), mf.labelled_csv(tmp_path)
+    out = tmp_path / "run"
+    capsys.readouterr()
+    code = _exit_code(["train", "--model", str(folder), "--data", str(data), "--text-column", "body", "--label-column",
+                       "sentiment", "--out", str(out), "--micro-batch", "4", "--no-progress", "--checkpoint-every", "1",
+                       "--max-steps", "12", "--lr", "1e30"])  # AdamW's first step puts weights at ~1e30
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert "non-finite" in err and "(step " in err and "lower lr" in err and "last good checkpoint" in err
+    from accelkit.train import latest_checkpoint
+
+    kept = latest_checkpoint(out / "checkpoints")
+    assert kept is not None and str(kept) in err
+    assert not (out / "model").exists()  # no model folder from a diverged run
