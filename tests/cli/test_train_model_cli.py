@@ -53,6 +53,19 @@ def test_train_a_sentence_embedding_folder_on_pairs(tmp_path, capsys):
     assert workload_from_model(out / "model", mf.text_file(tmp_path, 20)).task == "sentence-embedding"
 
 
+def test_train_an_image_classifier_folder_on_class_sub_folders(tmp_path, capsys):
+    folder, images = mf.cnn_folder(tmp_path), mf.image_folder(tmp_path)
+    out = tmp_path / "run"
+    main(["train", "--model", str(folder), "--data", str(images), "--out", str(out), "--max-steps", "2",
+          "--micro-batch", "4", "--no-progress", "--num-workers", "1", "--channels-last"])
+    summary = json.loads((out / "result.json").read_text())
+    assert summary["task"] == "image-classification" and summary["steps_done"] == 2
+    assert set(summary["validation"]) == {"val_loss", "val_accuracy"}
+    from accelkit.workloads import workload_from_model
+
+    assert workload_from_model(out / "model", images).task == "image-classification"
+
+
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
     folder, data = mf.bert_classifier_folder(tmp_path), mf.labelled_csv(tmp_path)
     capsys.readouterr()  # the fixtures' own saving output

@@ -22,9 +22,10 @@ def train(
     model: ModelOpt = None,
     data: DataOpt = None,
     task_: Annotated[str | None, typer.Option("--task", help=(
-        "with --model: text-classification | causal-lm | sentence-embedding [default: from its config]; "
-        "sentence-embedding trains on (anchor, positive) pairs with sentence-transformers' "
-        "MultipleNegativesRankingLoss (in-batch negatives)"))] = None,
+        "with --model: text-classification | causal-lm | sentence-embedding | image-classification [default: from "
+        "its config]; sentence-embedding trains on (anchor, positive) pairs with sentence-transformers' "
+        "MultipleNegativesRankingLoss (in-batch negatives); image-classification on a folder with a sub-folder per "
+        "class, with a Hugging Face image model or a module:function nn.Module"))] = None,
     text_column: Annotated[str | None, typer.Option(help=(
         "the text column of a .jsonl/.csv --data (sentence-embedding: the anchor column [default: anchor])"))] = None,
     label_column: LabelColumnOpt = None,
@@ -186,7 +187,11 @@ def train(
     if model is not None:
         saved = task.save(Path(config.output_dir) / "model")
         summary.update(model=str(model), task=task.task, saved_model=str(saved), split=task.split_report)
-        typer.echo(f"model -> {saved} (next: accelkit optimize --model {saved} --data ...)")
+        if (saved / "config.json").is_file():
+            typer.echo(f"model -> {saved} (next: accelkit optimize --model {saved} --data ...)")
+        else:  # a module:function model: its weights, for the user's function to load
+            typer.echo(f"model -> {saved} (model.safetensors and classes.json; load them into your model with "
+                       "accelkit.train.load_weights)")
     if config.output_dir:
         _atomic_write_json(Path(config.output_dir) / "result.json", summary)
         typer.echo(f"result -> {Path(config.output_dir) / 'result.json'}")

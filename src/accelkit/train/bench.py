@@ -293,6 +293,8 @@ def _measure_rows(task, workload, names, trainer_rows, baseline, batch, steps_pe
             if getattr(task, "task", None) == "sentence-embedding":
                 raise ConfigError("the transformers Trainer computes no contrastive loss; sentence-transformers' "
                                   "SentenceTransformerTrainer is that peer, not measured here")
+            if getattr(task, "task", None) == "image-classification":
+                raise ConfigError("the Trainer rows are built for text models only so far")
             model = fresh_model()
             trainers[name] = PausedTrainer(
                 model.model, task.dataset, collate_fn, flags=TRAINER_ROWS[name], batch_size=batch, lr=lr,

@@ -31,12 +31,11 @@ __all__ = [
     "user_training_task",
 ]
 
-TRAINABLE_TASKS = ("text-classification", "causal-lm", "sentence-embedding")
+TRAINABLE_TASKS = ("text-classification", "causal-lm", "sentence-embedding", "image-classification")
 # a folder of the key's task may be trained as these tasks too (a plain encoder gets pooling)
 _ALSO_TRAINS_AS = {"feature-extraction": ("sentence-embedding",)}
 # tasks a folder may have that training does not offer yet, and what to use meanwhile
 _NOT_YET = {
-    "image-classification": "the transformers Trainer, then accelkit optimize",
     "feature-extraction": "a head for the task (e.g. AutoModelForSequenceClassification.from_pretrained(folder, "
                           "num_labels=N).save_pretrained(new_folder)) and train that folder",
     "token-classification": "the transformers Trainer, then accelkit optimize",
@@ -203,9 +202,16 @@ def user_training_task(model: str | Path, data: str | Path, *, task: str | None 
 
     folder = Path(model)
     if ":" in str(model) and not folder.exists():
-        raise ConfigError(f"--model {model}: accelkit train --model takes a Hugging Face folder; train a "
-                          "module:function model with --workload and a Workload offering train_dataset()")
+        if task in (None, "image-classification") and Path(data).is_dir():
+            _no_text_options(text_column, label_column, positive_column, max_length)
+            return _image_training_task(str(model), data, calib_size=calib_size, seed=seed)
+        raise ConfigError(f"--model {model}: accelkit train --model takes a Hugging Face folder, or a module:function "
+                          "with a folder of images (image-classification); train another module:function model with "
+                          "--workload and a Workload offering train_dataset()")
     task = _check_task(folder, task)
+    if task == "image-classification":
+        _no_text_options(text_column, label_column, positive_column, max_length)
+        return _image_training_task(folder, data, calib_size=calib_size, seed=seed)
     if task == "sentence-embedding":
         if label_column is not None:
             raise ConfigError("--label-column: sentence-embedding trains on (anchor, positive) pairs, which have "
@@ -297,4 +303,95 @@ def _embedding_training_task(folder: Path, data: str | Path, *, anchor_column: s
         throughput_unit="samples", evaluate=lambda m: evaluate_pairs(m, held_set, collate), example_batch=example,
         task="sentence-embedding", tokenizer=tokenizer, collate_fn=collate, heldout=held_set,
         split_report={**report, "pairs": True}, writer=write,
+    )
+
+
+def _no_text_options(text_column: str | None, label_column: str | None, positive_column: str | None,
+                     max_length: int | None) -> None:
+    named = [flag for flag, value in (("--text-column", text_column), ("--label-column", label_column),
+                                      ("--positive-column", positive_column), ("--max-length", max_length))
+             if value is not None]
+    if named:
+        raise ConfigError(f"{', '.join(named)}: an image classifier reads its classes from the sub-folders of "
+                          "--data; drop them")
+
+
+def _image_training_task(model: str | Path, data: str | Path, *, calib_size: int | None, seed: int) -> UserTrainingTask:
+    """An image classifier (a Hugging Face folder, or ``module:function``) on a class-per-sub-folder
+    image folder (``accelkit.train.user_image``)."""
+    from torch.utils.data import default_collate
+
+    from accelkit.data.user_files import read_data_file, split_data
+    from accelkit.errors import ModelFolderError
+    from accelkit.tasks import get_task
+    from accelkit.train.checkpoint import save_weights
+    from accelkit.train.user_image import (
+        ImageForward,
+        ImageItems,
+        ProcessorTransform,
+        ResizeNormalize,
+        evaluate_images,
+    )
+    from accelkit.workloads.hf_model import load_config, load_hf_model
+
+    user = read_data_file(data)
+    if user.kind != "images":
+        raise DataFileError(f"--data {data}: --task image-classification trains on a folder of images, one "
+                            "sub-folder per class (<folder>/<class>/<image>)")
+    if user.labels is None:
+        raise DataFileError(f"--data {data}: training an image classifier needs every image in a sub-folder named "
+                            "after its class (<folder>/<class>/<image>); move the images so")
+    calib, held, report = split_data(user, calib_size=calib_size)
+    spec = get_task("image-classification")
+    torch.manual_seed(seed)  # a head the folder lacks is initialised alike every run
+    if isinstance(model, Path):
+        config = load_config(model)
+        try:
+            processor = spec.load_preprocessor(model)
+        except (ValueError, OSError, KeyError, TypeError) as exc:
+            raise ModelFolderError(f"--model {model}: no usable image processor (preprocessor_config.json); save it "
+                                   "into the folder with processor.save_pretrained") from exc
+        ids = spec.labels(calib.labels, config, calib.source), spec.labels(held.labels, config, held.source)
+        transform: Any = ProcessorTransform(processor)
+        net = ImageForward(load_hf_model(model, "image-classification", config).train(), hugging_face=True)
+        name = model.name
+
+        def write(target: Path) -> None:
+            net.model.save_pretrained(str(target), safe_serialization=True)
+            processor.save_pretrained(str(target))
+    else:
+        from accelkit.workloads.user_model import _call_factory
+
+        made = _call_factory(model)
+        module = made if isinstance(made, nn.Module) else (made.get("model") if isinstance(made, dict) else None)
+        if not isinstance(module, nn.Module):
+            raise ConfigError(f"--model {model}: the function returned {type(made).__name__}; expected an nn.Module "
+                              "or a dict with 'model' (and optional 'image_size', default 224)")
+        size = int(made.get("image_size", 224)) if isinstance(made, dict) else 224
+        names = sorted({str(label) for label in user.labels})  # class ids: the sub-folders in name order
+        ids = [names.index(str(x)) for x in calib.labels], [names.index(str(x)) for x in held.labels]
+        transform = ResizeNormalize(size)
+        net = ImageForward(module.train(), hugging_face=False)
+        name = model.rpartition(":")[2]
+
+        def write(target: Path) -> None:
+            import json
+
+            save_weights(net.model.state_dict(), target / "model.safetensors")
+            (target / "classes.json").write_text(json.dumps({"classes": names, "image_size": size}, indent=2))
+    train_set = ImageItems(calib.items, ids[0], transform)
+    held_set = ImageItems(held.items, ids[1], transform)
+    first = [train_set[i] for i in range(min(4, len(train_set)))]
+    example = (torch.stack([x for x, _ in first]), torch.tensor([c for _, c in first]))
+    with torch.no_grad():
+        width = net.eval()(example[0]).shape[-1]
+    net.train()
+    wanted = len(names) if not isinstance(model, Path) else width
+    if width != wanted:
+        raise DataFileError(f"--data {data} has {wanted} classes ({', '.join(names[:8])}) but --model {model} gives "
+                            f"{width} logits; return a model with {wanted} outputs, one per sub-folder")
+    return UserTrainingTask(
+        name=name, model=net, dataset=train_set, loss_fn=classification_loss, throughput_unit="samples",
+        evaluate=lambda m: evaluate_images(m, held_set), example_batch=example, task="image-classification",
+        tokenizer=None, collate_fn=default_collate, heldout=held_set, split_report=report, writer=write,
     )
