@@ -159,3 +159,15 @@ def test_nan_loss_stops_with_the_step_and_a_hint_and_keeps_the_last_good_checkpo
     kept = latest_checkpoint(out / "checkpoints")
     assert kept is not None and str(kept) in err
     assert not (out / "model").exists()  # no model folder from a diverged run
+
+
+@pytest.mark.slow
+def test_nproc_2_trains_a_sentence_embedding_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(sys.path))
+    folder, data = mf.sentence_transformers_folder(tmp_path), mf.pairs_jsonl(tmp_path, 40)
+    out = tmp_path / "run"
+    main(["train", "--model", str(folder), "--data", str(data), "--out", str(out), "--nproc", "2", "--max-steps", "2",
+          "--micro-batch", "4", "--no-progress"])
+    summary = json.loads((out / "result.json").read_text())
+    assert summary["world_size"] == 2 and summary["task"] == "sentence-embedding"
+    assert (out / "model" / "modules.json").is_file() and (out / "model" / "model.safetensors").is_file()

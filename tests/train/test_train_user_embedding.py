@@ -57,7 +57,10 @@ def test_a_sentence_transformers_folder_learns_and_saves_what_optimize_and_load_
     task = user_training_task(folder, data)
     assert task.task == "sentence-embedding"
     before = task.evaluate(task.model)
+    pooler = {k: v.clone() for k, v in task.hf_model.pooler.state_dict().items()}
     result = _fit(task, tmp_path / "run", steps=10)
+    # BERT's own pooler is not what the embedding reads: frozen (DDP would wait for its gradients)
+    assert all(torch.equal(v, task.hf_model.pooler.state_dict()[k]) for k, v in pooler.items())
     after = task.evaluate(task.model)
     assert after["val_loss"] < before["val_loss"]  # held-out pairs, never trained on
     assert result.losses[-1] < result.losses[0]

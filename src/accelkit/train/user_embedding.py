@@ -47,6 +47,11 @@ class EmbeddingForward(nn.Module):
         super().__init__()
         self.model = model
         self.pooling = pooling
+        # the model's own pooler (BERT's dense+tanh on [CLS]) is not what the embedding reads: frozen,
+        # it stays as saved and DDP does not wait for gradients it never gets
+        pooler = getattr(model, "pooler", None)
+        if isinstance(pooler, nn.Module):
+            pooler.requires_grad_(False)
 
     def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         from accelkit.tasks.pooling import pool_tokens
