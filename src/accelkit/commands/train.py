@@ -22,18 +22,18 @@ def train(
     model: ModelOpt = None,
     data: DataOpt = None,
     task_: Annotated[str | None, typer.Option("--task", help=(
-        "with --model: text-classification | causal-lm | sentence-embedding | image-classification [default: from "
-        "its config]; sentence-embedding trains on (anchor, positive) pairs with sentence-transformers' "
+        "with --model: text-classification | causal-lm | sentence-embedding | image-classification (default: from "
+        "its config); sentence-embedding trains on (anchor, positive) pairs with sentence-transformers' "
         "MultipleNegativesRankingLoss (in-batch negatives); image-classification on a folder with a sub-folder per "
         "class, with a Hugging Face image model or a module:function nn.Module"))] = None,
     text_column: Annotated[str | None, typer.Option(help=(
-        "the text column of a .jsonl/.csv --data (sentence-embedding: the anchor column [default: anchor])"))] = None,
+        "the text column of a .jsonl/.csv --data (sentence-embedding: the anchor column, default anchor)"))] = None,
     label_column: LabelColumnOpt = None,
     positive_column: Annotated[str | None, typer.Option(help=(
-        "sentence-embedding: the positive column of a .jsonl/.csv --data [default: positive]; a .txt pairs "
+        "sentence-embedding: the positive column of a .jsonl/.csv --data (default: positive); a .txt pairs "
         "consecutive lines (1+2, 3+4, ...)"))] = None,
-    calib_size: Annotated[int | None, typer.Option(help="with --model: items of --data trained on [default: half, at most 1024]; the rest is held out")] = None,
-    max_length: Annotated[int | None, typer.Option(help="with --model: tokens per text at most [default: the model's limit]")] = None,
+    calib_size: Annotated[int | None, typer.Option(help="with --model: items of --data trained on (default: half, at most 1024); the rest is held out")] = None,
+    max_length: Annotated[int | None, typer.Option(help="with --model: tokens per text at most (default: the model's limit)")] = None,
     group_by_length: Annotated[bool, typer.Option(help="batches of similar lengths (less padding), still shuffled")] = False,
     precision: Annotated[str, typer.Option(help="fp32 | bf16 | fp16 (fp16 uses a GradScaler)")] = "fp32",
     compile_: Annotated[bool, typer.Option("--compile/--no-compile", help="torch.compile the model")] = False,
