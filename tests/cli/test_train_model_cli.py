@@ -79,7 +79,6 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
         "not one of the model's 3 classes": [*base, "--data", str(data), "--text-column", "body", "--label-column",
                                               "id"],  # ids 0..119 as labels
         "is more than this machine's": [*base, "--data", str(data), "--nproc", "4096"],
-        "--strategy fsdp with --model": [*base, "--data", str(data), "--nproc", "2", "--strategy", "fsdp"],
     }
     for needle, args in cases.items():
         assert _exit_code(args) == 2, needle
@@ -101,7 +100,8 @@ def test_bench_train_with_a_model_prints_the_trainer_baseline(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_nproc_2_saves_the_folder_one_process_saves_with_rank_0_weights(tmp_path, monkeypatch):
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
+def test_nproc_2_saves_the_folder_one_process_saves_with_rank_0_weights(tmp_path, monkeypatch, strategy):
     from safetensors.torch import load_file
 
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(sys.path))  # the workers import this accelkit
@@ -109,7 +109,7 @@ def test_nproc_2_saves_the_folder_one_process_saves_with_rank_0_weights(tmp_path
     args = ["train", "--model", str(folder), "--data", str(data), "--text-column", "body", "--label-column",
             "sentiment", "--max-steps", "2", "--micro-batch", "4", "--target-batch", "8", "--no-progress"]
     main([*args, "--out", str(tmp_path / "one")])  # 4 × 2 accumulation
-    main([*args, "--out", str(tmp_path / "two"), "--nproc", "2"])  # 4 × 2 processes
+    main([*args, "--out", str(tmp_path / "two"), "--nproc", "2", "--strategy", strategy])  # 4 × 2 processes
     one, two = tmp_path / "one" / "model", tmp_path / "two" / "model"
     assert sorted(p.name for p in two.iterdir()) == sorted(p.name for p in one.iterdir())
     summary = json.loads((tmp_path / "two" / "result.json").read_text())

@@ -100,7 +100,7 @@ def train(
 
         check_nproc(nproc, resolve_device_type(config.device))
     if model is not None:
-        _check_model_options(workload, data, out, width, size, config.strategy if nproc > 1 else None)
+        _check_model_options(workload, data, out, width, size)
         from transformers.utils import logging as hf_logging
 
         from accelkit.train.user_model import user_training_task
@@ -171,6 +171,16 @@ def train(
                        task.loss_fn, config)
     if int(os.environ.get("RANK", "0")) != 0:
         return
+    if model is not None and result.world_size > 1 and config.strategy == "fsdp":
+        # FSDP left each process a shard: rank 0 scores and saves an unsharded copy holding the final
+        # checkpoint's full weights (gathered by every rank when it was written)
+        from accelkit.train.checkpoint import load_weights
+
+        task = user_training_task(model, data, task=task.task, text_column=text_column, label_column=label_column,
+                                  positive_column=positive_column, calib_size=calib_size, max_length=max_length,
+                                  seed=config.seed)
+        if result.checkpoint_path:
+            load_weights(task.model, Path(result.checkpoint_path) / "model.safetensors")
     metrics = task.evaluate(task.model)
     summary = {**result.to_dict(), "validation": metrics, "workload": workload, "size": size, "width": width,
                "params": sum(p.numel() for p in task.model.parameters())}
@@ -197,8 +207,8 @@ def train(
         typer.echo(f"result -> {Path(config.output_dir) / 'result.json'}")
 
 
-def _check_model_options(workload: str | None, data: Path | None, out: Path | None, width: int | None, size: str,
-                         strategy: str | None) -> None:
+def _check_model_options(workload: str | None, data: Path | None, out: Path | None, width: int | None,
+                         size: str) -> None:
     """One line for options that do not go with ``--model``."""
     if workload is not None:
         raise ConfigError("--model replaces --workload; pass one of them")
@@ -207,9 +217,6 @@ def _check_model_options(workload: str | None, data: Path | None, out: Path | No
                           "or a .txt, one text a line")
     if out is None:
         raise ConfigError("--model needs --out: the folder the trained model, metrics and checkpoints go to")
-    if strategy == "fsdp":
-        raise ConfigError("--strategy fsdp with --model is not supported yet (the saved folder needs the whole "
-                          "model on rank 0); use --strategy ddp")
     if width is not None or size != "default":
         raise ConfigError("--width and --size shape the embedded workloads; drop them with --model")
 
