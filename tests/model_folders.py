@@ -106,6 +106,15 @@ def text_file(root: Path, n: int = 120) -> Path:
     return path
 
 
+def pairs_jsonl(root: Path, n: int = 96) -> Path:
+    """(anchor, positive) pairs: each sentence and its own first half (an easy positive; the other
+    rows' halves are the in-batch negatives)."""
+    path = root / "pairs.jsonl"
+    rows = [{"anchor": s, "positive": " ".join(s.split()[: max(3, len(s.split()) // 2)])} for s in sentences(n)]
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
+    return path
+
+
 def labelled_csv(root: Path, n: int = 120) -> Path:
     import csv
 

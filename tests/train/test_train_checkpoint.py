@@ -116,6 +116,28 @@ def test_checkpoint_from_another_model_names_keys_and_loads_nothing(digits_datas
     assert all(torch.equal(before[k], v) for k, v in other.state_dict().items())  # never a partial load
 
 
+class _SameShapesOtherModel(SmallCNN):
+    """Another architecture whose parameters happen to have the same names and shapes."""
+
+
+def test_resume_into_another_model_is_refused_by_its_fingerprint_before_loading(digits_dataset, tmp_path):
+    train(make_model(), digits_dataset, F.cross_entropy, _cfg(tmp_path, max_steps=4))
+    meta = json.loads((latest_checkpoint(tmp_path / "checkpoints") / "meta.json").read_text())
+    assert meta["model_fingerprint"]["architecture"] == "SmallCNN" and meta["model_fingerprint"]["tensors"] == 4
+    torch.manual_seed(9)
+    other = _SameShapesOtherModel()
+    before = {k: v.clone() for k, v in other.state_dict().items()}
+    with pytest.raises(CheckpointError, match=r"written by another model \(SmallCNN, 4 tensors.*than the one resumed "
+                                              r"\(_SameShapesOtherModel"):
+        train(other, digits_dataset, F.cross_entropy, _cfg(tmp_path, resume=True, max_steps=8))
+    assert all(torch.equal(before[k], v) for k, v in other.state_dict().items())
+    wider = SmallCNN(width=16)  # another shape of the same class: refused by the same line
+    with pytest.raises(CheckpointError, match="written by another model"):
+        train(wider, digits_dataset, F.cross_entropy, _cfg(tmp_path, resume=True, max_steps=8))
+    resumed = train(make_model(), digits_dataset, F.cross_entropy, _cfg(tmp_path, resume=True, max_steps=8))
+    assert resumed.resumed_from_step == 4  # the checkpoint was left as it was
+
+
 @pytest.mark.parametrize("name", ["model.safetensors", "train_state.pt"])
 def test_truncated_checkpoint_file_is_a_clear_error(digits_dataset, tmp_path, name):
     train(make_model(), digits_dataset, F.cross_entropy, _cfg(tmp_path, max_steps=4))

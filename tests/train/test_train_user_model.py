@@ -129,7 +129,7 @@ def test_bad_input_is_one_line(tmp_path):
         user_training_task(folder, wrong)
     with pytest.raises(ConfigError, match="not causal-lm"):
         user_training_task(folder, data, task="causal-lm", text_column="body")
-    with pytest.raises(ConfigError, match="not yet supported"):
-        user_training_task(mf.sentence_transformers_folder(tmp_path), mf.text_file(tmp_path))
-    with pytest.raises(ConfigError, match="image-classification: training is not yet supported"):
-        user_training_task(mf.cnn_folder(tmp_path), mf.image_folder(tmp_path))
+    with pytest.raises(ConfigError, match="feature-extraction: training is not yet supported"):
+        user_training_task(mf.sentence_transformers_folder(tmp_path), mf.text_file(tmp_path), task="feature-extraction")
+    with pytest.raises(ConfigError, match="not image-classification"):  # a text model on images
+        user_training_task(folder, mf.image_folder(tmp_path), task="image-classification")

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from accelkit.commands import DataOpt, LabelColumnOpt, ModelOpt, TextColumnOpt
+from accelkit.commands import DataOpt, LabelColumnOpt, ModelOpt
 from accelkit.errors import ConfigError
 
 __all__ = ["register"]
@@ -21,11 +21,19 @@ def train(
     workload: Annotated[str | None, typer.Option("--workload", "-w", help="digits | gpt-mini | package.module:function")] = None,
     model: ModelOpt = None,
     data: DataOpt = None,
-    task_: Annotated[str | None, typer.Option("--task", help="with --model: text-classification | causal-lm [default: from its config]")] = None,
-    text_column: TextColumnOpt = None,
+    task_: Annotated[str | None, typer.Option("--task", help=(
+        "with --model: text-classification | causal-lm | sentence-embedding | image-classification (default: from "
+        "its config); sentence-embedding trains on (anchor, positive) pairs with sentence-transformers' "
+        "MultipleNegativesRankingLoss (in-batch negatives); image-classification on a folder with a sub-folder per "
+        "class, with a Hugging Face image model or a module:function nn.Module"))] = None,
+    text_column: Annotated[str | None, typer.Option(help=(
+        "the text column of a .jsonl/.csv --data (sentence-embedding: the anchor column, default anchor)"))] = None,
     label_column: LabelColumnOpt = None,
-    calib_size: Annotated[int | None, typer.Option(help="with --model: items of --data trained on [default: half, at most 1024]; the rest is held out")] = None,
-    max_length: Annotated[int | None, typer.Option(help="with --model: tokens per text at most [default: the model's limit]")] = None,
+    positive_column: Annotated[str | None, typer.Option(help=(
+        "sentence-embedding: the positive column of a .jsonl/.csv --data (default: positive); a .txt pairs "
+        "consecutive lines (1+2, 3+4, ...)"))] = None,
+    calib_size: Annotated[int | None, typer.Option(help="with --model: items of --data trained on (default: half, at most 1024); the rest is held out")] = None,
+    max_length: Annotated[int | None, typer.Option(help="with --model: tokens per text at most (default: the model's limit)")] = None,
     group_by_length: Annotated[bool, typer.Option(help="batches of similar lengths (less padding), still shuffled")] = False,
     precision: Annotated[str, typer.Option(help="fp32 | bf16 | fp16 (fp16 uses a GradScaler)")] = "fp32",
     compile_: Annotated[bool, typer.Option("--compile/--no-compile", help="torch.compile the model")] = False,
@@ -53,7 +61,7 @@ def train(
     num_workers: Annotated[int, typer.Option(help="DataLoader worker processes")] = 0,
     width: Annotated[int | None, typer.Option(help="model width (digits channels, gpt-mini n_embd)")] = None,
     size: Annotated[str, typer.Option(help="gpt-mini shape: default | large (GPT_MINI_SIZES)")] = "default",
-    nproc: Annotated[int, typer.Option(help="processes per node (launched with torch.distributed.run)")] = 1,
+    nproc: Annotated[int, typer.Option(help="processes per node (launched with torch.distributed.run; DDP, also with --model); at most the CPU cores (GPUs)")] = 1,
     nnodes: Annotated[str, typer.Option(help="torchrun --nnodes")] = "1",
     node_rank: Annotated[int | None, typer.Option(help="torchrun --node-rank")] = None,
     rdzv_endpoint: Annotated[str | None, typer.Option(help="torchrun --rdzv-endpoint host:port")] = None,
@@ -86,8 +94,13 @@ def train(
             group_by_length=group_by_length,
         )
     inside_torchrun = "WORLD_SIZE" in os.environ
+    if nproc > 1 and not inside_torchrun:
+        from accelkit.train._dist import resolve_device_type
+        from accelkit.train.distributed import check_nproc
+
+        check_nproc(nproc, resolve_device_type(config.device))
     if model is not None:
-        _check_model_options(workload, data, out, nproc, width, size)
+        _check_model_options(workload, data, out, width, size)
         from transformers.utils import logging as hf_logging
 
         from accelkit.train.user_model import user_training_task
@@ -95,13 +108,14 @@ def train(
         hf_logging.disable_progress_bar()  # weight loading/writing bars: our progress bar is the one shown
 
         task = user_training_task(model, data, task=task_, text_column=text_column, label_column=label_column,
-                                  calib_size=calib_size, max_length=max_length, seed=config.seed)
+                                  positive_column=positive_column, calib_size=calib_size, max_length=max_length,
+                                  seed=config.seed)
         workload = task.name
     elif workload is None:
         raise ConfigError("accelkit train needs --workload (digits, gpt-mini, package.module:function) or "
                           "--model FOLDER --data FILE")
-    elif data is not None or task_ is not None:
-        raise ConfigError("--data and --task go with --model; pass your model folder with --model")
+    elif data is not None or task_ is not None or positive_column is not None:
+        raise ConfigError("--data, --task and --positive-column go with --model; pass your model folder with --model")
     else:
         task = get_training_task(workload, seed=config.seed, width=width, size=size)
     config.throughput_unit = task.throughput_unit
@@ -132,7 +146,15 @@ def train(
         folder.mkdir(parents=True, exist_ok=True)
         config_path = folder / "train_config.json"
         _atomic_write_json(config_path, config.to_dict())
-        target = ["accelkit", "train", "--workload", workload, "--config-json", str(config_path)]
+        if model is not None:  # every worker builds the same task from the same files and seed
+            named = {"--model": model, "--data": data, "--task": task.task, "--text-column": text_column,
+                     "--label-column": label_column, "--positive-column": positive_column,
+                     "--calib-size": calib_size, "--max-length": max_length, "--out": out}
+            target = ["accelkit", "train", "--config-json", str(config_path)]
+            for flag, value in named.items():
+                target += [flag, str(value)] if value is not None else []
+        else:
+            target = ["accelkit", "train", "--workload", workload, "--config-json", str(config_path)]
         if width is not None:
             target += ["--width", str(width)]
         if size != "default":
@@ -149,6 +171,16 @@ def train(
                        task.loss_fn, config)
     if int(os.environ.get("RANK", "0")) != 0:
         return
+    if model is not None and result.world_size > 1 and config.strategy == "fsdp":
+        # FSDP left each process a shard: rank 0 scores and saves an unsharded copy holding the final
+        # checkpoint's full weights (gathered by every rank when it was written)
+        from accelkit.train.checkpoint import load_weights
+
+        task = user_training_task(model, data, task=task.task, text_column=text_column, label_column=label_column,
+                                  positive_column=positive_column, calib_size=calib_size, max_length=max_length,
+                                  seed=config.seed)
+        if result.checkpoint_path:
+            load_weights(task.model, Path(result.checkpoint_path) / "model.safetensors")
     metrics = task.evaluate(task.model)
     summary = {**result.to_dict(), "validation": metrics, "workload": workload, "size": size, "width": width,
                "params": sum(p.numel() for p in task.model.parameters())}
@@ -165,14 +197,18 @@ def train(
     if model is not None:
         saved = task.save(Path(config.output_dir) / "model")
         summary.update(model=str(model), task=task.task, saved_model=str(saved), split=task.split_report)
-        typer.echo(f"model -> {saved} (next: accelkit optimize --model {saved} --data ...)")
+        if (saved / "config.json").is_file():
+            typer.echo(f"model -> {saved} (next: accelkit optimize --model {saved} --data ...)")
+        else:  # a module:function model: its weights, for the user's function to load
+            typer.echo(f"model -> {saved} (model.safetensors and classes.json; load them into your model with "
+                       "accelkit.train.load_weights)")
     if config.output_dir:
         _atomic_write_json(Path(config.output_dir) / "result.json", summary)
         typer.echo(f"result -> {Path(config.output_dir) / 'result.json'}")
 
 
-def _check_model_options(workload: str | None, data: Path | None, out: Path | None, nproc: int,
-                         width: int | None, size: str) -> None:
+def _check_model_options(workload: str | None, data: Path | None, out: Path | None, width: int | None,
+                         size: str) -> None:
     """One line for options that do not go with ``--model``."""
     if workload is not None:
         raise ConfigError("--model replaces --workload; pass one of them")
@@ -181,8 +217,6 @@ def _check_model_options(workload: str | None, data: Path | None, out: Path | No
                           "or a .txt, one text a line")
     if out is None:
         raise ConfigError("--model needs --out: the folder the trained model, metrics and checkpoints go to")
-    if nproc > 1:
-        raise ConfigError("--nproc > 1 with --model is not supported yet; train on one process (drop --nproc)")
     if width is not None or size != "default":
         raise ConfigError("--width and --size shape the embedded workloads; drop them with --model")
 

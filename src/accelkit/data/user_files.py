@@ -23,8 +23,10 @@ __all__ = [
     "DATA_SUFFIXES",
     "IMAGE_SUFFIXES",
     "UserData",
+    "PAIR_COLUMNS",
     "pick_text_column",
     "read_data_file",
+    "read_text_pairs",
     "split_data",
 ]
 
@@ -34,6 +36,9 @@ DATA_SUFFIXES = (*TEXT_SUFFIXES, ".jsonl", ".csv", ".tsv", ".npy", ".safetensors
 _TEXT_KEYS = ("text", "sentence", "prompt")
 _LABEL_KEYS = ("label", "labels")
 _DEFAULT_PART = 1024
+# (anchor, positive) column names read by default, first match wins: sentence-transformers'
+# own names for a pair data set, then those of its NLI/STS examples and of retrieval data
+PAIR_COLUMNS = (("anchor", "positive"), ("sentence1", "sentence2"), ("query", "positive"), ("query", "document"))
 
 
 @dataclass
@@ -459,3 +464,88 @@ def _read_safetensors(path: Path) -> UserData:
             )
         tensors["labels"] = labels
     return UserData("tensors", [], None, path, tensors)
+
+
+# --- text pairs (contrastive training) ----------------------------------------------------
+
+
+def read_text_pairs(
+    path: str | Path, *, anchor_column: str | None = None, positive_column: str | None = None
+) -> UserData:
+    """Read ``(anchor, positive)`` text pairs: kind "pairs", ``items`` are 2-tuples of strings.
+
+    A .jsonl/.csv/.tsv file gives one pair per row from ``anchor_column``/``positive_column``
+    (default: the first of ``PAIR_COLUMNS`` the file has). A .txt file is the documented
+    fallback: consecutive lines pair up (lines 1+2, 3+4, ...); an odd last line is dropped.
+    Every problem raises DataFileError with one line naming the file and the fix.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataFileError(f"data path {path} is not a file; pass a .jsonl/.csv of anchor,positive pairs or a "
+                            ".txt whose consecutive lines pair up to --data")
+    suffix = path.suffix.lower()
+    if suffix in TEXT_SUFFIXES:
+        if anchor_column is not None or positive_column is not None:
+            raise DataFileError(f"{path} is a text file, which has no columns; drop --text-column/"
+                                "--positive-column or pass a .jsonl/.csv")
+        lines = _text_lines(path)
+        pairs = [(lines[i], lines[i + 1]) for i in range(0, len(lines) - 1, 2)]
+    elif suffix == ".jsonl":
+        rows = []
+        for lineno, line in enumerate(_read_utf8(path).split("\n"), start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataFileError(f"{path} line {lineno} is not valid JSON ({exc.msg} at column {exc.colno}); "
+                                    "write one JSON object per line") from exc
+            if not isinstance(obj, dict):
+                raise DataFileError(f"{path} line {lineno} is a JSON {type(obj).__name__}, not an object; write "
+                                    'one object per line, e.g. {"anchor": "...", "positive": "..."}')
+            rows.append((lineno, obj))
+        pairs = _pairs_from_rows(path, rows, anchor_column, positive_column, "key")
+    elif suffix in (".csv", ".tsv"):
+        reader = csv.reader(io.StringIO(_read_utf8(path), newline=""), delimiter="\t" if suffix == ".tsv" else ",")
+        try:
+            header = [h.strip() for h in next(reader, [])]
+            rows = [(reader.line_num, dict(zip(header, row, strict=False))) for row in reader
+                    if any(field.strip() for field in row)]
+        except csv.Error as exc:
+            raise DataFileError(f"{path} line {reader.line_num} is not valid {suffix[1:].upper()} "
+                                f"({_one_line(exc)}); fix that line") from exc
+        pairs = _pairs_from_rows(path, rows, anchor_column, positive_column, "column")
+    else:
+        got = suffix or "a file without suffix"
+        raise DataFileError(f"{path}: text pairs are read from .jsonl, .csv, .tsv or .txt, not {got}; write "
+                            "anchor,positive pairs to one of those")
+    if len(pairs) < 2:
+        raise DataFileError(f"{path} has {len(pairs)} text pair{'' if len(pairs) == 1 else 's'}; need at least 2 "
+                            "(one trained on, one held out), so add more pairs")
+    return UserData("pairs", pairs, None, path)
+
+
+def _pairs_from_rows(path: Path, rows: list[tuple[int, dict]], anchor: str | None, positive: str | None,
+                     where: str) -> list[tuple[str, str]]:
+    if not rows:
+        return []
+    keys = list(rows[0][1])
+    if anchor is None and positive is None:
+        found = next(((a, p) for a, p in PAIR_COLUMNS if a in keys and p in keys), None)
+        if found is None:
+            raise DataFileError(f"{path} has no anchor/positive {where}s ({where}s: {', '.join(keys) or 'none'}); "
+                                f"name them 'anchor' and 'positive', or pass --text-column ANCHOR "
+                                "--positive-column POSITIVE")
+        anchor, positive = found
+    for name, option in ((anchor, "--text-column"), (positive, "--positive-column")):
+        if name is None or name not in keys:
+            raise DataFileError(f"{path} has no {where} {name!r} ({where}s: {', '.join(keys)}); pass {option} "
+                                "with one of them (--text-column names the anchor, --positive-column its positive)")
+    pairs = []
+    for lineno, row in rows:
+        a, p = row.get(anchor), row.get(positive)
+        if not (isinstance(a, str) and isinstance(p, str) and a.strip() and p.strip()):
+            raise DataFileError(f"{path} line {lineno}: {anchor!r} and {positive!r} must both be non-empty text; "
+                                "fix or remove that line")
+        pairs.append((a, p))
+    return pairs

@@ -13,7 +13,7 @@ import datetime as _dt
 import os
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +22,10 @@ import torch
 from accelkit._threads import thread_count
 from accelkit.errors import ConfigError, UnknownVariantError
 from accelkit.train.precision import autocast_context, make_grad_scaler
+from accelkit.train.techniques import TrainVariant, build_train_variant, get_training_technique
 
 __all__ = [
+    "TRAIN_PLANS",
     "TRAIN_VARIANTS",
     "TrainVariant",
     "bench_train_model",
@@ -34,35 +36,31 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
-class TrainVariant:
-    precision: str = "fp32"
-    compile: bool = False
-    fused: bool = False  # fused AdamW (else foreach)
-    channels_last: bool = False
-    # weights, gradients and AdamW state held in bf16: no per-GEMM weight casts and half the
-    # optimizer's memory traffic. Costs: an update under half a bf16 step of its weight (~0.4%)
-    # is lost, so a long run at a small LR stalls where fp32 weights would not; the validation
-    # loss beside the speed says whether this run's loss allowed it.
-    bf16_weights: bool = False
-    # batches of similar lengths, padded per batch (texts only: a dataset with ``lengths``)
-    group_by_length: bool = False
-
-
-TRAIN_VARIANTS: dict[str, TrainVariant] = {
-    "fp32": TrainVariant(),
-    "bf16": TrainVariant(precision="bf16"),
-    "fp16": TrainVariant(precision="fp16"),
-    "fused": TrainVariant(fused=True),
-    "compile": TrainVariant(compile=True),
-    "channels-last": TrainVariant(channels_last=True),
-    "bf16+compile+fused": TrainVariant(precision="bf16", compile=True, fused=True),
-    "bf16-weights+compile+fused": TrainVariant(precision="bf16", compile=True, fused=True, bf16_weights=True),
-    "grouped": TrainVariant(group_by_length=True),
-    "bf16+compile+fused+grouped": TrainVariant(precision="bf16", compile=True, fused=True, group_by_length=True),
+# each variant is a plan of registered training techniques (accelkit.train.techniques), applied in
+# order from fp32 eager; the names are what --variants takes
+TRAIN_PLANS: dict[str, list[str | dict[str, Any]]] = {
+    "fp32": [],
+    "bf16": ["autocast"],
+    "fp16": [{"technique": "autocast", "config": {"dtype": "fp16"}}],
+    "fused": ["fused-adamw"],
+    "compile": ["compile"],
+    "channels-last": ["channels-last"],
+    "bf16+compile+fused": ["autocast", "compile", "fused-adamw"],
+    "bf16-weights+compile+fused": ["autocast", "bf16-weights", "compile", "fused-adamw"],
+    "grouped": ["length-grouping"],
+    "bf16+compile+fused+grouped": ["autocast", "compile", "fused-adamw", "length-grouping"],
 }
-_CNN_ONLY = {"channels-last"}
-_TEXT_ONLY = {"grouped", "bf16+compile+fused+grouped"}
+TRAIN_VARIANTS: dict[str, TrainVariant] = {name: build_train_variant(plan) for name, plan in TRAIN_PLANS.items()}
+
+
+def _plan_needs(name: str) -> set[str]:
+    """What the techniques of variant ``name`` need from the data (``TRAINING_NEEDS`` keys)."""
+    steps = [s if isinstance(s, str) else s["technique"] for s in TRAIN_PLANS[name]]
+    return {need for step in steps for need in get_training_technique(step).needs}
+
+
+_CNN_ONLY = {n for n in TRAIN_PLANS if "images" in _plan_needs(n)}  # 4-D image inputs
+_TEXT_ONLY = {n for n in TRAIN_PLANS if "lengths" in _plan_needs(n)}  # a data set with lengths
 _GROUP_BATCHES = 50  # micro-batches per length-sorted group, as the transformers Trainer groups
 
 
@@ -290,6 +288,11 @@ def _measure_rows(task, workload, names, trainer_rows, baseline, batch, steps_pe
         try:
             from accelkit.train.hf_trainer import TRAINER_ROWS, PausedTrainer
 
+            if getattr(task, "task", None) == "sentence-embedding":
+                raise ConfigError("the transformers Trainer computes no contrastive loss; sentence-transformers' "
+                                  "SentenceTransformerTrainer is that peer, not measured here")
+            if getattr(task, "task", None) == "image-classification":
+                raise ConfigError("the Trainer rows are built for text models only so far")
             model = fresh_model()
             trainers[name] = PausedTrainer(
                 model.model, task.dataset, collate_fn, flags=TRAINER_ROWS[name], batch_size=batch, lr=lr,

@@ -30,6 +30,7 @@ __all__ = [
     "latest_checkpoint",
     "load_checkpoint",
     "load_weights",
+    "model_fingerprint",
     "save_checkpoint",
     "save_weights",
 ]
@@ -118,6 +119,28 @@ def load_weights(model: nn.Module, path: str | os.PathLike[str]) -> None:
     model.load_state_dict(tensors, strict=True)
 
 
+def model_fingerprint(model: nn.Module) -> dict[str, Any]:
+    """What identifies the model a checkpoint belongs to: its architecture (the module's class, and a
+    Hugging Face config's ``architectures`` when it has one) and a hash of every parameter and
+    buffer's name and shape (not dtype: a bf16-weights run resumes as itself)."""
+    import hashlib
+
+    inner = getattr(model, "_orig_mod", model)  # torch.compile's wrapper
+    hf_config = getattr(inner, "config", None) or getattr(getattr(inner, "model", None), "config", None)
+    architecture = type(inner).__name__
+    if hf_config is not None and getattr(hf_config, "architectures", None):
+        architecture += "(" + ",".join(map(str, hf_config.architectures)) + ")"
+    elif hf_config is not None and getattr(hf_config, "model_type", None):
+        architecture += f"({hf_config.model_type})"
+    shapes = sorted((name, tuple(t.shape)) for name, t in inner.state_dict().items())
+    digest = hashlib.sha256(repr(shapes).encode()).hexdigest()[:16]
+    return {"architecture": architecture, "tensors": len(shapes), "shapes_sha256": digest}
+
+
+def _describe(fingerprint: dict[str, Any]) -> str:
+    return f"{fingerprint.get('architecture')}, {fingerprint.get('tensors')} tensors, shapes {fingerprint.get('shapes_sha256')}"
+
+
 # --- whole checkpoints -----------------------------------------------------------------------
 def latest_checkpoint(directory: str | os.PathLike[str]) -> Path | None:
     """The folder ``latest.json`` in ``directory`` points to, or None when there is none yet."""
@@ -185,9 +208,13 @@ def save_checkpoint(
     return final
 
 
-def load_checkpoint(path: str | os.PathLike[str], model: nn.Module | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+def load_checkpoint(path: str | os.PathLike[str], model: nn.Module | None = None, *,
+                    fingerprint: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """Read a checkpoint folder: load its weights into ``model`` (after checking every key
-    and shape) and return ``(train_state, meta)``. Nothing is loaded if anything mismatches."""
+    and shape) and return ``(train_state, meta)``. Nothing is loaded if anything mismatches.
+
+    ``fingerprint`` (``model_fingerprint`` of the model resumed): a checkpoint that recorded another
+    model's is refused before anything is read beyond its meta.json."""
     path = Path(path)
     try:
         meta = json.loads((path / "meta.json").read_text())
@@ -195,6 +222,11 @@ def load_checkpoint(path: str | os.PathLike[str], model: nn.Module | None = None
         raise CheckpointError(f"{path}/meta.json is missing or unreadable ({exc}); this is not a complete accelkit checkpoint") from exc
     if meta.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(f"{path} has checkpoint format {meta.get('format_version')!r}; this accelkit reads {FORMAT_VERSION}")
+    saved = meta.get("model_fingerprint")
+    if fingerprint is not None and isinstance(saved, dict) and saved != fingerprint:
+        raise CheckpointError(f"{path} was written by another model ({_describe(saved)}) than the one resumed "
+                              f"({_describe(fingerprint)}); resume with the model that wrote it, or train into a "
+                              "new output folder")
     try:
         train_state = torch.load(path / "train_state.pt", map_location="cpu", weights_only=True)
     except Exception as exc:  # truncated files give "negative seek value"/EOFError: say what it means

@@ -20,7 +20,7 @@ from typing import Any
 from accelkit.config import Config
 from accelkit.errors import ConfigError
 
-__all__ = ["LaunchConfig", "launch", "torchrun_command"]
+__all__ = ["LaunchConfig", "check_nproc", "launch", "torchrun_command"]
 
 
 @dataclass
@@ -49,6 +49,21 @@ class LaunchConfig(Config):
     @property
     def standalone(self) -> bool:
         return self.nnodes == "1" and self.rdzv_endpoint is None
+
+
+def check_nproc(nproc: int, device_type: str) -> None:
+    """ConfigError when ``nproc`` processes per node exceed what this node has: its usable CPU cores
+    (gloo on CPU: a process per core, more only thrash) or, on CUDA, its GPUs (one each)."""
+    if device_type == "cuda":
+        import torch
+
+        have, what = torch.cuda.device_count(), "CUDA GPUs"
+    else:
+        have = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        what = "CPU cores"
+    if nproc > have:
+        raise ConfigError(f"--nproc {nproc} is more than this machine's {have} {what} (one process each); "
+                          f"pass --nproc {have} or less")
 
 
 def torchrun_command(launch_config: LaunchConfig, target: list[str], *, module: bool = False) -> list[str]:

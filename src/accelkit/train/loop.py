@@ -29,6 +29,7 @@ from accelkit.train.checkpoint import (
     CheckpointError,
     latest_checkpoint,
     load_checkpoint,
+    model_fingerprint,
     save_checkpoint,
 )
 from accelkit.train.config import TrainConfig
@@ -348,10 +349,11 @@ class _Trainee:
         return contextlib.nullcontext()
 
 
-def _resume(trainee: _Trainee, latest: Path, config: TrainConfig, ctx: DistContext, effective_batch: int) -> int:
+def _resume(trainee: _Trainee, latest: Path, config: TrainConfig, ctx: DistContext, effective_batch: int,
+            fingerprint: dict[str, Any]) -> int:
     """Load the checkpoint at ``latest`` into the model, optimizer, scaler and RNGs; the step it was at."""
     is_fsdp = ctx.is_distributed and config.strategy == "fsdp"
-    train_state, meta = load_checkpoint(latest, None if is_fsdp else trainee.raw)
+    train_state, meta = load_checkpoint(latest, None if is_fsdp else trainee.raw, fingerprint=fingerprint)
     if is_fsdp:
         from torch.distributed.checkpoint.state_dict import (
             StateDictOptions,
@@ -386,8 +388,9 @@ class _Checkpointer:
     remembers the last one."""
 
     def __init__(self, folder: Path | None, trainee: _Trainee, config: TrainConfig, ctx: DistContext,
-                 effective_batch: int, latest: Path | None, start_step: int) -> None:
+                 effective_batch: int, latest: Path | None, start_step: int, fingerprint: dict[str, Any]) -> None:
         self.folder, self.trainee, self.config, self.ctx = folder, trainee, config, ctx
+        self.fingerprint = fingerprint
         self.effective_batch = effective_batch
         self.last = latest
         self.last_step = start_step if latest is not None else None  # known on every rank
@@ -408,7 +411,7 @@ class _Checkpointer:
             "sampler": {"epoch": epoch, "seed": config.seed},
         }
         meta = {"effective_batch_size": self.effective_batch, "world_size": ctx.world_size, "epoch": epoch,
-                "config": config.to_dict()}
+                "config": config.to_dict(), "model_fingerprint": self.fingerprint}
         self.last = save_checkpoint(self.folder, step=step, model_state=model_state, train_state=train_state,
                                     meta=meta, keep=config.keep_checkpoints)
 
@@ -501,6 +504,7 @@ def _train(model, data, loss_fn, config: TrainConfig, ctx: DistContext, on_step)
     total_steps = order.total_steps
 
     _seed_everything(config.seed)
+    fingerprint = model_fingerprint(model)  # before DDP/FSDP wrap or shard it
     model.to(device)
     if config.channels_last:
         model.to(memory_format=torch.channels_last)
@@ -517,7 +521,7 @@ def _train(model, data, loss_fn, config: TrainConfig, ctx: DistContext, on_step)
     latest = latest_checkpoint(ckpt_dir) if (config.resume and ckpt_dir) else None
     start_step = resumed_from = None
     if latest is not None:
-        start_step = resumed_from = _resume(trainee, latest, config, ctx, effective_batch)
+        start_step = resumed_from = _resume(trainee, latest, config, ctx, effective_batch, fingerprint)
         if metrics_path is not None:
             _rewrite_metrics(metrics_path, start_step)
     elif metrics_path is not None:
@@ -526,7 +530,7 @@ def _train(model, data, loss_fn, config: TrainConfig, ctx: DistContext, on_step)
     start_step = start_step or 0
     if config.compile:
         trainee.wrapped = torch.compile(wrapped, backend=config.compile_backend, mode=config.compile_mode)
-    checkpoints = _Checkpointer(ckpt_dir, trainee, config, ctx, effective_batch, latest, start_step)
+    checkpoints = _Checkpointer(ckpt_dir, trainee, config, ctx, effective_batch, latest, start_step, fingerprint)
     guard = _StepGuard(trainee, config)
 
     step = start_step
