@@ -127,3 +127,27 @@ def test_a_plan_that_names_the_streams_is_not_probed_and_candidates_are_few(digi
     with torch.no_grad():
         torch.testing.assert_close(digits_workload.predict(built.model, data, built.settings),
                                    digits_workload.predict(digits_model, data, settings), rtol=1e-4, atol=1e-4)
+
+
+def test_the_ffn_down_projections_are_found_from_the_graph_and_kept_float():
+    import onnx
+
+    from accelkit.export.onnx import export_onnx
+    from accelkit.techniques.openvino_runtime import activation_fed_matmuls, quantize_onnx_nncf
+
+    torch.manual_seed(0)
+    ffn = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.GELU(), torch.nn.Linear(32, 16)).eval()
+    x = torch.randn(4, 16)
+    graph = export_onnx(ffn, x)
+    nodes = {n.name: n for n in onnx.load_from_string(graph).graph.node}
+    down = activation_fed_matmuls(graph)
+    assert len(down) == 1 and nodes[down[0]].op_type in ("MatMul", "Gemm")
+    assert len([n for n in nodes.values() if n.op_type in ("MatMul", "Gemm")]) == 2  # the up-projection is not
+    samples = [{"input": torch.randn(1, 16).numpy()} for _ in range(8)]
+    name = onnx.load_from_string(graph).graph.input[0].name
+    samples = [{name: s["input"]} for s in samples]
+    q = onnx.load_from_string(quantize_onnx_nncf(graph, samples, keep_float=down))
+    fed = {i for n in q.graph.node if n.name == down[0] for i in n.input}
+    producers = {o: n.op_type for n in q.graph.node for o in n.output}
+    assert "DequantizeLinear" not in {producers.get(i) for i in fed}  # its input is not quantized
+    assert "DequantizeLinear" in producers.values()  # the other MatMul is
