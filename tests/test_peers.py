@@ -149,3 +149,44 @@ def test_accelkits_row_is_chosen_by_benchs_verdict_or_the_same_judge_on_the_peer
     unbudgeted = Results("minilm", "infer", "default", [])  # bench had no budget: judged on the peers' 0.01
     assert peers._keeps(VariantResult("v", quality_drop=0.005, verdict=Verdict(True)), 0.01, unbudgeted)
     assert not peers._keeps(VariantResult("v", quality_drop=0.05, verdict=Verdict(True)), 0.01, unbudgeted)
+
+
+def test_every_row_runs_at_the_same_threads_and_batch_and_own_best_rows_are_labelled(monkeypatch):
+    calls: dict[str, list[int | None]] = {}
+
+    def recording(name, scale=0.0):
+        noise = np.random.default_rng(2).normal(size=EMB.shape).astype(np.float32) * scale
+
+        def make(b=None):
+            def encode(s, batch_size=None):
+                calls.setdefault(name, []).append(batch_size or (b.batch_size if b else 8))
+                return EMB[: len(s)] + noise[: len(s)]
+
+            return encode
+
+        return make
+
+    monkeypatch.setattr(peers, "PEERS", {"st-fp32": ("reference", recording("st-fp32")),
+                                         "close": ("y", recording("close", 0.01))})
+    fixed = _exact()  # takes no batch_size: it can only run at the shared batch
+    table = peers.measure_peers("unused", SENTS, accelkit={"ours": ("ours", recording("ours")(None)),
+                                                           "fixed": ("fixed", fixed)},
+                                threads=2, batch_size=8, repeats=2, own_batch_sizes=(4, 8, 16))
+    rows = {r["name"]: r for r in table["rows"]}
+    parity = [r for r in rows.values() if r["batch_rule"] == "parity"]
+    # the parity rule: every parity row states the table's thread count and batch size, and ran at them
+    assert {(r["threads"], r["batch_size"]) for r in parity} == {(table["threads"], table["batch_size"])} == {(2, 8)}
+    assert len(parity) == 4 and all("ratio" in r for r in parity)
+    own = {n: r for n, r in rows.items() if r["batch_rule"] == "own best"}
+    assert set(own) == {"st-fp32 @ own batch", "close @ own batch", "ours @ own batch", "fixed @ own batch"}
+    for name in ("st-fp32", "close", "ours"):
+        r = own[f"{name} @ own batch"]
+        assert r["threads"] == 2 and r["batch_size"] in (4, 8, 16) and set(r["probe_s"]) == {"4", "8", "16"}
+        assert r["ratio"] > 0 and r["cosine_mean"] == pytest.approx(rows[name]["cosine_mean"])
+        assert r["batch_size"] in calls[name]  # timed at its own best size
+    assert "fixed batch size" in own["fixed @ own batch"]["error"]
+    assert table["best_peer_own_batch"] in ("st-fp32 @ own batch", "close @ own batch")
+    best_own = rows[table["best_peer_own_batch"]]
+    assert own["ours @ own batch"]["vs_best_peer"] == pytest.approx(
+        own["ours @ own batch"]["ratio"] / best_own["ratio"], rel=1e-3)
+    json.dumps(table)

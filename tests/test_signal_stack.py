@@ -25,7 +25,6 @@ def test_a_signal_stack_swapped_inside_is_given_back():
 
 
 def test_openvino_compile_leaves_the_signal_stack_as_it_was(monkeypatch):
-    pytest.importorskip("openvino", reason="OpenVINO is optional: pip install openvino")
     import torch
 
     from accelkit.runtimes.openvino import OpenVinoConfig

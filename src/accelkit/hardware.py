@@ -167,6 +167,8 @@ def probe() -> dict:
             "torch": torch.__version__,
             "onnxruntime": package_version("onnxruntime"),
             "torchao": package_version("torchao"),
+            "openvino": package_version("openvino"),
+            "nncf": package_version("nncf"),
             "torch_pruning": package_version("torch-pruning"),
             "transformers": package_version("transformers"),
             "tensorrt": package_version("tensorrt"),

@@ -3,7 +3,10 @@ sentence-transformers model's own ``encode`` in fp32 (the reference) and bf16, a
 dynamic int8, OpenVINO and OpenVINO static int8 (NNCF) backends.
 
 Every row encodes the same sentences in the same order, with the same batch size and thread
-count, timed in interleaved rounds; its ratio is the median of per-round ratios to the reference.
+count (each row states both: ``threads``, ``batch_size``, ``batch_rule="parity"``), timed in
+interleaved rounds; its ratio is the median of per-round ratios to the reference. For the
+throughput objective, ``own_batch_sizes`` adds each row again at the batch size (of those) it runs
+fastest at, labelled ``batch_rule="own best"``, with its ratio to the reference at the shared batch.
 The peers come from the optional ``[peers]`` extra; one that is missing or fails to build is a
 row that says why. ``accelkit bench --peers`` puts the table into the results and the report.
 """
@@ -26,7 +29,10 @@ from accelkit.signal_stack import keep_signal_stack
 
 __all__ = ["PEERS", "Encode", "measure_peers"]
 
-Encode = Callable[[list[str]], np.ndarray]  # sentences -> (n, dim) float32 embeddings
+# sentences -> (n, dim) float32 embeddings; an encoder that also takes ``batch_size=`` can be timed
+# at its own best batch size too
+Encode = Callable[..., np.ndarray]
+PARITY, OWN_BEST = "parity", "own best"
 REFERENCE = "st-fp32"
 # a peer counts as "keeping quality" at this mean cosine to the reference (issue 15's bar)
 KEEPS_QUALITY = 0.99
@@ -43,7 +49,10 @@ class _Build:
     notes: dict[str, str] = field(default_factory=dict)
 
     def encoder(self, model: Any, **kw: Any) -> Encode:
-        return lambda s: np.asarray(model.encode(list(s), batch_size=self.batch_size, **kw), dtype=np.float32)
+        def encode(s: list[str], batch_size: int | None = None) -> np.ndarray:
+            return np.asarray(model.encode(list(s), batch_size=batch_size or self.batch_size, **kw), dtype=np.float32)
+
+        return encode
 
     def ort_options(self) -> Any:
         import onnxruntime as ort
@@ -172,6 +181,7 @@ def measure_peers(
     threads: int | None = None,
     batch_size: int = 32,
     repeats: int = 5,
+    own_batch_sizes: Sequence[int] = (),
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Build each peer of the sentence-transformers model in ``folder`` and time it beside ``accelkit``'s rows.
@@ -180,7 +190,10 @@ def measure_peers(
     sentence-transformers itself is not installed (its ``default`` is the same fp32 computation).
     Returns a JSON-able table: ``rows`` (name, what, kind, sentences_per_s, ratio, cosine_mean,
     cosine_min, build_s, note or error), the ``reference``, the fastest peer that keeps mean cosine
-    ≥ 0.99 (``best_peer``) and each accelkit row's ratio to it.
+    ≥ 0.99 (``best_peer``) and each accelkit row's ratio to it. Every row states its ``threads``,
+    ``batch_size`` and ``batch_rule``: the parity rows all run at ``threads`` and ``batch_size``;
+    with ``own_batch_sizes`` (the throughput objective), each row that takes ``batch_size=`` is
+    timed again at the size of those it runs fastest at, as a row named "<name> @ own batch".
     """
     import torch
 
@@ -211,7 +224,8 @@ def measure_peers(
     try:
         for name, kind, what, make in rows:
             say(f"peers: building {name}")
-            entry = entries[name] = {"name": name, "kind": kind, "what": what}
+            entry = entries[name] = {"name": name, "kind": kind, "what": what, "threads": threads,
+                                     "batch_size": batch_size, "batch_rule": PARITY}
             start = time.perf_counter()
             try:
                 with keep_signal_stack():  # OpenVINO compiles here and swaps in a signal stack it later frees
@@ -245,6 +259,9 @@ def measure_peers(
                     entries[name]["error"] = f"failed while timed: {_reason(exc)}"
                     continue
                 times[name].append(time.perf_counter() - start)
+        if own_batch_sizes:
+            _own_best_rows(entries, encoders, outputs, times, reference, sentences, sorted(set(own_batch_sizes)),
+                           threads, repeats, say)
     finally:
         torch.set_num_threads(saved_threads)
         shutil.rmtree(work, ignore_errors=True)
@@ -255,7 +272,8 @@ def measure_peers(
                 entry["error"] = f"embeddings of shape {outputs[name].shape}, the reference's are {tuple(ref.shape)}"
             continue
         quality = embedding_quality(torch.from_numpy(outputs[name]), ref)
-        ratios = [a / b for a, b in zip(times[reference], times[name], strict=False) if b > 0]
+        ref_times = times[reference] if entry["batch_rule"] == PARITY else times[f"{reference} @ parity again"]
+        ratios = [a / b for a, b in zip(ref_times, times[name], strict=False) if b > 0]
         entry.update(sentences_per_s=round(len(sentences) / statistics.median(times[name]), 1),
                      ratio=round(statistics.median(ratios), 4), cosine_mean=round(quality["cosine_mean"], 6),
                      cosine_min=round(quality["cosine_min"], 6))
@@ -264,16 +282,63 @@ def measure_peers(
     return _table(entries, reference, sentences, threads, batch_size, repeats)
 
 
+def _own_best_rows(entries: dict[str, dict], encoders: dict[str, Encode], outputs: dict[str, np.ndarray],
+                   times: dict[str, list[float]], reference: str, sentences: list[str], sizes: list[int],
+                   threads: int, repeats: int, say: Callable[[str], None]) -> None:
+    """Each row again at the batch size of ``sizes`` it encodes fastest at (a short probe on the
+    first sentences, then interleaved rounds with the reference at the shared batch size)."""
+    import inspect
+
+    probe = sentences[: max(4 * max(sizes), 64)]
+    own: dict[str, tuple[Encode, int]] = {}
+    for name in [n for n in encoders if "error" not in entries[n]]:
+        fn = encoders[name]
+        row = f"{name} @ own batch"
+        base = {k: entries[name][k] for k in ("kind", "what")}
+        if "batch_size" not in inspect.signature(fn).parameters:
+            entries[row] = {"name": row, **base, "threads": threads, "batch_size": None, "batch_rule": OWN_BEST,
+                            "error": "runs at one fixed batch size: no own-best row"}
+            continue
+        say(f"peers: batch sizes {sizes} for {name}")
+        best: dict[int, float] = {}
+        for size in sizes:
+            fn(probe, batch_size=size)  # the warm-up: new shapes compile or allocate
+            start = time.perf_counter()
+            fn(probe, batch_size=size)
+            best[size] = time.perf_counter() - start
+        size = min(best, key=best.__getitem__)
+        entries[row] = {"name": row, **base, "threads": threads, "batch_size": size, "batch_rule": OWN_BEST,
+                        "probe_s": {str(k): round(v, 4) for k, v in best.items()}}
+        own[row] = (fn, size)
+    again = f"{reference} @ parity again"
+    times[again] = []
+    names = list(own)
+    for r in range(repeats):
+        for name in names[r % max(1, len(names)):] + names[: r % max(1, len(names))]:
+            fn, size = own[name]
+            start = time.perf_counter()
+            out = fn(sentences, batch_size=size)
+            times.setdefault(name, []).append(time.perf_counter() - start)
+            outputs.setdefault(name, np.asarray(out, dtype=np.float32))
+        start = time.perf_counter()
+        encoders[reference](sentences)  # the reference at the shared batch size, in the same round
+        times[again].append(time.perf_counter() - start)
+
+
 def _table(entries: dict[str, dict], reference: str | None, sentences: list[str], threads: int, batch_size: int,
            repeats: int) -> dict[str, Any]:
-    ok_peers = [e for e in entries.values() if e["kind"] == "peer" and "ratio" in e
-                and e["cosine_mean"] >= KEEPS_QUALITY]
-    best = max(ok_peers, key=lambda e: e["ratio"], default=None)
-    if best is not None:
-        for e in entries.values():
-            if e["kind"] == "accelkit" and "ratio" in e:
-                e["vs_best_peer"] = round(e["ratio"] / best["ratio"], 4)
-    return {"reference": reference, "best_peer": best["name"] if best else None, "keeps_quality": KEEPS_QUALITY,
+    def best_of(rule: str) -> dict | None:
+        ok = [e for e in entries.values() if e["kind"] == "peer" and "ratio" in e and e["batch_rule"] == rule
+              and e["cosine_mean"] >= KEEPS_QUALITY]
+        return max(ok, key=lambda e: e["ratio"], default=None)
+
+    best, best_own = best_of(PARITY), best_of(OWN_BEST)
+    for e in entries.values():
+        judge_by = best if e["batch_rule"] == PARITY else best_own
+        if judge_by is not None and e["kind"] == "accelkit" and "ratio" in e:
+            e["vs_best_peer"] = round(e["ratio"] / judge_by["ratio"], 4)
+    return {"reference": reference, "best_peer": best["name"] if best else None,
+            "best_peer_own_batch": best_own["name"] if best_own else None, "keeps_quality": KEEPS_QUALITY,
             "sentences": len(sentences), "threads": threads, "batch_size": batch_size, "repeats": repeats,
             "versions": {d: package_version(d) for d in _DISTS}, "rows": list(entries.values())}
 
@@ -301,7 +366,7 @@ def _keeps(v: Any, budget: float, results: Any) -> bool:
 
 
 def peers_beside_bench(workload: Any, results: Any, *, max_quality_drop: float | None = None, repeats: int = 5,
-                       limit: int | None = None, calib: int = 300,
+                       limit: int | None = None, calib: int = 300, own_batch_sizes: Sequence[int] = (),
                        progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """The peer table for a finished ``bench(..., keep_built=True)`` of a sentence-embedding workload.
 
@@ -317,7 +382,11 @@ def peers_beside_bench(workload: Any, results: Any, *, max_quality_drop: float |
     model = workload.build_model()
 
     def encoder(m: Any, settings: Any) -> Encode:
-        return lambda s: workload.predict(m, list(s), settings).float().cpu().numpy()
+        def encode(s: list[str], batch_size: int | None = None) -> np.ndarray:
+            at = settings if batch_size is None else settings.with_(batch_size=batch_size)
+            return workload.predict(m, list(s), at).float().cpu().numpy()
+
+        return encode
 
     rows: dict[str, tuple[str, Encode]] = {"accelkit-default": (f"accelkit {BASELINE} (how the model runs today)",
                                                                 encoder(model, base))}
@@ -329,6 +398,7 @@ def peers_beside_bench(workload: Any, results: Any, *, max_quality_drop: float |
         rows[f"accelkit {best.name}"] = (f"accelkit's fastest variant within a {budget:g} drop",
                                          encoder(built.model, built.settings))
     table = measure_peers(folder, workload.eval_data(limit), workload.calib_data(calib), accelkit=rows,
-                          batch_size=base.batch_size, repeats=repeats, progress=progress)
+                          batch_size=base.batch_size, repeats=repeats, own_batch_sizes=own_batch_sizes,
+                          progress=progress)
     table["text"] = f"{workload.name} held-out evaluation sentences"
     return table

@@ -1,16 +1,13 @@
-"""OpenVINO as a runtime: a typed description and save/load with identical outputs (skipped
-where OpenVINO is not installed)."""
+"""OpenVINO as a runtime (in the default install): a typed description and save/load with
+identical outputs."""
 
 from __future__ import annotations
 
-import pytest
 import torch
 
-pytest.importorskip("openvino", reason="OpenVINO is optional: pip install openvino")
-
-from accelkit.export.onnx import export_onnx  # noqa: E402
-from accelkit.runtimes import get_runtime  # noqa: E402
-from accelkit.runtimes.openvino import OpenVinoConfig, OpenVinoModule  # noqa: E402
+from accelkit.export.onnx import export_onnx
+from accelkit.runtimes import get_runtime
+from accelkit.runtimes.openvino import OpenVinoConfig, OpenVinoModule
 
 X = torch.rand(6, 1, 8, 8, generator=torch.Generator().manual_seed(0))
 

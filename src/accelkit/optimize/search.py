@@ -36,7 +36,14 @@ from accelkit.optimize.screening import KeptModels, Screening
 from accelkit.optimize.state import BuildTimes, Clock, SearchState
 from accelkit.quality_floors import floors_text
 from accelkit.report.results import Results, VariantResult, check_writable, write_text_atomic
-from accelkit.techniques.registry import BASELINE, Built, composition_error, get_technique
+from accelkit.techniques.registry import (
+    BASELINE,
+    Built,
+    composition_error,
+    get_technique,
+    list_techniques,
+    unavailable_reason,
+)
 from accelkit.variants import list_variants
 from accelkit.workloads import Workload
 
@@ -149,11 +156,16 @@ def _singles(wl: Workload, config: OptimizeConfig) -> tuple[list[str], dict[str,
     """Single techniques to screen, cheap first, and {name: why not} for the ones left out."""
     names = [n for n in list_variants(wl) if n != BASELINE]
     skipped: dict[str, str] = {}
+    # what the workload could use but this machine or install cannot run (OpenVINO that does not
+    # load, bf16 that is not native): a row with the reason, never a silent gap
+    offline = {t.name: why for t in list_techniques() if not t.missing(wl) and (why := unavailable_reason(t))}
     if config.candidates is not None:
-        unknown = sorted(set(config.candidates) - set(names))
+        unknown = sorted(set(config.candidates) - set(names) - set(offline))
         if unknown:
             raise ConfigError(f"candidates {unknown} are not variants of {wl.name}; choose from {names}")
         names = [n for n in names if n in config.candidates]
+        offline = {n: why for n, why in offline.items() if n in config.candidates}
+    skipped.update({n: f"not offered here: {why}" for n, why in offline.items()})
     kept = []
     for n in names:
         tech = get_technique(n)

@@ -419,7 +419,7 @@ def _section(res: Results, summary: Summary | None = None, extra: str = "") -> s
 
 def _peers_html(table: object) -> str:
     """The ``--peers`` table: what a user could pick instead, timed beside accelkit in the same run."""
-    from accelkit.report.table import peer_cells, peer_summary
+    from accelkit.report.table import peer_cells, peer_label, peer_summary
 
     t = _d(table)
     rows = [r for r in t.get("rows", []) if isinstance(r, dict)] if isinstance(t.get("rows"), list) else []
@@ -435,7 +435,7 @@ def _peers_html(table: object) -> str:
         else:
             nums = "".join(f"<td>{_e(txt)}</td>" for txt in peer_cells(r, cos_digits=5))
             note = _e(r.get("note", ""))
-        return (f"<tr{cls}><td>{_e(r.get('name'))}</td><td style='text-align:left'>{_e(r.get('what', ''))}</td>"
+        return (f"<tr{cls}><td>{_e(peer_label(r))}</td><td style='text-align:left'>{_e(r.get('what', ''))}</td>"
                 f"{nums}<td style='text-align:left'>{note}</td></tr>")
 
     versions = ", ".join(f"{_e(k)} {_e(v)}" for k, v in _d(t.get("versions")).items() if v)

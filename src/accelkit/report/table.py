@@ -237,10 +237,15 @@ def peer_summary(table: dict) -> list[str]:
     keeps = _num(table.get("keeps_quality")) or 0.99
     if best is not None and _num(best.get("ratio")) is not None:
         lines.append(f"fastest peer keeping mean cosine ≥ {keeps:g}: {best.get('name')} at {_num(best['ratio']):.2f}×")
+        own = by_name.get(str(table.get("best_peer_own_batch")))
+        if own is not None and _num(own.get("ratio")) is not None:
+            lines.append(f"each row at its own best batch size (throughput): fastest peer {own.get('name')} "
+                         f"(batch {own.get('batch_size')}) at {_num(own['ratio']):.2f}×")
         for r in rows:
             vs = _num(r.get("vs_best_peer"))
             if r.get("kind") == "accelkit" and vs is not None:
-                lines.append(f"{r.get('name')}: {vs:.2f}× the fastest peer")
+                same = "at its own best batch" if r.get("batch_rule") == "own best" else "at the same batch"
+                lines.append(f"{r.get('name')}: {vs:.2f}× the fastest peer {same}")
     elif rows:
         lines.append(f"no peer ran and kept mean cosine ≥ {keeps:g}")
     return lines
@@ -255,6 +260,12 @@ def peer_cells(row: dict, cos_digits: int = 4) -> list[str]:
             f"{mean:.{cos_digits}f}" if mean is not None else "–", f"{low:.{cos_digits}f}" if low is not None else "–"]
 
 
+def peer_label(row: dict) -> str:
+    """A row's name, with its batch size where it ran at its own best one."""
+    name = str(row.get("name"))
+    return f"{name} ({row.get('batch_size')})" if row.get("batch_rule") == "own best" and row.get("batch_size") else name
+
+
 def print_peers(table: dict, console: Console | None = None) -> None:
     """The ``--peers`` table: each row's sentences/s, ratio to the reference and cosine to it."""
     console = console or Console()
@@ -266,7 +277,7 @@ def print_peers(table: dict, console: Console | None = None) -> None:
     cells = {id(r): peer_cells(r) for r in ok}
     widths = [max([len(h)] + [len(cells[id(r)][i]) for r in ok]) for i, h in enumerate(heads)]
     numbers_w = sum(widths) + _GAP * (len(heads) - 1)
-    name_w = max(len("row"), *(len(str(r.get("name"))) for r in rows))
+    name_w = max(len("row"), *(len(peer_label(r)) for r in rows))
     inline = name_w + _GAP + numbers_w <= console.width
     lead = name_w + _GAP if inline else _INDENT
 
@@ -282,7 +293,7 @@ def print_peers(table: dict, console: Console | None = None) -> None:
                   no_wrap=True, overflow="ignore", crop=False)
     console.print(Text("─" * min(console.width, lead + numbers_w), style="dim"))
     for r in rows:
-        name = str(r.get("name"))
+        name = peer_label(r)
         if r.get("error"):
             console.print(Text(name))
             console.print(Padding(Text(str(r["error"]), style="dim"), (0, 0, 0, _INDENT), expand=False))

@@ -2,7 +2,7 @@
 from several infer requests each on a slice of the batch; saved as the graph plus its settings.
 
 Buys OpenVINO's kernels (oneDNN with its own fusions, VNNI and AMX tiles) without writing any;
-costs an optional dependency (``pip install openvino``).
+costs a dependency of the default install (``openvino``; absent, the runtime says so).
 """
 
 from __future__ import annotations
@@ -116,6 +116,11 @@ class OpenVinoModule(Runtime):
         for request in requests:
             request.wait()
         return torch.from_numpy(np.concatenate([r.get_output_tensor(0).data.copy() for r in requests]))
+
+    def with_streams(self, streams: int | None) -> OpenVinoModule:
+        """The same graph compiled again for ``streams`` requests side by side (None: one per thread)."""
+        config = OpenVinoConfig.from_dict({**self.config.to_dict(), "streams": streams})
+        return type(self)(self.onnx_bytes, config, details=self.extra, flop_reference=self.flop_reference)
 
     def save(self, folder: Path) -> dict[str, Any]:
         (folder / self.model_file).write_bytes(self.onnx_bytes)
