@@ -110,6 +110,11 @@ class GenerationWorkload(TokenizedTextWorkload):
             return load_hf_model(self._hf_dir, TASK, self.hf_config)
         return self._model_fn().eval()
 
+    def model_folder(self) -> Path | None:
+        """The Hugging Face folder the model loads from (None for a module function's model):
+        peers that export the model themselves read it."""
+        return self._hf_dir
+
     def draft_model(self) -> nn.Module:
         """The user's draft model (``--draft``), fp32, eval mode (workloads offering "draft-model")."""
         if self.draft_dir is None:
