@@ -74,6 +74,24 @@ def test_techniques_apply_and_speculative_output_is_the_models_own(llama):
         assert 0 < first["p50"] <= first["p95"]
     for name in ("bf16-cast", "int8-dynamic"):
         assert 0.0 <= by[name].quality["greedy_agreement"] <= 1.0
+    # perplexity on the held-out text beside agreement: the draft leaves the model's logits alone
+    assert by["default"].details["perplexity"] > 1.0 and by["default"].details["perplexity_change"] == 0.0
+    assert by["speculative"].details["perplexity_change"] == 0.0
+    assert abs(by["bf16-cast"].details["perplexity_change"]) < 0.5
+
+
+def test_perplexity_is_the_models_own_loss_and_ignores_left_padding(llama):
+    model = llama.build_model()
+    held = list(llama.eval_data())
+    tok = llama.tokenizer
+    settings = llama.default_settings(1)
+    with torch.inference_mode():
+        losses = [(model(**(enc := tok(p, return_tensors="pt")), labels=enc["input_ids"]).loss,
+                   enc["input_ids"].shape[1] - 1) for p in held[:3]]
+    expected = float(torch.exp(sum(loss * n for loss, n in losses) / sum(n for _, n in losses)))
+    assert llama.perplexity(model, held[:3], settings) == pytest.approx(expected, rel=1e-4)
+    # batched with left padding: the same figure
+    assert llama.perplexity(model, held[:3], llama.default_settings(3)) == pytest.approx(expected, rel=1e-4)
 
 
 def test_speculative_needs_a_draft(folders):

@@ -158,6 +158,28 @@ class GenerationWorkload(TokenizedTextWorkload):
         ordered = sorted(times)
         return {"p50": statistics.median(ordered), "p95": ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]}
 
+    def perplexity(self, model: Callable, data: list[str], settings: RunSettings, max_batches: int = 32) -> float:
+        """exp of the mean next-token cross-entropy of ``model`` on the held-out prompts themselves
+        (text it did not write; padding excluded, positions counted as generate counts them), over
+        up to ``max_batches`` batches under ``settings``: a quality figure beside greedy agreement
+        that a near-tie flipping one greedy token barely moves."""
+        total, count = 0.0, 0
+        with torch.inference_mode(), autocast_context(settings):
+            for i, (inputs, _) in enumerate(self.batches(data, settings)):
+                if i == max_batches:
+                    break
+                ids, mask = inputs["input_ids"], inputs["attention_mask"]
+                positions = (mask.cumsum(-1) - 1).clamp(min=0)
+                logits = model(input_ids=ids, attention_mask=mask, position_ids=positions).logits
+                logp = logits[:, :-1].float().log_softmax(-1)
+                nll = -logp.gather(-1, ids[:, 1:, None]).squeeze(-1)
+                scored = (mask[:, 1:] * mask[:, :-1]).bool()
+                total += float(nll[scored].sum())
+                count += int(scored.sum())
+        if not count:
+            raise ConfigError("perplexity needs prompts of at least two tokens")
+        return float(torch.tensor(total / count).exp())
+
     def ship_spec(self) -> dict | None:
         """What a shipped folder needs to generate without the workload (export.artifact)."""
         if self.hf_config is None:
