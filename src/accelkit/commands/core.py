@@ -15,11 +15,13 @@ from accelkit.commands import (
     VERBOSE_HELP,
     CalibSizeOpt,
     DataOpt,
+    DoSampleOpt,
     DraftOpt,
     LabelColumnOpt,
     MaxNewTokensOpt,
     ModelOpt,
     OutputOpt,
+    SeedOpt,
     TextColumnOpt,
     model_options,
     resolve_workload,
@@ -95,6 +97,8 @@ def bench(
     output: OutputOpt = None,
     max_new_tokens: MaxNewTokensOpt = None,
     draft: DraftOpt = None,
+    do_sample: DoSampleOpt = False,
+    seed: SeedOpt = None,
     size: Annotated[str, typer.Option(help="--task train: gpt-mini shape, default | large (GEMM-bound: where bf16 pays)")] = "default",
     threads: Annotated[int | None, typer.Option(help="--task train: torch threads for the run [default: torch's own]")] = None,
     peers: Annotated[bool, typer.Option("--peers", help="also time what you could pick instead beside accelkit's best, on the same data: sentence-transformers' own backends (fp32, bf16, ONNX, ONNX int8, OpenVINO, OpenVINO int8) for a sentence model; HF generate with a static cache + torch.compile and optimum-intel OVModelForCausalLM for --task text-generation: pip install -e '.[peers]'")] = False,
@@ -118,7 +122,8 @@ def bench(
         check_quality_budget(max_quality_drop)
     floors = parse_quality_floors(min_quality)
     options = model_options(model, data, task_name, text_column, label_column, calib_size, output,
-                            max_new_tokens=max_new_tokens, draft=draft)
+                            max_new_tokens=max_new_tokens, draft=draft, do_sample=do_sample,
+                            seed=seed)
     workload = workload or {"data": "images", "train": "digits"}.get(task, "minilm")
     check_device(device)
     for path in (out, html):
