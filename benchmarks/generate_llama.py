@@ -149,10 +149,13 @@ def main() -> None:
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--peers", default=",".join(PEERS), help="comma-separated peer rows ('' for none); "
                         f"known: {', '.join(GENERATION_PEERS)}")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads [default: torch's own]")
     parser.add_argument("--quick", action="store_true", help="tiny smoke run")
     args = parser.parse_args()
     if args.quick:
         args.prompts, args.new_tokens, args.repeats, args.batch_sizes = 4, 4, 1, "2"
+    if args.threads:
+        torch.set_num_threads(args.threads)
     target, draft = models(args.quick, args.train_minutes)
     print(f"torch threads {torch.get_num_threads()}; target {target}; draft {draft}")
     with tempfile.TemporaryDirectory() as tmp:
@@ -176,7 +179,7 @@ def main() -> None:
                       f"({v.details.get('perplexity_change', float('nan')):+.2%})" + (f"  compile {v.details['compile_s']:.0f} s"
                                                                  if "compile_s" in v.details else ""))
             if peers:
-                print_peer_rows(batch, generation_peers_beside_bench(wl, res, repeats=args.repeats))
+                print_peer_rows(batch, generation_peers_beside_bench(wl, res, repeats=args.repeats, peers=peers))
             res.built = {}
 
 

@@ -159,8 +159,14 @@ _DISTS = ("sentence-transformers", "transformers", "optimum", "optimum-onnx", "o
           "onnxruntime", "datasets", "torch")
 
 
+class PeerSkipped(RuntimeError):
+    """A peer that does not apply on this machine; its row shows the message alone."""
+
+
 def _reason(exc: BaseException) -> str:
     line = next((s for s in str(exc).splitlines() if s.strip()), "")
+    if isinstance(exc, PeerSkipped):
+        return line[:240]
     # sentence-transformers raises a plain Exception ("... requires installing Optimum ...") for a missing backend
     if isinstance(exc, ImportError) or "requires installing" in line:
         return f"not installed ({line.split('. ')[0][:160]}); pip install -e '.[peers]'"
@@ -398,7 +404,7 @@ def _hf_static_compile(b: _GenBuild, dtype: str = "fp32") -> Callable:
     if dtype == "bf16":
         why = _native_bf16_missing()
         if why:
-            raise RuntimeError(why)
+            raise PeerSkipped(why)
         model = model.to(torch.bfloat16)
     model.forward = torch.compile(model.forward)
     return b.runner(_GenerateWith(model, cache_implementation="static"))
@@ -534,11 +540,11 @@ def _gen_table(entries: dict[str, dict], reference: str | None, n_prompts: int, 
 
 
 def generation_peers_beside_bench(workload: Any, results: Any, *, max_quality_drop: float | None = None,
-                                  repeats: int = 3, limit: int | None = None,
+                                  repeats: int = 3, limit: int | None = None, peers: Sequence[str] | None = None,
                                   progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """The peer table for a finished ``bench(..., keep_built=True)`` of a text-generation workload:
     accelkit's ``default`` and its fastest variant within ``max_quality_drop`` of greedy agreement
-    (0.02 when None), beside the generation peers, on the held-out prompts."""
+    (0.02 when None), beside the generation peers (``peers``; None: all), on the held-out prompts."""
     from accelkit.techniques.registry import BASELINE
 
     budget = 0.02 if max_quality_drop is None else max_quality_drop
@@ -558,7 +564,7 @@ def generation_peers_beside_bench(workload: Any, results: Any, *, max_quality_dr
         rows[f"accelkit {best.name}"] = (f"accelkit's fastest variant within a {budget:g} agreement drop",
                                          runner(built.model, built.settings))
     table = measure_generation_peers(workload, base, workload.eval_data(limit), accelkit=rows, repeats=repeats,
-                                     progress=progress)
+                                     peers=peers, progress=progress)
     table["text"] = f"{workload.name} held-out prompts"
     return table
 
