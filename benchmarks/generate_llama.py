@@ -1,9 +1,12 @@
 """Text generation on a small Llama-style model trained briefly on pydoc text: ``model.generate``
-as users run it (``default``) beside bf16, weight-only int8, dynamic int8 and speculative decoding
-with a smaller draft of the same tokenizer, all through ``accelkit.bench`` (interleaved rounds).
+as users run it (``default``) beside bf16, weight-only int8, dynamic int8, speculative decoding
+with a smaller draft of the same tokenizer and a static cache with a compiled decode step (alone and
+after weight-only int8), all through ``accelkit.bench`` (interleaved rounds); then the peer rows
+(HF generate with a static cache + torch.compile, and in bf16 where native) beside accelkit's
+default and its fastest variant within a 0.02 agreement drop.
 
 Run: .venv/bin/python benchmarks/generate_llama.py [--batch-sizes 1,8] [--prompts 64] [--new-tokens 64]
-     [--train-minutes 4] [--repeats 3] [--quick]
+     [--train-minutes 4] [--repeats 3] [--variants ...] [--peers ...] [--quick]
 The first run trains the target and the draft (minutes each) and caches both, with their
 tokenizer, under $ACCELKIT_CACHE/generate-llama/ (written to a temporary folder, then renamed);
 later runs load them. ``--quick`` is a tiny smoke run (seconds of training, a few prompts).
@@ -25,10 +28,14 @@ from pathlib import Path
 import torch
 
 from accelkit.bench import bench
+from accelkit.peers import GENERATION_PEERS, generation_peers_beside_bench
 from accelkit.workloads import workload_from_model
 from accelkit.workloads.base import cache_dir
 
-VARIANTS = ["bf16", "bf16-cast", "int8-weight-only", "int8-dynamic", "speculative"]
+VARIANTS = ["bf16", "bf16-cast", "int8-weight-only", "int8-dynamic", "speculative", "static-cache-compile",
+            "int8-weight-only+static-cache-compile"]
+# HF generate's own fast paths, timed beside accelkit's default and its fastest variant within a 0.02 agreement drop
+PEERS = ["hf-generate", "hf-static-compile", "hf-static-compile-bf16"]
 EOS = "</s>"
 
 
@@ -140,10 +147,15 @@ def main() -> None:
     parser.add_argument("--train-minutes", type=float, default=4.0, help="the target's, on first use (the draft: half)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--peers", default=",".join(PEERS), help="comma-separated peer rows ('' for none); "
+                        f"known: {', '.join(GENERATION_PEERS)}")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads [default: torch's own]")
     parser.add_argument("--quick", action="store_true", help="tiny smoke run")
     args = parser.parse_args()
     if args.quick:
         args.prompts, args.new_tokens, args.repeats, args.batch_sizes = 4, 4, 1, "2"
+    if args.threads:
+        torch.set_num_threads(args.threads)
     target, draft = models(args.quick, args.train_minutes)
     print(f"torch threads {torch.get_num_threads()}; target {target}; draft {draft}")
     with tempfile.TemporaryDirectory() as tmp:
@@ -151,8 +163,9 @@ def main() -> None:
         wl = workload_from_model(target, data, task="text-generation", max_new_tokens=args.new_tokens, draft=draft,
                                  calib_size=args.prompts, eval_size=args.prompts)
         for batch in (int(b) for b in args.batch_sizes.split(",")):
+            peers = [p.strip() for p in args.peers.split(",") if p.strip()]
             res = bench(wl, [v.strip() for v in args.variants.split(",") if v.strip()], batch_size=batch,
-                        repeats=args.repeats, roofline=False, flops=False)
+                        repeats=args.repeats, roofline=False, flops=False, keep_built=bool(peers))
             for v in res.variants:
                 if v.error:
                     print(f"batch {batch:<3} {v.name:<18} ERROR {v.error}")
@@ -162,7 +175,23 @@ def main() -> None:
                 print(f"batch {batch:<3} {v.name:<18} {v.throughput:8.1f} {v.throughput_unit}  speed-up "
                       f"{v.speedup:5.2f}x  TTFT p50 {first:7.1f} ms  agreement {q['greedy_agreement']:.4f} "
                       f"(prefix {q['prefix_agreement']:.4f}, first divergence {q['first_divergence']:.1f})  "
-                      f"peak {v.peak_memory_mb or 0:.0f} MB")
+                      f"peak {v.peak_memory_mb or 0:.0f} MB  perplexity {v.details.get('perplexity', float('nan')):.2f} "
+                      f"({v.details.get('perplexity_change', float('nan')):+.2%})" + (f"  compile {v.details['compile_s']:.0f} s"
+                                                                 if "compile_s" in v.details else ""))
+            if peers:
+                print_peer_rows(batch, generation_peers_beside_bench(wl, res, repeats=args.repeats, peers=peers))
+            res.built = {}
+
+
+def print_peer_rows(batch: int, table: dict) -> None:
+    """One line per peer row: tokens/s, ratio to HF generate (fp32, dynamic cache), agreement, or why it is missing."""
+    for r in table["rows"]:
+        if "error" in r:
+            print(f"batch {batch:<3} peer {r['name']:<28} {r['error']}")
+            continue
+        vs = f"  {r['vs_best_peer']:.2f}x the fastest peer" if "vs_best_peer" in r else ""
+        print(f"batch {batch:<3} peer {r['name']:<28} {r['tokens_per_s']:8.1f} tokens/s  ratio {r['ratio']:5.2f}x  "
+              f"agreement {r['greedy_agreement']:.4f}  build {r.get('build_s', 0):.0f} s{vs}")
 
 
 if __name__ == "__main__":

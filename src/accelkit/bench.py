@@ -272,6 +272,7 @@ def bench(
     if first_token is not None:
         for name, (gen_model, gen_settings) in generators.items():
             records[name].details["time_to_first_token_ms"] = first_token(gen_model, data, gen_settings)
+    _perplexities(wl, records, generators, data, say)
 
     from accelkit.hardware import probe
 
@@ -292,6 +293,29 @@ def bench(
     )
     results.built = built
     return results
+
+
+def _perplexities(wl: Workload, records: dict[str, VariantResult], generators: dict[str, tuple[Any, RunSettings]],
+                  data: Any, say: Callable[[str], None]) -> None:
+    """Workloads that write text: each variant's perplexity on the held-out text and its relative
+    change from the default's (``details``); a variant whose model gives no logits is left without."""
+    perplexity = getattr(wl, "perplexity", None) if "generate" in wl.offers() else None
+    if perplexity is None:
+        return
+    found = {}
+    for name, (gen_model, gen_settings) in generators.items():
+        say(f"{name}: perplexity")
+        try:
+            found[name] = perplexity(gen_model, data, gen_settings)
+        except Exception as exc:  # a runtime without logits: no perplexity, never a failed variant
+            from accelkit.quiet import log_exception
+
+            log_exception(exc, f"perplexity of {name}")
+            continue
+        records[name].details["perplexity"] = round(found[name], 4)
+    if found.get(BASELINE):
+        for name, value in found.items():
+            records[name].details["perplexity_change"] = round(value / found[BASELINE] - 1, 6)
 
 
 # ``accelkit bench --task``: name → "module:function" taking (workload=, variants=, list_only=,

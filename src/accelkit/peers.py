@@ -9,6 +9,11 @@ throughput objective, ``own_batch_sizes`` adds each row again at the batch size 
 fastest at, labelled ``batch_rule="own best"``, with its ratio to the reference at the shared batch.
 The peers come from the optional ``[peers]`` extra; one that is missing or fails to build is a
 row that says why. ``accelkit bench --peers`` puts the table into the results and the report.
+
+For a text-generation workload the peers are what a Hugging Face causal-LM user could pick:
+``generate`` with ``cache_implementation="static"`` and ``torch.compile`` (fp32, and bf16 where
+the machine has native bf16), and optimum-intel's ``OVModelForCausalLM`` (fp32 and int8 weights),
+scored by tokens/s and greedy agreement with ``generate``'s own fp32 tokens.
 """
 
 from __future__ import annotations
@@ -163,8 +168,14 @@ _DISTS = ("sentence-transformers", "transformers", "optimum", "optimum-onnx", "o
           "onnxruntime", "datasets", "torch")
 
 
+class PeerSkipped(RuntimeError):
+    """A peer that does not apply on this machine; its row shows the message alone."""
+
+
 def _reason(exc: BaseException) -> str:
     line = next((s for s in str(exc).splitlines() if s.strip()), "")
+    if isinstance(exc, PeerSkipped):
+        return line[:240]
     # sentence-transformers raises a plain Exception ("... requires installing Optimum ...") for a missing backend
     if isinstance(exc, ImportError) or "requires installing" in line:
         return f"not installed ({line.split('. ')[0][:160]}); pip install -e '.[peers]'"
@@ -402,3 +413,236 @@ def peers_beside_bench(workload: Any, results: Any, *, max_quality_drop: float |
                           progress=progress)
     table["text"] = f"{workload.name} held-out evaluation sentences"
     return table
+
+
+# --- text generation: what a user of a Hugging Face causal LM could pick instead of accelkit ---------------
+
+GEN_REFERENCE = "hf-generate"
+# a generation peer counts as "keeping quality" at this greedy agreement with the fp32 tokens (issue 24's bar)
+GEN_KEEPS_QUALITY = 0.98
+GEN_COLUMNS = [["tokens_per_s", "tokens/s"], ["ratio", "vs ref"], ["greedy_agreement", "agreement"],
+               ["first_divergence", "1st diff"]]
+
+
+class _GenerateWith:
+    """A causal LM whose ``generate`` always gets ``options`` (a peer's own settings, as its user passes them)."""
+
+    def __init__(self, model: Any, **options: Any) -> None:
+        self.model, self.options = model, options
+
+    def generate(self, *args: Any, **kwargs: Any) -> Any:
+        return self.model.generate(*args, **{**kwargs, **self.options})
+
+
+@dataclass
+class _GenBuild:
+    workload: Any
+    settings: Any
+    notes: dict[str, str] = field(default_factory=dict)
+
+    def runner(self, model: Any) -> Callable[[list[str]], Any]:
+        return lambda prompts: self.workload.predict(model, list(prompts), self.settings)
+
+    def folder(self) -> Path:
+        folder = self.workload.model_folder()
+        if folder is None:
+            raise RuntimeError("needs the model's Hugging Face folder (--model PATH); a module function has none")
+        return Path(folder)
+
+
+def _hf_generate(b: _GenBuild) -> Callable:
+    return b.runner(b.workload.build_model())
+
+
+def _native_bf16_missing() -> str | None:
+    import torch
+
+    from accelkit.hardware import cpu_flags
+
+    if torch.cuda.is_available() or {"AVX512_BF16", "AMX_BF16"} & set(cpu_flags()):
+        return None
+    return ("skipped: this CPU has no native bf16 (AVX512_BF16 or AMX); bf16 matmuls would be emulated, "
+            "slower than fp32")
+
+
+def _hf_static_compile(b: _GenBuild, dtype: str = "fp32") -> Callable:
+    """HF's recipe for fast decoding: ``cache_implementation="static"`` and ``torch.compile`` of
+    ``model.forward`` (generate's own auto-compile is for GPUs only)."""
+    import torch
+
+    model = b.workload.build_model()
+    if dtype == "bf16":
+        why = _native_bf16_missing()
+        if why:
+            raise PeerSkipped(why)
+        model = model.to(torch.bfloat16)
+    model.forward = torch.compile(model.forward)
+    return b.runner(_GenerateWith(model, cache_implementation="static"))
+
+
+def _hf_static_compile_bf16(b: _GenBuild) -> Callable:
+    return _hf_static_compile(b, "bf16")
+
+
+def _ov_causal_lm(b: _GenBuild, int8: bool = False) -> Callable:
+    from optimum.intel import OVModelForCausalLM
+
+    kw: dict[str, Any] = {"load_in_8bit": True} if int8 else {"load_in_8bit": False}
+    model = OVModelForCausalLM.from_pretrained(str(b.folder()), export=True, compile=True, **kw)
+    return b.runner(model)
+
+
+def _ov_causal_lm_int8(b: _GenBuild) -> Callable:
+    return _ov_causal_lm(b, int8=True)
+
+
+GENERATION_PEERS: dict[str, tuple[str, Callable[[_GenBuild], Callable]]] = {
+    "hf-generate": ("transformers generate, fp32, dynamic cache (the reference)", _hf_generate),
+    "hf-static-compile": ('generate with cache_implementation="static", model.forward torch.compile\'d',
+                          _hf_static_compile),
+    "hf-static-compile-bf16": ("the same with the weights in bf16", _hf_static_compile_bf16),
+    "ov-causal-lm": ("optimum-intel OVModelForCausalLM, fp32 weights", _ov_causal_lm),
+    "ov-causal-lm-int8": ("optimum-intel OVModelForCausalLM, int8 weights (NNCF)", _ov_causal_lm_int8),
+}
+
+
+def measure_generation_peers(
+    workload: Any,
+    settings: Any,
+    prompts: Sequence[str],
+    *,
+    accelkit: dict[str, tuple[str, Callable]] | None = None,
+    peers: Sequence[str] | None = None,
+    repeats: int = 3,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Build each generation peer of ``workload``'s causal LM and time it beside ``accelkit``'s rows
+    (name → (what, prompts → new token ids)), every row writing the same prompts in the same
+    batches (``settings``) in interleaved rounds. Returns a JSON-able table like ``measure_peers``'s,
+    with tokens/s and greedy agreement with the reference's tokens in place of sentences/s and cosine."""
+    import torch
+
+    from accelkit.errors import ConfigError, UnknownVariantError
+
+    say = progress or (lambda msg: None)
+    prompts = list(prompts)
+    if not prompts:
+        raise ConfigError("measure_generation_peers needs at least one prompt")
+    chosen = list(GENERATION_PEERS) if peers is None else list(peers)
+    unknown = [p for p in chosen if p not in GENERATION_PEERS]
+    if unknown:
+        raise UnknownVariantError(f"peers {unknown} are not known; choose from {list(GENERATION_PEERS)}")
+    build = _GenBuild(workload, settings)
+    rows = [(n, "peer", *GENERATION_PEERS[n]) for n in chosen] + [(n, "accelkit", what, fn) for n, (what, fn) in
+                                                                 (accelkit or {}).items()]
+    entries: dict[str, dict[str, Any]] = {}
+    runners: dict[str, Callable] = {}
+    outputs: dict[str, Any] = {}
+    for name, kind, what, make in rows:
+        say(f"peers: building {name}")
+        entry = entries[name] = {"name": name, "kind": kind, "what": what}
+        start = time.perf_counter()
+        try:
+            with keep_signal_stack():
+                fn = make(build) if kind == "peer" else make
+                outputs[name] = fn(prompts)  # the warm-up (compiles); its tokens are scored
+            runners[name] = fn
+            entry["build_s"] = round(time.perf_counter() - start, 2)
+        except Exception as exc:  # a peer failing to build is a row, never a crash
+            from accelkit.quiet import log_exception
+
+            log_exception(exc, f"peer {name}")
+            entry["error"] = _reason(exc)
+    reference = GEN_REFERENCE if GEN_REFERENCE in runners else next(
+        (n for n, k, *_ in rows if k == "accelkit" and n in runners), None)
+    n_tokens = len(prompts) * getattr(workload, "max_new_tokens", 1)
+    extra = {"columns": GEN_COLUMNS, "quality_metric": "greedy_agreement", "max_new_tokens":
+             getattr(workload, "max_new_tokens", None)}
+    if reference is None:
+        return {**_gen_table(entries, None, len(prompts), settings, repeats), **extra}
+    times: dict[str, list[float]] = {n: [] for n in runners}
+    names = list(runners)
+    for r in range(repeats):
+        for name in names[r % len(names):] + names[: r % len(names)]:
+            if "error" in entries[name]:
+                continue
+            say(f"peers: round {r + 1}/{repeats}: {name}")
+            start = time.perf_counter()
+            try:
+                runners[name](prompts)
+            except Exception as exc:
+                entries[name]["error"] = f"failed while timed: {_reason(exc)}"
+                continue
+            times[name].append(time.perf_counter() - start)
+    ref = outputs[reference]
+    for name, entry in entries.items():
+        if "error" in entry:
+            continue
+        out = outputs[name]
+        if not isinstance(out, torch.Tensor) or out.shape != ref.shape:
+            entry["error"] = f"tokens of shape {tuple(getattr(out, 'shape', ()))}, the reference's are {tuple(ref.shape)}"
+            continue
+        quality = workload.quality(out, ref, None)
+        ratios = [a / b for a, b in zip(times[reference], times[name], strict=False) if b > 0]
+        entry.update(tokens_per_s=round(n_tokens / statistics.median(times[name]), 1),
+                     ratio=round(statistics.median(ratios), 4),
+                     greedy_agreement=round(quality["greedy_agreement"], 4),
+                     first_divergence=round(quality["first_divergence"], 2))
+        if name in build.notes:
+            entry["note"] = build.notes[name]
+    return {**_gen_table(entries, reference, len(prompts), settings, repeats), **extra}
+
+
+def _gen_table(entries: dict[str, dict], reference: str | None, n_prompts: int, settings: Any,
+               repeats: int) -> dict[str, Any]:
+    import torch
+
+    ok_peers = [e for e in entries.values() if e["kind"] == "peer" and "ratio" in e
+                and e["greedy_agreement"] >= GEN_KEEPS_QUALITY]
+    best = max(ok_peers, key=lambda e: e["ratio"], default=None)
+    if best is not None:
+        for e in entries.values():
+            if e["kind"] == "accelkit" and "ratio" in e:
+                e["vs_best_peer"] = round(e["ratio"] / best["ratio"], 4)
+    return {"reference": reference, "best_peer": best["name"] if best else None, "keeps_quality": GEN_KEEPS_QUALITY,
+            "prompts": n_prompts, "threads": torch.get_num_threads(), "batch_size": settings.batch_size,
+            "repeats": repeats, "versions": {d: package_version(d) for d in _DISTS}, "rows": list(entries.values())}
+
+
+def generation_peers_beside_bench(workload: Any, results: Any, *, max_quality_drop: float | None = None,
+                                  repeats: int = 3, limit: int | None = None, peers: Sequence[str] | None = None,
+                                  progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """The peer table for a finished ``bench(..., keep_built=True)`` of a text-generation workload:
+    accelkit's ``default`` and its fastest variant within ``max_quality_drop`` of greedy agreement
+    (0.02 when None), beside the generation peers (``peers``; None: all), on the held-out prompts."""
+    from accelkit.techniques.registry import BASELINE
+
+    budget = 0.02 if max_quality_drop is None else max_quality_drop
+    base = workload.default_settings(results.settings.get("batch_size"))
+    model = workload.build_model()
+
+    def runner(m: Any, settings: Any) -> Callable:
+        return lambda prompts: workload.predict(m, list(prompts), settings)
+
+    rows: dict[str, tuple[str, Callable]] = {"accelkit-default": (f"accelkit {BASELINE} (how the model runs today)",
+                                                                  runner(model, base))}
+    within = [v for v in results.variants if v.name != BASELINE and v.speedup and v.name in results.built
+              and _keeps(v, budget, results)]
+    if within:
+        best = max(within, key=lambda v: v.speedup)
+        built = results.built[best.name]
+        rows[f"accelkit {best.name}"] = (f"accelkit's fastest variant within a {budget:g} agreement drop",
+                                         runner(built.model, built.settings))
+    table = measure_generation_peers(workload, base, workload.eval_data(limit), accelkit=rows, repeats=repeats,
+                                     peers=peers, progress=progress)
+    table["text"] = f"{workload.name} held-out prompts"
+    return table
+
+
+def peers_for(workload: Any) -> str:
+    """Which peer family ``bench --peers`` compares ``workload`` against: "generation" for a model
+    that generates, "sentence-embedding" otherwise (ConfigError when it is neither)."""
+    if "generate" in workload.offers():
+        return "generation"
+    check_peer_workload(workload)
+    return "sentence-embedding"

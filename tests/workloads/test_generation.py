@@ -74,6 +74,24 @@ def test_techniques_apply_and_speculative_output_is_the_models_own(llama):
         assert 0 < first["p50"] <= first["p95"]
     for name in ("bf16-cast", "int8-dynamic"):
         assert 0.0 <= by[name].quality["greedy_agreement"] <= 1.0
+    # perplexity on the held-out text beside agreement: the draft leaves the model's logits alone
+    assert by["default"].details["perplexity"] > 1.0 and by["default"].details["perplexity_change"] == 0.0
+    assert by["speculative"].details["perplexity_change"] == 0.0
+    assert abs(by["bf16-cast"].details["perplexity_change"]) < 0.5
+
+
+def test_perplexity_is_the_models_own_loss_and_ignores_left_padding(llama):
+    model = llama.build_model()
+    held = list(llama.eval_data())
+    tok = llama.tokenizer
+    settings = llama.default_settings(1)
+    with torch.inference_mode():
+        losses = [(model(**(enc := tok(p, return_tensors="pt")), labels=enc["input_ids"]).loss,
+                   enc["input_ids"].shape[1] - 1) for p in held[:3]]
+    expected = float(torch.exp(sum(loss * n for loss, n in losses) / sum(n for _, n in losses)))
+    assert llama.perplexity(model, held[:3], settings) == pytest.approx(expected, rel=1e-4)
+    # batched with left padding: the same figure
+    assert llama.perplexity(model, held[:3], llama.default_settings(3)) == pytest.approx(expected, rel=1e-4)
 
 
 def test_speculative_needs_a_draft(folders):
@@ -128,3 +146,35 @@ def test_a_module_function_that_generates_is_a_generation_workload(folders, tmp_
     held = list(wl.eval_data(2))
     out = wl.predict(wl.build_model(), held, wl.default_settings())
     assert out.shape == (2, 3) and "generate" in wl.offers() and wl.ship_spec() is None
+
+
+def test_sampling_with_a_seed_repeats_and_is_generates_own(folders):
+    wl = workload_from_model(folders["llama"], folders["prompts"], task="text-generation", max_new_tokens=N_NEW,
+                             sample_seed=3)
+    model = wl.build_model()
+    held = list(wl.eval_data())
+    settings = wl.default_settings(4)
+    first, again = (wl.predict(model, held, settings) for _ in range(2))
+    assert torch.equal(first, again) and wl.data_report(held, settings)["decoding"] == "sampling, seed 3"
+    tok = wl.tokenizer
+    enc = tok(held[:4], padding=True, return_tensors="pt")
+    torch.manual_seed(3)
+    with torch.inference_mode():
+        ids = model.generate(**enc, max_new_tokens=N_NEW, do_sample=True, eos_token_id=None,
+                             pad_token_id=tok.pad_token_id)
+    assert torch.equal(first[:4].long(), ids[:, enc["input_ids"].shape[1]:])
+    greedy = workload_from_model(folders["llama"], folders["prompts"], task="text-generation", max_new_tokens=N_NEW)
+    assert not torch.equal(first, greedy.predict(model, held, settings))
+
+
+def test_sampling_options_are_checked(folders):
+    from accelkit.commands import model_options
+
+    with pytest.raises(ConfigError, match="--do-sample go with --task text-generation"):
+        workload_from_model(folders["llama"], folders["prompts"], task="causal-lm", sample_seed=1)
+    with pytest.raises(ConfigError, match="--seed 5 seeds sampling; add --do-sample"):
+        model_options("m", None, None, None, None, None, None, seed=5)
+    with pytest.raises(ConfigError, match="--seed -1"):
+        workload_from_model(folders["llama"], folders["prompts"], task="text-generation", sample_seed=-1)
+    found = model_options("m", Path("p.txt"), "text-generation", None, None, None, None, do_sample=True)
+    assert found["sample_seed"] == 0

@@ -28,6 +28,11 @@ OutputOpt = Annotated[str | None, typer.Option(
     "--output", help="the model output to score, e.g. pooler_output [default: by task]")]
 MaxNewTokensOpt = Annotated[int | None, typer.Option(
     "--max-new-tokens", help="--task text-generation: tokens written after each prompt [default: 32]")]
+DoSampleOpt = Annotated[bool, typer.Option(
+    "--do-sample", help="--task text-generation: sample (the model's own generation settings) instead of greedy "
+                        "decoding, seeded by --seed before each batch")]
+SeedOpt = Annotated[int | None, typer.Option(
+    "--seed", help="--task text-generation with --do-sample: the sampling seed [default: 0]")]
 DraftOpt = Annotated[str | None, typer.Option(
     "--draft", help="--task text-generation: a smaller causal-LM folder with the model's tokenizer, for "
                     "speculative decoding")]
@@ -35,14 +40,19 @@ DraftOpt = Annotated[str | None, typer.Option(
 
 def model_options(model: str | None, data: Path | None, task: str | None, text_column: str | None,
                   label_column: str | None, calib_size: int | None, output: str | None, *,
-                  max_new_tokens: int | None = None, draft: str | None = None) -> dict[str, Any] | None:
+                  max_new_tokens: int | None = None, draft: str | None = None, do_sample: bool = False,
+                  seed: int | None = None) -> dict[str, Any] | None:
     """The ``--model`` options as workload_from_model's arguments, or None without ``--model``."""
     from accelkit.errors import ConfigError
 
+    if seed is not None and not do_sample:
+        raise ConfigError(f"--seed {seed} seeds sampling; add --do-sample or drop --seed")
+    if seed is not None and seed < 0:
+        raise ConfigError(f"--seed {seed}: expected a whole number ≥ 0")
     if model is None:
-        if data is not None or task is not None or max_new_tokens is not None or draft is not None:
-            raise ConfigError("--data, --task, --max-new-tokens and --draft go with --model; pass your model "
-                              "folder with --model")
+        if data is not None or task is not None or max_new_tokens is not None or draft is not None or do_sample:
+            raise ConfigError("--data, --task, --max-new-tokens, --draft and --do-sample go with --model; pass your "
+                              "model folder with --model")
         return None
     if max_new_tokens is not None and max_new_tokens < 1:
         raise ConfigError(f"--max-new-tokens {max_new_tokens}: expected a positive number of tokens to write")
@@ -51,7 +61,7 @@ def model_options(model: str | None, data: Path | None, task: str | None, text_c
                           "of images or .npy tensors to calibrate and measure on")
     found = {"model": model, "data": str(data), "task": task, "text_column": text_column,
              "label_column": label_column, "calib_size": calib_size, "output": output,
-             "max_new_tokens": max_new_tokens, "draft": draft}
+             "max_new_tokens": max_new_tokens, "draft": draft, "sample_seed": (seed or 0) if do_sample else None}
     return {k: v for k, v in found.items() if v is not None}
 
 

@@ -15,11 +15,13 @@ from accelkit.commands import (
     VERBOSE_HELP,
     CalibSizeOpt,
     DataOpt,
+    DoSampleOpt,
     DraftOpt,
     LabelColumnOpt,
     MaxNewTokensOpt,
     ModelOpt,
     OutputOpt,
+    SeedOpt,
     TextColumnOpt,
     model_options,
     resolve_workload,
@@ -95,9 +97,11 @@ def bench(
     output: OutputOpt = None,
     max_new_tokens: MaxNewTokensOpt = None,
     draft: DraftOpt = None,
+    do_sample: DoSampleOpt = False,
+    seed: SeedOpt = None,
     size: Annotated[str, typer.Option(help="--task train: gpt-mini shape, default | large (GEMM-bound: where bf16 pays)")] = "default",
     threads: Annotated[int | None, typer.Option(help="--task train: torch threads for the run [default: torch's own]")] = None,
-    peers: Annotated[bool, typer.Option("--peers", help="also time sentence-transformers' own backends (fp32, bf16, ONNX, ONNX int8, OpenVINO, OpenVINO int8) beside accelkit's best, on the same sentences: pip install -e '.[peers]'")] = False,
+    peers: Annotated[bool, typer.Option("--peers", help="also time what you could pick instead beside accelkit's best, on the same data: sentence-transformers' own backends (fp32, bf16, ONNX, ONNX int8, OpenVINO, OpenVINO int8) for a sentence model; HF generate with a static cache + torch.compile and optimum-intel OVModelForCausalLM for --task text-generation: pip install -e '.[peers]'")] = False,
 ) -> None:
     """Measure variants side by side against the default run (how you run the model today)."""
     from accelkit.bench import check_device, task_runner
@@ -118,7 +122,8 @@ def bench(
         check_quality_budget(max_quality_drop)
     floors = parse_quality_floors(min_quality)
     options = model_options(model, data, task_name, text_column, label_column, calib_size, output,
-                            max_new_tokens=max_new_tokens, draft=draft)
+                            max_new_tokens=max_new_tokens, draft=draft, do_sample=do_sample,
+                            seed=seed)
     workload = workload or {"data": "images", "train": "digits"}.get(task, "minilm")
     check_device(device)
     for path in (out, html):
@@ -155,9 +160,9 @@ def bench(
             raise UnknownVariantError("--variants is empty; name at least one, e.g. --variants baseline,bf16")
         console = q.console
         if peers:
-            from accelkit.peers import check_peer_workload
+            from accelkit.peers import peers_for
 
-            check_peer_workload(wl)
+            peer_family = peers_for(wl)
         with console.status("starting") as status:
             from accelkit.bench import bench as run_bench
 
@@ -167,10 +172,11 @@ def bench(
                 keep_built=peers,
             )
             if peers:
-                from accelkit.peers import peers_beside_bench
+                from accelkit.peers import generation_peers_beside_bench, peers_beside_bench
 
-                results.peers = peers_beside_bench(wl, results, max_quality_drop=max_quality_drop, repeats=repeats,
-                                                   limit=limit, progress=lambda msg: status.update(escape(msg)))
+                beside = generation_peers_beside_bench if peer_family == "generation" else peers_beside_bench
+                results.peers = beside(wl, results, max_quality_drop=max_quality_drop, repeats=repeats,
+                                       limit=limit, progress=lambda msg: status.update(escape(msg)))
                 results.built = {}  # the peers are measured: free the variants' models
         # results first: a crash while printing must not lose a finished benchmark
         if out is not None:

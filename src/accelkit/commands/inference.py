@@ -11,11 +11,13 @@ from accelkit.commands import (
     VERBOSE_HELP,
     CalibSizeOpt,
     DataOpt,
+    DoSampleOpt,
     DraftOpt,
     LabelColumnOpt,
     MaxNewTokensOpt,
     ModelOpt,
     OutputOpt,
+    SeedOpt,
     TaskOpt,
     TextColumnOpt,
     model_options,
@@ -41,13 +43,16 @@ def export(
     output: OutputOpt = None,
     max_new_tokens: MaxNewTokensOpt = None,
     draft: DraftOpt = None,
+    do_sample: DoSampleOpt = False,
+    seed: SeedOpt = None,
 ) -> None:
     """Build ``variant`` of the workload's baseline and save it; ``accelkit.load(out)`` restores it."""
     from accelkit.quiet import quiet
     from accelkit.saving import save
     from accelkit.variants import build_variant
     options = model_options(model, data, task, text_column, label_column, calib_size, output,
-                            max_new_tokens=max_new_tokens, draft=draft)
+                            max_new_tokens=max_new_tokens, draft=draft, do_sample=do_sample,
+                            seed=seed)
     # the log goes to the cache, not into the saved folder: that holds only verified model files
     with quiet(verbose=verbose, name="export") as q:
         wl = resolve_workload(workload, options)

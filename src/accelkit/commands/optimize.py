@@ -13,11 +13,13 @@ from accelkit.commands import (
     VERBOSE_HELP,
     CalibSizeOpt,
     DataOpt,
+    DoSampleOpt,
     DraftOpt,
     LabelColumnOpt,
     MaxNewTokensOpt,
     ModelOpt,
     OutputOpt,
+    SeedOpt,
     TaskOpt,
     TextColumnOpt,
     model_options,
@@ -70,6 +72,8 @@ def optimize(
     output: OutputOpt = None,
     max_new_tokens: MaxNewTokensOpt = None,
     draft: DraftOpt = None,
+    do_sample: DoSampleOpt = False,
+    seed: SeedOpt = None,
 ) -> None:
     """Search every technique under a quality budget; write the model, plan.json, results.json, report.html."""
     from accelkit.optimize import OptimizeConfig
@@ -79,7 +83,8 @@ def optimize(
     check_quality_budget(max_quality_drop)
     floors = parse_quality_floors(min_quality)
     options = model_options(model, data, task, text_column, label_column, calib_size, output,
-                            max_new_tokens=max_new_tokens, draft=draft)
+                            max_new_tokens=max_new_tokens, draft=draft, do_sample=do_sample,
+                            seed=seed)
     if options:
         resolve_workload(workload, options)  # bad --model/--data fail now, before --out is touched
         workload = Path(options["model"]).name or options["model"]

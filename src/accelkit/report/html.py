@@ -419,21 +419,22 @@ def _section(res: Results, summary: Summary | None = None, extra: str = "") -> s
 
 def _peers_html(table: object) -> str:
     """The ``--peers`` table: what a user could pick instead, timed beside accelkit in the same run."""
-    from accelkit.report.table import peer_cells, peer_label, peer_summary
+    from accelkit.report.table import peer_cells, peer_columns, peer_label, peer_summary
 
     t = _d(table)
     rows = [r for r in t.get("rows", []) if isinstance(r, dict)] if isinstance(t.get("rows"), list) else []
     if not rows:
         return ""
-    head = ["row", "what", "sentences/s", "vs reference", "cosine mean", "cosine min", "note"]
+    columns = peer_columns(t)
+    head = ["row", "what", *(h for _, h in columns), "note"]
 
     def row(r: dict) -> str:
         cls = ' class="chosen"' if r.get("kind") == "accelkit" else (' class="err"' if r.get("error") else "")
         if r.get("error"):
-            nums = '<td colspan="4">–</td>'
+            nums = f'<td colspan="{len(columns)}">–</td>'
             note = _e(r.get("error"))
         else:
-            nums = "".join(f"<td>{_e(txt)}</td>" for txt in peer_cells(r, cos_digits=5))
+            nums = "".join(f"<td>{_e(txt)}</td>" for txt in peer_cells(r, cos_digits=5, columns=columns))
             note = _e(r.get("note", ""))
         return (f"<tr{cls}><td>{_e(peer_label(r))}</td><td style='text-align:left'>{_e(r.get('what', ''))}</td>"
                 f"{nums}<td style='text-align:left'>{note}</td></tr>")
@@ -441,11 +442,16 @@ def _peers_html(table: object) -> str:
     versions = ", ".join(f"{_e(k)} {_e(v)}" for k, v in _d(t.get("versions")).items() if v)
     return (
         "<h3>Against what you could pick instead</h3>"
-        f'<p class="note">{_e(t.get("sentences", "?"))} sentences ({_e(t.get("text", ""))}), batch '
-        f'{_e(t.get("batch_size", "?"))}, {_e(t.get("threads", "?"))} threads, every row encoding from raw '
-        f'sentences (tokenization included), timed in {_e(t.get("repeats", "?"))} interleaved rounds; ratio = median '
-        "of per-round reference/row time ratios; cosine to the reference's embeddings.</p>"
-        '<div class="scroll"><table><thead><tr>' + "".join(f"<th>{_e(h)}</th>" for h in head) + "</tr></thead><tbody>"
+        + (f'<p class="note">{_e(t.get("prompts"))} prompts × {_e(t.get("max_new_tokens", "?"))} new tokens '
+           f'({_e(t.get("text", ""))}), batch {_e(t.get("batch_size", "?"))}, {_e(t.get("threads", "?"))} threads, '
+           f'greedy, timed in {_e(t.get("repeats", "?"))} interleaved rounds; ratio = median of per-round '
+           "reference/row time ratios; agreement: greedy tokens equal to the reference's.</p>"
+           if "prompts" in t else
+           f'<p class="note">{_e(t.get("sentences", "?"))} sentences ({_e(t.get("text", ""))}), batch '
+           f'{_e(t.get("batch_size", "?"))}, {_e(t.get("threads", "?"))} threads, every row encoding from raw '
+           f'sentences (tokenization included), timed in {_e(t.get("repeats", "?"))} interleaved rounds; ratio = '
+           "median of per-round reference/row time ratios; cosine to the reference's embeddings.</p>")
+        + '<div class="scroll"><table><thead><tr>' + "".join(f"<th>{_e(h)}</th>" for h in head) + "</tr></thead><tbody>"
         + "".join(row(r) for r in rows) + "</tbody></table></div>"
         + "".join(f'<p class="note">{_e(line)}</p>' for line in peer_summary(t))
         + (f'<p class="note">Versions: {versions}.</p>' if versions else "")

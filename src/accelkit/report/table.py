@@ -235,8 +235,9 @@ def peer_summary(table: dict) -> list[str]:
         lines.append(f"reference (1.00×): {ref.get('name')}, {ref.get('what', '')}")
     best = by_name.get(str(table.get("best_peer")))
     keeps = _num(table.get("keeps_quality")) or 0.99
+    metric = "greedy agreement" if table.get("quality_metric") == "greedy_agreement" else "mean cosine"
     if best is not None and _num(best.get("ratio")) is not None:
-        lines.append(f"fastest peer keeping mean cosine ≥ {keeps:g}: {best.get('name')} at {_num(best['ratio']):.2f}×")
+        lines.append(f"fastest peer keeping {metric} ≥ {keeps:g}: {best.get('name')} at {_num(best['ratio']):.2f}×")
         own = by_name.get(str(table.get("best_peer_own_batch")))
         if own is not None and _num(own.get("ratio")) is not None:
             lines.append(f"each row at its own best batch size (throughput): fastest peer {own.get('name')} "
@@ -247,17 +248,42 @@ def peer_summary(table: dict) -> list[str]:
                 same = "at its own best batch" if r.get("batch_rule") == "own best" else "at the same batch"
                 lines.append(f"{r.get('name')}: {vs:.2f}× the fastest peer {same}")
     elif rows:
-        lines.append(f"no peer ran and kept mean cosine ≥ {keeps:g}")
+        lines.append(f"no peer ran and kept {metric} ≥ {keeps:g}")
     return lines
 
 
-def peer_cells(row: dict, cos_digits: int = 4) -> list[str]:
-    """A peer row's sentences/s, ratio to the reference, cosine mean and min as text ("–" where absent
-    or not a finite number: the table comes from a results file of any origin)."""
-    sps, ratio, mean, low = (x if x is not None and math.isfinite(x) else None
-                             for x in (_num(row.get(k)) for k in ("sentences_per_s", "ratio", "cosine_mean", "cosine_min")))
-    return [f"{sps:,.0f}" if sps is not None else "–", f"{ratio:.2f}×" if ratio is not None else "–",
-            f"{mean:.{cos_digits}f}" if mean is not None else "–", f"{low:.{cos_digits}f}" if low is not None else "–"]
+_EMBEDDING_COLUMNS = [("sentences_per_s", "sentences/s"), ("ratio", "vs ref"), ("cosine_mean", "cos mean"),
+                      ("cosine_min", "cos min")]
+
+
+def peer_columns(table: dict) -> list[tuple[str, str]]:
+    """(row key, heading) of each number a peer table shows: a table names its own in ``columns``
+    (text generation: tokens/s, agreement); sentence-embedding tables, the default, show none."""
+    cols = table.get("columns") if isinstance(table, dict) else None
+    if isinstance(cols, list) and cols and all(isinstance(c, list | tuple) and len(c) == 2 for c in cols):
+        return [(str(k), str(h)) for k, h in cols]
+    return list(_EMBEDDING_COLUMNS)
+
+
+def peer_cells(row: dict, cos_digits: int = 4, columns: list[tuple[str, str]] | None = None) -> list[str]:
+    """A peer row's numbers as text: rates (``*_per_s``) whole, ``ratio`` with ×, other
+    quality figures to ``cos_digits`` places ("–" where absent or not a finite number: the table
+    comes from a results file of any origin)."""
+    cells = []
+    for key, _ in columns or _EMBEDDING_COLUMNS:
+        x = _num(row.get(key))
+        x = x if x is not None and math.isfinite(x) else None
+        if x is None:
+            cells.append("–")
+        elif key.endswith("_per_s"):
+            cells.append(f"{x:,.0f}")
+        elif key == "ratio":
+            cells.append(f"{x:.2f}×")
+        elif key == "first_divergence":
+            cells.append(f"{x:.1f}")
+        else:
+            cells.append(f"{x:.{cos_digits}f}")
+    return cells
 
 
 def peer_label(row: dict) -> str:
@@ -272,9 +298,10 @@ def print_peers(table: dict, console: Console | None = None) -> None:
     rows = [r for r in table.get("rows", []) if isinstance(r, dict)] if isinstance(table, dict) else []
     if not rows:
         return
-    heads = ["sentences/s", "vs ref", "cos mean", "cos min"]
+    columns = peer_columns(table)
+    heads = [h for _, h in columns]
     ok = [r for r in rows if not r.get("error")]
-    cells = {id(r): peer_cells(r) for r in ok}
+    cells = {id(r): peer_cells(r, columns=columns) for r in ok}
     widths = [max([len(h)] + [len(cells[id(r)][i]) for r in ok]) for i, h in enumerate(heads)]
     numbers_w = sum(widths) + _GAP * (len(heads) - 1)
     name_w = max(len("row"), *(len(peer_label(r)) for r in rows))
@@ -285,7 +312,9 @@ def print_peers(table: dict, console: Console | None = None) -> None:
         return (" " * _GAP).join(t.rjust(w) for t, w in zip(texts, widths, strict=True))
 
     title = Text("\npeers", style="bold")
-    title.append(f" — {table.get('sentences', '?')} sentences, batch {table.get('batch_size', '?')}, "
+    items = (f"{table['prompts']} prompts × {table.get('max_new_tokens', '?')} new tokens" if "prompts" in table
+             else f"{table.get('sentences', '?')} sentences")
+    title.append(f" — {items}, batch {table.get('batch_size', '?')}, "
                  f"{table.get('threads', '?')} threads, median of {table.get('repeats', '?')} interleaved rounds",
                  style="dim")
     console.print(title)

@@ -50,16 +50,20 @@ def check_same_tokenizer(tokenizer: Any, draft_tokenizer: Any, draft: Path) -> N
 
 
 def generate_tokens(model: Any, inputs: dict[str, torch.Tensor], max_new_tokens: int, pad_token_id: int, *,
-                    stop_at_eos: bool = False) -> torch.Tensor:
+                    stop_at_eos: bool = False, sample_seed: int | None = None) -> torch.Tensor:
     """Up to ``max_new_tokens`` greedy new token ids per row, as ``model.generate`` writes them.
     By default EOS does not stop a row: every run writes the same number of tokens, so tokens/s
-    compare; ``stop_at_eos`` stops as users' own calls do (rows that end early are padded)."""
+    compare; ``stop_at_eos`` stops as users' own calls do (rows that end early are padded).
+    ``sample_seed``: sample instead (``do_sample=True``, the model's own generation settings), with
+    torch's generator seeded so before each batch: the same model writes the same tokens every run."""
     generate = getattr(model, "generate", None)
     if not callable(generate):
         raise ConfigError(f"the model is a {type(model).__name__} without generate(); text-generation runs "
                           "Hugging Face causal language models (or wrappers that keep generate)")
     eos = {} if stop_at_eos else {"eos_token_id": None}
-    out = generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
+    if sample_seed is not None:
+        torch.manual_seed(sample_seed)
+    out = generate(**inputs, max_new_tokens=max_new_tokens, do_sample=sample_seed is not None, num_beams=1,
                    pad_token_id=pad_token_id, **eos)
     return out[:, inputs["input_ids"].shape[1]:]
 
@@ -68,13 +72,17 @@ class GenerationWorkload(TokenizedTextWorkload):
     """A causal LM (``model_fn``, or read from ``hf_dir`` on first use) writing ``max_new_tokens``
     tokens after each prompt; ``draft_dir``: the user's smaller model of the same tokenizer, offered
     to speculative decoding. Prompts longer than the model's positions less the new tokens are
-    truncated (counted in the data report)."""
+    truncated (counted in the data report). ``sample_seed``: sample with that seed instead of
+    greedy decoding (quality is then agreement with the fp32 model's samples under the same seed)."""
 
     def __init__(self, name: str, model_fn: Callable[[], nn.Module] | None, tokenizer: Any,
                  calib: list[str], heldout: list[str], *, positions: int,
                  max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, hf_dir: Path | None = None, config: Any = None,
                  draft_dir: Path | None = None, pad_set_to_eos: bool = False, split_report: dict | None = None,
-                 source: dict | None = None) -> None:
+                 source: dict | None = None, sample_seed: int | None = None) -> None:
+        if sample_seed is not None and (isinstance(sample_seed, bool) or not isinstance(sample_seed, int)
+                                        or sample_seed < 0):
+            raise ConfigError(f"--seed {sample_seed}: expected a whole number ≥ 0")
         if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
             raise ConfigError(f"--max-new-tokens {max_new_tokens}: expected a positive number of tokens to write")
         if positions - max_new_tokens < 1:
@@ -89,6 +97,7 @@ class GenerationWorkload(TokenizedTextWorkload):
         self.tokenizer = tokenizer
         self._calib, self._heldout = list(calib), list(heldout)
         self.max_new_tokens = max_new_tokens
+        self.sample_seed = sample_seed
         self.model_max_length = positions - max_new_tokens  # the prompt's share of the positions
         self._hf_dir = hf_dir
         self.hf_config = config
@@ -110,6 +119,11 @@ class GenerationWorkload(TokenizedTextWorkload):
             return load_hf_model(self._hf_dir, TASK, self.hf_config)
         return self._model_fn().eval()
 
+    def model_folder(self) -> Path | None:
+        """The Hugging Face folder the model loads from (None for a module function's model):
+        peers that export the model themselves read it."""
+        return self._hf_dir
+
     def draft_model(self) -> nn.Module:
         """The user's draft model (``--draft``), fp32, eval mode (workloads offering "draft-model")."""
         if self.draft_dir is None:
@@ -128,12 +142,14 @@ class GenerationWorkload(TokenizedTextWorkload):
     def data_report(self, data: list[str], settings: RunSettings) -> dict[str, Any]:
         found = super().data_report(data, settings)
         found.update(prompts=len(data), max_new_tokens=self.max_new_tokens, stops_at_eos=False,
+                     decoding="greedy" if self.sample_seed is None else f"sampling, seed {self.sample_seed}",
                      pad_token=self.tokenizer.pad_token,
                      pad_set_to_eos=self.pad_set_to_eos)
         return {**found, "split": self.split_report} if self.split_report else found
 
     def forward(self, model: Callable, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
-        return generate_tokens(model, inputs, self.max_new_tokens, self.tokenizer.pad_token_id)
+        return generate_tokens(model, inputs, self.max_new_tokens, self.tokenizer.pad_token_id,
+                               sample_seed=self.sample_seed)
 
     def quality(self, outputs: torch.Tensor, reference: torch.Tensor, data: Any) -> dict[str, float]:
         return self.spec.quality(outputs, reference)
@@ -146,12 +162,34 @@ class GenerationWorkload(TokenizedTextWorkload):
         with torch.inference_mode(), autocast_context(settings):
             for inputs, _ in self.batches(data, settings):
                 start = time.perf_counter()
-                generate_tokens(model, inputs, 1, self.tokenizer.pad_token_id)
+                generate_tokens(model, inputs, 1, self.tokenizer.pad_token_id, sample_seed=self.sample_seed)
                 times.append((time.perf_counter() - start) * 1e3)
                 if len(times) == max_batches:
                     break
         ordered = sorted(times)
         return {"p50": statistics.median(ordered), "p95": ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]}
+
+    def perplexity(self, model: Callable, data: list[str], settings: RunSettings, max_batches: int = 32) -> float:
+        """exp of the mean next-token cross-entropy of ``model`` on the held-out prompts themselves
+        (text it did not write; padding excluded, positions counted as generate counts them), over
+        up to ``max_batches`` batches under ``settings``: a quality figure beside greedy agreement
+        that a near-tie flipping one greedy token barely moves."""
+        total, count = 0.0, 0
+        with torch.inference_mode(), autocast_context(settings):
+            for i, (inputs, _) in enumerate(self.batches(data, settings)):
+                if i == max_batches:
+                    break
+                ids, mask = inputs["input_ids"], inputs["attention_mask"]
+                positions = (mask.cumsum(-1) - 1).clamp(min=0)
+                logits = model(input_ids=ids, attention_mask=mask, position_ids=positions).logits
+                logp = logits[:, :-1].float().log_softmax(-1)
+                nll = -logp.gather(-1, ids[:, 1:, None]).squeeze(-1)
+                scored = (mask[:, 1:] * mask[:, :-1]).bool()
+                total += float(nll[scored].sum())
+                count += int(scored.sum())
+        if not count:
+            raise ConfigError("perplexity needs prompts of at least two tokens")
+        return float(torch.tensor(total / count).exp())
 
     def ship_spec(self) -> dict | None:
         """What a shipped folder needs to generate without the workload (export.artifact)."""

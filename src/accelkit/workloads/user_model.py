@@ -45,17 +45,19 @@ def workload_from_model(
     output: str | None = None,
     max_new_tokens: int | None = None,
     draft: str | Path | None = None,
+    sample_seed: int | None = None,
 ) -> Workload:
     """A workload for the user's own ``model`` on their ``data`` (see the module docstring).
 
     ``data`` is split by a seeded permutation into calibration (tuning, never scored) and
     held-out parts (scored, never tuned on); the sizes are in ``workload.split_report``.
     ``max_new_tokens`` and ``draft`` (a smaller model folder of the same tokenizer, for
-    speculative decoding) are for ``task="text-generation"``.
+    speculative decoding) and ``sample_seed`` (sample with that seed instead of greedy decoding) are
+    for ``task="text-generation"``.
     """
     if task is not None:
         get_task(task)  # an unknown task is refused before the data is read
-    generation = {"max_new_tokens": max_new_tokens, "draft": draft}
+    generation = {"max_new_tokens": max_new_tokens, "draft": draft, "sample_seed": sample_seed}
     if max_new_tokens is not None and (isinstance(max_new_tokens, bool) or max_new_tokens < 1):
         raise ConfigError(f"--max-new-tokens {max_new_tokens}: expected a positive number of tokens to write")
     user = data if isinstance(data, UserData) else read_data_file(data, text_column=text_column,
@@ -85,7 +87,8 @@ def workload_from_model(
 
 
 def _check_generation_options(task: str | None, generation: dict) -> None:
-    named = [f"--{k.replace('_', '-')}" for k, v in generation.items() if v is not None]
+    flags = {"sample_seed": "--do-sample"}
+    named = [flags.get(k, f"--{k.replace('_', '-')}") for k, v in generation.items() if v is not None]
     if named and task != "text-generation":
         raise ConfigError(f"{' and '.join(named)} go with --task text-generation; add it or drop them")
 
@@ -129,6 +132,7 @@ def _folder_generation_workload(folder: Path, calib: UserData, held: UserData, r
     return GenerationWorkload(
         folder.name, None, tokenizer, *prompts, positions=model_max_length(tokenizer, config, None),
         max_new_tokens=max_new, hf_dir=folder, config=config, draft_dir=draft_dir, pad_set_to_eos=pad_set,
+        sample_seed=generation.get("sample_seed"),
         split_report=report, source={"model": str(folder), "task": "text-generation",
                                      "model_type": getattr(config, "model_type", None),
                                      "draft": str(draft_dir) if draft_dir else None})
@@ -150,7 +154,7 @@ def _module_generation_workload(spec: str, made: dict, calib: UserData, held: Us
     positions = made.get("max_length") or model_max_length(tokenizer, getattr(module, "config", None), None)
     return GenerationWorkload(spec, lambda: module, tokenizer, *prompts, positions=int(positions),
                               max_new_tokens=generation.get("max_new_tokens") or DEFAULT_MAX_NEW_TOKENS,
-                              pad_set_to_eos=pad_set, split_report=report,
+                              pad_set_to_eos=pad_set, split_report=report, sample_seed=generation.get("sample_seed"),
                               source={"model": spec, "task": "text-generation"})
 
 

@@ -1,0 +1,174 @@
+"""Static key/value cache with a compiled one-token decode step, driven by a lean greedy loop.
+
+``model.generate`` with the default dynamic cache grows every layer's keys and values by one
+column per token and runs its logits processors, stopping criteria and cache bookkeeping in
+Python each step; on a small model that overhead, not the weight reads, bounds tokens/s. This
+technique preallocates the cache (transformers' ``StaticCache``, its length rounded up to a
+bucket so prompts of similar length share one shape), runs the prompt pass eagerly, then runs
+each new token through one ``torch.compile``-d step of fixed shapes (token, position, cache
+position, mask) that also takes the argmax, so only a (batch, 1) tensor comes back per token.
+
+Buys: the per-token Python and kernel-launch overhead of ``generate``, and fused elementwise ops;
+composes with weight-only int8 (torchao, whose dequantizing matmul inductor fuses), dynamic int8
+and bf16 casts applied before it. Batches of left-padded prompts keep their mask and positions.
+Costs: a compile per (batch size, cache bucket) — tens of seconds to minutes on a small CPU, paid
+at build time for the batch sizes the workload runs (``details.compile_s``); attention over the
+whole bucket rather than the tokens written so far; greedy decoding only (sampling, beams or other
+``generate`` options run the model's own ``generate``). Greedy tokens equal ``generate``'s up to
+the rounding of a compiled graph (op reordering), identical without compile.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from accelkit.config import Config
+from accelkit.errors import ConfigError
+from accelkit.techniques.registry import BuildContext, Built, register_technique
+
+__all__ = ["StaticCacheConfig", "StaticCacheGenerator"]
+
+# generate options the lean loop follows itself; any other (sampling, beams ...) goes to the model's generate
+_GREEDY_OPTIONS = {"max_new_tokens", "do_sample", "num_beams", "pad_token_id", "eos_token_id"}
+
+
+@dataclass
+class StaticCacheConfig(Config):
+    """``compile``: compile the one-token step (False: the same loop eagerly, for checks);
+    ``bucket``: the cache length is the prompt plus new tokens rounded up to a multiple of it,
+    so prompts of nearby lengths reuse one compiled step."""
+
+    compile: bool = True
+    bucket: int = 64
+    version: int = 1
+
+    def __post_init__(self) -> None:
+        if isinstance(self.bucket, bool) or not isinstance(self.bucket, int) or not 1 <= self.bucket <= 4096:
+            raise ConfigError(f"bucket={self.bucket!r}: expected a cache-length multiple between 1 and 4096 "
+                              "(64 is the default)")
+        if not isinstance(self.compile, bool):
+            raise ConfigError(f"compile={self.compile!r}: expected true or false")
+
+
+class StaticCacheGenerator(nn.Module):
+    """A causal LM whose greedy ``generate`` runs a prompt pass, then one-token steps over a
+    preallocated ``StaticCache`` (compiled unless ``config.compile`` is False); called like the
+    model otherwise. Caches are kept per (batch, cache length) and cleared between calls, so a
+    compiled step sees the same tensors every call and is not recompiled."""
+
+    def __init__(self, model: nn.Module, config: StaticCacheConfig | None = None) -> None:
+        super().__init__()
+        self.model = model
+        self.config = config or StaticCacheConfig()
+        params = inspect.signature(model.forward).parameters
+        # transformers 5 renames past_key_values to cache; either name reaches the same cache
+        self._cache_arg = "cache" if "cache" in params else "past_key_values"
+        self._caches: dict[tuple, Any] = {}
+        self._step = torch.compile(self._eager_step, dynamic=False) if self.config.compile else self._eager_step
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        return self.model(*args, **kwargs)
+
+    def _eager_step(self, token: torch.Tensor, position: torch.Tensor, cache_position: torch.Tensor,
+                    mask: torch.Tensor, cache: Any) -> torch.Tensor:
+        out = self.model(input_ids=token, attention_mask=mask, position_ids=position, cache_position=cache_position,
+                         use_cache=True, **{self._cache_arg: cache})
+        return out.logits[:, -1].argmax(-1, keepdim=True)
+
+    def _cache(self, batch: int, length: int, dtype: torch.dtype, device: torch.device) -> Any:
+        from transformers import StaticCache
+
+        key = (batch, length, dtype, device)
+        cache = self._caches.get(key)
+        if cache is None:
+            cache = self._caches[key] = StaticCache(config=self.model.config, max_cache_len=length)
+        else:
+            cache.reset()
+        return cache
+
+    def generate(self, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
+                 **kwargs: Any) -> torch.Tensor:
+        """``model.generate``'s greedy result (prompt and new tokens, one row per prompt); EOS
+        stops a row when ``eos_token_id`` is given (later columns: ``pad_token_id``), as generate does."""
+        lean = (input_ids is not None and set(kwargs) <= _GREEDY_OPTIONS and not kwargs.get("do_sample")
+                and kwargs.get("num_beams", 1) == 1 and "max_new_tokens" in kwargs)
+        if not lean:
+            return self.model.generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
+        return self.greedy(input_ids, attention_mask, kwargs["max_new_tokens"], eos_token_id=kwargs.get("eos_token_id"),
+                           pad_token_id=kwargs.get("pad_token_id"))
+
+    def greedy(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, max_new_tokens: int, *,
+               eos_token_id: int | list[int] | None = None, pad_token_id: int | None = None) -> torch.Tensor:
+        if max_new_tokens < 1:
+            raise ConfigError(f"max_new_tokens={max_new_tokens}: expected a positive number of tokens to write")
+        batch, length = input_ids.shape
+        device = input_ids.device
+        mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask.to(input_ids.dtype)
+        bucket = self.config.bucket
+        total = -(-(length + max_new_tokens) // bucket) * bucket
+        dtype = next(self.model.parameters()).dtype
+        cache = self._cache(batch, total, dtype, device)
+        # the mask over the whole cache: the prompt's, then ones for every token to write (causal
+        # masking by cache position hides those not yet written), zeros past the end
+        full = torch.zeros(batch, total, dtype=mask.dtype, device=device)
+        full[:, :length] = mask
+        full[:, length:length + max_new_tokens] = 1
+        # left padding: a row's positions count its real tokens only, as generate numbers them
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        out = self.model(input_ids=input_ids, attention_mask=full, position_ids=positions,
+                         cache_position=torch.arange(length, device=device), use_cache=True,
+                         **{self._cache_arg: cache})
+        token = out.logits[:, -1].argmax(-1, keepdim=True)
+        del out
+        eos = (torch.tensor([eos_token_id] if isinstance(eos_token_id, int) else list(eos_token_id), device=device)
+               if eos_token_id is not None else None)
+        done = torch.zeros(batch, 1, dtype=torch.bool, device=device)
+        tokens = [token]
+        position = positions[:, -1:] + 1
+        for k in range(1, max_new_tokens):
+            if eos is not None:
+                done = done | torch.isin(token, eos)
+                if bool(done.all()):
+                    break
+            token = self._step(token, position, torch.tensor([length + k - 1], device=device), full, cache)
+            if eos is not None:
+                token = torch.where(done, torch.full_like(token, pad_token_id if pad_token_id is not None else 0),
+                                    token)
+            position = position + 1
+            tokens.append(token)
+        return torch.cat([input_ids, *tokens], dim=1)
+
+    def warm_up(self, ctx: BuildContext) -> float:
+        """Compile the step for the batch sizes the workload runs (full and a remainder of 1) on
+        calibration prompts; seconds taken."""
+        start = time.perf_counter()
+        data = ctx.calib_data(2 * ctx.batch_size)
+        for size in dict.fromkeys((ctx.batch_size, 1)):
+            ctx.workload.predict(self, data, ctx.settings.with_(batch_size=size))
+        return round(time.perf_counter() - start, 2)
+
+
+@register_technique("static-cache-compile", group="runtime", description="static KV cache + torch.compile'd "
+                    "one-token decode step in a lean greedy loop (compile time in details.compile_s); composes "
+                    "after int8-weight-only, int8-dynamic, bf16-cast", needs=("generate",),
+                    accepts=("eager", "eager-lowp", "quantized"), produces="graph",
+                    objectives=("throughput", "latency"), saveable=False, config=StaticCacheConfig)
+def _static_cache_compile(model: nn.Module, ctx: BuildContext, config: StaticCacheConfig) -> Built:
+    config_of = getattr(model, "config", None)
+    if config_of is None or not callable(getattr(model, "generate", None)):
+        raise ConfigError(f"static-cache-compile needs a transformers causal LM (with .config and generate); got "
+                          f"a {type(model).__name__}")
+    runner = StaticCacheGenerator(model, config)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        compile_s = runner.warm_up(ctx)
+    return Built(runner, ctx.settings, {"decode": "static cache, lean greedy loop",
+                                        "compiled_step": config.compile, "cache_bucket": config.bucket,
+                                        "compile_s": compile_s})
