@@ -9,7 +9,7 @@ TORCH_SPEC ?= torch==2.13.0
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install test test-slow demo lint bench clean
+.PHONY: install test test-slow demo lint bench peers clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,17 @@ lint: $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/accelkit demo --out out
+
+# The peer libraries of benchmarks/peers_minilm.py and `bench --peers` (sentence-transformers 5 with
+# its ONNX/OpenVINO backends, optimum-intel) pin transformers 4.57, so they live in their own venv,
+# never in `make test`'s.
+peers: .venv-peers/.installed
+
+.venv-peers/.installed: pyproject.toml
+	$(PYTHON) -m venv .venv-peers
+	.venv-peers/bin/python -c "import torch" 2>/dev/null || .venv-peers/bin/python -m pip install -q "$(TORCH_SPEC)"
+	.venv-peers/bin/python -m pip install -q -e ".[peers]"
+	touch $@
 
 clean:
 	rm -rf out .pytest_cache
