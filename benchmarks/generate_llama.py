@@ -2,9 +2,10 @@
 as users run it (``default``) beside bf16, weight-only int8, dynamic int8, speculative decoding
 with a smaller draft of the same tokenizer, early-exit self-speculation (the model's first layers
 draft), speculative decoding with a draft distilled from the model (trained on first use, cached),
-and a static cache with a compiled decode step (alone and after weight-only int8), all through ``accelkit.bench`` (interleaved rounds); then the peer rows
-(HF generate with a static cache + torch.compile, and in bf16 where native) beside accelkit's
-default and its fastest variant within a 0.02 agreement drop.
+and a static cache with a compiled decode step (alone and after weight-only int8), all through
+``accelkit.bench`` (interleaved rounds); then the peer rows (HF generate with a static cache +
+torch.compile, and in bf16 where native) beside accelkit's default and its fastest variant within
+a 0.02 agreement drop.
 
 Run: .venv/bin/python benchmarks/generate_llama.py [--batch-sizes 1,8] [--prompts 64] [--new-tokens 64]
      [--train-minutes 4] [--repeats 3] [--variants ...] [--peers ...] [--quick]
