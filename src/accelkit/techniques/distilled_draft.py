@@ -6,7 +6,8 @@ The draft is the model cut after its first ``layers`` decoder layers (same width
 and vocabulary, its own copies of the embeddings, final norm and LM head), trained on the
 workload's calibration prompts: sequence-level distillation on the model's own greedy
 continuations (cross-entropy on the tokens it wrote) plus KL to its next-token distribution there,
-bounded by ``max_steps`` and ``max_seconds``. Starting from the model's own first layers rather
+bounded by ``max_steps`` and ``max_seconds``, keeping the weights that agree best with the model
+on a held-out quarter of the calibration prompts (``details.acceptance_after``). Starting from the model's own first layers rather
 than random weights lets a few hundred steps on a few thousand tokens reach a useful acceptance
 rate. The trained draft is cached under $ACCELKIT_CACHE/distilled-drafts/, keyed by a fingerprint
 of the model's weights, the prompts, the new-token count, the steps before this one and the
@@ -16,7 +17,8 @@ Buys: drafted tokens cost ``layers``/L of the model's decoder work; the trained 
 the model more often than its untrained first layers (``details.acceptance_before/after``).
 Costs: the training (``details.train_s``, once per fingerprint); batch 1 only (transformers
 verifies one sequence at a time); the draft's weights beside the model's (embeddings and head
-included); acceptance is measured on the calibration prompts it trained on, an optimistic figure.
+included); with a few thousand calibration tokens the draft overfits within a few hundred steps,
+which the held-out score stops; how often it agrees on other text is what bench measures.
 """
 
 from __future__ import annotations
@@ -41,9 +43,10 @@ from accelkit.errors import ConfigError
 from accelkit.techniques.registry import BuildContext, Built, register_technique
 from accelkit.techniques.self_speculative import (
     _MAX_DRAFT_TOKENS,
-    _draft_cost,
+    _greedy_sequences,
     configure_draft,
     decoder_layers,
+    draft_costs,
     early_exit_view,
     expected_speedup,
 )
@@ -52,6 +55,8 @@ from accelkit.techniques.speculative import AssistedGeneration
 __all__ = ["DistilledDraftConfig", "distil_draft"]
 
 CACHE_FOLDER = "distilled-drafts"
+EVAL_EVERY = 25  # steps between scores of the held-out calibration prompts
+PATIENCE = 4  # scores without a gain before training stops
 
 
 @dataclass
@@ -148,15 +153,20 @@ def _acceptance(draft: nn.Module, data: list[dict[str, Any]]) -> float:
     return same / max(total, 1)
 
 
-def distil_draft(draft: nn.Module, data: list[dict[str, Any]], config: DistilledDraftConfig) -> dict[str, Any]:
-    """Train ``draft`` (in place) toward the model's continuations in ``data``; what happened."""
+def distil_draft(draft: nn.Module, train: list[dict[str, Any]], val: list[dict[str, Any]],
+                 config: DistilledDraftConfig) -> dict[str, Any]:
+    """Train ``draft`` (in place) toward the model's continuations in ``train``, scoring the
+    acceptance on ``val`` every ``EVAL_EVERY`` steps and at the end; ``draft`` ends with the
+    weights of the best score (a few thousand tokens overfit fast: the held-out prompts say when).
+    Returns what happened."""
     opt = torch.optim.AdamW(draft.parameters(), lr=config.lr, weight_decay=0.0)
-    draft.train()
     deadline = time.perf_counter() + config.max_seconds
     start = time.perf_counter()
-    losses = []
-    for step in range(config.max_steps):
-        batch = data[step % len(data)]
+    best = (_acceptance(draft, val), 0, copy.deepcopy(draft.state_dict()))
+    before, losses, stale = best[0], [], 0
+    draft.train()
+    for step in range(1, config.max_steps + 1):
+        batch = train[(step - 1) % len(train)]
         logp = _draft_logits(draft, batch).log_softmax(-1)
         target = batch["seq"][:, batch["start"]:]
         loss = nn.functional.nll_loss(logp.flatten(0, 1), target.flatten())
@@ -168,11 +178,23 @@ def distil_draft(draft: nn.Module, data: list[dict[str, Any]], config: Distilled
         loss.backward()
         opt.step()
         losses.append(float(loss.detach()))
-        if time.perf_counter() > deadline:
+        last = step == config.max_steps or time.perf_counter() > deadline
+        if step % EVAL_EVERY == 0 or last:
+            draft.eval()
+            score = _acceptance(draft, val)
+            draft.train()
+            if score > best[0]:
+                best, stale = (score, step, copy.deepcopy(draft.state_dict())), 0
+            else:
+                stale += 1
+        if last or stale >= PATIENCE:
             break
+    draft.load_state_dict(best[2])
     draft.eval()
-    return {"train_steps": len(losses), "train_s": round(time.perf_counter() - start, 2),
-            "loss_first": round(losses[0], 4), "loss_last": round(losses[-1], 4)}
+    return {"train_steps": len(losses), "best_step": best[1], "train_s": round(time.perf_counter() - start, 2),
+            "loss_first": round(losses[0], 4), "loss_last": round(losses[-1], 4),
+            "acceptance_before": round(before, 4), "acceptance_after": round(best[0], 4),
+            "held_out_prompts": sum(len(b["seq"]) for b in val)}
 
 
 def _save(path: Path, draft: nn.Module, found: dict[str, Any]) -> None:
@@ -187,7 +209,7 @@ def _load(path: Path, draft: nn.Module) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     try:
-        saved = torch.load(path, map_location="cpu", weights_only=True)
+        saved = torch.load(path, map_location=next(draft.parameters()).device, weights_only=True)
         draft.load_state_dict(saved["state"])
         return dict(saved["found"])
     except (OSError, RuntimeError, KeyError, TypeError, ValueError, EOFError, pickle.UnpicklingError):
@@ -210,7 +232,7 @@ def _speculative_distilled(model: nn.Module, ctx: BuildContext, config: Distille
     # the draft starts from the fp32 model's own first layers (a precision step before this one
     # may have cast or packed ``model``'s); ``model`` is the teacher it learns to agree with
     reference = ctx.workload.build_model()
-    draft = copy.deepcopy(early_exit_view(reference, n)).float()
+    draft = copy.deepcopy(early_exit_view(reference, n)).float().to(ctx.settings.device)
     teacher_dtype = model.get_input_embeddings().weight.dtype
     prompts = list(ctx.calib_data(config.prompts))
     path = cache_dir() / CACHE_FOLDER / f"{_fingerprint(reference, ctx, config, prompts, teacher_dtype)}.pt"
@@ -219,21 +241,24 @@ def _speculative_distilled(model: nn.Module, ctx: BuildContext, config: Distille
     cached = found is not None
     if found is None:
         data = _teacher_data(model, ctx, config.prompts, config.batch_size)
-        before = _acceptance(draft, data)
-        found = {**distil_draft(draft, data, config), "acceptance_before": round(before, 4),
-                 "acceptance_after": round(_acceptance(draft, data), 4)}
+        # the last quarter of the calibration batches (at least one) is held out to score acceptance
+        n_val = max(1, len(data) // 4) if len(data) > 1 else 0
+        train, val = (data[:-n_val], data[-n_val:]) if n_val else (data, data)
+        found = distil_draft(draft, train, val, config)
         _save(path, draft, found)
     for p in draft.parameters():
         p.requires_grad_(False)
     if teacher_dtype in (torch.bfloat16, torch.float16):
         draft = draft.to(teacher_dtype)
-    cost = _draft_cost(model, layers, n)
+    probe = _greedy_sequences(model, ctx, 1)
+    cost = draft_costs(model, probe, [n], draft=draft)[n]
     tokens = config.draft_tokens or max(range(1, _MAX_DRAFT_TOKENS + 1),
                                         key=lambda g: expected_speedup(found["acceptance_after"], cost, g))
     configure_draft(draft, tokens)
     applied = DistilledDraftConfig(**{**config.to_dict(), "draft_tokens": tokens})
     details = {"draft_layers": n, "layers": len(layers), "draft_params": sum(p.numel() for p in draft.parameters()),
                "draft_tokens": tokens, "batch_size": 1, "cached": cached, "cache_file": path.name,
+               "draft_cost": round(cost, 3),
                "expected_speedup": round(expected_speedup(found["acceptance_after"], cost, tokens), 3), **found}
     return Built(AssistedGeneration(model, draft), ctx.settings.with_(batch_size=1), details,
                  config=applied.to_dict())
