@@ -43,6 +43,7 @@ from accelkit.errors import ConfigError
 from accelkit.techniques.registry import BuildContext, Built, register_technique
 from accelkit.techniques.self_speculative import (
     _MAX_DRAFT_TOKENS,
+    AUTO_DRAFT_TOKENS,
     _greedy_sequences,
     configure_draft,
     decoder_layers,
@@ -57,6 +58,8 @@ __all__ = ["DistilledDraftConfig", "distil_draft"]
 CACHE_FOLDER = "distilled-drafts"
 EVAL_EVERY = 25  # steps between scores of the held-out calibration prompts
 PATIENCE = 4  # scores without a gain before training stops
+# the training procedure's version, in the cache key: a changed recipe must not load older drafts
+RECIPE = 2
 
 
 @dataclass
@@ -106,7 +109,7 @@ def _fingerprint(reference: nn.Module, ctx: BuildContext, config: DistilledDraft
     h.update(json.dumps({"prompts": prompts, "max_new_tokens": ctx.workload.max_new_tokens,
                          "steps_before": list(ctx.steps_before), "teacher_dtype": str(teacher_dtype),
                          "autocast": ctx.settings.autocast, "config": train,
-                         "class": type(reference).__name__}, sort_keys=True).encode())
+                         "class": type(reference).__name__, "recipe": RECIPE}, sort_keys=True).encode())
     return h.hexdigest()[:24]
 
 
@@ -252,7 +255,7 @@ def _speculative_distilled(model: nn.Module, ctx: BuildContext, config: Distille
         draft = draft.to(teacher_dtype)
     probe = _greedy_sequences(model, ctx, 1)
     cost = draft_costs(model, probe, [n], draft=draft)[n]
-    tokens = config.draft_tokens or max(range(1, _MAX_DRAFT_TOKENS + 1),
+    tokens = config.draft_tokens or max(range(1, AUTO_DRAFT_TOKENS + 1),
                                         key=lambda g: expected_speedup(found["acceptance_after"], cost, g))
     configure_draft(draft, tokens)
     applied = DistilledDraftConfig(**{**config.to_dict(), "draft_tokens": tokens})

@@ -43,6 +43,9 @@ __all__ = ["SelfSpeculativeConfig", "decoder_layers", "early_exit_view", "expect
 # where transformers' causal LMs keep their decoder layers, under the base model
 _LAYER_LISTS = ("layers", "h", "blocks", "decoder.layers")
 _MAX_DRAFT_TOKENS = 16
+# the most tokens drafted per round when picked: the acceptance estimate is optimistic (teacher
+# forced, independent positions), and a long rejected run costs the most
+AUTO_DRAFT_TOKENS = 8
 
 
 @dataclass
@@ -156,37 +159,40 @@ def expected_speedup(p: float, cost: float, tokens: int) -> float:
     return written / (tokens * cost + 1)
 
 
-def decode_seconds(model: nn.Module, sequences: list[tuple[torch.Tensor, int]], tokens: int = 8,
-                   repeats: int = 3) -> float:
-    """Seconds per new token of ``model``'s own greedy ``generate`` after the first probe prompt,
-    the fastest of ``repeats`` runs (one run first, untimed, to warm up)."""
+def decode_seconds(models: list[nn.Module], sequences: list[tuple[torch.Tensor, int]], tokens: int = 8,
+                   repeats: int = 5) -> list[float]:
+    """Seconds per new token of each model's own greedy ``generate`` after the first probe prompt,
+    the fastest of ``repeats`` rounds; the models take turns within a round (one untimed round
+    first), so load from elsewhere on the machine falls on all of them alike."""
     import time
 
     seq, prompt = sequences[0]
     ids = seq[:, :prompt]
-    best = float("inf")
+    best = [float("inf")] * len(models)
     with torch.inference_mode():
-        for i in range(repeats + 1):
-            start = time.perf_counter()
-            model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=tokens,
-                           do_sample=False, num_beams=1, eos_token_id=None,
-                           pad_token_id=getattr(model.config, "pad_token_id", None) or 0)
-            if i:
-                best = min(best, (time.perf_counter() - start) / tokens)
+        for r in range(repeats + 1):
+            for i, model in enumerate(models):
+                start = time.perf_counter()
+                model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=tokens,
+                               do_sample=False, num_beams=1, eos_token_id=None,
+                               pad_token_id=getattr(model.config, "pad_token_id", None) or 0)
+                if r:
+                    best[i] = min(best[i], (time.perf_counter() - start) / tokens)
     return best
 
 
 def draft_costs(model: nn.Module, sequences: list[tuple[torch.Tensor, int]], ks: list[int],
                 draft: nn.Module | None = None) -> dict[int, float]:
     """Per drafted token, the cost of a k-layer draft as a share of a full-model step, for each
-    of ``ks``: measured where it is cheap to (the full model; ``draft`` or the 1-layer view) and
-    linear in k between them, since on a small model per-step work that no layer count changes
+    of ``ks``: measured where it is cheap to (the full model beside ``draft`` or the 1-layer view)
+    and linear in k between them, since on a small model per-step work that no layer count changes
     (Python, kernel launches, the LM head) is much of a step and parameter counts miss it."""
-    full = decode_seconds(model, sequences)
     if draft is not None:
-        return {k: min(decode_seconds(draft, sequences) / full, 1.0) for k in ks}
+        full, own = decode_seconds([model, draft], sequences)
+        return {k: min(own / full, 1.0) for k in ks}
     n = len(decoder_layers(model)[2])
-    one = min(decode_seconds(early_exit_view(model, 1), sequences) / full, 1.0)
+    full, own = decode_seconds([model, early_exit_view(model, 1)], sequences)
+    one = min(own / full, 1.0)
     return {k: one + (1.0 - one) * (k - 1) / (n - 1) for k in ks}
 
 
@@ -197,7 +203,7 @@ def pick_exit(model: nn.Module, ctx: BuildContext, config: SelfSpeculativeConfig
         raise ConfigError(f"self-speculative needs a model of at least 2 decoder layers; this one has {len(layers)}")
     candidates = [config.exit_layer] if config.exit_layer is not None else list(range(1, len(layers)))
     sequences = _greedy_sequences(model, ctx, config.probe_prompts)
-    tokens_range = [config.draft_tokens] if config.draft_tokens is not None else range(1, _MAX_DRAFT_TOKENS + 1)
+    tokens_range = [config.draft_tokens] if config.draft_tokens is not None else range(1, AUTO_DRAFT_TOKENS + 1)
     acceptance, best = {}, None
     costs = draft_costs(model, sequences, candidates)
     for k in candidates:
