@@ -41,7 +41,7 @@ def test_output_is_the_models_own_greedy_and_the_draft_is_cached(llama, tmp_path
     assert 0.0 <= d["acceptance_after"] <= 1.0 and 1 <= d["draft_tokens"] <= 8 and 0 < d["draft_cost"] <= 1
     # 4 prompts in batches of 2: one batch trains, one is held out to score acceptance (and pick the weights)
     assert d["held_out_prompts"] == 2 and d["best_step"] in (0, 1, 2)
-    assert d["acceptance_after"] >= d["acceptance_before"]
+    assert d["acceptance_after"] >= d["acceptance_before"] and d["draft_call_overhead"] >= 0
     assert torch.equal(llama.predict(built.model, held, built.settings), ref)
     # the draft is its own module, not the model's layers
     draft = built.model.draft

@@ -254,14 +254,15 @@ def _speculative_distilled(model: nn.Module, ctx: BuildContext, config: Distille
     if teacher_dtype in (torch.bfloat16, torch.float16):
         draft = draft.to(teacher_dtype)
     probe = _greedy_sequences(model, ctx, 1)
-    cost = draft_costs(model, probe, [n], draft=draft)[n]
+    costs, overhead = draft_costs(model, probe, [n], draft=draft)
+    cost = costs[n]
     tokens = config.draft_tokens or max(range(1, AUTO_DRAFT_TOKENS + 1),
-                                        key=lambda g: expected_speedup(found["acceptance_after"], cost, g))
+                                        key=lambda g: expected_speedup(found["acceptance_after"], cost, g, overhead))
     configure_draft(draft, tokens)
     applied = DistilledDraftConfig(**{**config.to_dict(), "draft_tokens": tokens})
     details = {"draft_layers": n, "layers": len(layers), "draft_params": sum(p.numel() for p in draft.parameters()),
                "draft_tokens": tokens, "batch_size": 1, "cached": cached, "cache_file": path.name,
-               "draft_cost": round(cost, 3),
-               "expected_speedup": round(expected_speedup(found["acceptance_after"], cost, tokens), 3), **found}
+               "draft_cost": round(cost, 3), "draft_call_overhead": round(overhead, 3),
+               "expected_speedup": round(expected_speedup(found["acceptance_after"], cost, tokens, overhead), 3), **found}
     return Built(AssistedGeneration(model, draft), ctx.settings.with_(batch_size=1), details,
                  config=applied.to_dict())

@@ -19,9 +19,10 @@ k and the number of tokens drafted per round are picked on a few calibration pro
 greedy continuations are scored teacher-forced under every k (the share of positions where the
 k-layer draft's argmax is the model's next token: the acceptance rate), and a cost model (a
 drafted token's time as a share of a full step, timed on one prompt for k = 1 and all layers,
-linear in k between) gives the expected tokens per unit of full-model time; the best (k, tokens)
-wins (``details``). The expected figure ignores that verifying several tokens costs more than one
-step and the assisted loop's own overhead: it is an upper bound, and bench measures the truth.
+linear in k between; plus the draft's ``generate`` setup, paid once per round) gives the expected
+tokens per unit of full-model time; the best (k, tokens) wins (``details``). The expected figure
+ignores that verifying several tokens costs more than one step and the verify loop's own Python:
+it is an upper bound, and bench measures the truth.
 """
 
 from __future__ import annotations
@@ -151,49 +152,58 @@ def teacher_forced_agreement(draft: nn.Module, sequences: list[tuple[torch.Tenso
     return same / max(total, 1)
 
 
-def expected_speedup(p: float, cost: float, tokens: int) -> float:
+def expected_speedup(p: float, cost: float, tokens: int, overhead: float = 0.0) -> float:
     """Tokens written per unit of full-model work when ``tokens`` are drafted per round, each
     accepted with probability ``p`` (independently), a drafted token costing ``cost`` of a
-    full-model step and the verify pass one step: (1 − p^(γ+1)) / (1 − p) / (γ·cost + 1)."""
+    full-model step, the draft's call ``overhead`` per round and the verify pass one step:
+    (1 − p^(γ+1)) / (1 − p) / (γ·cost + overhead + 1)."""
     written = tokens + 1 if p >= 1.0 else (1 - p ** (tokens + 1)) / (1 - p)
-    return written / (tokens * cost + 1)
+    return written / (tokens * cost + overhead + 1)
 
 
 def decode_seconds(models: list[nn.Module], sequences: list[tuple[torch.Tensor, int]], tokens: int = 8,
-                   repeats: int = 5) -> list[float]:
-    """Seconds per new token of each model's own greedy ``generate`` after the first probe prompt,
-    the fastest of ``repeats`` rounds; the models take turns within a round (one untimed round
-    first), so load from elsewhere on the machine falls on all of them alike."""
+                   repeats: int = 5) -> list[tuple[float, float]]:
+    """(seconds per new token, seconds per ``generate`` call beyond its tokens) of each model's
+    own greedy ``generate`` after the first probe prompt, from the fastest of ``repeats`` runs
+    writing 1 and ``tokens`` + 1 tokens; the models and lengths take turns within a round (one
+    untimed round first), so load from elsewhere on the machine falls on all of them alike."""
     import time
 
     seq, prompt = sequences[0]
     ids = seq[:, :prompt]
-    best = [float("inf")] * len(models)
+    best = [[float("inf"), float("inf")] for _ in models]
     with torch.inference_mode():
         for r in range(repeats + 1):
             for i, model in enumerate(models):
-                start = time.perf_counter()
-                model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=tokens,
-                               do_sample=False, num_beams=1, eos_token_id=None,
-                               pad_token_id=getattr(model.config, "pad_token_id", None) or 0)
-                if r:
-                    best[i] = min(best[i], (time.perf_counter() - start) / tokens)
-    return best
+                for j, n in enumerate((1, tokens + 1)):
+                    start = time.perf_counter()
+                    model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=n,
+                                   do_sample=False, num_beams=1, eos_token_id=None,
+                                   pad_token_id=getattr(model.config, "pad_token_id", None) or 0)
+                    if r:
+                        best[i][j] = min(best[i][j], time.perf_counter() - start)
+    out = []
+    for one, many in best:
+        per_token = max(many - one, 1e-9) / tokens
+        out.append((per_token, max(one - per_token, 0.0)))
+    return out
 
 
 def draft_costs(model: nn.Module, sequences: list[tuple[torch.Tensor, int]], ks: list[int],
-                draft: nn.Module | None = None) -> dict[int, float]:
+                draft: nn.Module | None = None) -> tuple[dict[int, float], float]:
     """Per drafted token, the cost of a k-layer draft as a share of a full-model step, for each
-    of ``ks``: measured where it is cheap to (the full model beside ``draft`` or the 1-layer view)
-    and linear in k between them, since on a small model per-step work that no layer count changes
-    (Python, kernel launches, the LM head) is much of a step and parameter counts miss it."""
-    if draft is not None:
-        full, own = decode_seconds([model, draft], sequences)
-        return {k: min(own / full, 1.0) for k in ks}
-    n = len(decoder_layers(model)[2])
-    full, own = decode_seconds([model, early_exit_view(model, 1)], sequences)
+    of ``ks``, and the draft's per-round call overhead (``generate``'s setup: transformers'
+    assisted generation calls it once per round) in full steps: measured where it is cheap to
+    (the full model beside ``draft`` or the 1-layer view) and linear in k between them, since on a
+    small model per-step work that no layer count changes (Python, kernel launches, the LM head)
+    is much of a step and parameter counts miss it."""
+    (full, _), (own, call) = decode_seconds([model, draft if draft is not None else early_exit_view(model, 1)],
+                                            sequences)
     one = min(own / full, 1.0)
-    return {k: one + (1.0 - one) * (k - 1) / (n - 1) for k in ks}
+    if draft is not None:
+        return {k: one for k in ks}, call / full
+    n = len(decoder_layers(model)[2])
+    return {k: one + (1.0 - one) * (k - 1) / (n - 1) for k in ks}, call / full
 
 
 def pick_exit(model: nn.Module, ctx: BuildContext, config: SelfSpeculativeConfig) -> tuple[int, int, dict[str, Any]]:
@@ -205,18 +215,18 @@ def pick_exit(model: nn.Module, ctx: BuildContext, config: SelfSpeculativeConfig
     sequences = _greedy_sequences(model, ctx, config.probe_prompts)
     tokens_range = [config.draft_tokens] if config.draft_tokens is not None else range(1, AUTO_DRAFT_TOKENS + 1)
     acceptance, best = {}, None
-    costs = draft_costs(model, sequences, candidates)
+    costs, overhead = draft_costs(model, sequences, candidates)
     for k in candidates:
         p = acceptance[k] = teacher_forced_agreement(early_exit_view(model, k), sequences)
         cost = costs[k]
         for g in tokens_range:
-            score = expected_speedup(p, cost, g)
+            score = expected_speedup(p, cost, g, overhead)
             if best is None or score > best[0]:
                 best = (score, k, g)
     score, k, g = best
     return k, g, {"acceptance_by_exit_layer": {str(i): round(a, 4) for i, a in acceptance.items()},
                   "acceptance_rate": round(acceptance[k], 4), "expected_speedup": round(score, 3),
-                  "draft_cost": round(costs[k], 3),
+                  "draft_cost": round(costs[k], 3), "draft_call_overhead": round(overhead, 3),
                   "probe_prompts": len(sequences)}
 
 
