@@ -138,3 +138,18 @@ def test_the_cost_model_prefers_drafting_only_when_drafts_are_accepted():
     assert expected_speedup(0.0, 0.3, 1) < 1.0  # every draft rejected: pure overhead
     assert expected_speedup(0.9, 0.3, 4) > 1.5
     assert expected_speedup(1.0, 0.0, 4) == 5.0
+
+
+def test_after_a_precision_step_it_writes_that_models_own_tokens(tmp_path):
+    from accelkit.techniques.registry import build_plan
+
+    wl = workload_from_model(mf.llama_folder(tmp_path, layers=3), mf.prompts_file(tmp_path, 8),
+                             task="text-generation", max_new_tokens=N_NEW)
+    model, settings, held = wl.build_model(), wl.default_settings(1), list(wl.eval_data())
+    quantized = build_plan("int8-weight-only", model, settings, wl)
+    both = build_plan("int8-weight-only+self-speculative", model, settings, wl)
+    # the draft view shares the quantized layers: verified output is the quantized model's greedy output
+    # (weight-only: a token's logits do not depend on the others in its pass; int8-dynamic's activation
+    # scales do, so after it the verify pass's logits differ slightly from one-token decoding's)
+    assert torch.equal(wl.predict(both.model, held, both.settings), wl.predict(quantized.model, held, settings))
+    assert both.plan[1]["config"]["exit_layer"] == both.details["exit_layer"]

@@ -19,6 +19,10 @@ Costs: the training (``details.train_s``, once per fingerprint); batch 1 only (t
 verifies one sequence at a time); the draft's weights beside the model's (embeddings and head
 included); with a few thousand calibration tokens the draft overfits within a few hundred steps,
 which the held-out score stops; how often it agrees on other text is what bench measures.
+Greedy output is the model's own wherever a token's logits do not depend on the other tokens of
+its pass (fp32, bf16 casts up to rounding, weight-only int8/int4); after ``int8-dynamic``, whose
+activation scales are computed per call over every token in it, the verify pass's logits differ
+slightly from one-token decoding's, so near-ties can flip (bench's agreement with fp32 shows it).
 """
 
 from __future__ import annotations

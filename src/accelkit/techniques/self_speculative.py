@@ -14,6 +14,10 @@ Costs: a model not trained to exit early (no LayerSkip training) has first-k-lay
 that often disagree with its last layer, so the acceptance rate, and with it the speed-up, depends
 on the model; batch 1 only (transformers verifies one sequence at a time); the draft keeps its
 own key/value cache for its k layers (LayerSkip shares it with the verifier; transformers does not).
+Greedy output is the model's own wherever a token's logits do not depend on the other tokens of
+its pass (fp32, bf16 casts up to rounding, weight-only int8/int4); after ``int8-dynamic``, whose
+activation scales are computed per call over every token in it, the verify pass's logits differ
+slightly from one-token decoding's, so near-ties can flip (bench's agreement with fp32 shows it).
 
 k and the number of tokens drafted per round are picked on a few calibration prompts: the model's
 greedy continuations are scored teacher-forced under every k (the share of positions where the
