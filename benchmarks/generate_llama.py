@@ -1,9 +1,11 @@
 """Text generation on a small Llama-style model trained briefly on pydoc text: ``model.generate``
 as users run it (``default``) beside bf16, weight-only int8, dynamic int8, speculative decoding
-with a smaller draft of the same tokenizer and a static cache with a compiled decode step (alone and
-after weight-only int8), all through ``accelkit.bench`` (interleaved rounds); then the peer rows
-(HF generate with a static cache + torch.compile, and in bf16 where native) beside accelkit's
-default and its fastest variant within a 0.02 agreement drop.
+with a smaller draft of the same tokenizer, early-exit self-speculation (the model's first layers
+draft), speculative decoding with a draft distilled from the model (trained on first use, cached),
+and a static cache with a compiled decode step (alone and after weight-only int8), all through
+``accelkit.bench`` (interleaved rounds); then the peer rows (HF generate with a static cache +
+torch.compile, and in bf16 where native) beside accelkit's default and its fastest variant within
+a 0.02 agreement drop.
 
 Run: .venv/bin/python benchmarks/generate_llama.py [--batch-sizes 1,8] [--prompts 64] [--new-tokens 64]
      [--train-minutes 4] [--repeats 3] [--variants ...] [--peers ...] [--quick]
@@ -32,8 +34,8 @@ from accelkit.peers import GENERATION_PEERS, generation_peers_beside_bench
 from accelkit.workloads import workload_from_model
 from accelkit.workloads.base import cache_dir
 
-VARIANTS = ["bf16", "bf16-cast", "int8-weight-only", "int8-dynamic", "speculative", "static-cache-compile",
-            "int8-weight-only+static-cache-compile"]
+VARIANTS = ["bf16", "bf16-cast", "int8-weight-only", "int8-dynamic", "speculative", "self-speculative",
+            "speculative-distilled", "static-cache-compile", "int8-weight-only+static-cache-compile"]
 # HF generate's own fast paths, timed beside accelkit's default and its fastest variant within a 0.02 agreement drop
 PEERS = ["hf-generate", "hf-static-compile", "hf-static-compile-bf16"]
 EOS = "</s>"
