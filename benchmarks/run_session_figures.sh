@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 cd "$(dirname "$0")/.."
 L=out/bench/session; mkdir -p "$L"
 STEPS=${*:-env corpus generate train minilm}
-GEN_VARIANTS=${GEN_VARIANTS:-bf16-cast,int8-weight-only,int8-dynamic,static-cache-compile,bf16-cast+static-cache-compile,int8-weight-only+static-cache-compile,speculative}
+GEN_VARIANTS=${GEN_VARIANTS:-bf16-cast,int8-weight-only,int8-dynamic,static-cache-compile,bf16-cast+static-cache-compile,int8-weight-only+static-cache-compile,speculative,self-speculative,speculative-distilled}
 for step in $STEPS; do
   date
   case $step in
