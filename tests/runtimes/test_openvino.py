@@ -24,3 +24,17 @@ def test_describe_save_and_load(digits_model, tmp_path):
     torch.testing.assert_close(loaded(X), module(X))
     with torch.no_grad():
         torch.testing.assert_close(module(X), digits_model(X), rtol=1e-3, atol=1e-4)
+
+
+def test_a_share_of_the_cores_is_not_pinned(digits_model, monkeypatch):
+    # accelkit run's Ray actors each hold one thread of the machine: OpenVINO's default pinning
+    # would put every actor's thread on the same first core
+    import accelkit.runtimes.openvino as ov_runtime
+
+    monkeypatch.setattr(ov_runtime, "available_cpus", lambda: 4)
+    share = OpenVinoModule(export_onnx(digits_model, X[:2]), OpenVinoConfig(threads=1))
+    assert share._compiled.get_property("ENABLE_CPU_PINNING") is False
+    monkeypatch.setattr(ov_runtime, "available_cpus", lambda: 1)
+    whole = OpenVinoModule(export_onnx(digits_model, X[:2]), OpenVinoConfig(threads=1))
+    assert whole._compiled.get_property("ENABLE_CPU_PINNING") is True
+    torch.testing.assert_close(share(X), whole(X))

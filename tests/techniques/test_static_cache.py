@@ -111,3 +111,22 @@ def test_compiled_steps_match_generate_alone_and_after_int8_weight_only(tmp_path
     assert by["static-cache-compile"].details["compile_s"] > 0
     assert by["int8-weight-only+static-cache-compile"].quality["greedy_agreement"] >= \
         by["int8-weight-only"].quality["greedy_agreement"] - 0.2
+
+
+def test_after_bf16_cast_the_loop_writes_the_cast_models_greedy_tokens():
+    # bf16-cast wraps the model in CastInputs (no .config): static-cache-compile must reach the
+    # bf16 model under it, not refuse the composition bf16-cast+static-cache-compile
+    from accelkit.runtimes.torch_eager import CastInputs
+    from accelkit.techniques.static_cache import causal_lm_of
+
+    model = _tiny("llama").to(torch.bfloat16)
+    wrapped = CastInputs(model, torch.bfloat16)
+    assert causal_lm_of(wrapped) is model and causal_lm_of(model) is model
+    ids, mask = _left_padded_batch()
+    lean = StaticCacheGenerator(causal_lm_of(wrapped), StaticCacheConfig(compile=False, bucket=16))
+    with torch.inference_mode():
+        ref = wrapped.generate(input_ids=ids, attention_mask=mask, max_new_tokens=N_NEW, do_sample=False,
+                               pad_token_id=0, eos_token_id=None)
+        out = lean.generate(input_ids=ids, attention_mask=mask, max_new_tokens=N_NEW, pad_token_id=0,
+                            eos_token_id=None)
+    assert torch.equal(out, ref)

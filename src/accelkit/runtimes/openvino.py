@@ -29,6 +29,11 @@ from accelkit.signal_stack import keep_signal_stack
 __all__ = ["OpenVinoConfig", "OpenVinoModule"]
 
 _PRECISIONS = ("f32", "bf16")
+
+
+def available_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask where the OS has one)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 _DEVICES = ("CPU", "GPU")
 
 
@@ -76,10 +81,14 @@ class OpenVinoModule(Runtime):
             with open(path, "wb") as fh:
                 fh.write(onnx_bytes)
             model = core.read_model(path)
+        settings = {"INFERENCE_PRECISION_HINT": config.precision, "INFERENCE_NUM_THREADS": threads,
+                    "NUM_STREAMS": streams, "PERFORMANCE_HINT": "THROUGHPUT" if streams > 1 else "LATENCY"}
+        if config.device == "CPU" and threads < available_cpus():
+            # a share of the cores means other processes beside this one (accelkit run's Ray actors):
+            # OpenVINO pins each process's threads from the first core, so they would all queue on it
+            settings["ENABLE_CPU_PINNING"] = False
         with keep_signal_stack():  # compile_model swaps in a signal stack it later frees
-            self._compiled = core.compile_model(model, config.device, {
-                "INFERENCE_PRECISION_HINT": config.precision, "INFERENCE_NUM_THREADS": threads,
-                "NUM_STREAMS": streams, "PERFORMANCE_HINT": "THROUGHPUT" if streams > 1 else "LATENCY"})
+            self._compiled = core.compile_model(model, config.device, settings)
         self._requests = [self._compiled.create_infer_request() for _ in range(streams)]
         self.inputs = [p.get_any_name() for p in self._compiled.inputs]
         self._threads = threads

@@ -155,12 +155,21 @@ class StaticCacheGenerator(nn.Module):
         return round(time.perf_counter() - start, 2)
 
 
+def causal_lm_of(model: nn.Module) -> nn.Module:
+    """The causal LM under bf16-cast's input-casting wrapper, else ``model``: the wrapper only casts
+    float inputs, and the decode loop feeds token ids and masks, so the cast model is what runs."""
+    from accelkit.runtimes.torch_eager import CastInputs
+
+    return model.model if isinstance(model, CastInputs) else model
+
+
 @register_technique("static-cache-compile", group="runtime", description="static KV cache + torch.compile'd "
                     "one-token decode step in a lean greedy loop (compile time in details.compile_s); composes "
                     "after int8-weight-only, int8-dynamic, bf16-cast", needs=("generate",),
                     accepts=("eager", "eager-lowp", "quantized"), produces="graph",
                     objectives=("throughput", "latency"), saveable=False, config=StaticCacheConfig)
 def _static_cache_compile(model: nn.Module, ctx: BuildContext, config: StaticCacheConfig) -> Built:
+    model = causal_lm_of(model)
     config_of = getattr(model, "config", None)
     if config_of is None or not callable(getattr(model, "generate", None)):
         raise ConfigError(f"static-cache-compile needs a transformers causal LM (with .config and generate); got "
