@@ -3,12 +3,18 @@ even when the block raises (benchmarks, training benches and tiny fits all use i
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import torch
 
-__all__ = ["thread_count"]
+__all__ = ["available_cpus", "thread_count"]
+
+
+def available_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask where the OS has one)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 @contextmanager

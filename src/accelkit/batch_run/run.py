@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from accelkit._atomic import atomic_write_bytes
+from accelkit._threads import available_cpus
 from accelkit.batch_run.blocks import Block, Corpus, plan_blocks
 from accelkit.batch_run.model_runner import check_model_folder, check_run_options
 from accelkit.batch_run.parts import SUMMARY_FILE, prepare_output
@@ -62,10 +63,6 @@ class RunConfig(Config):
             raise ConfigError("--address and --actors are for --engine ray; drop them or pass --engine ray")
 
 
-def _cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
 def _digest(paths: list[Path]) -> str:
     """What identifies the input between a run and its resume: each file's name, size and mtime."""
     h = hashlib.sha256()
@@ -105,12 +102,12 @@ def run_batch(model_dir: str | os.PathLike, input: str | os.PathLike, output: st
     model_dir, out = Path(model_dir).resolve(), Path(output).resolve()
     check_run_options(check_model_folder(model_dir), cfg.max_new_tokens)
     corpus, blocks = plan_blocks(input, cfg.block_size, text_column=cfg.text_column, id_column=cfg.id_column)
-    threads = cfg.threads or (1 if engine == "ray" else _cores())
+    threads = cfg.threads or (1 if engine == "ray" else available_cpus())
     started = False
     if engine == "ray":  # before the output folder is touched: an unreachable cluster changes nothing
         from accelkit.batch_run.ray_engine import connect
 
-        started = connect(cfg.address, _cores())
+        started = connect(cfg.address, available_cpus())
     try:
         done = prepare_output(out, _run_record(model_dir, corpus, blocks, cfg.block_size, cfg.max_new_tokens),
                               resume=cfg.resume, overwrite=cfg.overwrite)

@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from accelkit._threads import available_cpus
 from accelkit.config import Config
 from accelkit.data._common import (
     DATA_FORMAT_VERSION,
@@ -47,9 +48,7 @@ _DEFAULTS = {
 
 
 def _default_workers() -> tuple[int, ...]:
-    cpus = (
-        len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    )
+    cpus = available_cpus()
     return tuple(sorted({0, 1, 2, cpus, min(2 * cpus, 8)}))
 
 

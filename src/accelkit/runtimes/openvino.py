@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from accelkit._lazy import is_available, require
+from accelkit._threads import available_cpus
 from accelkit.config import Config
 from accelkit.errors import ConfigError
 from accelkit.runtimes.base import Runtime, RuntimeRecord, name_inputs
@@ -30,10 +31,6 @@ __all__ = ["OpenVinoConfig", "OpenVinoModule"]
 
 _PRECISIONS = ("f32", "bf16")
 
-
-def available_cpus() -> int:
-    """The CPUs this process may run on (its affinity mask where the OS has one)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 _DEVICES = ("CPU", "GPU")
 
 

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from accelkit._threads import available_cpus
 from accelkit.config import Config
 from accelkit.errors import ConfigError
 
@@ -59,7 +60,7 @@ def check_nproc(nproc: int, device_type: str) -> None:
 
         have, what = torch.cuda.device_count(), "CUDA GPUs"
     else:
-        have = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        have = available_cpus()
         what = "CPU cores"
     if nproc > have:
         raise ConfigError(f"--nproc {nproc} is more than this machine's {have} {what} (one process each); "
