@@ -29,6 +29,8 @@ _FLAGS = {
     "bf16-weights+compile+fused": TrainVariant(precision="bf16", compile=True, fused=True, bf16_weights=True),
     "grouped": TrainVariant(group_by_length=True),
     "bf16+compile+fused+grouped": TrainVariant(precision="bf16", compile=True, fused=True, group_by_length=True),
+    "bf16-weights+compile+fused+grouped": TrainVariant(precision="bf16", compile=True, fused=True, bf16_weights=True,
+                                                       group_by_length=True),
 }
 
 

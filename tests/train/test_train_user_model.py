@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import model_folders as mf  # noqa: E402
 from accelkit.errors import ConfigError, DataFileError  # noqa: E402
 from accelkit.train import TrainConfig, train  # noqa: E402
-from accelkit.train.sampler import ResumableDistributedSampler  # noqa: E402
+from accelkit.train.sampler import ResumableDistributedSampler, length_group_size  # noqa: E402
 from accelkit.train.user_model import (  # noqa: E402
     PaddingCollator,
     TokenizedTexts,
@@ -55,6 +55,15 @@ def test_length_grouping_sorts_within_groups_and_keeps_every_item():
         group = order[start : start + 4]
         assert [lengths[i] for i in group] == sorted((lengths[i] for i in group), reverse=True)
         assert set(group) == set(list(plain)[start : start + 4])  # the same shuffled items, reordered
+
+
+def test_length_groups_are_sized_like_the_trainers_mega_batches():
+    # 50 batches on a large set; on a small one, at least 4 groups, so the first steps are not
+    # all the epoch's longest texts; never less than a batch
+    assert length_group_size(100_000, 16) == 50 * 16
+    assert length_group_size(509, 16) == 7 * 16
+    assert length_group_size(509 // 4 * 4, 16) * 4 <= 509
+    assert length_group_size(10, 16) == 16
 
 
 def test_a_bert_classifier_trains_saves_and_loads_for_optimize(tmp_path):

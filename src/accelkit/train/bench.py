@@ -22,6 +22,7 @@ import torch
 from accelkit._threads import thread_count
 from accelkit.errors import ConfigError, UnknownVariantError
 from accelkit.train.precision import autocast_context, make_grad_scaler
+from accelkit.train.sampler import length_group_size
 from accelkit.train.techniques import TrainVariant, build_train_variant, get_training_technique
 
 __all__ = [
@@ -49,6 +50,7 @@ TRAIN_PLANS: dict[str, list[str | dict[str, Any]]] = {
     "bf16-weights+compile+fused": ["autocast", "bf16-weights", "compile", "fused-adamw"],
     "grouped": ["length-grouping"],
     "bf16+compile+fused+grouped": ["autocast", "compile", "fused-adamw", "length-grouping"],
+    "bf16-weights+compile+fused+grouped": ["autocast", "bf16-weights", "compile", "fused-adamw", "length-grouping"],
 }
 TRAIN_VARIANTS: dict[str, TrainVariant] = {name: build_train_variant(plan) for name, plan in TRAIN_PLANS.items()}
 
@@ -61,7 +63,6 @@ def _plan_needs(name: str) -> set[str]:
 
 _CNN_ONLY = {n for n in TRAIN_PLANS if "images" in _plan_needs(n)}  # 4-D image inputs
 _TEXT_ONLY = {n for n in TRAIN_PLANS if "lengths" in _plan_needs(n)}  # a data set with lengths
-_GROUP_BATCHES = 50  # micro-batches per length-sorted group, as the transformers Trainer groups
 
 
 def list_train_variants(workload: str, *, runnable_only: bool = False) -> list[str]:
@@ -85,14 +86,15 @@ def _batches(dataset, batch: int, seed: int, collate_fn: Callable | None = None,
              group_by_length: bool = False) -> Iterator[tuple[Any, Any]]:
     """An endless stream of shuffled batches; the same for every variant (same seed). A dataset
     without ``tensors`` is batched by ``collate_fn``; ``group_by_length`` sorts each run of 50
-    batches' items by length (the batches then pad less)."""
+    batches' items by length (fewer on a small data set, as the Trainer groups; the batches then
+    pad less)."""
     gen = torch.Generator().manual_seed(seed)
     tensors = getattr(dataset, "tensors", None)
     n = len(dataset)
     while True:
         perm = torch.randperm(n, generator=gen).tolist()
         if group_by_length:
-            size = _GROUP_BATCHES * batch
+            size = length_group_size(n, batch)
             perm = [i for s in range(0, n, size) for i in sorted(perm[s : s + size], key=lambda i: -dataset.lengths[i])]
         for start in range(0, n - batch + 1, batch):
             idx = perm[start : start + batch]
@@ -248,7 +250,8 @@ def bench_train_model(
     from accelkit.train.hf_trainer import TRAINER_ROWS
 
     available = list_model_train_variants()
-    names = list(available if names is None else names)
+    # fp16 where the CPU emulates it (~50x slower) only when asked by name, as in ``--variants all``
+    names = list(list_model_train_variants(runnable_only=True) if names is None else names)
     trainer_rows = list(TRAINER_ROWS if trainer_rows is None else trainer_rows)
     unknown = [n for n in names if n not in available] + [n for n in trainer_rows if n not in TRAINER_ROWS]
     if unknown:

@@ -34,12 +34,11 @@ from accelkit.train.checkpoint import (
 )
 from accelkit.train.config import TrainConfig
 from accelkit.train.precision import autocast_context, make_grad_scaler, scaler_skipped_step
-from accelkit.train.sampler import ResumableDistributedSampler
+from accelkit.train.sampler import ResumableDistributedSampler, length_group_size
 from accelkit.train.schedule import lr_at_step
 
 __all__ = ["TrainResult", "TrainingDivergedError", "train"]
 
-_LENGTH_GROUP_BATCHES = 50  # micro-batches per length-sorted group, as the transformers Trainer groups
 
 
 class TrainingDivergedError(AccelkitError):
@@ -314,7 +313,8 @@ def _data_order(data: Dataset | DataLoader, config: TrainConfig, ctx: DistContex
                           "one, or set group_by_length=False")
     sampler = ResumableDistributedSampler(dataset, num_replicas=ctx.world_size, rank=ctx.rank,
                                           shuffle=config.shuffle, seed=config.seed, lengths=lengths,
-                                          group_size=_LENGTH_GROUP_BATCHES * config.micro_batch_size)
+                                          group_size=length_group_size(len(dataset) // ctx.world_size,
+                                                                       config.micro_batch_size))
     samples_per_step = config.micro_batch_size * accum
     steps_per_epoch = sampler.num_samples // samples_per_step
     if steps_per_epoch < 1:

@@ -13,7 +13,14 @@ from typing import Any
 
 from torch.utils.data import Dataset, DistributedSampler
 
-__all__ = ["ResumableDistributedSampler"]
+__all__ = ["ResumableDistributedSampler", "length_group_size"]
+
+
+def length_group_size(items: int, batch_size: int) -> int:
+    """Items per length-sorted group, as the transformers Trainer sizes its mega-batches: 50
+    batches, or fewer so the data holds at least 4 groups. One group over a small data set would
+    sort the whole epoch longest-first: the first steps would all be the longest texts."""
+    return batch_size * max(1, min(items // (batch_size * 4), 50))
 
 
 class ResumableDistributedSampler(DistributedSampler):
