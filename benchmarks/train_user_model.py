@@ -98,12 +98,12 @@ def _report(label: str, results) -> dict:
     rows = [v for v in results.variants]
     print(f"\n{label}: batch {results.settings['batch_size']}, {results.settings['threads']} threads, baseline "
           f"{results.baseline}")
-    print(f"{'row':28} {'samples/s':>10} {'speed-up':>9} {'val_loss':>9}")
+    print(f"{'row':34} {'samples/s':>10} {'speed-up':>9} {'val_loss':>9}")
     for v in rows:
         if v.error:
-            print(f"{v.name:28} failed: {v.error}")
+            print(f"{v.name:34} failed: {v.error}")
             continue
-        print(f"{v.name:28} {v.throughput:10,.1f} {v.speedup:8.2f}x {v.quality['val_loss']:9.4f}")
+        print(f"{v.name:34} {v.throughput:10,.1f} {v.speedup:8.2f}x {v.quality['val_loss']:9.4f}")
     ran = [v for v in rows if v.error is None]
     trainer = [v for v in ran if "trainer_flags" in v.details]
     ours = [v for v in ran if "trainer_flags" not in v.details]

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from accelkit._threads import torch_threads_beside
 from accelkit.errors import ConfigError, SchemaError
 from accelkit.runtimes.base import Runtime, ShipError
 from accelkit.runtimes.registry import get_runtime
@@ -136,16 +137,17 @@ class ShippedModel:
         encoded = self.tokenizer(texts, truncation=True, max_length=max_length)  # once: sorted, then padded
         order = sorted(range(len(texts)), key=lambda i: -len(encoded["input_ids"][i]))
         out: torch.Tensor | None = None
-        for start in range(0, len(order), batch_size):
-            idx = order[start : start + batch_size]
-            inputs = pad_token_rows(self.tokenizer, encoded, idx, self.pipeline["input_names"])
-            hidden = spec.pick_output(self(**inputs), self.pipeline.get("output")).float()
-            emb = spec.reduce(hidden, inputs, pooling=self.pipeline.get("pooling", "mean"), width=max_length)
-            if self.pipeline.get("normalize") or normalize_embeddings:
-                emb = nn.functional.normalize(emb, dim=1)
-            if out is None:
-                out = emb.new_empty((len(texts), emb.shape[1]))
-            out[torch.as_tensor(idx)] = emb
+        with torch_threads_beside(self.model):
+            for start in range(0, len(order), batch_size):
+                idx = order[start : start + batch_size]
+                inputs = pad_token_rows(self.tokenizer, encoded, idx, self.pipeline["input_names"])
+                hidden = spec.pick_output(self(**inputs), self.pipeline.get("output")).float()
+                emb = spec.reduce(hidden, inputs, pooling=self.pipeline.get("pooling", "mean"), width=max_length)
+                if self.pipeline.get("normalize") or normalize_embeddings:
+                    emb = nn.functional.normalize(emb, dim=1)
+                if out is None:
+                    out = emb.new_empty((len(texts), emb.shape[1]))
+                out[torch.as_tensor(idx)] = emb
         if out is None:
             out = torch.empty((0, 0))
         result = out[0] if single else out

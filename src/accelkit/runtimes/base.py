@@ -78,6 +78,8 @@ class Runtime:
     devices: ClassVar[tuple[str, ...]] = ("cpu",)
     model_file: ClassVar[str] = ""
     needs_baseline: ClassVar[bool] = False
+    # True where the model runs on the engine's own threads, not torch's (accelkit._threads.torch_threads_beside)
+    computes_outside_torch: ClassVar[bool] = False
 
     device: str = "cpu"
     # The float PyTorch model a foreign graph came from: run (and discarded) only under a FLOP

@@ -116,6 +116,7 @@ class OrtModule(Runtime):
     name = "onnxruntime"
     form = "ort"
     family = "onnxruntime"
+    computes_outside_torch = True
     devices = ("cpu",)
     model_file = "model.onnx"
     # the execution providers for this class's devices, in ONNX Runtime's order of preference

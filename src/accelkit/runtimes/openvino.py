@@ -62,6 +62,7 @@ class OpenVinoModule(Runtime):
     name = "openvino"
     form = "openvino"
     family = "openvino"
+    computes_outside_torch = True
     devices = ("cpu",)  # OpenVINO's GPU is an Intel GPU, which torch does not name as a device
     model_file = "model.onnx"
 

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from accelkit._threads import torch_threads_beside
 from accelkit.errors import ConfigError
 
 __all__ = ["OFFERS", "RunSettings", "TensorWorkload", "Workload", "autocast_context", "cache_dir"]
@@ -156,7 +157,7 @@ class Workload(ABC):
     def predict(self, model: Callable, data: Any, settings: RunSettings) -> torch.Tensor:
         """Outputs for every item of ``data`` in the original order."""
         parts: list[tuple[Any, torch.Tensor]] = []
-        with torch.inference_mode(), autocast_context(settings):
+        with torch.inference_mode(), autocast_context(settings), torch_threads_beside(model):
             for inputs, index in self.batches(data, settings):
                 parts.append((index, self.forward(model, inputs).float()))
         return _reassemble(parts)
