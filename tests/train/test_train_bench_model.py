@@ -35,6 +35,7 @@ def test_trainer_rows_and_accelkit_variants_train_equal_steps(classifier_task, m
     for v in ran:
         assert v.throughput > 0 and v.throughput_unit == "samples/s"
         assert set(v.quality) >= {"val_loss", "val_accuracy"}
+        assert v.flops_per_item and v.flops_per_item > 0  # scaled to the batches this row trained on
     # the same init, data, LR and steps: the Trainer's loss lands where accelkit's fp32 does
     assert by_name["fp32"].quality["val_loss"] == pytest.approx(by_name["default"].quality["val_loss"], rel=0.02)
     assert by_name["trainer-group-by-length"].details["trainer_flags"] == {"group_by_length": True}
@@ -43,3 +44,15 @@ def test_trainer_rows_and_accelkit_variants_train_equal_steps(classifier_task, m
 def test_unknown_rows_are_refused(classifier_task):
     with pytest.raises(UnknownVariantError, match="trainer-fp8"):
         bench_train_model(classifier_task, [], ["trainer-fp8"])
+
+
+def test_the_trainer_rows_collator_counts_the_padded_tokens_each_step_trains_on():
+    # a row's FLOPs (and MFU) follow the padded size of the batches it trained on, not the first batch's
+    from accelkit.train.hf_trainer import _TrainerCollator
+    from accelkit.train.user_model import PaddingCollator
+
+    collate = _TrainerCollator(PaddingCollator(pad_id=0, causal=False))
+    batch = collate([{"input_ids": [5, 6, 7], "labels": 1}, {"input_ids": [8], "labels": 0}])
+    collate([{"input_ids": [1, 2], "labels": 1}])
+    assert batch["input_ids"].shape == (2, 3) and batch["labels"].tolist() == [1, 0]
+    assert collate.elements == [6, 2]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import datetime as _dt
 import os
+import statistics
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict
@@ -279,6 +280,7 @@ def _measure_rows(task, workload, names, trainer_rows, baseline, batch, steps_pe
     collate_fn = getattr(task, "collate_fn", None)
     init_state = copy.deepcopy(task.model.state_dict())
     calls, models, losses, build_s, errors, trainers = {}, {}, {}, {}, {}, {}
+    elements: dict[str, list[int]] = {}  # input elements (padded tokens) of each step a row trained on
 
     def fresh_model() -> torch.nn.Module:
         model = copy.deepcopy(task.model)
@@ -313,9 +315,10 @@ def _measure_rows(task, workload, names, trainer_rows, baseline, batch, steps_pe
         stream = _batches(task.dataset, batch, seed + 1, collate_fn, variant.group_by_length)
         losses[name] = []
 
-        def run(step=step, stream=stream, record=losses[name]) -> None:
+        def run(step=step, stream=stream, record=losses[name], seen=elements.setdefault(name, [])) -> None:
             for _ in range(steps_per_call):
                 x, y = next(stream)
+                seen.append(_items(x, "tokens"))
                 record.append(step(x, y))
 
         models[name], calls[name] = model, run
@@ -324,6 +327,7 @@ def _measure_rows(task, workload, names, trainer_rows, baseline, batch, steps_pe
     x0, y0 = next(_batches(task.dataset, batch, seed + 1, collate_fn))
     items_per_step = _items(x0, task.throughput_unit)
     flops = _flops_per_step(task.model, task.loss_fn, x0, y0)
+    x0_elements = _items(x0, "tokens")
     say("measuring this machine's GEMM peaks")
     roof_before = measure_roofline(size=roofline_size, repeats=5)
     say(f"warming up {len(calls)} training rows (compiled ones compile now)")
@@ -367,20 +371,25 @@ def _measure_rows(task, workload, names, trainer_rows, baseline, batch, steps_pe
         if name == baseline:
             base_quality = quality
         steps_trained = trainers[name].steps if name in trainers else len(losses[name])
+        # padded lengths differ from batch to batch (and grouped rows pad less): each row's FLOPs
+        # are the first batch's scaled to the mean size of the batches it trained on
+        seen = trainers[name].collator.elements if name in trainers else elements.get(name)
+        row_flops = flops * statistics.fmean(seen) / x0_elements if flops and seen else flops
         records.append(VariantResult(
             name=name,
             speedup=t.speedup,
             throughput=items_per_step * steps_per_call / per_call_s,
             throughput_unit=f"{task.throughput_unit}/s",
             pass_ms={"p50": t.p50_ms, "p95": t.p95_ms},
-            flops_per_item=flops / items_per_step if flops else None,
-            roofline_fraction=roof.fraction(flops * steps_per_call, per_call_s, dtype) if flops else None,
+            flops_per_item=row_flops / items_per_step if row_flops else None,
+            roofline_fraction=roof.fraction(row_flops * steps_per_call, per_call_s, dtype) if row_flops else None,
             compute_dtype=dtype,
             quality=quality,
             build_s=build_s[name],
             pair_ratios=t.pair_ratios,
             details={**details, "steps_trained": steps_trained,
-                     "mfu_vs_fp32_peak": roof.fraction(flops * steps_per_call, per_call_s, "fp32") if flops else None},
+                     "mfu_vs_fp32_peak": roof.fraction(row_flops * steps_per_call, per_call_s, "fp32")
+                     if row_flops else None},
         ))
     for record in records:
         if record.error is None and base_quality is not None:

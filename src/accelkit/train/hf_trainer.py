@@ -38,9 +38,11 @@ class _TrainerCollator:
 
     def __init__(self, collate: PaddingCollator) -> None:
         self.collate = collate
+        self.elements: list[int] = []  # padded tokens of each batch made: the FLOPs of each step
 
     def __call__(self, items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         inputs, targets = self.collate([(item["input_ids"], item.get("labels")) for item in items])
+        self.elements.append(int(inputs["input_ids"].numel()))
         return {**inputs, "labels": targets}
 
 
@@ -99,7 +101,8 @@ class PausedTrainer:
             max_grad_norm=1.0, seed=seed, report_to=[], disable_tqdm=True, logging_strategy="no",
             save_strategy="no", use_cpu=not torch.cuda.is_available(), **_version_flags(TrainingArguments, flags),
         )
-        self.trainer = Trainer(model=hf_model, args=args, train_dataset=rows, data_collator=_TrainerCollator(collate),
+        self.collator = _TrainerCollator(collate)
+        self.trainer = Trainer(model=hf_model, args=args, train_dataset=rows, data_collator=self.collator,
                                callbacks=[Pause()])
         self.trainer.remove_callback(PrinterCallback)  # it prints the Trainer's logs (disable_tqdm adds it)
 
