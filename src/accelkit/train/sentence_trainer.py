@@ -104,6 +104,11 @@ class PausedSentenceTrainer(_PausedLoop):
         class Trainer(SentenceTransformerTrainer):
             data_collator_class = Counting
 
+            def add_model_card_callback(self, default_args_dict: dict[str, Any]) -> None:
+                # the model card is never saved here; making it embeds widget examples at init and
+                # draws a progress bar over the bench's status line
+                pass
+
         self.model = model
         self.collator = _Elements()
         args = _arguments(SentenceTransformerTrainingArguments, self._folder.name, flags, batch_size=batch_size,
