@@ -291,18 +291,10 @@ def _measure_rows(task, workload, names, trainer_rows, baseline, batch, steps_pe
     for name in trainer_rows:
         start = time.perf_counter()
         try:
-            from accelkit.train.hf_trainer import TRAINER_ROWS, PausedTrainer
-
-            if getattr(task, "task", None) == "sentence-embedding":
-                raise ConfigError("the transformers Trainer computes no contrastive loss; sentence-transformers' "
-                                  "SentenceTransformerTrainer is that peer, not measured here")
-            if getattr(task, "task", None) == "image-classification":
-                raise ConfigError("the Trainer rows are built for text models only so far")
             model = fresh_model()
-            trainers[name] = PausedTrainer(
-                model.model, task.dataset, collate_fn, flags=TRAINER_ROWS[name], batch_size=batch, lr=lr,
-                warmup_steps=warmup_steps, seed=seed, steps_per_call=steps_per_call,
-                max_steps=(warmup + repeats + 2) * steps_per_call)
+            trainers[name] = _trainer_row(task, model, name, collate_fn, batch_size=batch, lr=lr,
+                                          warmup_steps=warmup_steps, seed=seed, steps_per_call=steps_per_call,
+                                          max_steps=(warmup + repeats + 2) * steps_per_call)
             models[name], calls[name] = model, trainers[name].run
         except Exception as exc:  # a Trainer that cannot be built here is a row saying why
             errors[name] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
@@ -406,6 +398,28 @@ def _measure_rows(task, workload, names, trainer_rows, baseline, batch, steps_pe
         roofline=roof.to_dict(), primary_metric="val_loss", higher_is_better=False,
         created=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     )
+
+
+def _trainer_row(task, model, name, collate_fn, **settings) -> Any:
+    """The paused Trainer of row ``name`` training ``model`` (a fresh copy) on ``task``'s data: the
+    transformers ``Trainer`` for text and Hugging Face image classifiers, sentence-transformers'
+    ``SentenceTransformerTrainer`` with MultipleNegativesRankingLoss for sentence-embedding."""
+    from accelkit.train.hf_trainer import TRAINER_ROWS, PausedTrainer
+
+    flags = TRAINER_ROWS[name]
+    kind = getattr(task, "task", None)
+    if kind == "sentence-embedding":
+        from accelkit.train.sentence_trainer import PausedSentenceTrainer
+        from accelkit.train.user_embedding import MNRL_SCALE
+
+        if task.sentence_model is None or getattr(task.dataset, "texts", None) is None:
+            raise ConfigError("this sentence-embedding task keeps no text pairs; build it with user_training_task")
+        return PausedSentenceTrainer(task.sentence_model(model.model), task.dataset.texts, flags=flags,
+                                     scale=MNRL_SCALE, **settings)
+    if kind == "image-classification" and not getattr(model, "hugging_face", False):
+        raise ConfigError("the Trainer rows need a Hugging Face image classifier folder (its model computes the "
+                          "loss from labels); a module:function model gets accelkit's rows only")
+    return PausedTrainer(model.model, task.dataset, collate_fn, flags=flags, **settings)
 
 
 def _model_config(model: torch.nn.Module) -> dict | None:

@@ -2,8 +2,10 @@
 real ``train()`` loop, run in a thread that pauses every few steps so it is timed interleaved.
 
 Each row trains its own copy of the user's model from the same init, on the same tokenized texts
-padded per batch (what the Trainer's default collator does), at the same batch size, LR and
-warm-up as accelkit's variants; only the Trainer flags a user would turn on differ.
+padded per batch (what the Trainer's default collator does) or the same preprocessed images (as
+``{pixel_values, labels}``), at the same batch size, LR and warm-up as accelkit's variants; only
+the Trainer flags a user would turn on differ. ``_PausedLoop`` is the pausing both this and the
+sentence-transformers Trainer rows (``accelkit.train.sentence_trainer``) run under.
 """
 
 from __future__ import annotations
@@ -16,8 +18,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from accelkit.errors import MissingDependencyError
-from accelkit.train.user_model import PaddingCollator, TokenizedTexts
+from accelkit.errors import ConfigError, MissingDependencyError
+from accelkit.train.user_model import PaddingCollator
 
 __all__ = ["TRAINER_ROWS", "PausedTrainer"]
 
@@ -46,6 +48,19 @@ class _TrainerCollator:
         return {**inputs, "labels": targets}
 
 
+class _ImageCollator:
+    """``ImageItems``' (pixels, class id) items as the Trainer's keyword inputs ``{pixel_values,
+    labels}``: the model computes its own cross-entropy, the loss accelkit's rows train with."""
+
+    def __init__(self) -> None:
+        self.elements: list[int] = []  # pixel values of each batch (accelkit's rows count them so)
+
+    def __call__(self, items: list[tuple[torch.Tensor, int]]) -> dict[str, torch.Tensor]:
+        pixels = torch.stack([pixels for pixels, _ in items])
+        self.elements.append(int(pixels.numel()))
+        return {"pixel_values": pixels, "labels": torch.tensor([c for _, c in items], dtype=torch.long)}
+
+
 def _version_flags(arguments_class: type, flags: dict[str, Any]) -> dict[str, Any]:
     """``flags`` as this transformers spells them: 5.x turned ``group_by_length=True`` into
     ``train_sampling_strategy="group_by_length"``."""
@@ -58,27 +73,31 @@ def _version_flags(arguments_class: type, flags: dict[str, Any]) -> dict[str, An
     return flags
 
 
-class PausedTrainer:
-    """``Trainer.train()`` in a thread that stops after every ``steps_per_call`` optimizer steps
+class _PausedLoop:
+    """A Trainer's ``train()`` in a thread that stops after every ``steps_per_call`` optimizer steps
     until ``run()`` lets it take the next ones; ``close()`` ends it. The first ``run()`` also
-    builds the Trainer's optimizer and data loader (and compiles), as in a warm-up call."""
+    builds the Trainer's optimizer and data loader (and compiles), as in a warm-up call.
 
-    def __init__(self, hf_model: nn.Module, data: TokenizedTexts, collate: PaddingCollator, *, flags: dict[str, Any],
-                 batch_size: int, lr: float, warmup_steps: int, seed: int, steps_per_call: int, max_steps: int) -> None:
-        try:
-            from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArguments
-        except ImportError as exc:  # Trainer imports accelerate
-            raise MissingDependencyError(f"the transformers Trainer needs accelerate ({exc}); pip install "
-                                         "'accelerate>=1.0'") from exc
-        self.model = hf_model
+    Shared by the transformers ``Trainer`` rows and the ``SentenceTransformerTrainer`` rows (a
+    Trainer subclass): each builds ``self.trainer`` with ``self.callbacks()`` and a collator that
+    records ``elements`` (input elements of each batch, the FLOPs of each step)."""
+
+    def __init__(self, steps_per_call: int) -> None:
         self.steps_per_call = steps_per_call
         self.steps = 0
         self.error: BaseException | None = None
+        self.trainer: Any = None
+        self.collator: Any = None
         self._go, self._done = threading.Semaphore(0), threading.Semaphore(0)
         self._stop = False
         self._thread: threading.Thread | None = None
         self._threads = torch.get_num_threads()
         self._folder = tempfile.TemporaryDirectory(prefix="accelkit-trainer-")
+
+    def callbacks(self) -> list[Any]:
+        """The TrainerCallback that pauses the loop at every ``steps_per_call``-th step end."""
+        from transformers import TrainerCallback
+
         owner = self
 
         class Pause(TrainerCallback):
@@ -91,19 +110,13 @@ class PausedTrainer:
                         control.should_training_stop = True
 
             def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kwargs: Any) -> None:
-                _log.info("transformers Trainer %s", logs)  # to our log, not the terminal
+                _log.info("Trainer %s", logs)  # to our log, not the terminal
 
-        rows = [{"input_ids": ids} if cls is None else {"input_ids": ids, "labels": cls}
-                for ids, cls in (data[i] for i in range(len(data)))]
-        args = TrainingArguments(
-            output_dir=self._folder.name, per_device_train_batch_size=batch_size, max_steps=max_steps,
-            learning_rate=lr, lr_scheduler_type="constant_with_warmup", warmup_steps=warmup_steps, weight_decay=0.0,
-            max_grad_norm=1.0, seed=seed, report_to=[], disable_tqdm=True, logging_strategy="no",
-            save_strategy="no", use_cpu=not torch.cuda.is_available(), **_version_flags(TrainingArguments, flags),
-        )
-        self.collator = _TrainerCollator(collate)
-        self.trainer = Trainer(model=hf_model, args=args, train_dataset=rows, data_collator=self.collator,
-                               callbacks=[Pause()])
+        return [Pause()]
+
+    def _quiet(self) -> None:
+        from transformers import PrinterCallback
+
         self.trainer.remove_callback(PrinterCallback)  # it prints the Trainer's logs (disable_tqdm adds it)
 
     def _train(self) -> None:
@@ -138,3 +151,53 @@ class PausedTrainer:
             self._thread.join()
         self._folder.cleanup()
 
+
+def _arguments(arguments_class: type, folder: str, flags: dict[str, Any], *, batch_size: int, lr: float,
+               warmup_steps: int, seed: int, max_steps: int) -> Any:
+    """The TrainingArguments (or its sentence-transformers subclass) every Trainer row shares: the
+    batch size, LR, warm-up then constant, clipping and steps of accelkit's rows; ``flags`` on top."""
+    return arguments_class(
+        output_dir=folder, per_device_train_batch_size=batch_size, max_steps=max_steps,
+        learning_rate=lr, lr_scheduler_type="constant_with_warmup", warmup_steps=warmup_steps, weight_decay=0.0,
+        max_grad_norm=1.0, seed=seed, report_to=[], disable_tqdm=True, logging_strategy="no",
+        save_strategy="no", use_cpu=not torch.cuda.is_available(), **_version_flags(arguments_class, flags),
+    )
+
+
+def _trainer_classes() -> tuple[type, type]:
+    try:
+        from transformers import Trainer, TrainingArguments
+    except ImportError as exc:  # Trainer imports accelerate
+        raise MissingDependencyError(f"the transformers Trainer needs accelerate ({exc}); pip install "
+                                     "'accelerate>=1.0'") from exc
+    return Trainer, TrainingArguments
+
+
+class PausedTrainer(_PausedLoop):
+    """The transformers ``Trainer`` on a user's text model (``TokenizedTexts``, padded per batch) or
+    Hugging Face image classifier (``ImageItems``, stacked as ``pixel_values``), paused every
+    ``steps_per_call`` steps (``_PausedLoop``). The model computes its own loss from ``labels``."""
+
+    def __init__(self, hf_model: nn.Module, data: Any, collate: Any, *, flags: dict[str, Any],
+                 batch_size: int, lr: float, warmup_steps: int, seed: int, steps_per_call: int, max_steps: int) -> None:
+        from accelkit.train.user_image import ImageItems
+
+        Trainer, TrainingArguments = _trainer_classes()
+        rows: Any
+        if isinstance(data, ImageItems):
+            if flags.get("group_by_length"):
+                raise ConfigError("group_by_length groups texts by token count; images all have one size, so "
+                                  "it would be the default row again")
+            rows, collator = data, _ImageCollator()  # decoded per read, as accelkit's rows read them
+        else:
+            rows = [{"input_ids": ids} if cls is None else {"input_ids": ids, "labels": cls}
+                    for ids, cls in (data[i] for i in range(len(data)))]
+            collator = _TrainerCollator(collate)
+        super().__init__(steps_per_call)
+        self.model = hf_model
+        args = _arguments(TrainingArguments, self._folder.name, flags, batch_size=batch_size, lr=lr,
+                          warmup_steps=warmup_steps, seed=seed, max_steps=max_steps)
+        self.collator = collator
+        self.trainer = Trainer(model=hf_model, args=args, train_dataset=rows, data_collator=self.collator,
+                               callbacks=self.callbacks())
+        self._quiet()

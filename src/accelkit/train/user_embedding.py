@@ -62,10 +62,12 @@ class EmbeddingForward(nn.Module):
 
 class TokenizedPairs(Dataset):
     """Token ids of (anchor, positive) pairs, unpadded; ``lengths`` (the longer of the two) lets
-    ``group_by_length`` batch similar pairs."""
+    ``group_by_length`` batch similar pairs; ``texts`` are the pairs as read (what
+    SentenceTransformerTrainer, the peer rows, tokenizes itself)."""
 
-    def __init__(self, anchors: list[list[int]], positives: list[list[int]]) -> None:
-        self.anchors, self.positives = anchors, positives
+    def __init__(self, anchors: list[list[int]], positives: list[list[int]],
+                 texts: list[tuple[str, str]] | None = None) -> None:
+        self.anchors, self.positives, self.texts = anchors, positives, texts
         self.lengths = [max(len(a), len(p)) for a, p in zip(anchors, positives, strict=True)]
 
     def __len__(self) -> int:

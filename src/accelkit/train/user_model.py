@@ -114,6 +114,9 @@ class UserTrainingTask(TrainingTask):
     split_report: dict | None = None
     # writes the trained model into an empty folder (default: save_pretrained + the tokenizer)
     writer: Callable[[Path], None] | None = None
+    # sentence-embedding: a SentenceTransformer around a given encoder, as this task tokenizes and
+    # pools (the SentenceTransformerTrainer rows of bench --task train --model train it)
+    sentence_model: Callable[[nn.Module], Any] | None = None
 
     @property
     def hf_model(self) -> nn.Module:
@@ -285,7 +288,7 @@ def _embedding_training_task(folder: Path, data: str | Path, *, anchor_column: s
     def tokenized(part: Any) -> TokenizedPairs:
         anchors = tokenizer([a for a, _ in part.items], truncation=True, max_length=limit)["input_ids"]
         positives = tokenizer([p for _, p in part.items], truncation=True, max_length=limit)["input_ids"]
-        return TokenizedPairs(anchors, positives)
+        return TokenizedPairs(anchors, positives, [(a, p) for a, p in part.items])
 
     train_set, held_set = tokenized(calib), tokenized(held)
     collate = PairCollator(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0)
@@ -298,11 +301,16 @@ def _embedding_training_task(folder: Path, data: str | Path, *, anchor_column: s
     def write(target: Path) -> None:
         save_sentence_folder(target, folder, transformer_path, net.model, tokenizer, pooling, limit)
 
+    def sentence_model(encoder: nn.Module) -> Any:
+        from accelkit.train.sentence_trainer import sentence_transformer_around
+
+        return sentence_transformer_around(encoder, hf_dir, tokenizer, pooling, limit)
+
     return UserTrainingTask(
         name=folder.name, model=net, dataset=train_set, loss_fn=multiple_negatives_ranking_loss,
         throughput_unit="samples", evaluate=lambda m: evaluate_pairs(m, held_set, collate), example_batch=example,
         task="sentence-embedding", tokenizer=tokenizer, collate_fn=collate, heldout=held_set,
-        split_report={**report, "pairs": True}, writer=write,
+        split_report={**report, "pairs": True}, writer=write, sentence_model=sentence_model,
     )
 
 
