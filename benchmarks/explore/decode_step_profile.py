@@ -4,7 +4,7 @@ which compile options make it faster, on a random-weight Llama of the generate_l
 embeddings; speed does not depend on the weights' values), 2 threads, a 12-token prompt.
 
     PYTHONPATH=src .venv/bin/python benchmarks/explore/decode_step_profile.py [--new-tokens 64]
-        [--rounds 5] [--variants default,static,...] [--profile static]
+        [--rounds 5] [--variants default,static,static-v1+bf16,...] [--profile static]
 
 Times ``model.generate`` (greedy, dynamic cache) and each StaticCacheGenerator variant in
 interleaved rounds (median tokens/s over rounds, new tokens only, prompt pass included as bench
@@ -75,6 +75,11 @@ def make(model, name: str):
         config = CompiledSpeculativeConfig(**SPECULATIVE[name])
         runner = CompiledSpeculativeGenerator(model, make_draft(model, config), config)
         RUNNERS[name] = runner
+    elif name.endswith("+bf16"):  # bf16-cast before the compiled loop (lossy: agreement shows it)
+        import copy
+
+        runner = StaticCacheGenerator(copy.deepcopy(model).to(torch.bfloat16), StaticCacheConfig(
+            **VARIANTS[name.removesuffix("+bf16")]))
     else:
         runner = StaticCacheGenerator(model, StaticCacheConfig(**VARIANTS[name]))
     return lambda ids, n: runner.generate(input_ids=ids, max_new_tokens=n, pad_token_id=0, eos_token_id=None)
