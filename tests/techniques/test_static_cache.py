@@ -85,6 +85,10 @@ def test_config_and_composition_are_declared():
         StaticCacheConfig(bucket=0)
     with pytest.raises(ConfigError, match="compile='yes'"):
         StaticCacheConfig(compile="yes")
+    with pytest.raises(ConfigError, match="gemv=1"):
+        StaticCacheConfig(gemv=1)
+    with pytest.raises(ConfigError, match="attention='flash'"):
+        StaticCacheConfig(attention="flash")
     tech = get_technique("static-cache-compile")
     assert "generate" in tech.needs and not tech.saveable
     for before in ("int8-weight-only", "int8-dynamic", "bf16-cast"):
@@ -130,3 +134,42 @@ def test_after_bf16_cast_the_loop_writes_the_cast_models_greedy_tokens():
         out = lean.generate(input_ids=ids, attention_mask=mask, max_new_tokens=N_NEW, pad_token_id=0,
                             eos_token_id=None)
     assert torch.equal(out, ref)
+
+
+def test_the_multiply_and_sum_linear_matches_f_linear_and_leaves_other_calls_alone():
+    from accelkit.techniques.static_cache import _GemvLinear
+
+    torch.manual_seed(0)
+    weight, bias = torch.randn(48, 32), torch.randn(48)
+    for shape in ((1, 1, 32), (2, 5, 32)):
+        x = torch.randn(shape)
+        with _GemvLinear():
+            got = torch.nn.functional.linear(x, weight, bias)
+            no_bias = torch.nn.functional.linear(x, weight)
+        torch.testing.assert_close(got, torch.nn.functional.linear(x, weight, bias), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(no_bias, x @ weight.T, rtol=1e-5, atol=1e-5)
+    # more tokens than a decode step reads: the library matmul, bit for bit
+    x = torch.randn(1, 40, 32)
+    with _GemvLinear():
+        assert torch.equal(torch.nn.functional.linear(x, weight, bias), torch.nn.functional.linear(x, weight, bias))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["llama", "gpt2"])
+def test_the_compiled_step_writes_generates_greedy_tokens(kind):
+    """The default compiled step (multiply-and-sum linears, eager attention, lean guards) on a left-
+    padded batch and at batch 1; a second generator on the same model compiles its own step."""
+    model = _tiny(kind)
+    ids, mask = _left_padded_batch()
+    with torch.inference_mode():
+        ref = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=N_NEW, do_sample=False,
+                             pad_token_id=0, eos_token_id=None)
+        for _ in range(2):
+            lean = StaticCacheGenerator(model, StaticCacheConfig(bucket=16))
+            assert torch.equal(lean.generate(input_ids=ids, attention_mask=mask, max_new_tokens=N_NEW,
+                                             pad_token_id=0, eos_token_id=None), ref)
+            one = lean.generate(input_ids=ids[:1], max_new_tokens=N_NEW, pad_token_id=0, eos_token_id=None)
+            assert torch.equal(one, model.generate(input_ids=ids[:1], max_new_tokens=N_NEW, do_sample=False,
+                                                   pad_token_id=0, eos_token_id=None))
+    # the model's own attention is back after the steps
+    assert model.config._attn_implementation == "sdpa"
