@@ -38,32 +38,3 @@ def test_a_share_of_the_cores_is_not_pinned(digits_model, monkeypatch):
     whole = OpenVinoModule(export_onnx(digits_model, X[:2]), OpenVinoConfig(threads=1))
     assert whole._compiled.get_property("ENABLE_CPU_PINNING") is True
     torch.testing.assert_close(share(X), whole(X))
-
-
-def test_submitted_batches_overlap_and_give_what_run_gives(digits_model):
-    import pytest
-
-    from accelkit.runtimes.base import overlapped
-
-    module = OpenVinoModule(export_onnx(digits_model, X[:2]), OpenVinoConfig(streams=2, threads=2))
-    batches = [(X[i : i + 2], i) for i in range(0, 6, 2)]
-    seen = [(tag, call(x)) for x, tag, call in overlapped(module, iter(batches))]
-    assert [tag for tag, _ in seen] == [0, 2, 4]
-    for (_, out), (x, _) in zip(seen, batches, strict=True):
-        torch.testing.assert_close(out, module(x), rtol=0, atol=0)  # the same graph, the same numbers
-    first, second = module.submit(X[:2]), module.submit(X[2:4])
-    torch.testing.assert_close(second(), module(X[2:4]), rtol=0, atol=0)
-    module.submit(X[4:])  # reuses the first batch's requests: its output is gone
-    with pytest.raises(RuntimeError, match="reused"):
-        first()
-
-
-def test_a_workload_predicts_the_same_through_overlapped_batches(digits_model, monkeypatch):
-    from accelkit.workloads.base import TensorWorkload
-
-    module = OpenVinoModule(export_onnx(digits_model, X[:2]), OpenVinoConfig(threads=2))
-    wl = TensorWorkload("t", lambda: digits_model, torch.rand(11, 1, 8, 8, generator=torch.Generator().manual_seed(1)))
-    settings = wl.default_settings().with_(batch_size=4)
-    plain = wl.predict(module, wl.eval_data(), settings)
-    monkeypatch.setattr(TensorWorkload, "forward_calls_model_once", True)
-    torch.testing.assert_close(wl.predict(module, wl.eval_data(), settings), plain, rtol=0, atol=0)

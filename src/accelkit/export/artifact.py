@@ -20,7 +20,7 @@ from torch import nn
 
 from accelkit._threads import torch_threads_beside
 from accelkit.errors import ConfigError, SchemaError
-from accelkit.runtimes.base import Runtime, ShipError, overlapped
+from accelkit.runtimes.base import Runtime, ShipError
 from accelkit.runtimes.registry import get_runtime
 from accelkit.runtimes.torch_eager import CastInputs
 from accelkit.tasks import get_task, list_tasks
@@ -132,18 +132,16 @@ class ShippedModel:
         if batch_size < 1:
             raise ConfigError(f"batch_size={batch_size}: expected a positive integer")
         max_length = int(self.pipeline["max_length"])
-        from accelkit.workloads.base import autocast_context
         from accelkit.workloads.text import pad_token_rows
 
         encoded = self.tokenizer(texts, truncation=True, max_length=max_length)  # once: sorted, then padded
         order = sorted(range(len(texts)), key=lambda i: -len(encoded["input_ids"][i]))
         out: torch.Tensor | None = None
-        batches = ((pad_token_rows(self.tokenizer, encoded, order[start : start + batch_size],
-                                   self.pipeline["input_names"]), order[start : start + batch_size])
-                   for start in range(0, len(order), batch_size))
-        with torch.inference_mode(), autocast_context(self.settings), torch_threads_beside(self.model):
-            for inputs, idx, call in overlapped(self.model, batches):
-                hidden = spec.pick_output(call(**inputs), self.pipeline.get("output")).float()
+        with torch_threads_beside(self.model):
+            for start in range(0, len(order), batch_size):
+                idx = order[start : start + batch_size]
+                inputs = pad_token_rows(self.tokenizer, encoded, idx, self.pipeline["input_names"])
+                hidden = spec.pick_output(self(**inputs), self.pipeline.get("output")).float()
                 emb = spec.reduce(hidden, inputs, pooling=self.pipeline.get("pooling", "mean"), width=max_length)
                 if self.pipeline.get("normalize") or normalize_embeddings:
                     emb = nn.functional.normalize(emb, dim=1)

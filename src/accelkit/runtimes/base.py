@@ -7,7 +7,7 @@ A new runtime is one module in this package: a ``Runtime`` subclass decorated wi
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -16,7 +16,7 @@ import torch
 
 from accelkit.errors import ConfigError
 
-__all__ = ["Runtime", "RuntimeRecord", "ShipError", "counting_flops", "device_kind", "name_inputs", "overlapped"]
+__all__ = ["Runtime", "RuntimeRecord", "ShipError", "counting_flops", "device_kind", "name_inputs"]
 
 
 class ShipError(ConfigError):
@@ -59,40 +59,6 @@ def name_inputs(args: Sequence[Any], kwargs: Mapping[str, Any], names: Sequence[
     if missing:
         raise ConfigError(f"{what} model needs inputs {list(names)}; missing {missing}")
     return feeds
-
-
-class _Submitted:
-    """One batch's output, already submitted to the model: called like the model, waits for it."""
-
-    def __init__(self, result: Callable[[], Any]) -> None:
-        self.result = result
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self.result()
-
-
-def overlapped(model: Any, batches: Iterable[tuple[Any, Any]]) -> Iterator[tuple[Any, Any, Callable[..., Any]]]:
-    """``(inputs, tag, call)`` for each of ``batches``, where ``call(**inputs)`` gives the model's output.
-
-    A model with ``submit`` (a runtime inferring on threads of its own) gets the next batch
-    before the caller uses the previous output: the Python work between batches (padding the next,
-    pooling the last) overlaps the inference instead of leaving the runtime's threads idle. The
-    caller must call ``call`` before it asks for the next item. Any other model is called as it is,
-    and so is every model under a FLOP counter (which needs the float model run in ``__call__``).
-    """
-    submit = getattr(model, "submit", None)
-    if submit is None or counting_flops():
-        for inputs, tag in batches:
-            yield inputs, tag, model
-        return
-    pending = None
-    for inputs, tag in batches:
-        handle = submit(**inputs) if isinstance(inputs, Mapping) else submit(inputs)
-        if pending is not None:
-            yield pending
-        pending = (inputs, tag, _Submitted(handle))
-    if pending is not None:
-        yield pending
 
 
 class Runtime:

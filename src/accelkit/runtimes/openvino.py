@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -88,8 +88,6 @@ class OpenVinoModule(Runtime):
         with keep_signal_stack():  # compile_model swaps in a signal stack it later frees
             self._compiled = core.compile_model(model, config.device, settings)
         self._requests = [self._compiled.create_infer_request() for _ in range(streams)]
-        self._spare: list | None = None  # a second set for submit(), made on first use
-        self._turn, self._served = 0, [0, 0]
         self.inputs = [p.get_any_name() for p in self._compiled.inputs]
         self._threads = threads
         self.extra: dict[str, Any] = dict(details or {})
@@ -112,45 +110,19 @@ class OpenVinoModule(Runtime):
                 if isinstance(v, torch.Tensor) else v for k, v in feeds.items()}
 
     def run(self, *args: Any, **kwargs: Any) -> torch.Tensor:
-        return self._start(self._requests, self._feeds(args, kwargs))()
-
-    def submit(self, *args: Any, **kwargs: Any) -> Callable[[], torch.Tensor]:
-        """Start inferring one batch and return at once; calling the result waits for the output.
-        Batches alternate between two sets of requests, so one can infer while the caller handles
-        the other's output (``accelkit.runtimes.base.overlapped``); a third submit reuses the
-        first set, and that first result can then no longer be read."""
-        if self._spare is None:
-            self._spare = [self._compiled.create_infer_request() for _ in self._requests]
-        self._turn ^= 1
-        self._served[self._turn] += 1
-        requests, turn, serial = (self._spare if self._turn else self._requests), self._turn, self._served[self._turn]
-        result = self._start(requests, self._feeds(args, kwargs))
-
-        def wait() -> torch.Tensor:
-            if self._served[turn] != serial:
-                raise RuntimeError("this batch's requests were reused by a later submit: read each result "
-                                   "before submitting two more batches")
-            return result()
-
-        return wait
-
-    def _start(self, all_requests: list, feeds: dict[str, np.ndarray]) -> Callable[[], torch.Tensor]:
+        feeds = self._feeds(args, kwargs)
         rows = len(next(iter(feeds.values())))
-        n = len(all_requests)
+        n = len(self._requests)
         parts = [feeds] if n == 1 or rows < n else split_rows(feeds, n)
         # each request on its slice, on OpenVINO's own threads: start_async takes the inputs in this
         # thread, then infers without the GIL. (Python threads each calling infer() deadlocked
         # pyopenvino on a first concurrent call: a C++ static-init guard held against the GIL.)
-        requests = all_requests[: len(parts)]
+        requests = self._requests[: len(parts)]
         for request, part in zip(requests, parts, strict=True):
             request.start_async(part)
-
-        def result() -> torch.Tensor:
-            for request in requests:
-                request.wait()
-            return torch.from_numpy(np.concatenate([r.get_output_tensor(0).data.copy() for r in requests]))
-
-        return result
+        for request in requests:
+            request.wait()
+        return torch.from_numpy(np.concatenate([r.get_output_tensor(0).data.copy() for r in requests]))
 
     def with_streams(self, streams: int | None) -> OpenVinoModule:
         """The same graph compiled again for ``streams`` requests side by side (None: one per thread)."""

@@ -20,7 +20,6 @@ from torch import nn
 
 from accelkit._threads import torch_threads_beside
 from accelkit.errors import ConfigError
-from accelkit.runtimes.base import overlapped
 
 __all__ = ["OFFERS", "RunSettings", "TensorWorkload", "Workload", "autocast_context", "cache_dir"]
 
@@ -98,9 +97,6 @@ class Workload(ABC):
     primary_metric: str = "accuracy"
     higher_is_better: bool = True
     item_unit: str = "items"
-    # True where forward() calls the model once on the batch's inputs and only post-processes its
-    # output: then predict may submit the next batch to a runtime before this one's output is used
-    forward_calls_model_once: bool = False
     default_batch_size: int = 32
 
     def offers(self) -> frozenset[str]:
@@ -162,13 +158,8 @@ class Workload(ABC):
         """Outputs for every item of ``data`` in the original order."""
         parts: list[tuple[Any, torch.Tensor]] = []
         with torch.inference_mode(), autocast_context(settings), torch_threads_beside(model):
-            batches = self.batches(data, settings)
-            if self.forward_calls_model_once:
-                for inputs, index, call in overlapped(model, batches):
-                    parts.append((index, self.forward(call, inputs).float()))
-            else:
-                for inputs, index in batches:
-                    parts.append((index, self.forward(model, inputs).float()))
+            for inputs, index in self.batches(data, settings):
+                parts.append((index, self.forward(model, inputs).float()))
         return _reassemble(parts)
 
     def example_inputs(self, data: Any, settings: RunSettings) -> Any:

@@ -157,8 +157,6 @@ class HFTextWorkload(TokenizedTextWorkload):
     it is not handed are read from there on first use.
     """
 
-    forward_calls_model_once = True  # the model's output, picked and pooled
-
     def __init__(self, name: str, model_fn: Callable[[], nn.Module] | None, tokenizer: Any, task: str,
                  calib: LabelledTexts, heldout: LabelledTexts, *, max_length: int,
                  sentence: SentenceConfig | None = None, output: str | None = None,
