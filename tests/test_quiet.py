@@ -201,3 +201,23 @@ def test_a_handler_whose_stream_follows_stderr_is_left_alone(tmp_path, monkeypat
     finally:
         lg.handlers.clear()
     assert "DEP THROUGH STDERR" in (tmp_path / "log.txt").read_text()  # stderr was the log inside the block
+
+
+def test_a_dependency_handler_left_on_a_closed_stream_does_not_break_quiet(tmp_path, monkeypatch):
+    # `datasets` adds a handler on the stderr of its import; under pytest that is a capture file
+    # closed when the test ends, and every later quiet block failed flushing it
+    import io
+
+    monkeypatch.setenv("ACCELKIT_CACHE", str(tmp_path))
+    lg = logging.getLogger("somedep.closed")
+    closed = io.StringIO()
+    h = logging.StreamHandler(closed)
+    closed.close()
+    lg.addHandler(h)
+    try:
+        with quiet(tmp_path / "log.txt"):
+            lg.warning("logged into the log, not the closed stream")
+        assert h.stream is closed  # handed back as it was
+    finally:
+        lg.removeHandler(h)
+    assert "not the closed stream" in (tmp_path / "log.txt").read_text()

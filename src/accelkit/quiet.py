@@ -122,6 +122,19 @@ class _Capture(FileProxy):
         return self._log is None and self._original.isatty()
 
 
+def _set_stream(handler: logging.StreamHandler, stream: IO[str]) -> None:
+    """``handler.setStream(stream)`` without failing on the old stream: a handler a library made
+    under an earlier capture (pytest's, a finished ``quiet`` block's) may still point at a stream
+    that has since closed, and ``setStream`` flushes the old stream first."""
+    with contextlib.suppress(ValueError, OSError):
+        handler.flush()
+    handler.acquire()
+    try:
+        handler.stream = stream
+    finally:
+        handler.release()
+
+
 def _is_console(stream: Any) -> bool:
     """A stream a handler writes to the terminal with: not None (torch's trace handler opens its
     own file later), not a file on disk, not a test's StringIO record, not closed."""
@@ -260,7 +273,7 @@ def quiet(log_to: str | os.PathLike | None = None, *, verbose: bool = False, nam
         logging.getLogger().addHandler(handler)
         swapped = [(h, h.stream) for h in _dependency_stream_handlers() if h is not handler]
         for h, _ in swapped:
-            h.setStream(log_file)
+            _set_stream(h, log_file)
         try:
             for fd in (1, 2):
                 os.dup2(log_file.fileno(), fd)
@@ -273,7 +286,7 @@ def quiet(log_to: str | os.PathLike | None = None, *, verbose: bool = False, nam
             _ACTIVE.pop()
             logging.getLogger().removeHandler(handler)
             for h, stream in swapped:
-                h.setStream(stream)
+                _set_stream(h, stream)
             for s in (sys.stdout, sys.stderr):
                 with contextlib.suppress(Exception):
                     s.flush()

@@ -142,7 +142,9 @@ def test_the_sentence_transformers_rows_train_accelkit_s_loss_on_the_same_encode
             (folder / name).unlink()
     task = user_training_task(folder, mf.pairs_jsonl(tmp_path), task="sentence-embedding")
     net = copy.deepcopy(task.model).eval()  # no dropout: the two forwards are comparable exactly
-    st = task.sentence_model(net.model)
+    from accelkit.train.sentence_trainer import sentence_transformer_around
+
+    st = sentence_transformer_around(net.model, **task.sentence_source)
     assert st[0].model is net.model  # the rows train the very encoder accelkit's evaluation reads
     pairs = task.dataset.texts[:8]
     features = SentenceTransformerDataCollator(preprocess_fn=st.preprocess)(

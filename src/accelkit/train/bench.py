@@ -409,13 +409,17 @@ def _trainer_row(task, model, name, collate_fn, **settings) -> Any:
     flags = TRAINER_ROWS[name]
     kind = getattr(task, "task", None)
     if kind == "sentence-embedding":
-        from accelkit.train.sentence_trainer import PausedSentenceTrainer
+        from accelkit.train.sentence_trainer import (
+            PausedSentenceTrainer,
+            sentence_transformer_around,
+        )
         from accelkit.train.user_embedding import MNRL_SCALE
 
-        if task.sentence_model is None or getattr(task.dataset, "texts", None) is None:
+        source = getattr(task, "sentence_source", None)
+        if source is None or getattr(task.dataset, "texts", None) is None:
             raise ConfigError("this sentence-embedding task keeps no text pairs; build it with user_training_task")
-        return PausedSentenceTrainer(task.sentence_model(model.model), task.dataset.texts, flags=flags,
-                                     scale=MNRL_SCALE, **settings)
+        return PausedSentenceTrainer(sentence_transformer_around(model.model, **source), task.dataset.texts,
+                                     flags=flags, scale=MNRL_SCALE, **settings)
     if kind == "image-classification" and not getattr(model, "hugging_face", False):
         raise ConfigError("the Trainer rows need a Hugging Face image classifier folder (its model computes the "
                           "loss from labels); a module:function model gets accelkit's rows only")

@@ -114,9 +114,10 @@ class UserTrainingTask(TrainingTask):
     split_report: dict | None = None
     # writes the trained model into an empty folder (default: save_pretrained + the tokenizer)
     writer: Callable[[Path], None] | None = None
-    # sentence-embedding: a SentenceTransformer around a given encoder, as this task tokenizes and
-    # pools (the SentenceTransformerTrainer rows of bench --task train --model train it)
-    sentence_model: Callable[[nn.Module], Any] | None = None
+    # sentence-embedding: how this task tokenizes and pools (hf_dir, tokenizer, pooling,
+    # max_seq_length), for the SentenceTransformer the bench's SentenceTransformerTrainer rows
+    # build around the encoder (accelkit.train.sentence_trainer.sentence_transformer_around)
+    sentence_source: dict[str, Any] | None = None
 
     @property
     def hf_model(self) -> nn.Module:
@@ -301,16 +302,12 @@ def _embedding_training_task(folder: Path, data: str | Path, *, anchor_column: s
     def write(target: Path) -> None:
         save_sentence_folder(target, folder, transformer_path, net.model, tokenizer, pooling, limit)
 
-    def sentence_model(encoder: nn.Module) -> Any:
-        from accelkit.train.sentence_trainer import sentence_transformer_around
-
-        return sentence_transformer_around(encoder, hf_dir, tokenizer, pooling, limit)
-
     return UserTrainingTask(
         name=folder.name, model=net, dataset=train_set, loss_fn=multiple_negatives_ranking_loss,
         throughput_unit="samples", evaluate=lambda m: evaluate_pairs(m, held_set, collate), example_batch=example,
         task="sentence-embedding", tokenizer=tokenizer, collate_fn=collate, heldout=held_set,
-        split_report={**report, "pairs": True}, writer=write, sentence_model=sentence_model,
+        split_report={**report, "pairs": True}, writer=write,
+        sentence_source={"hf_dir": hf_dir, "tokenizer": tokenizer, "pooling": pooling, "max_seq_length": limit},
     )
 
 
