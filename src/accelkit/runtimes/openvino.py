@@ -30,7 +30,6 @@ from accelkit.signal_stack import keep_signal_stack
 __all__ = ["OpenVinoConfig", "OpenVinoModule"]
 
 _PRECISIONS = ("f32", "bf16")
-
 _DEVICES = ("CPU", "GPU")
 
 

@@ -23,7 +23,7 @@ import torch
 from accelkit._threads import thread_count
 from accelkit.errors import ConfigError, UnknownVariantError
 from accelkit.train.precision import autocast_context, make_grad_scaler
-from accelkit.train.sampler import length_group_size
+from accelkit.train.sampler import length_group_size, sorted_within_groups
 from accelkit.train.techniques import TrainVariant, build_train_variant, get_training_technique
 
 __all__ = [
@@ -95,8 +95,7 @@ def _batches(dataset, batch: int, seed: int, collate_fn: Callable | None = None,
     while True:
         perm = torch.randperm(n, generator=gen).tolist()
         if group_by_length:
-            size = length_group_size(n, batch)
-            perm = [i for s in range(0, n, size) for i in sorted(perm[s : s + size], key=lambda i: -dataset.lengths[i])]
+            perm = sorted_within_groups(perm, dataset.lengths, length_group_size(n, batch))
         for start in range(0, n - batch + 1, batch):
             idx = perm[start : start + batch]
             if tensors is not None:

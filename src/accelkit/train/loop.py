@@ -40,7 +40,6 @@ from accelkit.train.schedule import lr_at_step
 __all__ = ["TrainResult", "TrainingDivergedError", "train"]
 
 
-
 class TrainingDivergedError(AccelkitError):
     """The loss was non-finite for ``max_nonfinite_steps`` optimizer steps in a row."""
 

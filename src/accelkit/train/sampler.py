@@ -13,7 +13,7 @@ from typing import Any
 
 from torch.utils.data import Dataset, DistributedSampler
 
-__all__ = ["ResumableDistributedSampler", "length_group_size"]
+__all__ = ["ResumableDistributedSampler", "length_group_size", "sorted_within_groups"]
 
 
 def length_group_size(items: int, batch_size: int) -> int:
@@ -21,6 +21,13 @@ def length_group_size(items: int, batch_size: int) -> int:
     batches, or fewer so the data holds at least 4 groups. One group over a small data set would
     sort the whole epoch longest-first: the first steps would all be the longest texts."""
     return batch_size * max(1, min(items // (batch_size * 4), 50))
+
+
+def sorted_within_groups(indices: list[int], lengths: list[int], group_size: int) -> list[int]:
+    """``indices`` with each run of ``group_size`` sorted longest first (stable: ties keep the
+    shuffled order), so a batch cut from a run pads to a similar length."""
+    return [i for start in range(0, len(indices), group_size)
+            for i in sorted(indices[start : start + group_size], key=lambda i: -lengths[i])]
 
 
 class ResumableDistributedSampler(DistributedSampler):
@@ -41,11 +48,7 @@ class ResumableDistributedSampler(DistributedSampler):
     def __iter__(self) -> Iterator[int]:
         indices = list(super().__iter__())
         if self.lengths is not None and self.group_size > 1:
-            grouped = []
-            for start in range(0, len(indices), self.group_size):
-                chunk = indices[start : start + self.group_size]
-                grouped += sorted(chunk, key=lambda i: -self.lengths[i])  # stable: ties keep the shuffled order
-            indices = grouped
+            indices = sorted_within_groups(indices, self.lengths, self.group_size)
         return iter(indices[self.start_index :])
 
     def __len__(self) -> int:
