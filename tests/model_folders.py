@@ -188,3 +188,28 @@ def prompts_file(root: Path, n: int = 24, words: int = 6) -> Path:
     path = root / "prompts.txt"
     path.write_text("\n".join(" ".join(s.split()[:words]) for s in sentences(n)) + "\n", encoding="utf-8")
     return path
+
+
+def tiny_causal_lm(kind: str, seed: int = 0):
+    """A random 3-layer, 32-wide causal LM in eval mode: ``kind`` "llama", "qwen2" (both with grouped
+    key/value heads) or "gpt2"; vocab 100, 64 positions (the speculative-decoding tests' models)."""
+    from transformers import (
+        GPT2Config,
+        GPT2LMHeadModel,
+        LlamaConfig,
+        LlamaForCausalLM,
+        Qwen2Config,
+        Qwen2ForCausalLM,
+    )
+
+    torch.manual_seed(seed)
+    if kind == "llama":
+        return LlamaForCausalLM(LlamaConfig(vocab_size=100, hidden_size=32, intermediate_size=64, num_hidden_layers=3,
+                                            num_attention_heads=4, num_key_value_heads=2,
+                                            max_position_embeddings=64)).eval()
+    if kind == "qwen2":
+        return Qwen2ForCausalLM(Qwen2Config(vocab_size=100, hidden_size=32, intermediate_size=64, num_hidden_layers=3,
+                                            num_attention_heads=4, num_key_value_heads=2,
+                                            max_position_embeddings=64)).eval()
+    return GPT2LMHeadModel(GPT2Config(vocab_size=100, n_positions=64, n_embd=32, n_layer=3, n_head=4, bos_token_id=0,
+                                      eos_token_id=0)).eval()

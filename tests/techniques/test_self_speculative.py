@@ -29,29 +29,6 @@ import model_folders as mf  # noqa: E402
 N_NEW = 12
 
 
-def _tiny(kind: str) -> nn.Module:
-    from transformers import (
-        GPT2Config,
-        GPT2LMHeadModel,
-        LlamaConfig,
-        LlamaForCausalLM,
-        Qwen2Config,
-        Qwen2ForCausalLM,
-    )
-
-    torch.manual_seed(0)
-    if kind == "llama":
-        return LlamaForCausalLM(LlamaConfig(vocab_size=100, hidden_size=32, intermediate_size=64, num_hidden_layers=3,
-                                            num_attention_heads=4, num_key_value_heads=2,
-                                            max_position_embeddings=64)).eval()
-    if kind == "qwen2":
-        return Qwen2ForCausalLM(Qwen2Config(vocab_size=100, hidden_size=32, intermediate_size=64, num_hidden_layers=3,
-                                            num_attention_heads=4, num_key_value_heads=2,
-                                            max_position_embeddings=64)).eval()
-    return GPT2LMHeadModel(GPT2Config(vocab_size=100, n_positions=64, n_embd=32, n_layer=3, n_head=4, bos_token_id=0,
-                                      eos_token_id=0)).eval()
-
-
 def _greedy(model, ids, **extra):
     with torch.inference_mode():
         return model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=N_NEW,
@@ -60,7 +37,7 @@ def _greedy(model, ids, **extra):
 
 @pytest.mark.parametrize("kind", ["llama", "gpt2", "qwen2"])
 def test_every_exit_layer_writes_the_models_own_greedy_tokens(kind):
-    model = _tiny(kind)
+    model = mf.tiny_causal_lm(kind)
     ids = torch.randint(1, 100, (1, 7), generator=torch.Generator().manual_seed(2))
     ref = _greedy(model, ids)
     for k in (1, 2):
@@ -122,7 +99,7 @@ def test_a_model_without_decoder_layers_is_refused_in_one_line(tmp_path, monkeyp
 
 
 def test_bad_exit_layers_and_configs_are_refused():
-    model = _tiny("llama")
+    model = mf.tiny_causal_lm("llama")
     for k in (0, 3):
         with pytest.raises(ConfigError, match="pick 1 to 2"):
             early_exit_view(model, k)

@@ -6,10 +6,11 @@ generate's does); batch > 1 runs the plain static-cache loop; bad config is refu
 from __future__ import annotations
 
 import copy
+import sys
+from pathlib import Path
 
 import pytest
 import torch
-from torch import nn
 
 from accelkit.errors import ConfigError
 from accelkit.techniques.registry import get_technique
@@ -20,31 +21,11 @@ from accelkit.techniques.speculative_static import (
 )
 from accelkit.techniques.static_cache import StaticCacheConfig
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import model_folders as mf  # noqa: E402
+
 N_NEW = 13
 EAGER = StaticCacheConfig(compile=False, bucket=16)
-
-
-def _tiny(kind: str, seed: int = 0) -> nn.Module:
-    from transformers import (
-        GPT2Config,
-        GPT2LMHeadModel,
-        LlamaConfig,
-        LlamaForCausalLM,
-        Qwen2Config,
-        Qwen2ForCausalLM,
-    )
-
-    torch.manual_seed(seed)
-    if kind == "llama":
-        return LlamaForCausalLM(LlamaConfig(vocab_size=100, hidden_size=32, intermediate_size=64, num_hidden_layers=3,
-                                            num_attention_heads=4, num_key_value_heads=2,
-                                            max_position_embeddings=64)).eval()
-    if kind == "qwen2":
-        return Qwen2ForCausalLM(Qwen2Config(vocab_size=100, hidden_size=32, intermediate_size=64, num_hidden_layers=3,
-                                            num_attention_heads=4, num_key_value_heads=2,
-                                            max_position_embeddings=64)).eval()
-    return GPT2LMHeadModel(GPT2Config(vocab_size=100, n_positions=64, n_embd=32, n_layer=3, n_head=4, bos_token_id=0,
-                                      eos_token_id=0)).eval()
 
 
 def _greedy(model, ids, **extra):
@@ -59,13 +40,13 @@ def _ids(seed: int = 2) -> torch.Tensor:
 
 @pytest.mark.parametrize("kind", ["llama", "qwen2", "gpt2"])
 def test_every_draft_gives_the_models_own_greedy_tokens(kind):
-    model = _tiny(kind)
+    model = mf.tiny_causal_lm(kind)
     ids = _ids()
     ref = _greedy(model, ids)
     drafts = {"bf16": make_draft(model, CompiledSpeculativeConfig(draft="bf16")),
               "layers": make_draft(model, CompiledSpeculativeConfig(draft="layers", exit_layer=1)),
               "same": copy.deepcopy(model),  # accepts every draft: the draft cache is fed its last draft
-              "other": _tiny(kind, seed=5)}  # rejects most: both caches are rewound
+              "other": mf.tiny_causal_lm(kind, seed=5)}  # rejects most: both caches are rewound
     for name, draft in drafts.items():
         for tokens in (1, 3):
             runner = CompiledSpeculativeGenerator(model, draft, CompiledSpeculativeConfig(draft_tokens=tokens,
@@ -82,7 +63,7 @@ def test_every_draft_gives_the_models_own_greedy_tokens(kind):
 
 
 def test_eos_stops_as_generate_does_and_batches_run_the_static_loop():
-    model = _tiny("llama")
+    model = mf.tiny_causal_lm("llama")
     ids = _ids()
     runner = CompiledSpeculativeGenerator(model, make_draft(model, CompiledSpeculativeConfig()),
                                           CompiledSpeculativeConfig(draft_tokens=3, step=EAGER))
@@ -114,7 +95,7 @@ def test_config_is_validated_and_the_technique_registered():
 
 @pytest.mark.slow
 def test_compiled_steps_give_the_models_own_greedy_tokens():
-    model = _tiny("llama")
+    model = mf.tiny_causal_lm("llama")
     ids = _ids()
     runner = CompiledSpeculativeGenerator(model, make_draft(model, CompiledSpeculativeConfig()),
                                           CompiledSpeculativeConfig(draft_tokens=3))
