@@ -41,10 +41,10 @@ from accelkit.errors import ConfigError
 from accelkit.techniques.registry import BuildContext, Built, register_technique
 from accelkit.techniques.self_speculative import decoder_layers, early_exit_view
 from accelkit.techniques.static_cache import (
-    _GREEDY_OPTIONS,
     StaticCacheConfig,
     StaticCacheGenerator,
     causal_lm_of,
+    lean_greedy,
 )
 
 __all__ = ["CompiledSpeculativeConfig", "CompiledSpeculativeGenerator"]
@@ -109,9 +109,7 @@ class CompiledSpeculativeGenerator(nn.Module):
 
     def generate(self, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
                  **kwargs: Any) -> torch.Tensor:
-        lean = (input_ids is not None and set(kwargs) <= _GREEDY_OPTIONS and not kwargs.get("do_sample")
-                and kwargs.get("num_beams", 1) == 1 and "max_new_tokens" in kwargs)
-        if not lean:
+        if not lean_greedy(input_ids, kwargs):
             return self.model.generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
         if input_ids.shape[0] != 1 or (attention_mask is not None and not bool(attention_mask.all())):
             return self.target.generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)

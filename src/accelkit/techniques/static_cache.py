@@ -46,10 +46,17 @@ from accelkit.config import Config
 from accelkit.errors import ConfigError
 from accelkit.techniques.registry import BuildContext, Built, register_technique
 
-__all__ = ["StaticCacheConfig", "StaticCacheGenerator"]
+__all__ = ["StaticCacheConfig", "StaticCacheGenerator", "lean_greedy"]
 
 # generate options the lean loop follows itself; any other (sampling, beams ...) goes to the model's generate
 _GREEDY_OPTIONS = {"max_new_tokens", "do_sample", "num_beams", "pad_token_id", "eos_token_id"}
+
+
+def lean_greedy(input_ids: torch.Tensor | None, options: dict[str, Any]) -> bool:
+    """Whether a ``generate`` call is plain greedy decoding of ``max_new_tokens`` that a lean loop
+    follows itself; any other option (sampling, beams ...) goes to the model's own ``generate``."""
+    return (input_ids is not None and set(options) <= _GREEDY_OPTIONS and not options.get("do_sample")
+            and options.get("num_beams", 1) == 1 and "max_new_tokens" in options)
 # the most tokens per row a compiled step reads with the multiply-and-sum linear (a verify step's drafts)
 _GEMV_TOKENS = 32
 
@@ -181,9 +188,7 @@ class StaticCacheGenerator(nn.Module):
                  **kwargs: Any) -> torch.Tensor:
         """``model.generate``'s greedy result (prompt and new tokens, one row per prompt); EOS
         stops a row when ``eos_token_id`` is given (later columns: ``pad_token_id``), as generate does."""
-        lean = (input_ids is not None and set(kwargs) <= _GREEDY_OPTIONS and not kwargs.get("do_sample")
-                and kwargs.get("num_beams", 1) == 1 and "max_new_tokens" in kwargs)
-        if not lean:
+        if not lean_greedy(input_ids, kwargs):
             return self.model.generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
         return self.greedy(input_ids, attention_mask, kwargs["max_new_tokens"], eos_token_id=kwargs.get("eos_token_id"),
                            pad_token_id=kwargs.get("pad_token_id"))
