@@ -172,10 +172,11 @@ def main() -> None:
                 if v.error:
                     print(f"batch {batch:<3} {v.name:<18} ERROR {v.error}")
                     continue
-                first = v.details.get("time_to_first_token_ms", {}).get("p50", float("nan"))
+                ttft = v.details.get("time_to_first_token_ms", {})
+                first, first_vs = ttft.get("p50", float("nan")), ttft.get("vs_default", float("nan"))
                 q = v.quality
                 print(f"batch {batch:<3} {v.name:<18} {v.throughput:8.1f} {v.throughput_unit}  speed-up "
-                      f"{v.speedup:5.2f}x  TTFT p50 {first:7.1f} ms  agreement {q['greedy_agreement']:.4f} "
+                      f"{v.speedup:5.2f}x  TTFT p50 {first:7.1f} ms ({first_vs:.2f}x default's)  agreement {q['greedy_agreement']:.4f} "
                       f"(prefix {q['prefix_agreement']:.4f}, first divergence {q['first_divergence']:.1f})  "
                       f"peak {v.peak_memory_mb or 0:.0f} MB  perplexity {v.details.get('perplexity', float('nan')):.2f} "
                       f"({v.details.get('perplexity_change', float('nan')):+.2%})" + (f"  compile {v.details['compile_s']:.0f} s"

@@ -94,9 +94,10 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--variants", default="default," + ",".join(VARIANTS))
     ap.add_argument("--profile", default="")
+    ap.add_argument("--batch", type=int, default=1)
     args = ap.parse_args()
     model = build_model()
-    ids = torch.randint(1, 4096, (1, 12), generator=torch.Generator().manual_seed(1))
+    ids = torch.randint(1, 4096, (args.batch, 12), generator=torch.Generator().manual_seed(1))
     names = args.variants.split(",")
     runs, ref = {}, None
     with torch.inference_mode():
@@ -106,7 +107,7 @@ def main() -> None:
             runs[name] = make(model, name)
             out = runs[name](ids, args.new_tokens)  # compiles
             out = runs[name](ids, args.new_tokens)
-            same = (out[0, 12:] == ref[0, 12:]).float().mean().item()
+            same = (out[:, 12:] == ref[:, 12:]).float().mean().item()
             print(f"{name:28s} warm-up {time.perf_counter() - start:6.1f} s  agreement {same:.3f}", flush=True)
         times: dict[str, list[float]] = {n: [] for n in names}
         for _ in range(args.rounds):
@@ -117,7 +118,7 @@ def main() -> None:
     base = statistics.median(times[names[0]])
     for name in names:
         t, best = statistics.median(times[name]), min(times[name])
-        print(f"{name:28s} {args.new_tokens / t:7.1f} tok/s  {t / args.new_tokens * 1e3:6.2f} ms/token  "
+        print(f"{name:28s} {args.batch * args.new_tokens / t:7.1f} tok/s  {t / args.new_tokens * 1e3:6.2f} ms/token  "
               f"{base / t:5.2f}x  (median of {args.rounds}, vs {names[0]}; best {best / args.new_tokens * 1e3:.2f} ms)")
     for name, runner in RUNNERS.items():
         print(f"{name}: {runner.stats['accepted'] / max(runner.stats['rounds'], 1):.2f} drafts accepted a round")

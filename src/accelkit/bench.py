@@ -270,8 +270,11 @@ def bench(
     # workloads that write text also time each variant's first token (the prompt pass)
     first_token = getattr(wl, "time_to_first_token", None) if "generate" in wl.offers() else None
     if first_token is not None:
-        for name, (gen_model, gen_settings) in generators.items():
-            records[name].details["time_to_first_token_ms"] = first_token(gen_model, data, gen_settings)
+        # the baseline is the first generator: each variant's first token against default's, pair by pair
+        for name, first in first_token(generators, data).items():
+            if "vs_first" in first:
+                first["vs_default"] = first.pop("vs_first")
+            records[name].details["time_to_first_token_ms"] = first
     _perplexities(wl, records, generators, data, say)
 
     from accelkit.hardware import probe

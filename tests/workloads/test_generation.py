@@ -72,6 +72,9 @@ def test_techniques_apply_and_speculative_output_is_the_models_own(llama):
     for name in ("default", "speculative"):
         first = by[name].details["time_to_first_token_ms"]
         assert 0 < first["p50"] <= first["p95"]
+    # timed beside default's on the same batches: default's own pairs are 1 exactly
+    assert by["default"].details["time_to_first_token_ms"]["vs_default"] == 1.0
+    assert by["bf16"].details["time_to_first_token_ms"]["vs_default"] > 0
     for name in ("bf16-cast", "int8-dynamic"):
         assert 0.0 <= by[name].quality["greedy_agreement"] <= 1.0
     # perplexity on the held-out text beside agreement: the draft leaves the model's logits alone

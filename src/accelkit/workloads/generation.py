@@ -4,6 +4,7 @@ generated tokens, scored against the fp32 model's own greedy output on held-out 
 
 from __future__ import annotations
 
+import itertools
 import statistics
 import time
 from collections.abc import Callable
@@ -154,20 +155,38 @@ class GenerationWorkload(TokenizedTextWorkload):
     def quality(self, outputs: torch.Tensor, reference: torch.Tensor, data: Any) -> dict[str, float]:
         return self.spec.quality(outputs, reference)
 
-    def time_to_first_token(self, model: Callable, data: list[str], settings: RunSettings,
-                            max_batches: int = 32) -> dict[str, float]:
+    def time_to_first_token(self, generators: dict[str, tuple[Callable, RunSettings]], data: list[str],
+                            max_batches: int = 32) -> dict[str, dict[str, float]]:
         """Milliseconds from a batch's prompts to its first new token (``generate`` writing one
-        token: the prompt pass), p50 and p95 over up to ``max_batches`` batches under ``settings``."""
-        times = []
-        with torch.inference_mode(), autocast_context(settings):
-            for inputs, _ in self.batches(data, settings):
-                start = time.perf_counter()
-                generate_tokens(model, inputs, 1, self.tokenizer.pad_token_id, sample_seed=self.sample_seed)
-                times.append((time.perf_counter() - start) * 1e3)
-                if len(times) == max_batches:
-                    break
-        ordered = sorted(times)
-        return {"p50": statistics.median(ordered), "p95": ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]}
+        token: the prompt pass) for each of ``generators`` (name -> model, settings), over up to
+        ``max_batches`` batches: p50, p95, and ``vs_first``, the median over batches of the time
+        against the first generator's on the same batch. One untimed pass first (a variant's first
+        call on a shape may compile or set up kernels, which the token rates leave out too), then
+        every batch is timed for each generator in turn, so a drift of the machine reaches all alike."""
+        batches = {name: [inputs for inputs, _ in itertools.islice(self.batches(data, settings), max_batches)]
+                   for name, (_, settings) in generators.items()}
+        times: dict[str, list[float]] = {name: [] for name in generators}
+        with torch.inference_mode():
+            for timed in (False, True):
+                for i in range(max(len(b) for b in batches.values())):
+                    for name, (model, settings) in generators.items():
+                        if i >= len(batches[name]):
+                            continue
+                        with autocast_context(settings):
+                            start = time.perf_counter()
+                            generate_tokens(model, batches[name][i], 1, self.tokenizer.pad_token_id,
+                                            sample_seed=self.sample_seed)
+                            if timed:
+                                times[name].append((time.perf_counter() - start) * 1e3)
+        first = next(iter(times.values()))
+        found = {}
+        for name, spent in times.items():
+            ordered = sorted(spent)
+            found[name] = {"p50": statistics.median(ordered),
+                           "p95": ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]}
+            if len(spent) == len(first):  # the same batches: a ratio of pairs
+                found[name]["vs_first"] = statistics.median(t / f for t, f in zip(spent, first, strict=True))
+        return found
 
     def perplexity(self, model: Callable, data: list[str], settings: RunSettings, max_batches: int = 32) -> float:
         """exp of the mean next-token cross-entropy of ``model`` on the held-out prompts themselves
