@@ -58,6 +58,7 @@ VARIANTS: dict[str, dict] = {
     "static-lean-guards": {"gemv": False, "attention": "", "lean_guards": True},
     "static-gemv": {"attention": "", "lean_guards": False},
     "static": {},  # gemv, eager attention, lean guards
+    "static-mm": {"gemv": False},
 }
 # name -> CompiledSpeculativeConfig fields
 SPECULATIVE: dict[str, dict] = {

@@ -85,6 +85,8 @@ def test_config_and_composition_are_declared():
         StaticCacheConfig(bucket=0)
     with pytest.raises(ConfigError, match="compile='yes'"):
         StaticCacheConfig(compile="yes")
+    with pytest.raises(ConfigError, match="gemm=1"):
+        StaticCacheConfig(gemm=1)
     with pytest.raises(ConfigError, match="gemv=1"):
         StaticCacheConfig(gemv=1)
     with pytest.raises(ConfigError, match="attention='flash'"):
@@ -157,8 +159,9 @@ def test_the_multiply_and_sum_linear_matches_f_linear_and_leaves_other_calls_alo
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["llama", "gpt2"])
 def test_the_compiled_step_writes_generates_greedy_tokens(kind):
-    """The default compiled step (multiply-and-sum linears, eager attention, lean guards) on a left-
-    padded batch and at batch 1; a second generator on the same model compiles its own step."""
+    """The default compiled steps (eager attention, lean guards) on a left-padded batch of 3 (linear
+    layers through inductor's GEMM template on frozen weights) and at batch 1 (multiply-and-sum
+    linears); a second generator on the same model compiles its own steps."""
     model = _tiny(kind)
     ids, mask = _left_padded_batch()
     with torch.inference_mode():
