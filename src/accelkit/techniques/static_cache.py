@@ -167,6 +167,8 @@ class StaticCacheGenerator(nn.Module):
         # transformers 5 renames past_key_values to cache; either name reaches the same cache
         self._cache_arg = "cache" if "cache" in params else "past_key_values"
         self._caches: dict[tuple, Any] = {}
+        # the prompt pass needs the next token's logits only, not a (prompt, vocabulary) matrix, as in generate
+        self._last_logits = {"logits_to_keep": 1} if "logits_to_keep" in params else {}
         options: dict[str, Any] = {}
         if self.config.lean_guards:
             # dynamo re-checks every module attribute and parameter before each step; the model
@@ -263,7 +265,7 @@ class StaticCacheGenerator(nn.Module):
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         out = self.model(input_ids=input_ids, attention_mask=full, position_ids=positions,
                          cache_position=torch.arange(length, device=device), use_cache=True,
-                         **{self._cache_arg: cache})
+                         **self._last_logits, **{self._cache_arg: cache})
         token = out.logits[:, -1].argmax(-1, keepdim=True)
         del out
         eos = (torch.tensor([eos_token_id] if isinstance(eos_token_id, int) else list(eos_token_id), device=device)
