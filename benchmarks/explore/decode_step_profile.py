@@ -58,7 +58,8 @@ VARIANTS: dict[str, dict] = {
     "static-lean-guards": {"gemv": False, "attention": "", "lean_guards": True},
     "static-gemv": {"attention": "", "lean_guards": False},
     "static": {},  # gemv, eager attention, lean guards
-    "static-mm": {"gemv": False},
+    "static-mm": {"gemv": False},  # aten matmuls in one-row steps (many-row steps: the GEMM template)
+    "static-sdpa": {"attention": "sdpa"},
 }
 # name -> CompiledSpeculativeConfig fields
 SPECULATIVE: dict[str, dict] = {
