@@ -60,6 +60,7 @@ VARIANTS: dict[str, dict] = {
     "static": {},  # gemv, eager attention, lean guards
     "static-mm": {"gemv": False},  # aten matmuls in one-row steps (many-row steps: the GEMM template)
     "static-sdpa": {"attention": "sdpa"},
+    "static-gqa": {"attention": "gqa"},
 }
 # name -> CompiledSpeculativeConfig fields
 SPECULATIVE: dict[str, dict] = {

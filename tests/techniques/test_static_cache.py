@@ -176,3 +176,22 @@ def test_the_compiled_step_writes_generates_greedy_tokens(kind):
                                                    pad_token_id=0, eos_token_id=None))
     # the model's own attention is back after the steps
     assert model.config._attn_implementation == "sdpa"
+
+
+def test_grouped_query_attention_equals_the_eager_path_with_repeated_heads():
+    """The many-row steps' attention reads each key/value head once for its query heads; it must
+    give the eager path's output (keys and values repeated per head) under a padding mask."""
+    from transformers.models.llama.modeling_llama import eager_attention_forward
+
+    from accelkit.techniques.static_cache import _grouped_query_attention
+
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(3, h, n, 16, generator=g) for h, n in ((6, 2), (2, 10), (2, 10)))
+    mask = torch.zeros(3, 1, 2, 12)
+    mask[1, :, :, :4] = torch.finfo(torch.float32).min  # a left-padded row; the mask runs past the keys
+    module = torch.nn.Module()
+    module.num_key_value_groups, module.training = 3, False
+    ref, _ = eager_attention_forward(module, q, k, v, mask[..., :10], scaling=0.25)
+    out, _ = _grouped_query_attention(module, q, k, v, mask, scaling=0.25)
+    assert out.shape == ref.shape == (3, 2, 6, 16)
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-6)

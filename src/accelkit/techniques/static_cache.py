@@ -63,6 +63,8 @@ def lean_greedy(input_ids: torch.Tensor | None, options: dict[str, Any]) -> bool
     follows itself; any other option (sampling, beams ...) goes to the model's own ``generate``."""
     return (input_ids is not None and set(options) <= _GREEDY_OPTIONS and not options.get("do_sample")
             and options.get("num_beams", 1) == 1 and "max_new_tokens" in options)
+# attention implementations of compiled steps: "" keeps the model's own
+_ATTENTIONS = ("", "eager", "gqa", "sdpa")
 # the most tokens per row a compiled step reads with the multiply-and-sum linear (a verify step's drafts)
 _GEMV_TOKENS = 32
 
@@ -74,7 +76,9 @@ class StaticCacheConfig(Config):
     so prompts of nearby lengths reuse one compiled step; ``gemv``: linear layers over at most 32
     tokens a row as multiply-and-sum reductions in the compiled step of one row; ``gemm``: steps
     of two or more rows run linear layers through inductor's CPU GEMM template on frozen weights
-    (chosen by max-autotune); ``attention``: the attention implementation of compiled steps ("" for
+    (chosen by max-autotune); ``attention``, ``rows_attention``: the attention implementation of
+    compiled one-row and many-row steps ("gqa": matmul-softmax-matmul reading each key/value head
+    once for its query heads, "eager": the model's eager path, "sdpa", or "" for
     the model's own); ``lean_guards``: skip dynamo's checks of module attributes before each
     compiled step. The last four only act when compiled, so ``compile=False`` is the model's own
     arithmetic."""
@@ -83,6 +87,7 @@ class StaticCacheConfig(Config):
     bucket: int = 64
     gemv: bool = True
     attention: str = "eager"
+    rows_attention: str = "gqa"
     lean_guards: bool = True
     gemm: bool = True
     version: int = 3
@@ -91,9 +96,10 @@ class StaticCacheConfig(Config):
         if isinstance(self.bucket, bool) or not isinstance(self.bucket, int) or not 1 <= self.bucket <= 4096:
             raise ConfigError(f"bucket={self.bucket!r}: expected a cache-length multiple between 1 and 4096 "
                               "(64 is the default)")
-        if self.attention not in ("", "eager", "sdpa"):
-            raise ConfigError(f"attention={self.attention!r}: expected \"eager\" or \"sdpa\" for the decode steps, "
-                              "or \"\" for the model's own")
+        for name in ("attention", "rows_attention"):
+            if getattr(self, name) not in _ATTENTIONS:
+                raise ConfigError(f"{name}={getattr(self, name)!r}: expected \"eager\", \"gqa\" or \"sdpa\" for "
+                                  "the decode steps, or \"\" for the model's own")
         for name in ("compile", "gemv", "lean_guards", "gemm"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name}={getattr(self, name)!r}: expected true or false")
@@ -136,6 +142,37 @@ def _own_code(method: Any) -> Any:
 # GEMM template can pack them once at compile time, and max-autotune to choose it over aten's
 # matmul where it is faster; the library matmul repacks weights on every call
 _GEMM_INDUCTOR = {"freezing": True, "max_autotune": True, "max_autotune_gemm_backends": "CPP,ATEN"}
+
+
+def _grouped_query_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                             attention_mask: torch.Tensor | None, scaling: float | None = None, dropout: float = 0.0,
+                             **kwargs: Any) -> tuple[torch.Tensor, None]:
+    """Plain matmul-softmax-matmul attention that reads each key/value head once for the query
+    heads sharing it (the eager path copies keys and values once per query head: at a few new
+    tokens over a long cache, those copies are most of the attention's work)."""
+    batch, heads, q, dim = query.shape
+    kv_heads, length = key.shape[1], key.shape[-2]
+    groups = heads // kv_heads
+    scale = dim ** -0.5 if scaling is None else scaling
+    scores = torch.matmul(query.reshape(batch, kv_heads, groups * q, dim), key.transpose(-1, -2)) * scale
+    if attention_mask is not None:
+        scores = (scores.view(batch, kv_heads, groups, q, length) + attention_mask[:, :, None, :, :length]
+                  ).view(batch, kv_heads, groups * q, length)
+    probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
+    out = torch.matmul(probs, value).view(batch, heads, q, dim)
+    return out.transpose(1, 2).contiguous(), None
+
+
+def _register_grouped_attention() -> bool:
+    """``"accelkit_gqa"`` as a transformers attention implementation, with the eager path's mask."""
+    try:
+        from transformers import AttentionInterface
+        from transformers.masking_utils import AttentionMaskInterface, eager_mask
+    except ImportError:
+        return False
+    AttentionInterface.register("accelkit_gqa", _grouped_query_attention)
+    AttentionMaskInterface.register("accelkit_gqa", eager_mask)
+    return True
 
 
 def _skip_model_guards(entries: list) -> list[bool]:
@@ -185,23 +222,27 @@ class StaticCacheGenerator(nn.Module):
             options["guard_filter_fn"] = torch.compiler.skip_guard_on_all_nn_modules_unsafe
         step = (torch.compile(_own_code(self._eager_step), dynamic=False, options=options)
                 if self.config.compile else self._eager_step)
-        self._step = self._with_attention(step) if self.config.attention and self.config.compile else step
+        self._step = self._with_attention(step, self.config.attention) if self.config.compile else step
         self._many_rows_step = self._step
         plain = all(type(p) in (torch.Tensor, nn.Parameter) for p in model.parameters())
         if self.config.compile and self.config.gemm and plain:  # quantized weights keep their own matmul
             many_options = {**options, "guard_filter_fn": _skip_model_guards} if self.config.lean_guards else options
             many = torch.compile(_DecodeStep(model, self._cache_arg).forward, dynamic=False, options=many_options)
-            self._many_rows_step = self._with_inductor(self._with_attention(many) if self.config.attention else many)
+            self._many_rows_step = self._with_inductor(self._with_attention(many, self.config.rows_attention))
 
-    def _with_attention(self, step: Any) -> Any:
-        """``step`` run with the model's attention set to ``config.attention`` (the prompt pass and
-        anything else keep the model's own): at one query over a short cache, sdpa's CPU flash
+    def _with_attention(self, step: Any, name: str) -> Any:
+        """``step`` run with the model's attention set to ``name`` ("" leaves it; the prompt pass
+        and anything else keep the model's own): at one query over a short cache, sdpa's CPU flash
         kernel costs more than the plain matmul-softmax-matmul compiled into the step."""
         config = self.model.config
+        if not name:
+            return step
+        if name == "gqa":
+            name = "accelkit_gqa" if _register_grouped_attention() else "eager"
 
         def run(*args: Any) -> torch.Tensor:
             own = config._attn_implementation
-            config._attn_implementation = self.config.attention
+            config._attn_implementation = name
             try:
                 return step(*args)
             finally:
