@@ -5,7 +5,8 @@ draft), speculative decoding with a draft distilled from the model (trained on f
 and a static cache with a compiled decode step (alone and after weight-only int8), all through
 ``accelkit.bench`` (interleaved rounds); then the peer rows (HF generate with a static cache +
 torch.compile, and in bf16 where native) beside accelkit's default and its fastest variant within
-a 0.02 agreement drop.
+a 0.02 agreement drop, and optimum-intel's OVModelForCausalLM (fp32 compute, OpenVINO's default
+precision, int8 weights) where it is installed: run with ``.venv-peers/bin/python`` for those rows.
 
 Run: .venv/bin/python benchmarks/generate_llama.py [--batch-sizes 1,8] [--prompts 64] [--new-tokens 64]
      [--train-minutes 4] [--repeats 3] [--variants ...] [--peers ...] [--quick]
@@ -37,7 +38,7 @@ from accelkit.workloads.base import cache_dir
 VARIANTS = ["bf16", "bf16-cast", "int8-weight-only", "int8-dynamic", "speculative", "self-speculative",
             "speculative-distilled", "static-cache-compile", "int8-weight-only+static-cache-compile"]
 # HF generate's own fast paths, timed beside accelkit's default and its fastest variant within a 0.02 agreement drop
-PEERS = ["hf-generate", "hf-static-compile", "hf-static-compile-bf16"]
+PEERS = ["hf-generate", "hf-static-compile", "hf-static-compile-bf16", "ov-causal-lm-f32", "ov-causal-lm", "ov-causal-lm-int8"]
 EOS = "</s>"
 
 
@@ -127,8 +128,25 @@ def models(quick: bool, minutes: float) -> tuple[Path, Path]:
         return write
 
     # the draft is a quarter of the target's depth and a third of its width: half the training time
-    return (cached_folder(f"target-{key}", make("target", 0, 1.0)),
-            cached_folder(f"draft-{key}", make("draft", 1, 0.5)))
+    folders = (cached_folder(f"target-{key}", make("target", 0, 1.0)), cached_folder(f"draft-{key}", make("draft", 1, 0.5)))
+    for folder in folders:
+        tokenizer_for_transformers_4(folder)
+    return folders
+
+
+def tokenizer_for_transformers_4(folder: Path) -> None:
+    """Name the tokenizer's class as transformers 4 knows it: the OpenVINO peer rows run in
+    ``.venv-peers``, where optimum-intel pins transformers 4, which cannot read the class
+    transformers 5 writes (``TokenizersBackend``); transformers 5 reads either name."""
+    path = folder / "tokenizer_config.json"
+    found = json.loads(path.read_text(encoding="utf-8"))
+    if found.get("tokenizer_class") != "TokenizersBackend":
+        return
+    found["tokenizer_class"] = "PreTrainedTokenizerFast"
+    found.pop("backend", None)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(found, indent=2), encoding="utf-8")
+    os.replace(tmp, path)
 
 
 def prompts_file(n_held: int, words: int, where: Path) -> Path:

@@ -484,12 +484,18 @@ def _hf_static_compile_bf16(b: _GenBuild) -> Callable:
     return _hf_static_compile(b, "bf16")
 
 
-def _ov_causal_lm(b: _GenBuild, int8: bool = False) -> Callable:
+def _ov_causal_lm(b: _GenBuild, int8: bool = False, f32: bool = False) -> Callable:
     from optimum.intel import OVModelForCausalLM
 
     kw: dict[str, Any] = {"load_in_8bit": True} if int8 else {"load_in_8bit": False}
+    if f32:  # OpenVINO computes in bf16 by default on CPUs with native bf16, which changes greedy tokens
+        kw["ov_config"] = {"INFERENCE_PRECISION_HINT": "f32"}
     model = OVModelForCausalLM.from_pretrained(str(b.folder()), export=True, compile=True, **kw)
     return b.runner(model)
+
+
+def _ov_causal_lm_f32(b: _GenBuild) -> Callable:
+    return _ov_causal_lm(b, f32=True)
 
 
 def _ov_causal_lm_int8(b: _GenBuild) -> Callable:
@@ -501,7 +507,9 @@ GENERATION_PEERS: dict[str, tuple[str, Callable[[_GenBuild], Callable]]] = {
     "hf-static-compile": ('generate with cache_implementation="static", model.forward torch.compile\'d',
                           _hf_static_compile),
     "hf-static-compile-bf16": ("the same with the weights in bf16", _hf_static_compile_bf16),
-    "ov-causal-lm": ("optimum-intel OVModelForCausalLM, fp32 weights", _ov_causal_lm),
+    "ov-causal-lm": ("optimum-intel OVModelForCausalLM, fp32 weights, OpenVINO's default precision (bf16 "
+                     "compute where the CPU has it)", _ov_causal_lm),
+    "ov-causal-lm-f32": ("the same, computing in fp32 (INFERENCE_PRECISION_HINT f32)", _ov_causal_lm_f32),
     "ov-causal-lm-int8": ("optimum-intel OVModelForCausalLM, int8 weights (NNCF)", _ov_causal_lm_int8),
 }
 
