@@ -183,8 +183,8 @@ def _skip_model_guards(entries: list) -> list[bool]:
 
 
 class _DecodeStep(nn.Module):
-    """The generator's one-token step as a module holding the model: inductor freezes only the
-    parameters of a compiled module."""
+    """The many-row one-token step, on its own module whose submodule is the model: the guard
+    filter above names the model by that path, and the step runs without the multiply-and-sum."""
 
     def __init__(self, model: nn.Module, cache_arg: str) -> None:
         super().__init__()
@@ -238,7 +238,9 @@ class StaticCacheGenerator(nn.Module):
         if not name:
             return step
         if name == "gqa":
-            name = "accelkit_gqa" if _register_grouped_attention() else "eager"
+            # the grouped path has no logit soft-capping: models that cap (Gemma 2) keep eager
+            capped = getattr(config, "attn_logit_softcapping", None) is not None
+            name = "accelkit_gqa" if not capped and _register_grouped_attention() else "eager"
 
         def run(*args: Any) -> torch.Tensor:
             own = config._attn_implementation
