@@ -20,7 +20,7 @@ import onnx  # noqa: E402
 import torch  # noqa: E402
 from nncf.quantization.advanced_parameters import AdvancedAccuracyRestorerParameters  # noqa: E402
 
-from accelkit.export.onnx import _as_named_inputs, export_onnx  # noqa: E402
+from accelkit.export.onnx import export_onnx, named_numpy_inputs  # noqa: E402
 from accelkit.techniques.openvino_runtime import OpenVinoConfig, OpenVinoModule, quantize_onnx_nncf  # noqa: E402
 from accelkit.workloads import get_workload  # noqa: E402
 
@@ -33,10 +33,7 @@ model = wl.build_model()
 settings = wl.default_settings(32).with_(autocast=None)
 calib = wl.calib_data(256)
 inputs = [x for x, _ in wl.batches(calib, settings.with_(batch_size=1))]
-samples = []
-for x in inputs:
-    names, tensors = _as_named_inputs(x)
-    samples.append({n: t.numpy() for n, t in zip(names, tensors, strict=True)})
+samples = [named_numpy_inputs(x) for x in inputs]
 graph = export_onnx(model, wl.example_inputs(calib[:32], settings))
 with torch.inference_mode():
     refs = [wl.forward(model, x).float().flatten() for x in inputs]

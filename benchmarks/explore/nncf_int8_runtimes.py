@@ -12,7 +12,7 @@ import time
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch  # noqa: E402
 
-from accelkit.export.onnx import OrtConfig, OrtModule, _as_named_inputs, export_onnx  # noqa: E402
+from accelkit.export.onnx import OrtConfig, OrtModule, export_onnx, named_numpy_inputs  # noqa: E402
 from accelkit.techniques.openvino_runtime import OpenVinoConfig, OpenVinoModule, quantize_onnx_nncf  # noqa: E402
 from accelkit.workloads import get_workload  # noqa: E402
 
@@ -22,10 +22,7 @@ model = wl.build_model()
 s = wl.default_settings()
 data = wl.eval_data()
 plain = export_onnx(model, wl.example_inputs(wl.calib_data(64), s))
-samples = []
-for inputs, _ in wl.batches(wl.calib_data(300), s.with_(batch_size=1)):
-    names, tensors = _as_named_inputs(inputs)
-    samples.append({n: t.numpy() for n, t in zip(names, tensors, strict=True)})
+samples = [named_numpy_inputs(inputs) for inputs, _ in wl.batches(wl.calib_data(300), s.with_(batch_size=1))]
 start = time.perf_counter()
 qdq = quantize_onnx_nncf(plain, samples)
 print(f"NNCF quantize: {time.perf_counter() - start:.1f} s on {len(samples)} samples")

@@ -15,7 +15,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import openvino as ov  # noqa: E402
 import torch  # noqa: E402
 
-from accelkit.export.onnx import _as_named_inputs, export_onnx  # noqa: E402
+from accelkit.export.onnx import _as_named_inputs, export_onnx, named_numpy_inputs  # noqa: E402
 from accelkit.runtimes.openvino import OpenVinoConfig, OpenVinoModule  # noqa: E402
 from accelkit.techniques.openvino_runtime import quantize_onnx_nncf  # noqa: E402
 from accelkit.workloads import get_workload  # noqa: E402
@@ -59,10 +59,7 @@ def main() -> None:
         converted = ov.convert_model(model, example_input=dict(zip(names, tensors, strict=True)))
     for i, name in enumerate(names):
         converted.inputs[i].get_tensor().set_names({name})
-    samples = []
-    for inputs, _ in wl.batches(wl.calib_data(256), s.with_(batch_size=1)):
-        n, t = _as_named_inputs(inputs)
-        samples.append({k: v.numpy() for k, v in zip(n, t, strict=True)})
+    samples = [named_numpy_inputs(inputs) for inputs, _ in wl.batches(wl.calib_data(256), s.with_(batch_size=1))]
     import nncf
 
     qdq = quantize_onnx_nncf(graph, samples)

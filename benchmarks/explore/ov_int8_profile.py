@@ -20,7 +20,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from accelkit.export.onnx import _as_named_inputs, export_onnx  # noqa: E402
+from accelkit.export.onnx import export_onnx, named_numpy_inputs  # noqa: E402
 from accelkit.measure.roofline import measure_roofline  # noqa: E402
 from accelkit.runtimes.openvino import OpenVinoConfig, OpenVinoModule  # noqa: E402
 from accelkit.techniques.openvino_runtime import quantize_onnx_nncf  # noqa: E402
@@ -45,16 +45,10 @@ def main() -> None:
     s = wl.default_settings().with_(batch_size=32)
     data = wl.eval_data()
     graph = export_onnx(model, wl.example_inputs(wl.calib_data(64), s))
-    samples = []
-    for inputs, _ in wl.batches(wl.calib_data(256), s.with_(batch_size=1)):
-        n, t = _as_named_inputs(inputs)
-        samples.append({k: v.numpy() for k, v in zip(n, t, strict=True)})
+    samples = [named_numpy_inputs(inputs) for inputs, _ in wl.batches(wl.calib_data(256), s.with_(batch_size=1))]
     int8 = quantize_onnx_nncf(graph, samples)
     module = OpenVinoModule(int8, OpenVinoConfig(precision="bf16", streams=1))
-    feeds = []
-    for inputs, _ in wl.batches(data, s):
-        n, t = _as_named_inputs(inputs)
-        feeds.append({k: v.numpy() for k, v in zip(n, t, strict=True)})
+    feeds = [named_numpy_inputs(inputs) for inputs, _ in wl.batches(data, s)]
     tokens = sum(int(f["attention_mask"].sum()) for f in feeds)
     padded = sum(f["attention_mask"].size for f in feeds)
     request = module._requests[0]

@@ -30,6 +30,7 @@ __all__ = [
     "OrtConfig",
     "OrtModule",
     "export_onnx",
+    "named_numpy_inputs",
     "ort_session_module",
     "quantize_onnx_dynamic",
     "quantize_onnx_static",
@@ -73,6 +74,13 @@ def _as_named_inputs(example: Any) -> tuple[list[str], tuple[torch.Tensor, ...]]
         f"example inputs of type {type(example).__name__}: expected a tensor, a tuple of tensors "
         "or a dict of named tensors (what the workload's batches yield)"
     )
+
+
+def named_numpy_inputs(batch: Any) -> dict[str, Any]:
+    """One batch as numpy arrays under the exporter's input names: the feeds NNCF calibrates on
+    and ONNX Runtime or OpenVINO take."""
+    names, tensors = _as_named_inputs(batch)
+    return {n: t.numpy() for n, t in zip(names, tensors, strict=True)}
 
 
 def _first_tensor(out: Any) -> torch.Tensor:

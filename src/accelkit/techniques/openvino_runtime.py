@@ -213,13 +213,10 @@ def _int8_available() -> str | None:
                     "correction) served by OpenVINO, streams probed per machine; checked against the budget",
                     compute_dtype="int8", available=_int8_available, **_OV)
 def _openvino_int8(model: nn.Module, ctx: BuildContext, config: OpenVinoStepConfig) -> Built:
-    from accelkit.export.onnx import _as_named_inputs, export_onnx
+    from accelkit.export.onnx import export_onnx, named_numpy_inputs
 
     workload = ctx.workload
-    samples = []
-    for inputs in ctx.calib_batches(256, batch_size=1):  # the exporter's input names, one sample each
-        names, tensors = _as_named_inputs(inputs)
-        samples.append({n: t.numpy() for n, t in zip(names, tensors, strict=True)})
+    samples = [named_numpy_inputs(inputs) for inputs in ctx.calib_batches(256, batch_size=1)]  # one sample each
     graph = export_onnx(model, ctx.example_inputs())
     precision = "bf16" if _bf16_native() is None else "f32"  # the float parts in bf16 where that is native
     # the budget on calibration data, never on the held-out evaluation data
