@@ -1,0 +1,123 @@
+"""A transformers causal LM as a stateful OpenVINO graph: one call reads new tokens, appends their
+keys and values to a cache kept inside the infer request, and returns each row's next greedy token.
+
+The cache as graph state (not inputs and outputs) is what lets OpenVINO's CPU plugin fuse each
+layer's cache append and attention into one node; the ``beam_idx`` gather before each cache read
+is the pattern that fusion matches (greedy decoding passes ``0..batch-1``).
+"""
+
+from __future__ import annotations
+
+import inspect
+import warnings
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from accelkit._lazy import require
+from accelkit.errors import ConfigError
+
+__all__ = ["CACHE_INPUTS", "export_stateful_lm"]
+
+# the graph's inputs besides the cache state
+CACHE_INPUTS = ("input_ids", "attention_mask", "position_ids", "beam_idx")
+
+
+def _cache_from(past: tuple[torch.Tensor, ...]) -> Any:
+    """A transformers ``DynamicCache`` holding ``past`` (keys, values per layer). Its layers are
+    filled directly: ``update`` would concatenate onto an empty tensor, which OpenVINO's converter
+    rejects."""
+    from transformers import DynamicCache
+    from transformers.cache_utils import DynamicLayer
+
+    cache = DynamicCache()
+    for i in range(len(past) // 2):
+        if len(cache.layers) <= i:
+            cache.layers.append(DynamicLayer())
+        layer = cache.layers[i]
+        layer.keys, layer.values = past[2 * i], past[2 * i + 1]
+        layer.dtype, layer.device, layer.is_initialized = past[0].dtype, past[0].device, True
+    return cache
+
+
+class _Step(nn.Module):
+    """The traced call: new tokens over the cache given as tensors, returning the next greedy
+    token of each row and the grown cache."""
+
+    def __init__(self, model: nn.Module, cache_arg: str, last_logits: dict[str, int]) -> None:
+        super().__init__()
+        self.model, self.cache_arg, self.last_logits = model, cache_arg, last_logits
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor,
+                *past: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                         use_cache=True, **self.last_logits, **{self.cache_arg: _cache_from(past)})
+        present = []
+        for layer in out.past_key_values.layers:
+            present += [layer.keys, layer.values]
+        return (out.logits[:, -1].argmax(-1, keepdim=True), *present)
+
+
+def _cache_shape(model: nn.Module, step: _Step) -> tuple[int, int, int]:
+    """(layers, key/value heads, head size) of ``model``'s cache, read from a two-token eager call."""
+    with torch.no_grad():
+        ids = torch.zeros(1, 2, dtype=torch.long)
+        out = step.model(input_ids=ids, use_cache=True)
+    layers = out.past_key_values.layers
+    _, heads, _, size = layers[0].keys.shape
+    return len(layers), heads, size
+
+
+def export_stateful_lm(model: nn.Module) -> Any:
+    """``model`` (a transformers causal LM, fp32, eval) as an ``openvino.Model`` whose inputs are
+    ``CACHE_INPUTS`` and whose one output, ``token``, is each row's next greedy token (batch, 1).
+    The key/value cache is graph state: reset it (``InferRequest.reset_state``) before each batch
+    of prompts, then call with the prompts and with each new token in turn, with
+    ``attention_mask`` over everything read so far and ``position_ids`` counting real tokens."""
+    ov = require("openvino", "openvino")
+    from openvino import opset13
+    from openvino._offline_transformations import apply_make_stateful_transformation
+
+    params = inspect.signature(model.forward).parameters
+    cache_arg = "cache" if "cache" in params else "past_key_values"
+    step = _Step(model, cache_arg, {"logits_to_keep": 1} if "logits_to_keep" in params else {}).eval()
+    try:
+        layers, heads, size = _cache_shape(model, step)
+    except Exception as exc:
+        raise ConfigError(f"openvino-generate: {type(model).__name__} did not run with a dynamic key/value cache "
+                          f"({type(exc).__name__}: {exc}); it needs a transformers causal LM") from exc
+    # a left-padded example, so the traced masking is the general one (no all-ones shortcut)
+    batch, new, old = 2, 3, 2
+    mask = torch.ones(batch, old + new, dtype=torch.long)
+    mask[1, 0] = 0
+    example = (torch.randint(1, 8, (batch, new)), mask, (mask.cumsum(-1) - 1).clamp(min=0)[:, old:],
+               *(torch.zeros(batch, heads, old, size) for _ in range(2 * layers)))
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        graph = ov.convert_model(step, example_input=example)
+    for i, port in enumerate(graph.inputs):
+        port.get_tensor().set_names({CACHE_INPUTS[i] if i < 3 else f"past_{i - 3}"})
+    for i, port in enumerate(graph.outputs):
+        port.get_tensor().set_names({"token" if i == 0 else f"present_{i - 1}"})
+    beam = opset13.parameter([-1], np.int32, name="beam_idx")
+    beam.output(0).get_tensor().set_names({"beam_idx"})
+    for i in range(2 * layers):
+        past = graph.input(f"past_{i}").get_node()
+        readers = list(past.output(0).get_target_inputs())
+        gathered = opset13.gather(past, beam, opset13.constant(0))
+        for reader in readers:
+            reader.replace_source_output(gathered.output(0))
+    graph.add_parameters([beam])
+    apply_make_stateful_transformation(graph, {f"past_{i}": f"present_{i}" for i in range(2 * layers)})
+    # each cache starts empty for the batch the prompts have: (batch, heads, 0, size)
+    rows = opset13.gather(opset13.shape_of(graph.input("input_ids"), output_type="i64"), opset13.constant([0]),
+                          opset13.constant(0))
+    fixed = [opset13.constant(np.array([n], dtype=np.int64)) for n in (heads, 0, size)]
+    for op in graph.get_ops():
+        if op.get_type_name() == "ReadValue":
+            shape = opset13.concat([rows, *fixed], axis=0)
+            op.set_arguments([opset13.broadcast(opset13.constant(0.0, dtype=op.get_output_element_type(0)), shape)])
+    graph.validate_nodes_and_infer_types()
+    return graph

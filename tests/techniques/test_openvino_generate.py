@@ -1,0 +1,120 @@
+"""openvino-generate: the stateful OpenVINO graph in a lean greedy loop writes exactly
+``model.generate``'s greedy tokens (left-padded batches, EOS stopping, a second call on a fresh
+cache) on tiny random Llama and GPT-2 models; bad settings get the documented error."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from accelkit.errors import ConfigError
+from accelkit.techniques.openvino_runtime import OPENVINO_AVAILABLE
+
+pytestmark = pytest.mark.skipif(OPENVINO_AVAILABLE() is not None, reason=str(OPENVINO_AVAILABLE()))
+
+N_NEW = 9
+
+
+def _tiny(kind: str):
+    from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    if kind == "llama":
+        cfg = LlamaConfig(vocab_size=120, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64)
+        model = LlamaForCausalLM(cfg).eval()
+    else:
+        cfg = GPT2Config(vocab_size=120, n_positions=64, n_embd=32, n_layer=2, n_head=4, bos_token_id=0,
+                         eos_token_id=0)
+        model = GPT2LMHeadModel(cfg).eval()
+    with torch.no_grad():  # wider logit margins than random init's, so kernel rounding flips no argmax
+        model.get_input_embeddings().weight.mul_(8)
+    return model
+
+
+def _left_padded_batch():
+    g = torch.Generator().manual_seed(1)
+    ids = torch.randint(2, 120, (3, 7), generator=g)
+    mask = torch.ones_like(ids)
+    mask[1, :3] = 0
+    mask[2, :1] = 0
+    return ids.masked_fill(mask == 0, 0), mask
+
+
+@pytest.mark.parametrize("kind", ["llama", "gpt2"])
+def test_the_openvino_loop_writes_generates_greedy_tokens(kind):
+    from accelkit.techniques.openvino_generate import OpenVinoGenerator
+
+    model = _tiny(kind)
+    ids, mask = _left_padded_batch()
+    runner = OpenVinoGenerator(model)
+    with torch.inference_mode():
+        ref = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=N_NEW, do_sample=False,
+                             pad_token_id=0, eos_token_id=None)
+        for _ in range(2):  # the second call starts from an empty cache again
+            out = runner.generate(input_ids=ids, attention_mask=mask, max_new_tokens=N_NEW, do_sample=False,
+                                  pad_token_id=0, eos_token_id=None)
+            assert torch.equal(out, ref)
+        # another batch size and prompt length on the same graph, no mask
+        one = runner.generate(input_ids=ids[:1, 2:], max_new_tokens=N_NEW, pad_token_id=0, eos_token_id=None)
+        assert torch.equal(one, model.generate(input_ids=ids[:1, 2:], max_new_tokens=N_NEW, do_sample=False,
+                                               pad_token_id=0, eos_token_id=None))
+        # EOS stops a row and pads it as generate does: take a token row 0 writes midway as the EOS
+        eos = int(ref[0, 7 + 3])
+        ref_eos = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=N_NEW, do_sample=False,
+                                 pad_token_id=0, eos_token_id=eos)
+        out_eos = runner.generate(input_ids=ids, attention_mask=mask, max_new_tokens=N_NEW, pad_token_id=0,
+                                  eos_token_id=eos)
+    assert torch.equal(out_eos, ref_eos)
+
+
+def test_options_the_loop_does_not_follow_go_to_the_models_generate():
+    from accelkit.techniques.openvino_generate import OpenVinoGenerator
+
+    model = _tiny("llama")
+    ids, mask = _left_padded_batch()
+    runner = OpenVinoGenerator(model)
+    with torch.inference_mode():
+        torch.manual_seed(3)
+        ref = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=4, do_sample=True, top_k=5,
+                             pad_token_id=0)
+        torch.manual_seed(3)
+        out = runner.generate(input_ids=ids, attention_mask=mask, max_new_tokens=4, do_sample=True, top_k=5,
+                              pad_token_id=0)
+    assert torch.equal(out, ref)
+    with pytest.raises(ConfigError, match="max_new_tokens=0"):
+        runner.generate(input_ids=ids, max_new_tokens=0)
+    with pytest.raises(ConfigError, match="not logits"):
+        runner(input_ids=ids)
+
+
+@pytest.mark.parametrize("field,value", [("precision", "fp8"), ("kv_cache", "f64"), ("weights", "int2"),
+                                         ("threads", 0)])
+def test_bad_settings_name_the_field(field, value):
+    from accelkit.techniques.openvino_generate import OpenVinoGenerateConfig
+
+    with pytest.raises(ConfigError, match=field):
+        OpenVinoGenerateConfig(**{field: value})
+
+
+def test_a_model_that_is_not_a_causal_lm_is_refused():
+    from accelkit.techniques.openvino_generate import OpenVinoGenerator
+
+    with pytest.raises(ConfigError, match="causal LM"):
+        OpenVinoGenerator(torch.nn.Linear(4, 4))
+
+
+def test_int8_weights_keep_most_greedy_tokens():
+    from accelkit.techniques.openvino_generate import OpenVinoGenerateConfig, OpenVinoGenerator
+
+    model = _tiny("llama")
+    ids, mask = _left_padded_batch()
+    runner = OpenVinoGenerator(model, OpenVinoGenerateConfig(weights="int8"))
+    with torch.inference_mode():
+        ref = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=N_NEW, do_sample=False,
+                             pad_token_id=0, eos_token_id=None)
+        out = runner.generate(input_ids=ids, attention_mask=mask, max_new_tokens=N_NEW, pad_token_id=0,
+                              eos_token_id=None)
+    assert out.shape == ref.shape and torch.equal(out[:, :7], ids)
+    # compressed weights: the first new token of each row still agrees on this wide-margin model
+    assert torch.equal(out[:, 7], ref[:, 7])
