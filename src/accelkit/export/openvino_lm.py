@@ -8,8 +8,10 @@ is the pattern that fusion matches (greedy decoding passes ``0..batch-1``).
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import warnings
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -46,18 +48,59 @@ class _Step(nn.Module):
     """The traced call: new tokens over the cache given as tensors, returning the next greedy
     token of each row and the grown cache."""
 
-    def __init__(self, model: nn.Module, cache_arg: str, last_logits: dict[str, int]) -> None:
+    def __init__(self, model: nn.Module, cache_arg: str, last_logits: dict[str, int], cache_position: bool) -> None:
         super().__init__()
         self.model, self.cache_arg, self.last_logits = model, cache_arg, last_logits
+        self.cache_position = cache_position
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor,
                 *past: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        extra: dict[str, Any] = dict(self.last_logits)
+        if self.cache_position:
+            # from the tensors' sizes, which tracing follows; a model computing it itself from the
+            # cache's length as a Python int would trace the example's length as a constant
+            extra["cache_position"] = torch.arange(input_ids.shape[1]) + past[0].shape[-2]
         out = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                         use_cache=True, **self.last_logits, **{self.cache_arg: _cache_from(past)})
+                         use_cache=True, **extra, **{self.cache_arg: _cache_from(past)})
         present = []
         for layer in out.past_key_values.layers:
             present += [layer.keys, layer.values]
         return (out.logits[:, -1].argmax(-1, keepdim=True), *present)
+
+
+@contextlib.contextmanager
+def _traceable_masks() -> Iterator[None]:
+    """Within the block, transformers 4's sdpa masks are built by broadcasting the mask function
+    over index tensors, never ``torch.vmap`` (whose expansions tracing records at the example's
+    sizes), and never skipped for an all-ones mask (a skip traced from the example would hold for
+    every later call). transformers 5 builds them so already and is left as it is."""
+    try:
+        from transformers import masking_utils
+    except ImportError:
+        yield
+        return
+    mapping = getattr(getattr(masking_utils, "ALL_MASK_ATTENTION_FUNCTIONS", None), "_global_mapping", None)
+    if not hasattr(masking_utils, "sdpa_mask_older_torch") or mapping is None or "sdpa" not in mapping:
+        yield
+        return
+
+    def sdpa_mask(batch_size: int, cache_position: torch.Tensor, kv_length: int, kv_offset: int = 0,
+                  mask_function: Any = masking_utils.causal_mask_function, attention_mask: torch.Tensor | None = None,
+                  **kwargs: Any) -> torch.Tensor:
+        device = cache_position.device
+        rows = torch.arange(attention_mask.shape[0] if attention_mask is not None else batch_size, device=device)
+        kv = torch.arange(kv_length, device=device) + kv_offset
+        mask = mask_function(rows[:, None, None, None], 0, cache_position[None, None, :, None], kv[None, None, None, :])
+        padding = masking_utils.prepare_padding_mask(attention_mask, kv_length, kv_offset)
+        if padding is not None:
+            mask = mask & padding[:, None, None, :].bool()
+        return mask
+    own = mapping["sdpa"]
+    mapping["sdpa"] = sdpa_mask
+    try:
+        yield
+    finally:
+        mapping["sdpa"] = own
 
 
 def _cache_shape(model: nn.Module, step: _Step) -> tuple[int, int, int]:
@@ -82,7 +125,8 @@ def export_stateful_lm(model: nn.Module) -> Any:
 
     params = inspect.signature(model.forward).parameters
     cache_arg = "cache" if "cache" in params else "past_key_values"
-    step = _Step(model, cache_arg, {"logits_to_keep": 1} if "logits_to_keep" in params else {}).eval()
+    step = _Step(model, cache_arg, {"logits_to_keep": 1} if "logits_to_keep" in params else {},
+                 "cache_position" in params).eval()
     try:
         layers, heads, size = _cache_shape(model, step)
     except Exception as exc:
@@ -94,7 +138,7 @@ def export_stateful_lm(model: nn.Module) -> Any:
     mask[1, 0] = 0
     example = (torch.randint(1, 8, (batch, new)), mask, (mask.cumsum(-1) - 1).clamp(min=0)[:, old:],
                *(torch.zeros(batch, heads, old, size) for _ in range(2 * layers)))
-    with torch.no_grad(), warnings.catch_warnings():
+    with _traceable_masks(), torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         graph = ov.convert_model(step, example_input=example)
     for i, port in enumerate(graph.inputs):
