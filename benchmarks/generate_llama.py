@@ -159,6 +159,12 @@ def prompts_file(n_held: int, words: int, where: Path) -> Path:
     return path
 
 
+def _perplexity(details: dict) -> str:
+    if "perplexity" not in details:  # a runtime that returns tokens, not logits
+        return "perplexity - (no logits)"
+    return f"perplexity {details['perplexity']:.2f} ({details.get('perplexity_change', float('nan')):+.2%})"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--batch-sizes", default="1,8", help="comma-separated batch sizes of the default run")
@@ -196,9 +202,8 @@ def main() -> None:
                 print(f"batch {batch:<3} {v.name:<18} {v.throughput:8.1f} {v.throughput_unit}  speed-up "
                       f"{v.speedup:5.2f}x  TTFT p50 {first:7.1f} ms ({first_vs:.2f}x default's)  agreement {q['greedy_agreement']:.4f} "
                       f"(prefix {q['prefix_agreement']:.4f}, first divergence {q['first_divergence']:.1f})  "
-                      f"peak {v.peak_memory_mb or 0:.0f} MB  perplexity {v.details.get('perplexity', float('nan')):.2f} "
-                      f"({v.details.get('perplexity_change', float('nan')):+.2%})" + (f"  compile {v.details['compile_s']:.0f} s"
-                                                                 if "compile_s" in v.details else ""))
+                      f"peak {v.peak_memory_mb or 0:.0f} MB  " + _perplexity(v.details)
+                      + (f"  compile {v.details['compile_s']:.0f} s" if "compile_s" in v.details else ""))
             if peers:
                 print_peer_rows(batch, generation_peers_beside_bench(wl, res, repeats=args.repeats, peers=peers))
             res.built = {}

@@ -118,3 +118,24 @@ def test_int8_weights_keep_most_greedy_tokens():
     assert out.shape == ref.shape and torch.equal(out[:, :7], ids)
     # compressed weights: the first new token of each row still agrees on this wide-margin model
     assert torch.equal(out[:, 7], ref[:, 7])
+
+
+
+def test_the_f16_cache_variant_keeps_its_cache_in_f16_and_the_tiny_models_tokens():
+    from types import SimpleNamespace
+
+    from accelkit.techniques.openvino_generate import OpenVinoGenerateConfig
+    from accelkit.techniques.registry import get_technique
+
+    model = _tiny("llama")
+    ids, mask = _left_padded_batch()
+    ctx = SimpleNamespace(settings=SimpleNamespace(with_=lambda **changes: changes))
+    built = get_technique("openvino-generate-f16-cache").apply(model, ctx, OpenVinoGenerateConfig())
+    assert built.details["kv_cache"] == "f16" and built.settings == {"autocast": None}
+    assert str(built.model._compiled.get_property("KV_CACHE_PRECISION")) == "<Type: 'float16'>"
+    with torch.inference_mode():
+        ref = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=N_NEW, do_sample=False,
+                             pad_token_id=0, eos_token_id=None)
+        out = built.model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=N_NEW, pad_token_id=0,
+                                   eos_token_id=None)
+    assert torch.equal(out, ref)

@@ -140,7 +140,10 @@ def export_stateful_lm(model: nn.Module) -> Any:
                *(torch.zeros(batch, heads, old, size) for _ in range(2 * layers)))
     with _traceable_masks(), torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        graph = ov.convert_model(step, example_input=example)
+        # static head counts and sizes in the declared shapes: OpenVINO's rotary and attention
+        # fusions match on them (all-dynamic cache shapes leave the rotary arithmetic unfused)
+        shapes = [([-1, -1], ov.Type.i64)] * 3 + [([-1, heads, -1, size], ov.Type.f32)] * (2 * layers)
+        graph = ov.convert_model(step, example_input=example, input=shapes)
     for i, port in enumerate(graph.inputs):
         port.get_tensor().set_names({CACHE_INPUTS[i] if i < 3 else f"past_{i - 3}"})
     for i, port in enumerate(graph.outputs):

@@ -13,6 +13,7 @@ kernels' rounding; "bf16", a smaller cache and compressed weights trade exactnes
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import warnings
 from dataclasses import dataclass
@@ -140,12 +141,26 @@ class OpenVinoGenerator(nn.Module):
         return torch.cat([input_ids, new], dim=1)
 
 
+_GENERATE = {"needs": ("generate",), "accepts": ("eager",), "produces": "graph", "voids": ("autocast",),
+             "objectives": ("throughput", "latency"), "saveable": False, "available": OPENVINO_AVAILABLE,
+             "config": OpenVinoGenerateConfig}
+
+
 @register_technique("openvino-generate", group="runtime", description="OpenVINO runtime for text generation: "
                     "the causal LM as a stateful graph (cache inside the infer request), fp32, lean greedy loop",
-                    needs=("generate",), accepts=("eager",), produces="graph", voids=("autocast",),
-                    objectives=("throughput", "latency"), saveable=False, available=OPENVINO_AVAILABLE,
-                    config=OpenVinoGenerateConfig)
+                    **_GENERATE)
 def _openvino_generate(model: nn.Module, ctx: BuildContext, config: OpenVinoGenerateConfig) -> Built:
+    return _build(model, ctx, config)
+
+
+@register_technique("openvino-generate-f16-cache", group="runtime", description="openvino-generate with the "
+                    "key/value cache kept in f16 (half its reads; keys and values rounded to 11 bits)", **_GENERATE)
+def _openvino_generate_f16_cache(model: nn.Module, ctx: BuildContext, config: OpenVinoGenerateConfig) -> Built:
+    # the variant's point is its cache: a config left at its default gets the f16 one
+    return _build(model, ctx, config if config.kv_cache != "f32" else dataclasses.replace(config, kv_cache="f16"))
+
+
+def _build(model: nn.Module, ctx: BuildContext, config: OpenVinoGenerateConfig) -> Built:
     model = causal_lm_of(model)
     if getattr(model, "config", None) is None or not callable(getattr(model, "generate", None)):
         raise ConfigError(f"openvino-generate needs a transformers causal LM (with .config and generate); got a "
