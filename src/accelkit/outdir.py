@@ -28,7 +28,8 @@ __all__ = [
 ]
 
 # what accelkit.save writes into its folder
-SAVED_MODEL_FILES: frozenset[str] = frozenset({"plan.json", "model.onnx", "model.safetensors"}) | frozenset({
+SAVED_MODEL_FILES: frozenset[str] = frozenset({"plan.json", "model.onnx", "model.safetensors", "model.xml",
+                                              "model.bin"}) | frozenset({
     # a shipped folder's architecture and tokenizer / image processor (accelkit.export.artifact)
     "config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt",
     "vocab.json", "merges.txt", "added_tokens.json", "spiece.model", "sentencepiece.bpe.model",

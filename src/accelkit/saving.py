@@ -268,8 +268,8 @@ def resolve_inside(root: Path, name: Any, source: Path) -> Path:
     return path
 
 
-# onnx / torch: the runtime's files; hf-onnx / hf-torch: self-contained with config.json (export.artifact)
-_FORMATS = ("onnx", "torch", "hf-onnx", "hf-torch")
+# onnx / torch / openvino: the runtime's files; hf-*: self-contained with config.json (export.artifact)
+_FORMATS = ("onnx", "torch", "openvino", "hf-onnx", "hf-torch", "hf-openvino")
 
 
 def _read_meta(root: Path) -> dict:
@@ -355,7 +355,7 @@ def load(
         raise SchemaError(f"{plan_file}: settings do not fit RunSettings ({exc})") from exc
     plan = normalize_plan(meta["plan"])
     runtime = get_runtime(meta["runtime"])
-    if meta["format"] in ("hf-onnx", "hf-torch"):
+    if meta["format"].startswith("hf-"):
         from accelkit.export.artifact import load_shipped
 
         return load_shipped(root, meta, settings, plan)

@@ -1,5 +1,6 @@
 """A saved text-generation model writes text in a fresh process with the original folder gone:
-``accelkit.load(path).generate(prompts, max_new_tokens=...)`` for fp32, bf16-cast and dynamic int8."""
+``accelkit.load(path).generate(prompts, max_new_tokens=...)`` for fp32, bf16-cast, dynamic int8 and
+the OpenVINO generation graph (its own files: model.xml and model.bin)."""
 
 from __future__ import annotations
 
@@ -28,10 +29,12 @@ def test_saved_generation_plans_write_text_without_the_original_folder(tmp_path)
     folder = mf.llama_folder(tmp_path)
     wl = workload_from_model(folder, mf.prompts_file(tmp_path, 8), task="text-generation", max_new_tokens=5)
     model = wl.build_model()
-    for variant in ("default", "bf16-cast", "int8-dynamic"):
+    formats = {"default": "hf-torch", "bf16-cast": "hf-torch", "int8-dynamic": "hf-torch",
+               "openvino-generate": "hf-openvino"}
+    for variant, form in formats.items():
         built = build_variant(variant, wl.build_model(), wl.default_settings(), wl)
         save(built, tmp_path / variant, variant, workload=wl)
-        assert json.loads((tmp_path / variant / "plan.json").read_text())["format"] == "hf-torch"
+        assert json.loads((tmp_path / variant / "plan.json").read_text())["format"] == form
     # the fp32 model's own text, as a user decodes generate's output
     tok = wl.tokenizer
     enc = tok(PROMPTS, padding=True, return_tensors="pt")
@@ -42,7 +45,7 @@ def test_saved_generation_plans_write_text_without_the_original_folder(tmp_path)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONPATH": str(REPO / "src")}
     code = (f"import json, accelkit\nprompts = {PROMPTS!r}\n"
             "out = {v: accelkit.load(v).generate(prompts, max_new_tokens=4) for v in ('default', 'bf16-cast', "
-            "'int8-dynamic')}\n"
+            "'int8-dynamic', 'openvino-generate')}\n"
             "out['single'] = accelkit.load('default').generate('the module is', max_new_tokens=4)\n"
             "print(json.dumps(out))")
     proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
@@ -50,6 +53,7 @@ def test_saved_generation_plans_write_text_without_the_original_folder(tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["default"] == expected and out["single"] == expected[0]
+    assert out["openvino-generate"] == expected  # fp32 with an fp32 cache: the same greedy text
     for variant in ("bf16-cast", "int8-dynamic"):
         assert len(out[variant]) == 3 and all(isinstance(t, str) and t for t in out[variant])
 

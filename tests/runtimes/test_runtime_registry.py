@@ -53,5 +53,5 @@ def test_technique_forms_come_from_the_runtimes():
     from accelkit.techniques.registry import FORMS
 
     foreign = runtime_forms(lambda cls: cls.family != "torch")
-    assert foreign == ("ort", "openvino")
+    assert foreign == ("ort", "openvino", "openvino-lm")
     assert set(foreign) <= set(FORMS) and "eager" in FORMS

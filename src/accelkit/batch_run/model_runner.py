@@ -36,7 +36,7 @@ def check_model_folder(path: str | Path) -> str:
         raise ModelFolderError(f"{root} is not an accelkit save (no readable plan.json); {fix}") from None
     if not isinstance(meta, dict) or meta.get("schema") != SCHEMA:
         raise ModelFolderError(f"{root}/plan.json is not an accelkit save of schema {SCHEMA!r}; {fix}")
-    if meta.get("format") not in ("hf-onnx", "hf-torch"):
+    if meta.get("format") not in ("hf-onnx", "hf-torch", "hf-openvino"):
         raise ModelFolderError(f"{root} is rebuilt by plan on load (format {meta.get('format')!r}), not "
                                f"self-contained; {fix}")
     task = (meta.get("pipeline") or {}).get("task")

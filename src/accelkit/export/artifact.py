@@ -93,8 +93,11 @@ def ship_files(runtime: Runtime, spec: dict, settings: Any, tmp: Path) -> dict:
 
 
 def saved_format(runtime: type[Runtime]) -> str:
-    """plan.json's ``format`` for what ``runtime`` writes: "onnx" for a graph, "torch" for tensors."""
-    return "onnx" if runtime.model_file.endswith(".onnx") else "torch"
+    """plan.json's ``format`` for what ``runtime`` writes: "onnx" or "openvino" for a graph,
+    "torch" for tensors."""
+    if runtime.model_file.endswith(".onnx"):
+        return "onnx"
+    return "openvino" if runtime.model_file.endswith(".xml") else "torch"
 
 
 class ShippedModel:

@@ -1,0 +1,172 @@
+"""OpenVINO as the runtime of a causal LM writing text: the stateful graph of
+``accelkit.export.openvino_lm`` compiled for the CPU and driven by a lean greedy loop; saved as
+OpenVINO's own files (``model.xml``, ``model.bin``), so a shipped folder generates without torch
+running the model."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from accelkit._lazy import is_available, require
+from accelkit._threads import available_cpus
+from accelkit.config import Config
+from accelkit.errors import ConfigError
+from accelkit.runtimes.base import Runtime, RuntimeRecord
+from accelkit.runtimes.onnxruntime import OrtConfig
+from accelkit.runtimes.registry import register_runtime
+from accelkit.signal_stack import keep_signal_stack
+
+__all__ = ["OpenVinoLm", "OpenVinoLmConfig"]
+
+_PRECISIONS = ("f32", "bf16")
+_CACHES = ("f32", "f16", "u8")
+# generate options the greedy loop follows itself; any other (sampling, beams ...) needs the torch model
+_GREEDY_OPTIONS = {"max_new_tokens", "do_sample", "num_beams", "pad_token_id", "eos_token_id"}
+
+
+@dataclass
+class OpenVinoLmConfig(Config):
+    """``precision``: OpenVINO's inference precision, "f32" or "bf16" (a CPU with native bf16);
+    ``kv_cache``: the precision the key/value cache is kept in ("f32", "f16", "u8"; OpenVINO's
+    own default on a CPU is a smaller one than f32); ``threads``: None for accelkit's count here."""
+
+    precision: str = "f32"
+    kv_cache: str = "f32"
+    threads: int | None = None
+    version: int = 1
+
+    def __post_init__(self) -> None:
+        for name, allowed in (("precision", _PRECISIONS), ("kv_cache", _CACHES)):
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"{name}={getattr(self, name)!r}: expected one of {', '.join(allowed)}")
+        if self.threads is not None and (isinstance(self.threads, bool) or not isinstance(self.threads, int)
+                                         or self.threads < 1):
+            raise ConfigError(f"threads={self.threads!r}: expected None or a positive number of threads")
+
+
+def greedy_call(input_ids: Any, options: Mapping[str, Any]) -> bool:
+    """Whether a ``generate`` call is plain greedy decoding of ``max_new_tokens``."""
+    return (input_ids is not None and set(options) <= _GREEDY_OPTIONS and not options.get("do_sample")
+            and options.get("num_beams", 1) == 1 and "max_new_tokens" in options)
+
+
+@register_runtime
+class OpenVinoLm(Runtime):
+    """A stateful causal-LM graph called like the model's ``generate`` (greedy); ``model``: the
+    torch model, kept for ``generate`` options the loop does not follow (absent once loaded);
+    ``eos_token_id``: where a call that names none stops, as ``generate`` reads the model's
+    generation config."""
+
+    name = "openvino-lm"
+    form = "openvino-lm"
+    family = "openvino"
+    model_file = "model.xml"
+    computes_outside_torch = True
+    devices = ("cpu",)
+
+    def __init__(self, graph: Any, config: OpenVinoLmConfig | None = None, *, model: Any = None,
+                 eos_token_id: int | list[int] | None = None, details: Mapping[str, Any] | None = None) -> None:
+        ov = require("openvino", "openvino")
+        self.config = config or OpenVinoLmConfig()
+        self.model, self._graph, self.device, self.eos_token_id = model, graph, "cpu", eos_token_id
+        threads = self.config.threads or OrtConfig().threads()
+        settings: dict[str, Any] = {"INFERENCE_PRECISION_HINT": self.config.precision,
+                                    "KV_CACHE_PRECISION": self.config.kv_cache, "INFERENCE_NUM_THREADS": threads,
+                                    "NUM_STREAMS": 1, "PERFORMANCE_HINT": "LATENCY"}
+        if threads < available_cpus():
+            settings["ENABLE_CPU_PINNING"] = False  # other processes beside this one need the other cores
+        with keep_signal_stack():  # compile_model swaps in a signal stack it later frees
+            self._compiled = ov.Core().compile_model(graph, "CPU", settings)
+        self._request = self._compiled.create_infer_request()
+        self._threads = threads
+        self._size: int | None = None
+        self.extra: dict[str, Any] = dict(details or {})
+
+    @classmethod
+    def unavailable_reason(cls) -> str | None:
+        return None if is_available("openvino") else "openvino is not installed (pip install openvino)"
+
+    def describe(self) -> RuntimeRecord:
+        return RuntimeRecord(self.name, self.device, self.config.precision, 1, self._threads, dict(self.extra))
+
+    def run(self, *args: Any, **kwargs: Any) -> Any:
+        raise ConfigError("the OpenVINO generation graph returns each row's next token, not logits; call "
+                          "generate, or run the torch model for logits")
+
+    def generate(self, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
+                 **kwargs: Any) -> torch.Tensor:
+        """``model.generate``'s greedy result (prompt and new tokens, one row per prompt); EOS
+        stops a row when ``eos_token_id`` is given (later columns: ``pad_token_id``)."""
+        if greedy_call(input_ids, kwargs):
+            eos = kwargs["eos_token_id"] if "eos_token_id" in kwargs else self.eos_token_id
+            return self.greedy(input_ids, attention_mask, kwargs["max_new_tokens"], eos_token_id=eos,
+                               pad_token_id=kwargs.get("pad_token_id"))
+        if self.model is None:
+            raise ConfigError(f"generate({', '.join(sorted(set(kwargs) - _GREEDY_OPTIONS)) or 'do_sample'}...): a "
+                              "saved OpenVINO generation model decodes greedily only; sample with the original model")
+        return self.model.generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
+
+    def greedy(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, max_new_tokens: int, *,
+               eos_token_id: int | list[int] | None = None, pad_token_id: int | None = None) -> torch.Tensor:
+        if max_new_tokens < 1:
+            raise ConfigError(f"max_new_tokens={max_new_tokens}: expected a positive number of tokens to write")
+        ids = input_ids.cpu().numpy().astype(np.int64)
+        batch, length = ids.shape
+        mask = np.ones_like(ids) if attention_mask is None else attention_mask.cpu().numpy().astype(np.int64)
+        # the mask over everything read so far: the prompt's, then one column per token written
+        full = np.ones((batch, length + max_new_tokens), dtype=np.int64)
+        full[:, :length] = mask
+        # left padding: a row's positions count its real tokens only, as generate numbers them
+        positions = np.clip(mask.cumsum(-1) - 1, 0, None)
+        beam = np.arange(batch, dtype=np.int32)
+        request = self._request
+        request.reset_state()  # a new batch of prompts starts from an empty cache
+        token = request.infer({"input_ids": ids, "attention_mask": mask, "position_ids": positions,
+                               "beam_idx": beam})["token"].copy()
+        eos = np.asarray([eos_token_id] if isinstance(eos_token_id, int) else list(eos_token_id)) \
+            if eos_token_id is not None else None
+        done = np.zeros((batch, 1), dtype=bool)
+        tokens = [token]
+        position = positions[:, -1:] + 1
+        for k in range(1, max_new_tokens):
+            if eos is not None:
+                done |= np.isin(token, eos)
+                if done.all():
+                    break
+            token = request.infer({"input_ids": token, "attention_mask": np.ascontiguousarray(full[:, :length + k]),
+                                   "position_ids": position, "beam_idx": beam})["token"].copy()
+            if eos is not None:
+                token = np.where(done, pad_token_id if pad_token_id is not None else 0, token)
+            position = position + 1
+            tokens.append(token)
+        new = torch.from_numpy(np.concatenate(tokens, axis=1)).to(input_ids.device, input_ids.dtype)
+        return torch.cat([input_ids, new], dim=1)
+
+    def save(self, folder: Path) -> dict[str, Any]:
+        ov = require("openvino", "openvino")
+        ov.save_model(self._graph, str(folder / self.model_file), compress_to_fp16=False)  # writes model.bin beside
+        return {"runtime": self.name, "device": self.device, "openvino_lm": self.config.to_dict(),
+                "eos_token_id": self.eos_token_id, "runtime_extra": dict(self.extra)}
+
+    @classmethod
+    def load(cls, folder: Path, fields: Mapping[str, Any], *, baseline: Any = None) -> OpenVinoLm:
+        ov = require("openvino", "openvino")
+        graph = ov.Core().read_model(str(folder / cls.model_file))
+        return cls(graph, OpenVinoLmConfig.from_dict(fields.get("openvino_lm") or {}),
+                   eos_token_id=fields.get("eos_token_id"), details=fields.get("runtime_extra"))
+
+    @property
+    def serialized_size_bytes(self) -> int:
+        if self._size is None:
+            with tempfile.TemporaryDirectory(prefix="accelkit-ov-lm-") as tmp:
+                self.save(Path(tmp))
+                self._size = sum(os.path.getsize(os.path.join(tmp, f)) for f in os.listdir(tmp))
+        return self._size
