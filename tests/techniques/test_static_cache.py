@@ -195,3 +195,24 @@ def test_grouped_query_attention_equals_the_eager_path_with_repeated_heads():
     out, _ = _grouped_query_attention(module, q, k, v, mask, scaling=0.25)
     assert out.shape == ref.shape == (3, 2, 6, 16)
     torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-6)
+
+
+def test_a_flop_counting_pass_leaves_the_compiled_step_compiled():
+    # bench counts FLOPs in one pass under a dispatch mode; dynamo cannot trace under one, and a
+    # step it failed on once ran eagerly from then on. The step runs eagerly under the mode only.
+    from torch._dynamo.utils import counters
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = _tiny("llama")
+    ids, _ = _left_padded_batch()
+    one = ids[:1]
+    lean = StaticCacheGenerator(model, StaticCacheConfig(bucket=16, gemm=False))
+    with torch.inference_mode():
+        ref = model.generate(input_ids=one, max_new_tokens=N_NEW, do_sample=False, pad_token_id=0, eos_token_id=None)
+        with FlopCounterMode(display=False) as flops:
+            under_mode = lean.generate(input_ids=one, max_new_tokens=N_NEW, pad_token_id=0, eos_token_id=None)
+        assert torch.equal(under_mode, ref) and flops.get_total_flops() > 0
+        graphs = counters["stats"]["unique_graphs"]
+        out = lean.generate(input_ids=one, max_new_tokens=N_NEW, pad_token_id=0, eos_token_id=None)
+    assert torch.equal(out, ref)
+    assert counters["stats"]["unique_graphs"] > graphs  # the step compiled now, not skipped for good

@@ -229,6 +229,8 @@ class StaticCacheGenerator(nn.Module):
             many_options = {**options, "guard_filter_fn": _skip_model_guards} if self.config.lean_guards else options
             many = torch.compile(_DecodeStep(model, self._cache_arg).forward, dynamic=False, options=many_options)
             self._many_rows_step = self._with_inductor(self._with_attention(many, self.config.rows_attention))
+        if self.config.compile:
+            self._step, self._many_rows_step = self._outside_modes(self._step), self._outside_modes(self._many_rows_step)
 
     def _with_attention(self, step: Any, name: str) -> Any:
         """``step`` run with the model's attention set to ``name`` ("" leaves it; the prompt pass
@@ -250,6 +252,25 @@ class StaticCacheGenerator(nn.Module):
             finally:
                 config._attn_implementation = own
         return run
+
+    def _outside_modes(self, step: Any) -> Any:
+        """``step``, except under a dispatch mode (a FLOP counter, a tracer), where the model's own
+        eager step runs instead: dynamo cannot trace under one, and a code object it once failed
+        on runs eagerly from then on (bench's FLOP-counting pass left the compiled step at
+        ``generate``'s speed for every later call)."""
+        from torch.utils._python_dispatch import _get_current_dispatch_mode
+
+        def run(*args: Any) -> torch.Tensor:
+            if _get_current_dispatch_mode() is not None:
+                return self._plain_step(*args)
+            return step(*args)
+        return run
+
+    def _plain_step(self, token: torch.Tensor, position: torch.Tensor, cache_position: torch.Tensor,
+                    mask: torch.Tensor, cache: Any) -> torch.Tensor:
+        out = self.model(input_ids=token, attention_mask=mask, position_ids=position, cache_position=cache_position,
+                         use_cache=True, **{self._cache_arg: cache})
+        return out.logits.argmax(-1)
 
     @staticmethod
     def _with_inductor(step: Any) -> Any:
