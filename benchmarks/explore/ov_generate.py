@@ -26,7 +26,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import generate_llama  # noqa: E402
 
-from accelkit.techniques.openvino_generate import OpenVinoGenerateConfig, OpenVinoGenerator  # noqa: E402
+from accelkit.techniques.openvino_generate import OpenVinoGenerateConfig, openvino_generator  # noqa: E402
 from accelkit.workloads import workload_from_model  # noqa: E402
 from accelkit.workloads.generation import generate_tokens  # noqa: E402
 
@@ -48,7 +48,7 @@ def main() -> None:
     pad = wl.tokenizer.pad_token_id
 
     def ours(kv: str):
-        return OpenVinoGenerator(model, OpenVinoGenerateConfig(kv_cache=kv))
+        return openvino_generator(model, OpenVinoGenerateConfig(kv_cache=kv))
 
     def optimum():
         from optimum.intel import OVModelForCausalLM
