@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import os
+import tempfile
 import warnings
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -167,4 +170,16 @@ def export_stateful_lm(model: nn.Module) -> Any:
             shape = opset13.concat([rows, *fixed], axis=0)
             op.set_arguments([opset13.broadcast(opset13.constant(0.0, dtype=op.get_output_element_type(0)), shape)])
     graph.validate_nodes_and_infer_types()
-    return graph
+    return _serialized(graph)
+
+
+def _serialized(graph: Any) -> Any:
+    """``graph`` written out as OpenVINO's IR and read back: the CPU plugin fuses each layer's
+    rotary embedding into one kernel only in a graph read from IR (12 RoPE nodes for 6 layers,
+    none in the converter's graph as it is; measured with openvino 2026.4)."""
+    ov = require("openvino", "openvino")
+    with tempfile.TemporaryDirectory(prefix="accelkit-ov-lm-") as tmp:
+        ov.save_model(graph, os.path.join(tmp, "model.xml"), compress_to_fp16=False)
+        xml = Path(tmp, "model.xml").read_bytes()
+        weights = np.fromfile(os.path.join(tmp, "model.bin"), dtype=np.uint8)
+    return ov.Core().read_model(model=xml, weights=ov.Tensor(weights))
