@@ -19,7 +19,7 @@ from accelkit._lazy import is_available, require
 from accelkit._threads import available_cpus
 from accelkit.config import Config
 from accelkit.errors import ConfigError
-from accelkit.runtimes.base import Runtime, RuntimeRecord
+from accelkit.runtimes.base import GREEDY_OPTIONS, Runtime, RuntimeRecord, lean_greedy
 from accelkit.runtimes.onnxruntime import OrtConfig
 from accelkit.runtimes.registry import register_runtime
 from accelkit.signal_stack import keep_signal_stack
@@ -28,8 +28,6 @@ __all__ = ["OpenVinoLm", "OpenVinoLmConfig"]
 
 _PRECISIONS = ("f32", "bf16")
 _CACHES = ("f32", "f16", "u8")
-# generate options the greedy loop follows itself; any other (sampling, beams ...) needs the torch model
-_GREEDY_OPTIONS = {"max_new_tokens", "do_sample", "num_beams", "pad_token_id", "eos_token_id"}
 
 
 @dataclass
@@ -50,12 +48,6 @@ class OpenVinoLmConfig(Config):
         if self.threads is not None and (isinstance(self.threads, bool) or not isinstance(self.threads, int)
                                          or self.threads < 1):
             raise ConfigError(f"threads={self.threads!r}: expected None or a positive number of threads")
-
-
-def greedy_call(input_ids: Any, options: Mapping[str, Any]) -> bool:
-    """Whether a ``generate`` call is plain greedy decoding of ``max_new_tokens``."""
-    return (input_ids is not None and set(options) <= _GREEDY_OPTIONS and not options.get("do_sample")
-            and options.get("num_beams", 1) == 1 and "max_new_tokens" in options)
 
 
 @register_runtime
@@ -105,12 +97,12 @@ class OpenVinoLm(Runtime):
                  **kwargs: Any) -> torch.Tensor:
         """``model.generate``'s greedy result (prompt and new tokens, one row per prompt); EOS
         stops a row when ``eos_token_id`` is given (later columns: ``pad_token_id``)."""
-        if greedy_call(input_ids, kwargs):
+        if lean_greedy(input_ids, kwargs):
             eos = kwargs["eos_token_id"] if "eos_token_id" in kwargs else self.eos_token_id
             return self.greedy(input_ids, attention_mask, kwargs["max_new_tokens"], eos_token_id=eos,
                                pad_token_id=kwargs.get("pad_token_id"))
         if self.model is None:
-            raise ConfigError(f"generate({', '.join(sorted(set(kwargs) - _GREEDY_OPTIONS)) or 'do_sample'}...): a "
+            raise ConfigError(f"generate({', '.join(sorted(set(kwargs) - GREEDY_OPTIONS)) or 'do_sample'}...): a "
                               "saved OpenVINO generation model decodes greedily only; sample with the original model")
         return self.model.generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
 

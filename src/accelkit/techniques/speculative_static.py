@@ -38,14 +38,10 @@ from torch import nn
 
 from accelkit.config import Config
 from accelkit.errors import ConfigError
+from accelkit.runtimes.base import lean_greedy
 from accelkit.techniques.registry import BuildContext, Built, register_technique
 from accelkit.techniques.self_speculative import decoder_layers, early_exit_view
-from accelkit.techniques.static_cache import (
-    StaticCacheConfig,
-    StaticCacheGenerator,
-    causal_lm_of,
-    lean_greedy,
-)
+from accelkit.techniques.static_cache import StaticCacheConfig, StaticCacheGenerator, causal_lm_of
 
 __all__ = ["CompiledSpeculativeConfig", "CompiledSpeculativeGenerator"]
 

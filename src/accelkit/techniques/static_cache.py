@@ -50,19 +50,11 @@ from torch.overrides import TorchFunctionMode
 
 from accelkit.config import Config
 from accelkit.errors import ConfigError
+from accelkit.runtimes.base import lean_greedy
 from accelkit.techniques.registry import BuildContext, Built, register_technique
 
-__all__ = ["StaticCacheConfig", "StaticCacheGenerator", "lean_greedy"]
+__all__ = ["StaticCacheConfig", "StaticCacheGenerator"]
 
-# generate options the lean loop follows itself; any other (sampling, beams ...) goes to the model's generate
-_GREEDY_OPTIONS = {"max_new_tokens", "do_sample", "num_beams", "pad_token_id", "eos_token_id"}
-
-
-def lean_greedy(input_ids: torch.Tensor | None, options: dict[str, Any]) -> bool:
-    """Whether a ``generate`` call is plain greedy decoding of ``max_new_tokens`` that a lean loop
-    follows itself; any other option (sampling, beams ...) goes to the model's own ``generate``."""
-    return (input_ids is not None and set(options) <= _GREEDY_OPTIONS and not options.get("do_sample")
-            and options.get("num_beams", 1) == 1 and "max_new_tokens" in options)
 # attention implementations of compiled steps: "" keeps the model's own
 _ATTENTIONS = ("", "eager", "gqa", "sdpa")
 # the most tokens per row a compiled step reads with the multiply-and-sum linear (a verify step's drafts)
@@ -182,6 +174,14 @@ def _skip_model_guards(entries: list) -> list[bool]:
     return ["self._modules['model']" not in entry.name for entry in entries]
 
 
+def _next_tokens(model: nn.Module, cache_arg: str, token: torch.Tensor, position: torch.Tensor,
+                 cache_position: torch.Tensor, mask: torch.Tensor, cache: Any) -> torch.Tensor:
+    """Greedy tokens after each of ``token``'s (batch, q) tokens, read over ``cache``: (batch, q)."""
+    out = model(input_ids=token, attention_mask=mask, position_ids=position, cache_position=cache_position,
+                use_cache=True, **{cache_arg: cache})
+    return out.logits.argmax(-1)
+
+
 class _DecodeStep(nn.Module):
     """The many-row one-token step, on its own module whose submodule is the model: the guard
     filter above names the model by that path, and the step runs without the multiply-and-sum."""
@@ -194,9 +194,7 @@ class _DecodeStep(nn.Module):
 
     def forward(self, token: torch.Tensor, position: torch.Tensor, cache_position: torch.Tensor,
                 mask: torch.Tensor, cache: Any) -> torch.Tensor:
-        out = self.model(input_ids=token, attention_mask=mask, position_ids=position, cache_position=cache_position,
-                         use_cache=True, **{self.cache_arg: cache})
-        return out.logits.argmax(-1)
+        return _next_tokens(self.model, self.cache_arg, token, position, cache_position, mask, cache)
 
 
 class StaticCacheGenerator(nn.Module):
@@ -262,15 +260,9 @@ class StaticCacheGenerator(nn.Module):
 
         def run(*args: Any) -> torch.Tensor:
             if _get_current_dispatch_mode() is not None:
-                return self._plain_step(*args)
+                return _next_tokens(self.model, self._cache_arg, *args)
             return step(*args)
         return run
-
-    def _plain_step(self, token: torch.Tensor, position: torch.Tensor, cache_position: torch.Tensor,
-                    mask: torch.Tensor, cache: Any) -> torch.Tensor:
-        out = self.model(input_ids=token, attention_mask=mask, position_ids=position, cache_position=cache_position,
-                         use_cache=True, **{self._cache_arg: cache})
-        return out.logits.argmax(-1)
 
     @staticmethod
     def _with_inductor(step: Any) -> Any:
@@ -290,9 +282,7 @@ class StaticCacheGenerator(nn.Module):
         """Greedy tokens after each of ``token``'s (batch, q) tokens: (batch, q); q is 1 in the
         decode loop, more where speculative decoding verifies drafted tokens."""
         with _GemvLinear() if self.config.gemv and self.config.compile else contextlib.nullcontext():
-            out = self.model(input_ids=token, attention_mask=mask, position_ids=position,
-                             cache_position=cache_position, use_cache=True, **{self._cache_arg: cache})
-        return out.logits.argmax(-1)
+            return _next_tokens(self.model, self._cache_arg, token, position, cache_position, mask, cache)
 
     def _cache(self, batch: int, length: int, dtype: torch.dtype, device: torch.device) -> Any:
         from transformers import StaticCache
