@@ -213,3 +213,14 @@ def tiny_causal_lm(kind: str, seed: int = 0):
                                             max_position_embeddings=64)).eval()
     return GPT2LMHeadModel(GPT2Config(vocab_size=100, n_positions=64, n_embd=32, n_layer=3, n_head=4, bos_token_id=0,
                                       eos_token_id=0)).eval()
+
+
+def left_padded_batch(vocab: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Three prompts of 7 token ids below ``vocab`` (pad id 0), two of them left-padded (by 3 and
+    by 1), with their attention mask: the generation loops' tests' batch."""
+    g = torch.Generator().manual_seed(1)
+    ids = torch.randint(2, vocab, (3, 7), generator=g)
+    mask = torch.ones_like(ids)
+    mask[1, :3] = 0
+    mask[2, :1] = 0
+    return ids.masked_fill(mask == 0, 0), mask

@@ -5,11 +5,17 @@ documented error."""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
 from accelkit.errors import ConfigError
 from accelkit.techniques.openvino_runtime import OPENVINO_AVAILABLE
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import model_folders as mf  # noqa: E402
 
 pytestmark = pytest.mark.skipif(OPENVINO_AVAILABLE() is not None, reason=str(OPENVINO_AVAILABLE()))
 
@@ -17,29 +23,14 @@ N_NEW = 9
 
 
 def _tiny(kind: str):
-    from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    if kind == "llama":
-        cfg = LlamaConfig(vocab_size=120, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64)
-        model = LlamaForCausalLM(cfg).eval()
-    else:
-        cfg = GPT2Config(vocab_size=120, n_positions=64, n_embd=32, n_layer=2, n_head=4, bos_token_id=0,
-                         eos_token_id=0)
-        model = GPT2LMHeadModel(cfg).eval()
+    model = mf.tiny_causal_lm(kind)
     with torch.no_grad():  # wider logit margins than random init's, so kernel rounding flips no argmax
         model.get_input_embeddings().weight.mul_(8)
     return model
 
 
 def _left_padded_batch():
-    g = torch.Generator().manual_seed(1)
-    ids = torch.randint(2, 120, (3, 7), generator=g)
-    mask = torch.ones_like(ids)
-    mask[1, :3] = 0
-    mask[2, :1] = 0
-    return ids.masked_fill(mask == 0, 0), mask
+    return mf.left_padded_batch(100)  # tiny_causal_lm's vocabulary
 
 
 @pytest.mark.parametrize("kind", ["llama", "gpt2"])

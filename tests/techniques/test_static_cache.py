@@ -33,12 +33,7 @@ def _tiny(kind: str):
 
 
 def _left_padded_batch():
-    g = torch.Generator().manual_seed(1)
-    ids = torch.randint(2, 120, (3, 7), generator=g)
-    mask = torch.ones_like(ids)
-    mask[1, :3] = 0
-    mask[2, :1] = 0
-    return ids.masked_fill(mask == 0, 0), mask
+    return mf.left_padded_batch(120)  # _tiny's vocabulary
 
 
 @pytest.mark.parametrize("kind", ["llama", "gpt2"])
