@@ -159,6 +159,15 @@ def prompts_file(n_held: int, words: int, where: Path) -> Path:
     return path
 
 
+def heldout_workload(where: Path, new_tokens: int = 64) -> tuple[Path, object]:
+    """The cached trained target (trained first if missing, 6 minutes) and its text-generation
+    workload on 64 held-out pydoc prompts (prompt files in ``where``): what the explore scripts
+    measure on, as this script's default run does."""
+    target, _ = models(False, 6)
+    data = prompts_file(64, 8, where)
+    return target, workload_from_model(target, data, task="text-generation", max_new_tokens=new_tokens,
+                                       calib_size=64, eval_size=64)
+
 def _perplexity(details: dict) -> str:
     if "perplexity" not in details:  # a runtime that returns tokens, not logits
         return "perplexity - (no logits)"

@@ -27,7 +27,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import generate_llama  # noqa: E402
 
 from accelkit.techniques.openvino_generate import OpenVinoGenerateConfig, openvino_generator  # noqa: E402
-from accelkit.workloads import workload_from_model  # noqa: E402
 from accelkit.workloads.generation import generate_tokens  # noqa: E402
 
 
@@ -39,9 +38,7 @@ def main() -> None:
     args = parser.parse_args()
     warnings.simplefilter("ignore")
     torch.set_num_threads(2)
-    target, _ = generate_llama.models(False, 6)
-    data = generate_llama.prompts_file(64, 8, Path(tempfile.mkdtemp()))
-    wl = workload_from_model(target, data, task="text-generation", max_new_tokens=64, calib_size=64, eval_size=64)
+    target, wl = generate_llama.heldout_workload(Path(tempfile.mkdtemp()))
     model = wl.build_model()
     settings = wl.default_settings(args.batch, "cpu")
     batches = [b for b, _ in wl.batches(list(wl.eval_data()), settings)]
