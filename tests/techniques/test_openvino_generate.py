@@ -76,7 +76,7 @@ def test_options_the_loop_does_not_follow_go_to_the_models_generate():
     assert torch.equal(out, ref)
     with pytest.raises(ConfigError, match="max_new_tokens=0"):
         runner.generate(input_ids=ids, max_new_tokens=0)
-    with pytest.raises(ConfigError, match="not logits"):
+    with pytest.raises(ConfigError, match="last logits only"):
         runner(input_ids=ids)
 
 
@@ -152,3 +152,28 @@ def test_a_saved_graph_loads_and_writes_the_same_tokens(tmp_path):
     # without the torch model, sampling has nothing to run on: one line saying so
     with pytest.raises(ConfigError, match="greedily only"):
         loaded.generate(input_ids=ids, max_new_tokens=3, do_sample=True, top_k=5)
+
+
+def test_the_graph_returns_each_rows_last_logits_and_its_attention_reads_a_float_mask():
+    # a boolean mask sends the CPU plugin's fused cache-and-attention kernel down a path twice as
+    # slow; the last logits (not an in-graph TopK) leave the argmax to numpy
+    import numpy as np
+    import openvino as ov
+
+    from accelkit.export.openvino_lm import export_stateful_lm
+
+    model = _tiny("llama")
+    graph = export_stateful_lm(model)
+    masks = [op.input_value(3).get_element_type() for op in graph.get_ops()
+             if op.get_type_name() == "ScaledDotProductAttention"]
+    assert masks and all(t == ov.Type.f32 for t in masks)
+    assert not [op for op in graph.get_ops() if op.get_type_name() == "TopK"]
+    ids, mask = _left_padded_batch()
+    request = ov.Core().compile_model(graph, "CPU", {"INFERENCE_PRECISION_HINT": "f32"}).create_infer_request()
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    got = request.infer({"input_ids": ids.numpy(), "attention_mask": mask.numpy(),
+                         "position_ids": positions.numpy(), "beam_idx": np.arange(len(ids), dtype=np.int32)})["logits"]
+    with torch.inference_mode():
+        want = model(input_ids=ids, attention_mask=mask, position_ids=positions).logits[:, -1]
+    assert got.shape == tuple(want.shape)
+    assert np.allclose(got, want.numpy(), atol=1e-4, rtol=1e-4)

@@ -90,7 +90,7 @@ class OpenVinoLm(Runtime):
         return RuntimeRecord(self.name, self.device, self.config.precision, 1, self._threads, dict(self.extra))
 
     def run(self, *args: Any, **kwargs: Any) -> Any:
-        raise ConfigError("the OpenVINO generation graph returns each row's next token, not logits; call "
+        raise ConfigError("the OpenVINO generation graph returns each row's last logits only; call "
                           "generate, or run the torch model for logits")
 
     def generate(self, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
@@ -122,7 +122,7 @@ class OpenVinoLm(Runtime):
         request = self._request
         request.reset_state()  # a new batch of prompts starts from an empty cache
         token = request.infer({"input_ids": ids, "attention_mask": mask, "position_ids": positions,
-                               "beam_idx": beam})["token"].copy()
+                               "beam_idx": beam})["logits"].argmax(-1)[:, None]
         eos = np.asarray([eos_token_id] if isinstance(eos_token_id, int) else list(eos_token_id)) \
             if eos_token_id is not None else None
         done = np.zeros((batch, 1), dtype=bool)
@@ -134,7 +134,7 @@ class OpenVinoLm(Runtime):
                 if done.all():
                     break
             token = request.infer({"input_ids": token, "attention_mask": np.ascontiguousarray(full[:, :length + k]),
-                                   "position_ids": position, "beam_idx": beam})["token"].copy()
+                                   "position_ids": position, "beam_idx": beam})["logits"].argmax(-1)[:, None]
             if eos is not None:
                 token = np.where(done, pad_token_id if pad_token_id is not None else 0, token)
             position = position + 1
