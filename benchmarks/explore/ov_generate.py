@@ -1,13 +1,14 @@
 """Experiment (issue 24): accelkit's ``openvino-generate`` (its own stateful export, lean greedy
 loop) against optimum-intel's ``OVModelForCausalLM.generate`` on generate_llama.py's trained Llama
-and held-out prompts, both at OpenVINO fp32 precision, with the cache precision varied.
+and held-out prompts, both at OpenVINO fp32 precision, with the cache precision varied (and, named
+with ``--only``, int8 weights through NNCF: accelkit-ov-int8, optimum-ov-int8-f32).
 
     ACCELKIT_CACHE=<generate_llama's models> HF_HUB_OFFLINE=1 PYTHONPATH=src \
         .venv-peers/bin/python benchmarks/explore/ov_generate.py [--batch 8] [--only NAME]
 
 Each row is timed over every held-out batch in interleaved rounds (median of rounds; tokens/s),
-with greedy agreement against ``model.generate``. ``--only NAME`` builds one row (and the reference)
-so a row can also be timed in a process of its own: two compiled OpenVINO models in one process
+with greedy agreement against ``model.generate``. ``--only NAME[,NAME]`` builds those rows (and the
+reference) only, so a row can also be timed in a process of its own: two compiled OpenVINO models in one process
 keep two thread pools on the same cores.
 """
 
@@ -34,7 +35,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--only", default="")
+    parser.add_argument("--only", default="", help="comma-separated rows [default: the fp32-weight ones]")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
     torch.set_num_threads(2)
@@ -44,17 +45,19 @@ def main() -> None:
     batches = [b for b, _ in wl.batches(list(wl.eval_data()), settings)]
     pad = wl.tokenizer.pad_token_id
 
-    def ours(kv: str):
-        return openvino_generator(model, OpenVinoGenerateConfig(kv_cache=kv))
+    def ours(kv: str, weights: str = "float"):
+        return openvino_generator(model, OpenVinoGenerateConfig(kv_cache=kv, weights=weights))
 
-    def optimum():
+    def optimum(int8: bool = False):
         from optimum.intel import OVModelForCausalLM
 
-        return OVModelForCausalLM.from_pretrained(target, export=True, compile=True,
+        return OVModelForCausalLM.from_pretrained(target, export=True, compile=True, load_in_8bit=int8,
                                                   ov_config={"INFERENCE_PRECISION_HINT": "f32"})
     rows = {"accelkit-ov-kv-f32": lambda: ours("f32"), "accelkit-ov-kv-f16": lambda: ours("f16"),
-            "accelkit-ov-kv-u8": lambda: ours("u8"), "optimum-ov-f32": optimum}
-    names = [args.only] if args.only else list(rows)
+            "accelkit-ov-kv-u8": lambda: ours("u8"), "optimum-ov-f32": optimum,
+            "accelkit-ov-int8": lambda: ours("f32", "int8"), "optimum-ov-int8-f32": lambda: optimum(True)}
+    default_rows = ["accelkit-ov-kv-f32", "accelkit-ov-kv-f16", "accelkit-ov-kv-u8", "optimum-ov-f32"]
+    names = args.only.split(",") if args.only else default_rows
     built = {name: rows[name]() for name in names}
     with torch.inference_mode():
         ref = [generate_tokens(model, b, 64, pad) for b in batches]

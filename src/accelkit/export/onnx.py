@@ -7,11 +7,12 @@ that no longer changes with the Python code.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import tempfile
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ __all__ = [
 ]
 
 _CALIB_METHODS = ("minmax", "entropy", "percentile")
+_ATTENTION = ("eager", "model")
 
 
 class OnnxExportError(AccelkitError):
@@ -45,9 +47,14 @@ class OnnxExportError(AccelkitError):
 
 @dataclass
 class OnnxExportConfig(Config):
-    """``opset``: ONNX opset; dynamic axes for batch (0) and sequence (1 for integer token inputs)."""
+    """``opset``: ONNX opset; dynamic axes for batch (0) and sequence (1 for integer token inputs);
+    ``attention``: "eager" exports a transformers model's attention as transformers' eager code (one
+    float mask added to the scores, a plain softmax), which ONNX Runtime and OpenVINO fuse; "model"
+    keeps the implementation the model was loaded with (sdpa: its boolean mask becomes a select per
+    layer and a NaN guard after each softmax, which they do not)."""
 
     opset: int = 17
+    attention: str = "eager"
     dynamic_batch: bool = True
     dynamic_sequence: bool = True
     check_rtol: float = 1e-2  # ONNX Runtime's own test tolerance for exported graphs
@@ -59,6 +66,31 @@ class OnnxExportConfig(Config):
             raise ConfigError(f"opset={self.opset}: expected 13..21 (17 is a safe default)")
         if self.check_rtol < 0 or self.check_atol < 0:
             raise ConfigError(f"check_rtol={self.check_rtol}, check_atol={self.check_atol}: expected >= 0")
+        if self.attention not in _ATTENTION:
+            raise ConfigError(f"attention={self.attention!r}: expected one of {', '.join(_ATTENTION)}")
+
+
+@contextlib.contextmanager
+def _eager_attention(model: nn.Module) -> Iterator[None]:
+    """Within the block, every transformers model inside ``model`` computes attention with its
+    eager implementation; each gets its own back after. Models that are not transformers', or that
+    refuse the switch, are left as they are."""
+    switched = []
+    for module in model.modules():
+        config = getattr(module, "config", None)
+        own = getattr(config, "_attn_implementation", None)
+        if own is None or own == "eager" or not callable(getattr(module, "set_attn_implementation", None)):
+            continue
+        try:
+            module.set_attn_implementation("eager")
+        except (ValueError, ImportError, AttributeError):
+            continue
+        switched.append((module, own))
+    try:
+        yield
+    finally:
+        for module, own in reversed(switched):
+            module.set_attn_implementation(own)
 
 
 def _as_named_inputs(example: Any) -> tuple[list[str], tuple[torch.Tensor, ...]]:
@@ -147,8 +179,9 @@ def export_onnx(model: nn.Module, example_inputs: Any, config: OnnxExportConfig 
     dynamic_axes["output"] = out_axes
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.onnx"
+        eager = _eager_attention(model) if config.attention == "eager" else contextlib.nullcontext()
         try:
-            with warnings.catch_warnings():
+            with warnings.catch_warnings(), eager:
                 warnings.simplefilter("ignore")
                 torch.onnx.export(
                     wrapper, args, str(path), input_names=names, output_names=["output"],
