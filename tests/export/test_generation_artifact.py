@@ -48,6 +48,8 @@ def test_saved_generation_plans_write_text_without_the_original_folder(tmp_path)
             "out = {v: accelkit.load(v).generate(prompts, max_new_tokens=4) for v in ('default', 'bf16-cast', "
             "'int8-dynamic', 'openvino-generate')}\n"
             "out['single'] = accelkit.load('default').generate('the module is', max_new_tokens=4)\n"
+            "out['sampled'] = {v: accelkit.load(v).generate(prompts, max_new_tokens=4, seed=2) for v in "
+            "('default', 'openvino-generate')}\n"
             "print(json.dumps(out))")
     proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
                           timeout=300)
@@ -55,6 +57,8 @@ def test_saved_generation_plans_write_text_without_the_original_folder(tmp_path)
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["default"] == expected and out["single"] == expected[0]
     assert out["openvino-generate"] == expected  # fp32 with an fp32 cache: the same greedy text
+    # sampling, seeded: OpenVINO's loop draws the tokens generate draws, with no torch model left
+    assert out["sampled"]["openvino-generate"] == out["sampled"]["default"] != expected
     for variant in ("bf16-cast", "int8-dynamic"):
         assert len(out[variant]) == 3 and all(isinstance(t, str) and t for t in out[variant])
 

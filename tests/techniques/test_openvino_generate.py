@@ -60,24 +60,74 @@ def test_the_openvino_loop_writes_generates_greedy_tokens(kind):
     assert torch.equal(out_eos, ref_eos)
 
 
-def test_options_the_loop_does_not_follow_go_to_the_models_generate():
+@pytest.mark.parametrize("options", [{}, {"temperature": 1.5, "top_k": 5}, {"top_p": 0.8, "top_k": 0},
+                                     {"min_p": 0.2}])
+def test_sampling_draws_generates_tokens_under_the_same_seed(options):
+    from accelkit.techniques.openvino_generate import openvino_generator
+
+    model = _tiny("llama")
+    ids, mask = _left_padded_batch()
+    runner = openvino_generator(model)
+    call = dict(input_ids=ids, attention_mask=mask, max_new_tokens=N_NEW, do_sample=True, pad_token_id=0,
+                eos_token_id=None, **options)
+    with torch.inference_mode():
+        torch.manual_seed(3)
+        ref = model.generate(**call)
+        torch.manual_seed(3)
+        out = runner.generate(**call)
+        greedy = model.generate(**{**call, "do_sample": False})
+    assert torch.equal(out, ref)
+    if options.get("temperature"):  # flat enough to leave the argmax somewhere: the test sees a sampler
+        assert not torch.equal(ref, greedy)
+
+
+def test_what_the_loop_does_not_follow_goes_to_the_models_generate():
     from accelkit.techniques.openvino_generate import openvino_generator
 
     model = _tiny("llama")
     ids, mask = _left_padded_batch()
     runner = openvino_generator(model)
     with torch.inference_mode():
-        torch.manual_seed(3)
-        ref = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=4, do_sample=True, top_k=5,
+        ref = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=4, do_sample=False, num_beams=2,
                              pad_token_id=0)
-        torch.manual_seed(3)
-        out = runner.generate(input_ids=ids, attention_mask=mask, max_new_tokens=4, do_sample=True, top_k=5,
+        out = runner.generate(input_ids=ids, attention_mask=mask, max_new_tokens=4, do_sample=False, num_beams=2,
                               pad_token_id=0)
     assert torch.equal(out, ref)
     with pytest.raises(ConfigError, match="max_new_tokens=0"):
         runner.generate(input_ids=ids, max_new_tokens=0)
     with pytest.raises(ConfigError, match="last logits only"):
         runner(input_ids=ids)
+
+
+def test_the_models_generation_config_decides_as_it_does_for_generate(tmp_path):
+    # a config that samples by default samples in the loop too; one with a repetition penalty (which
+    # the loop does not apply) runs the torch model, and once saved, is refused in one line
+    from accelkit.runtimes.decoding import UnsupportedDecoding
+    from accelkit.runtimes.openvino_lm import OpenVinoLm
+    from accelkit.techniques.openvino_generate import openvino_generator
+
+    model = _tiny("llama")
+    ids, mask = _left_padded_batch()
+    call = dict(input_ids=ids, attention_mask=mask, max_new_tokens=N_NEW, pad_token_id=0, eos_token_id=None)
+    model.generation_config.do_sample, model.generation_config.temperature = True, 1.5
+    runner = openvino_generator(model)
+    with torch.inference_mode():
+        torch.manual_seed(5)
+        ref = model.generate(**call)
+        torch.manual_seed(5)
+        assert torch.equal(runner.generate(**call), ref)
+        loaded = OpenVinoLm.load(tmp_path, runner.save(tmp_path))
+        torch.manual_seed(5)
+        assert torch.equal(loaded.generate(**call), ref)
+        model.generation_config.do_sample, model.generation_config.repetition_penalty = False, 1.5
+        runner = openvino_generator(model)
+        ref = model.generate(**call)
+        assert torch.equal(runner.generate(**call), ref)
+        penalised = tmp_path / "penalised"
+        penalised.mkdir()
+        loaded = OpenVinoLm.load(penalised, runner.save(penalised))
+        with pytest.raises(UnsupportedDecoding, match="repetition_penalty.*original model"):
+            loaded.generate(**call)
 
 
 @pytest.mark.parametrize("field,value", [("precision", "fp8"), ("kv_cache", "f64"), ("weights", "int2"),
@@ -149,9 +199,9 @@ def test_a_saved_graph_loads_and_writes_the_same_tokens(tmp_path):
                              pad_token_id=0, eos_token_id=None)
         assert torch.equal(loaded.generate(input_ids=ids, attention_mask=mask, max_new_tokens=N_NEW, pad_token_id=0,
                                            eos_token_id=None), ref)
-    # without the torch model, sampling has nothing to run on: one line saying so
-    with pytest.raises(ConfigError, match="greedily only"):
-        loaded.generate(input_ids=ids, max_new_tokens=3, do_sample=True, top_k=5)
+    # without the torch model, beams have nothing to run on: one line saying so
+    with pytest.raises(ConfigError, match="num_beams.*greedily or samples"):
+        loaded.generate(input_ids=ids, max_new_tokens=3, num_beams=2)
 
 
 def test_the_graph_returns_each_rows_last_logits_and_its_attention_reads_a_float_mask():

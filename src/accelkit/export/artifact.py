@@ -158,9 +158,11 @@ class ShippedModel:
 
 
     def generate(self, prompts: str | list[str], max_new_tokens: int | None = None,
-                 batch_size: int = 8) -> str | list[str]:
-        """The text a causal language model writes after each prompt (greedy, up to
-        ``max_new_tokens`` tokens or EOS; default: the number it was measured with), in input order."""
+                 batch_size: int = 8, seed: int | None = None) -> str | list[str]:
+        """The text a causal language model writes after each prompt (up to ``max_new_tokens``
+        tokens or EOS; default: the number it was measured with), in input order. Greedy, or with
+        ``seed``, sampled with the model's own temperature, top-k and top-p, torch's generator
+        seeded so before each batch (the same seed writes the same text)."""
         spec = get_task(self.task)
         if spec.method != "generate":
             raise ConfigError(f"generate() is for text-generation models; this one is {self.task}")
@@ -184,7 +186,8 @@ class ShippedModel:
                 inputs = self.tokenizer(texts[start : start + batch_size], padding=True, truncation=True,
                                         max_length=max_length, return_tensors="pt")
                 inputs = {k: v for k, v in inputs.items() if k in self.pipeline["input_names"]}
-                new = generate_tokens(self.model, inputs, new_tokens, self.tokenizer.pad_token_id, stop_at_eos=True)
+                new = generate_tokens(self.model, inputs, new_tokens, self.tokenizer.pad_token_id, stop_at_eos=True,
+                                      sample_seed=seed)
                 written += self.tokenizer.batch_decode(new, skip_special_tokens=True)
         return written[0] if single else written
 

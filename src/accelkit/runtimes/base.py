@@ -16,19 +16,7 @@ import torch
 
 from accelkit.errors import ConfigError
 
-__all__ = ["GREEDY_OPTIONS", "Runtime", "RuntimeRecord", "ShipError", "counting_flops", "device_kind", "lean_greedy",
-           "name_inputs"]
-
-# generate options a runtime's own greedy loop follows; any other (sampling, beams ...) needs the model's generate
-GREEDY_OPTIONS = frozenset({"max_new_tokens", "do_sample", "num_beams", "pad_token_id", "eos_token_id"})
-
-
-def lean_greedy(input_ids: Any, options: Mapping[str, Any]) -> bool:
-    """Whether a ``generate`` call is plain greedy decoding of ``max_new_tokens`` that a lean loop
-    follows itself; any other option (sampling, beams ...) goes to the model's own ``generate``."""
-    return (input_ids is not None and set(options) <= GREEDY_OPTIONS and not options.get("do_sample")
-            and options.get("num_beams", 1) == 1 and "max_new_tokens" in options)
-
+__all__ = ["Runtime", "RuntimeRecord", "ShipError", "counting_flops", "device_kind", "name_inputs"]
 
 class ShipError(ConfigError):
     """A model that cannot be saved as it is (the message names why and what to choose instead)."""

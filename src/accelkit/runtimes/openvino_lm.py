@@ -19,7 +19,13 @@ from accelkit._lazy import is_available, require
 from accelkit._threads import available_cpus
 from accelkit.config import Config
 from accelkit.errors import ConfigError
-from accelkit.runtimes.base import GREEDY_OPTIONS, Runtime, RuntimeRecord, lean_greedy
+from accelkit.runtimes.base import Runtime, RuntimeRecord
+from accelkit.runtimes.decoding import (
+    TokenPicker,
+    UnsupportedDecoding,
+    decoding_defaults,
+    lean_decoding,
+)
 from accelkit.runtimes.onnxruntime import OrtConfig
 from accelkit.runtimes.registry import register_runtime
 from accelkit.signal_stack import keep_signal_stack
@@ -52,10 +58,11 @@ class OpenVinoLmConfig(Config):
 
 @register_runtime
 class OpenVinoLm(Runtime):
-    """A stateful causal-LM graph called like the model's ``generate`` (greedy); ``model``: the
-    torch model, kept for ``generate`` options the loop does not follow (absent once loaded);
-    ``eos_token_id``: where a call that names none stops, as ``generate`` reads the model's
-    generation config."""
+    """A stateful causal-LM graph called like the model's ``generate`` (greedy or sampling);
+    ``model``: the torch model, kept for ``generate`` options the loop does not follow (absent once
+    loaded); ``eos_token_id``: where a call that names none stops, as ``generate`` reads the model's
+    generation config; ``decoding``: the rest of that config the loop follows
+    (``accelkit.runtimes.decoding.decoding_defaults``; by default read from ``model``)."""
 
     name = "openvino-lm"
     form = "openvino-lm"
@@ -65,10 +72,13 @@ class OpenVinoLm(Runtime):
     devices = ("cpu",)
 
     def __init__(self, graph: Any, config: OpenVinoLmConfig | None = None, *, model: Any = None,
-                 eos_token_id: int | list[int] | None = None, details: Mapping[str, Any] | None = None) -> None:
+                 eos_token_id: int | list[int] | None = None, decoding: Mapping[str, Any] | None = None,
+                 details: Mapping[str, Any] | None = None) -> None:
         ov = require("openvino", "openvino")
         self.config = config or OpenVinoLmConfig()
         self.model, self._graph, self.device, self.eos_token_id = model, graph, "cpu", eos_token_id
+        self.decoding = dict(decoding) if decoding is not None else \
+            decoding_defaults(getattr(model, "generation_config", None))
         threads = self.config.threads or OrtConfig().threads()
         settings: dict[str, Any] = {"INFERENCE_PRECISION_HINT": self.config.precision,
                                     "KV_CACHE_PRECISION": self.config.kv_cache, "INFERENCE_NUM_THREADS": threads,
@@ -95,19 +105,27 @@ class OpenVinoLm(Runtime):
 
     def generate(self, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
                  **kwargs: Any) -> torch.Tensor:
-        """``model.generate``'s greedy result (prompt and new tokens, one row per prompt); EOS
-        stops a row when ``eos_token_id`` is given (later columns: ``pad_token_id``)."""
-        if lean_greedy(input_ids, kwargs):
-            eos = kwargs["eos_token_id"] if "eos_token_id" in kwargs else self.eos_token_id
-            return self.greedy(input_ids, attention_mask, kwargs["max_new_tokens"], eos_token_id=eos,
-                               pad_token_id=kwargs.get("pad_token_id"))
-        if self.model is None:
-            raise ConfigError(f"generate({', '.join(sorted(set(kwargs) - GREEDY_OPTIONS)) or 'do_sample'}...): a "
-                              "saved OpenVINO generation model decodes greedily only; sample with the original model")
-        return self.model.generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
+        """``model.generate``'s result (prompt and new tokens, one row per prompt), greedy or sampled
+        (temperature, top-k, top-p, min-p; seed torch's generator for the same draws as generate);
+        EOS stops a row when ``eos_token_id`` is given (later columns: ``pad_token_id``)."""
+        try:
+            pick = lean_decoding(input_ids, kwargs, self.decoding)
+        except UnsupportedDecoding as exc:
+            if self.model is None:
+                raise UnsupportedDecoding(f"{exc}: a saved OpenVINO generation model decodes greedily or samples "
+                                          "(temperature, top_k, top_p, min_p) only; run the original model for "
+                                          "this") from None
+            return self.model.generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
+        eos = kwargs["eos_token_id"] if "eos_token_id" in kwargs else self.eos_token_id
+        return self.decode(input_ids, attention_mask, kwargs["max_new_tokens"], pick=pick, eos_token_id=eos,
+                           pad_token_id=kwargs.get("pad_token_id"))
 
-    def greedy(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, max_new_tokens: int, *,
-               eos_token_id: int | list[int] | None = None, pad_token_id: int | None = None) -> torch.Tensor:
+    def decode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, max_new_tokens: int, *,
+               pick: TokenPicker | None = None, eos_token_id: int | list[int] | None = None,
+               pad_token_id: int | None = None) -> torch.Tensor:
+        """``max_new_tokens`` tokens after each row of ``input_ids`` (left-padded as ``attention_mask``
+        says), each picked by ``pick`` (greedy when None) from the row's last logits."""
+        pick = pick or TokenPicker()
         if max_new_tokens < 1:
             raise ConfigError(f"max_new_tokens={max_new_tokens}: expected a positive number of tokens to write")
         ids = input_ids.cpu().numpy().astype(np.int64)
@@ -121,8 +139,8 @@ class OpenVinoLm(Runtime):
         beam = np.arange(batch, dtype=np.int32)
         request = self._request
         request.reset_state()  # a new batch of prompts starts from an empty cache
-        token = request.infer({"input_ids": ids, "attention_mask": mask, "position_ids": positions,
-                               "beam_idx": beam})["logits"].argmax(-1)[:, None]
+        token = pick(request.infer({"input_ids": ids, "attention_mask": mask, "position_ids": positions,
+                                    "beam_idx": beam})["logits"])
         eos = np.asarray([eos_token_id] if isinstance(eos_token_id, int) else list(eos_token_id)) \
             if eos_token_id is not None else None
         done = np.zeros((batch, 1), dtype=bool)
@@ -133,8 +151,8 @@ class OpenVinoLm(Runtime):
                 done |= np.isin(token, eos)
                 if done.all():
                     break
-            token = request.infer({"input_ids": token, "attention_mask": np.ascontiguousarray(full[:, :length + k]),
-                                   "position_ids": position, "beam_idx": beam})["logits"].argmax(-1)[:, None]
+            token = pick(request.infer({"input_ids": token, "attention_mask": np.ascontiguousarray(full[:, :length + k]),
+                                        "position_ids": position, "beam_idx": beam})["logits"])
             if eos is not None:
                 token = np.where(done, pad_token_id if pad_token_id is not None else 0, token)
             position = position + 1
@@ -146,14 +164,15 @@ class OpenVinoLm(Runtime):
         ov = require("openvino", "openvino")
         ov.save_model(self._graph, str(folder / self.model_file), compress_to_fp16=False)  # writes model.bin beside
         return {"runtime": self.name, "device": self.device, "openvino_lm": self.config.to_dict(),
-                "eos_token_id": self.eos_token_id, "runtime_extra": dict(self.extra)}
+                "eos_token_id": self.eos_token_id, "decoding": dict(self.decoding), "runtime_extra": dict(self.extra)}
 
     @classmethod
     def load(cls, folder: Path, fields: Mapping[str, Any], *, baseline: Any = None) -> OpenVinoLm:
         ov = require("openvino", "openvino")
         graph = ov.Core().read_model(str(folder / cls.model_file))
         return cls(graph, OpenVinoLmConfig.from_dict(fields.get("openvino_lm") or {}),
-                   eos_token_id=fields.get("eos_token_id"), details=fields.get("runtime_extra"))
+                   eos_token_id=fields.get("eos_token_id"), decoding=fields.get("decoding"),
+                   details=fields.get("runtime_extra"))
 
     @property
     def serialized_size_bytes(self) -> int:

@@ -38,7 +38,7 @@ from torch import nn
 
 from accelkit.config import Config
 from accelkit.errors import ConfigError
-from accelkit.runtimes.base import lean_greedy
+from accelkit.runtimes.decoding import lean_greedy
 from accelkit.techniques.registry import BuildContext, Built, register_technique
 from accelkit.techniques.self_speculative import decoder_layers, early_exit_view
 from accelkit.techniques.static_cache import StaticCacheConfig, StaticCacheGenerator, causal_lm_of
@@ -105,7 +105,7 @@ class CompiledSpeculativeGenerator(nn.Module):
 
     def generate(self, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
                  **kwargs: Any) -> torch.Tensor:
-        if not lean_greedy(input_ids, kwargs):
+        if not lean_greedy(input_ids, kwargs, getattr(self.model, "generation_config", None)):
             return self.model.generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
         if input_ids.shape[0] != 1 or (attention_mask is not None and not bool(attention_mask.all())):
             return self.target.generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)

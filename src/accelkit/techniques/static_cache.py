@@ -50,7 +50,7 @@ from torch.overrides import TorchFunctionMode
 
 from accelkit.config import Config
 from accelkit.errors import ConfigError
-from accelkit.runtimes.base import lean_greedy
+from accelkit.runtimes.decoding import lean_greedy
 from accelkit.techniques.registry import BuildContext, Built, register_technique
 
 __all__ = ["StaticCacheConfig", "StaticCacheGenerator"]
@@ -299,7 +299,7 @@ class StaticCacheGenerator(nn.Module):
                  **kwargs: Any) -> torch.Tensor:
         """``model.generate``'s greedy result (prompt and new tokens, one row per prompt); EOS
         stops a row when ``eos_token_id`` is given (later columns: ``pad_token_id``), as generate does."""
-        if not lean_greedy(input_ids, kwargs):
+        if not lean_greedy(input_ids, kwargs, getattr(self.model, "generation_config", None)):
             return self.model.generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
         return self.greedy(input_ids, attention_mask, kwargs["max_new_tokens"], eos_token_id=kwargs.get("eos_token_id"),
                            pad_token_id=kwargs.get("pad_token_id"))
