@@ -15,7 +15,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import openvino as ov  # noqa: E402
 import torch  # noqa: E402
 
-from accelkit.export.onnx import _as_named_inputs, export_onnx, named_numpy_inputs  # noqa: E402
+from accelkit.export.onnx import _as_named_inputs, _eager_attention, export_onnx, named_numpy_inputs  # noqa: E402
 from accelkit.runtimes.openvino import OpenVinoConfig, OpenVinoModule  # noqa: E402
 from accelkit.techniques.openvino_runtime import quantize_onnx_nncf  # noqa: E402
 from accelkit.workloads import get_workload  # noqa: E402
@@ -46,6 +46,7 @@ def op_counts(compiled) -> dict[str, int]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rows", default="", help="comma-separated rows to time [default: all]")
     args = parser.parse_args()
     torch.set_num_threads(2)
     wl = get_workload("minilm")
@@ -55,7 +56,7 @@ def main() -> None:
     example = wl.example_inputs(wl.calib_data(64), s)
     names, tensors = _as_named_inputs(example)
     graph = export_onnx(model, example)
-    with torch.no_grad():
+    with torch.no_grad(), _eager_attention(model):  # the attention the ONNX export writes
         converted = ov.convert_model(model, example_input=dict(zip(names, tensors, strict=True)))
     for i, name in enumerate(names):
         converted.inputs[i].get_tensor().set_names({name})
@@ -71,7 +72,9 @@ def main() -> None:
         variants[f"fe-bf16-{streams}s"] = from_ov_model(converted, "bf16", streams)
         variants[f"onnx-int8-{streams}s"] = OpenVinoModule(qdq, OpenVinoConfig(precision="bf16", streams=streams))
         variants[f"fe-int8-{streams}s"] = from_ov_model(ov_int8, "bf16", streams)
-    for name in ("onnx-bf16-1s", "fe-bf16-1s", "onnx-int8-1s", "fe-int8-1s"):
+    if args.rows:
+        variants = {name: variants[name] for name in args.rows.split(",")}
+    for name in [n for n in ("onnx-bf16-1s", "fe-bf16-1s", "onnx-int8-1s", "fe-int8-1s") if n in variants]:
         print(name, op_counts(variants[name]._compiled))
     ref = wl.predict(model, data, s)
     for name, m in variants.items():
