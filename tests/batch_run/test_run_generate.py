@@ -40,3 +40,35 @@ def test_max_new_tokens_is_refused_where_it_does_not_fit(shipped, shipped_genera
     with pytest.raises(ConfigError, match="max_new_tokens=0"):
         run_batch(shipped_generator, corpus_file(tmp_path, sentences, 4), tmp_path / "out", engine="local",
                   max_new_tokens=0)
+
+
+def test_seed_samples_what_generate_samples_and_a_resume_writes_the_same(shipped_generator, sentences, tmp_path):
+    from accelkit.errors import OutputPathError
+
+    path, prompts = prompts_file(tmp_path, sentences)
+    model = load(shipped_generator)
+    greedy = model.generate(prompts, max_new_tokens=4, batch_size=3)
+    # blocks of 6 in batches of 3: block b's batches get seed + 6b + 0 and + 3, as the direct call's do
+    run_batch(shipped_generator, path, tmp_path / "out", engine="local", block_size=6, batch_size=3,
+              max_new_tokens=4, threads=1, seed=5)
+    texts = read_texts(tmp_path / "out")[1]
+    assert texts == model.generate(prompts, max_new_tokens=4, batch_size=3, seed=5) != greedy
+    assert texts != model.generate(prompts, max_new_tokens=4, batch_size=3, seed=6)
+    # a resume with the blocks half written draws the same tokens for the rest
+    for part in sorted((tmp_path / "out").glob("part-*.parquet"))[2:]:
+        part.unlink()
+    run_batch(shipped_generator, path, tmp_path / "out", engine="local", block_size=6, batch_size=3,
+              max_new_tokens=4, threads=1, seed=5, resume=True)
+    assert read_texts(tmp_path / "out")[1] == texts
+    with pytest.raises(OutputPathError, match="--seed"):
+        run_batch(shipped_generator, path, tmp_path / "out", engine="local", block_size=6, batch_size=3,
+                  max_new_tokens=4, threads=1, seed=6, resume=True)
+
+
+def test_seed_is_refused_where_it_does_not_fit(shipped, sentences, tmp_path):
+    with pytest.raises(ConfigError, match="--seed is for text-generation models"):
+        run_batch(shipped["embedding"], corpus_file(tmp_path, sentences, 4), tmp_path / "out", engine="local", seed=1)
+    with pytest.raises(ConfigError, match="--seed -1"):
+        run_batch(shipped["embedding"], corpus_file(tmp_path, sentences, 4), tmp_path / "out", engine="local",
+                  seed=-1)
+    assert not (tmp_path / "out").exists()

@@ -21,8 +21,9 @@ class BlockWorker:
     """Loads the model once; ``run`` turns one block into its part."""
 
     def __init__(self, model_dir: str, corpus: Corpus, output: str, *, threads: int, batch_size: int,
-                 on_bad_row: str, max_new_tokens: int | None = None) -> None:
+                 on_bad_row: str, max_new_tokens: int | None = None, seed: int | None = None) -> None:
         self.corpus = corpus
+        self.seed = seed
         self.output = Path(output)
         self.on_bad_row = on_bad_row
         self.runner = ShippedRunner(model_dir, threads, batch_size, max_new_tokens)
@@ -36,7 +37,9 @@ class BlockWorker:
             first = rows.bad[0]
             return {"block": block.index, "error": f"{block.file} row {first['row']} is bad ({first['why']}); "
                                                    "fix it, or pass --on-bad-row skip to count and skip bad rows"}
-        table = self.runner.table(rows.ids, rows.texts, ids_are_given=self.corpus.id_column is not None)
+        # a block's draws follow from its place in the input, not from which worker ran it or when
+        seed = None if self.seed is None else self.seed + block.first_row
+        table = self.runner.table(rows.ids, rows.texts, ids_are_given=self.corpus.id_column is not None, seed=seed)
         stats = {"block": block.index, "rows": block.rows, "items": len(rows.texts), "blank_rows": rows.blank,
                  "bad_rows": len(rows.bad), "bad_row_examples": rows.bad[:BAD_ROW_EXAMPLES]}
         write_part(self.output, block.index, table, stats)

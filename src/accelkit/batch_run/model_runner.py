@@ -46,10 +46,11 @@ def check_model_folder(path: str | Path) -> str:
     return str(task)
 
 
-def check_run_options(task: str, max_new_tokens: int | None) -> None:
+def check_run_options(task: str, max_new_tokens: int | None, seed: int | None = None) -> None:
     """ConfigError with one line when an option does not fit the folder's task."""
-    if max_new_tokens is not None and task not in _GENERATE_TASKS:
-        raise ConfigError(f"--max-new-tokens is for text-generation models; this one is {task}: drop it")
+    for flag, value in (("--max-new-tokens", max_new_tokens), ("--seed", seed)):
+        if value is not None and task not in _GENERATE_TASKS:
+            raise ConfigError(f"{flag} is for text-generation models; this one is {task}: drop it")
 
 
 class ShippedRunner:
@@ -99,8 +100,9 @@ class ShippedRunner:
             fields += [pa.field("label", pa.string()), pa.field("score", pa.float32())]
         return pa.schema(fields)
 
-    def table(self, ids: list[Any], texts: list[str], ids_are_given: bool) -> Any:
-        """One row per text, in order: its id and the model's output."""
+    def table(self, ids: list[Any], texts: list[str], ids_are_given: bool, seed: int | None = None) -> Any:
+        """One row per text, in order: its id and the model's output. ``seed``: a text-generation
+        model samples, its first batch seeded with it (``ShippedModel.generate``)."""
         import numpy as np
         import pyarrow as pa
 
@@ -112,8 +114,8 @@ class ShippedRunner:
             flat = pa.array(np.ascontiguousarray(emb, dtype=np.float32).reshape(-1))
             columns.append(pa.FixedSizeListArray.from_arrays(flat, self.width))
         elif self.generates:
-            written = (self.model.generate(texts, max_new_tokens=self.max_new_tokens, batch_size=self.batch_size)
-                       if texts else [])
+            written = (self.model.generate(texts, max_new_tokens=self.max_new_tokens, batch_size=self.batch_size,
+                                           seed=seed) if texts else [])
             columns.append(pa.array(written, pa.string()))
         else:
             labels, scores = self._classify(texts)

@@ -50,7 +50,7 @@ def prepare_output(root: Path, run: dict[str, Any], *, resume: bool, overwrite: 
             earlier = None
         if earlier != run:
             raise OutputPathError(f"{root} holds parts of a run with another input, model or block size "
-                                  f"(or --max-new-tokens; see {RUN_FILE}); resume with the same ones, or pass --overwrite to start over")
+                                  f"(or --max-new-tokens or --seed; see {RUN_FILE}); resume with the same ones, or pass --overwrite to start over")
         for name in parts:
             stats = _part_stats(root / name)
             if stats is None:  # unreadable: ours, so it is dropped and its block run again

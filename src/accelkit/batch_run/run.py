@@ -34,7 +34,10 @@ class RunConfig(Config):
     """How a corpus run reads, runs and writes. ``engine=None``: Ray when installed, else local.
     ``threads``: per Ray actor (default 1), or for the in-process engine (default every core);
     ``actors``: Ray actors (default the cluster's CPUs / threads); ``max_new_tokens``: tokens a
-    text-generation model writes after each prompt (default: the number it was measured with)."""
+    text-generation model writes after each prompt (default: the number it was measured with);
+    ``seed``: a text-generation model samples (its own temperature, top-k, top-p) instead of
+    decoding greedily, each batch seeded from ``seed`` and its place in the input, so the same seed
+    writes the same text on either engine and after a resume."""
 
     engine: str | None = None
     text_column: str | None = None
@@ -48,6 +51,7 @@ class RunConfig(Config):
     actors: int | None = None
     threads: int | None = None
     max_new_tokens: int | None = None
+    seed: int | None = None
     version: int = 1
 
     def __post_init__(self) -> None:
@@ -59,6 +63,8 @@ class RunConfig(Config):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise ConfigError(f"{name}={value!r}: expected a positive integer")
+        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0):
+            raise ConfigError(f"--seed {self.seed!r}: expected a whole number >= 0")
         if self.engine == "local" and (self.address or self.actors):
             raise ConfigError("--address and --actors are for --engine ray; drop them or pass --engine ray")
 
@@ -73,12 +79,12 @@ def _digest(paths: list[Path]) -> str:
 
 
 def _run_record(model_dir: Path, corpus: Corpus, blocks: list[Block], block_size: int,
-                max_new_tokens: int | None) -> dict[str, Any]:
+                max_new_tokens: int | None, seed: int | None) -> dict[str, Any]:
     files = sorted({Path(b.file) for b in blocks}) or [Path(corpus.path)]
     return {"schema": "accelkit.run/1", "input": corpus.path, "input_digest": _digest(files),
             "format": corpus.fmt, "text_column": corpus.text_column, "id_column": corpus.id_column,
             "model": str(model_dir), "model_plan": _digest([model_dir / "plan.json"]),
-            "block_size": block_size, "blocks": len(blocks), "max_new_tokens": max_new_tokens}
+            "block_size": block_size, "blocks": len(blocks), "max_new_tokens": max_new_tokens, "seed": seed}
 
 
 def run_batch(model_dir: str | os.PathLike, input: str | os.PathLike, output: str | os.PathLike,
@@ -100,7 +106,7 @@ def run_batch(model_dir: str | os.PathLike, input: str | os.PathLike, output: st
     if engine == "ray":
         require_ray()
     model_dir, out = Path(model_dir).resolve(), Path(output).resolve()
-    check_run_options(check_model_folder(model_dir), cfg.max_new_tokens)
+    check_run_options(check_model_folder(model_dir), cfg.max_new_tokens, cfg.seed)
     corpus, blocks = plan_blocks(input, cfg.block_size, text_column=cfg.text_column, id_column=cfg.id_column)
     threads = cfg.threads or (1 if engine == "ray" else available_cpus())
     started = False
@@ -109,12 +115,12 @@ def run_batch(model_dir: str | os.PathLike, input: str | os.PathLike, output: st
 
         started = connect(cfg.address, available_cpus())
     try:
-        done = prepare_output(out, _run_record(model_dir, corpus, blocks, cfg.block_size, cfg.max_new_tokens),
+        done = prepare_output(out, _run_record(model_dir, corpus, blocks, cfg.block_size, cfg.max_new_tokens, cfg.seed),
                               resume=cfg.resume, overwrite=cfg.overwrite)
         todo = [b for b in blocks if b.index not in done]
         worker_args = {"model_dir": str(model_dir), "corpus": corpus, "output": str(out), "threads": threads,
                        "batch_size": cfg.batch_size, "on_bad_row": cfg.on_bad_row,
-                       "max_new_tokens": cfg.max_new_tokens}
+                       "max_new_tokens": cfg.max_new_tokens, "seed": cfg.seed}
         finished: dict[int, dict] = {}
         line = ProgressLine(console or Console(stderr=True), sum(b.rows for b in todo))
 

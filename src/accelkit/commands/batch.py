@@ -41,6 +41,9 @@ def run(
                                                 "engine (default: every core)")] = None,
     max_new_tokens: Annotated[int | None, typer.Option(help="text-generation models: tokens written after each "
                                                        "prompt (default: the number it was measured with)")] = None,
+    seed: Annotated[int | None, typer.Option(help="text-generation models: sample (the model's own temperature, "
+                                             "top-k, top-p) instead of greedy decoding; the same seed writes "
+                                             "the same text")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", help=VERBOSE_HELP)] = False,
 ) -> None:
     """Run MODEL_DIR's task over --input (embeddings, label and score, or generated text) into Parquet
@@ -51,7 +54,7 @@ def run(
     config = RunConfig(engine=engine, text_column=text_column, id_column=id_column, block_size=block_size,
                        batch_size=batch_size, on_bad_row=on_bad_row, resume=resume, overwrite=overwrite,
                        address=address, actors=actors, threads=threads,
-                       max_new_tokens=max_new_tokens)
+                       max_new_tokens=max_new_tokens, seed=seed)
     with quiet(verbose=verbose, name="run") as q, _sigterm_interrupts():
         try:
             s = run_batch(model_dir, input, output, config, console=q.console)

@@ -162,7 +162,8 @@ class ShippedModel:
         """The text a causal language model writes after each prompt (up to ``max_new_tokens``
         tokens or EOS; default: the number it was measured with), in input order. Greedy, or with
         ``seed``, sampled with the model's own temperature, top-k and top-p, torch's generator
-        seeded so before each batch (the same seed writes the same text)."""
+        seeded with ``seed`` plus the position of the batch's first prompt before each batch (the
+        same seed writes the same text, and batches do not repeat each other's draws)."""
         spec = get_task(self.task)
         if spec.method != "generate":
             raise ConfigError(f"generate() is for text-generation models; this one is {self.task}")
@@ -187,7 +188,7 @@ class ShippedModel:
                                         max_length=max_length, return_tensors="pt")
                 inputs = {k: v for k, v in inputs.items() if k in self.pipeline["input_names"]}
                 new = generate_tokens(self.model, inputs, new_tokens, self.tokenizer.pad_token_id, stop_at_eos=True,
-                                      sample_seed=seed)
+                                      sample_seed=None if seed is None else seed + start)
                 written += self.tokenizer.batch_decode(new, skip_special_tokens=True)
         return written[0] if single else written
 
