@@ -13,6 +13,7 @@ from accelkit.runtimes.decoding import (
     TokenPicker,
     UnsupportedDecoding,
     decoding_defaults,
+    eos_and_pad,
     lean_decoding,
     lean_greedy,
 )
@@ -23,7 +24,7 @@ IDS = torch.ones(2, 3, dtype=torch.long)
 def test_defaults_are_generates_and_name_what_would_change_tokens():
     plain = decoding_defaults(GenerationConfig())
     assert plain == {"do_sample": False, "temperature": 1.0, "top_k": 50, "top_p": 1.0, "min_p": None,
-                     "processors": [], "warpers": []}
+                     "eos_token_id": None, "pad_token_id": None, "processors": [], "warpers": []}
     assert decoding_defaults(None) == plain
     odd = decoding_defaults(GenerationConfig(do_sample=True, top_p=0.9, repetition_penalty=1.2, typical_p=0.5))
     assert odd["do_sample"] and odd["top_p"] == 0.9
@@ -52,6 +53,14 @@ def test_lean_decoding_follows_greedy_and_sampling_calls_and_names_what_it_canno
     with pytest.raises(UnsupportedDecoding, match="tokens, not logits"):
         lean_decoding(IDS, {"max_new_tokens": 4, "do_sample": True}, can_sample=False)
     assert issubclass(UnsupportedDecoding, ConfigError)
+
+
+def test_eos_and_pad_are_the_calls_else_the_configs_and_pad_falls_back_to_eos():
+    config = decoding_defaults(GenerationConfig(eos_token_id=[7, 9], pad_token_id=None))
+    assert eos_and_pad({}, config) == ([7, 9], 7)
+    assert eos_and_pad({"eos_token_id": None, "pad_token_id": 3}, config) == (None, 3)
+    assert eos_and_pad({"eos_token_id": 5}, decoding_defaults(GenerationConfig(pad_token_id=2))) == (5, 2)
+    assert eos_and_pad({}, decoding_defaults(None)) == (None, 0)
 
 
 def test_lean_greedy_reads_the_models_config_as_generate_does():

@@ -57,7 +57,12 @@ def test_the_openvino_loop_writes_generates_greedy_tokens(kind):
                                  pad_token_id=0, eos_token_id=eos)
         out_eos = runner.generate(input_ids=ids, attention_mask=mask, max_new_tokens=N_NEW, pad_token_id=0,
                                   eos_token_id=eos)
+        # a call that names no EOS and no pad id: the model's EOS stops rows, which are padded with it
+        model.generation_config.eos_token_id, model.generation_config.pad_token_id = eos, None
+        ref_config = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=N_NEW, do_sample=False)
+        out_config = openvino_generator(model).generate(input_ids=ids, attention_mask=mask, max_new_tokens=N_NEW)
     assert torch.equal(out_eos, ref_eos)
+    assert torch.equal(out_config, ref_config) and not torch.equal(ref_config, ref_eos)  # padded with EOS, not 0
 
 
 @pytest.mark.parametrize("options", [{}, {"temperature": 1.5, "top_k": 5}, {"top_p": 0.8, "top_k": 0},

@@ -58,7 +58,12 @@ def test_the_lean_loop_writes_generates_greedy_tokens(kind):
                                  pad_token_id=0, eos_token_id=eos)
         out_eos = lean.generate(input_ids=ids, attention_mask=mask, max_new_tokens=N_NEW, pad_token_id=0,
                                 eos_token_id=eos)
+        # a call that names no EOS and no pad id: the model's EOS stops rows, which are padded with it
+        model.generation_config.eos_token_id, model.generation_config.pad_token_id = eos, None
+        ref_config = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=N_NEW, do_sample=False)
+        out_config = lean.generate(input_ids=ids, attention_mask=mask, max_new_tokens=N_NEW)
     assert torch.equal(out_eos, ref_eos)
+    assert torch.equal(out_config, ref_config) and not torch.equal(ref_config, ref_eos)  # padded with EOS, not 0
 
 
 def test_options_the_lean_loop_does_not_follow_go_to_generate():

@@ -18,8 +18,8 @@ import torch
 
 from accelkit.errors import ConfigError
 
-__all__ = ["DECODING_OPTIONS", "TokenPicker", "UnsupportedDecoding", "decoding_defaults", "lean_decoding",
-           "lean_greedy"]
+__all__ = ["DECODING_OPTIONS", "TokenPicker", "UnsupportedDecoding", "decoding_defaults", "eos_and_pad",
+           "lean_decoding", "lean_greedy"]
 
 # generate options a lean loop follows; any other (beams, streamers, output_scores ...) needs generate
 DECODING_OPTIONS = frozenset({"max_new_tokens", "do_sample", "num_beams", "pad_token_id", "eos_token_id",
@@ -47,8 +47,9 @@ def _active(values: Mapping[str, Any], neutral: Mapping[str, tuple]) -> list[str
 
 def decoding_defaults(generation_config: Any) -> dict[str, Any]:
     """What a loop needs of a model's generation config (a transformers ``GenerationConfig``, its
-    dict, or None): the picking defaults and the names of the fields that would change tokens
-    (``processors``; ``warpers``: only when sampling). JSON-able, so a saved plan keeps it."""
+    dict, or None): the picking defaults, its EOS and pad ids, and the names of the fields that
+    would change tokens (``processors``; ``warpers``: only when sampling). JSON-able, so a saved
+    plan keeps it."""
     if generation_config is None:
         values: Mapping[str, Any] = {}
     elif isinstance(generation_config, Mapping):
@@ -56,8 +57,20 @@ def decoding_defaults(generation_config: Any) -> dict[str, Any]:
     else:
         values = generation_config.to_dict()
     out = {k: values[k] if values.get(k) is not None else default for k, default in _PICKING.items()}
+    out["eos_token_id"], out["pad_token_id"] = values.get("eos_token_id"), values.get("pad_token_id")
     out["processors"], out["warpers"] = _active(values, _PROCESSORS), _active(values, _WARPERS)
     return out
+
+
+def eos_and_pad(options: Mapping[str, Any], defaults: Mapping[str, Any]) -> tuple[int | list[int] | None, int]:
+    """The EOS id(s) that stop a row and the id written after, as ``generate`` resolves them: the
+    call's own, else the generation config's (``decoding_defaults``); the pad id falls back to the
+    first EOS id, then 0."""
+    eos = options["eos_token_id"] if "eos_token_id" in options else defaults.get("eos_token_id")
+    pad = options.get("pad_token_id", defaults.get("pad_token_id"))
+    if pad is None and eos is not None:
+        pad = eos if isinstance(eos, int) else next(iter(eos), None)
+    return eos, 0 if pad is None else int(pad)
 
 
 @dataclass(frozen=True)

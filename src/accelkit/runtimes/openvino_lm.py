@@ -24,6 +24,7 @@ from accelkit.runtimes.decoding import (
     TokenPicker,
     UnsupportedDecoding,
     decoding_defaults,
+    eos_and_pad,
     lean_decoding,
 )
 from accelkit.runtimes.onnxruntime import OrtConfig
@@ -116,9 +117,9 @@ class OpenVinoLm(Runtime):
                                           "(temperature, top_k, top_p, min_p) only; run the original model for "
                                           "this") from None
             return self.model.generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
-        eos = kwargs["eos_token_id"] if "eos_token_id" in kwargs else self.eos_token_id
+        eos, pad = eos_and_pad(kwargs, {**self.decoding, "eos_token_id": self.eos_token_id})
         return self.decode(input_ids, attention_mask, kwargs["max_new_tokens"], pick=pick, eos_token_id=eos,
-                           pad_token_id=kwargs.get("pad_token_id"))
+                           pad_token_id=pad)
 
     def decode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, max_new_tokens: int, *,
                pick: TokenPicker | None = None, eos_token_id: int | list[int] | None = None,

@@ -38,7 +38,7 @@ from torch import nn
 
 from accelkit.config import Config
 from accelkit.errors import ConfigError
-from accelkit.runtimes.decoding import lean_greedy
+from accelkit.runtimes.decoding import decoding_defaults, eos_and_pad, lean_greedy
 from accelkit.techniques.registry import BuildContext, Built, register_technique
 from accelkit.techniques.self_speculative import decoder_layers, early_exit_view
 from accelkit.techniques.static_cache import StaticCacheConfig, StaticCacheGenerator, causal_lm_of
@@ -105,11 +105,13 @@ class CompiledSpeculativeGenerator(nn.Module):
 
     def generate(self, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
                  **kwargs: Any) -> torch.Tensor:
-        if not lean_greedy(input_ids, kwargs, getattr(self.model, "generation_config", None)):
+        config = getattr(self.model, "generation_config", None)
+        if not lean_greedy(input_ids, kwargs, config):
             return self.model.generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
         if input_ids.shape[0] != 1 or (attention_mask is not None and not bool(attention_mask.all())):
             return self.target.generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
-        return self.speculate(input_ids, kwargs["max_new_tokens"], eos_token_id=kwargs.get("eos_token_id"))
+        eos, _ = eos_and_pad(kwargs, decoding_defaults(config))  # the model's own, as generate reads it
+        return self.speculate(input_ids, kwargs["max_new_tokens"], eos_token_id=eos)
 
     def speculate(self, input_ids: torch.Tensor, max_new_tokens: int, *,
                   eos_token_id: int | list[int] | None = None) -> torch.Tensor:

@@ -50,7 +50,7 @@ from torch.overrides import TorchFunctionMode
 
 from accelkit.config import Config
 from accelkit.errors import ConfigError
-from accelkit.runtimes.decoding import lean_greedy
+from accelkit.runtimes.decoding import decoding_defaults, eos_and_pad, lean_greedy
 from accelkit.techniques.registry import BuildContext, Built, register_technique
 
 __all__ = ["StaticCacheConfig", "StaticCacheGenerator"]
@@ -297,12 +297,14 @@ class StaticCacheGenerator(nn.Module):
 
     def generate(self, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
                  **kwargs: Any) -> torch.Tensor:
-        """``model.generate``'s greedy result (prompt and new tokens, one row per prompt); EOS
-        stops a row when ``eos_token_id`` is given (later columns: ``pad_token_id``), as generate does."""
-        if not lean_greedy(input_ids, kwargs, getattr(self.model, "generation_config", None)):
+        """``model.generate``'s greedy result (prompt and new tokens, one row per prompt); EOS (the
+        call's ``eos_token_id``, else the model's) stops a row, later columns ``pad_token_id``, as
+        generate does."""
+        config = getattr(self.model, "generation_config", None)
+        if not lean_greedy(input_ids, kwargs, config):
             return self.model.generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
-        return self.greedy(input_ids, attention_mask, kwargs["max_new_tokens"], eos_token_id=kwargs.get("eos_token_id"),
-                           pad_token_id=kwargs.get("pad_token_id"))
+        eos, pad = eos_and_pad(kwargs, decoding_defaults(config))  # the model's own, as generate reads them
+        return self.greedy(input_ids, attention_mask, kwargs["max_new_tokens"], eos_token_id=eos, pad_token_id=pad)
 
     def greedy(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, max_new_tokens: int, *,
                eos_token_id: int | list[int] | None = None, pad_token_id: int | None = None) -> torch.Tensor:
