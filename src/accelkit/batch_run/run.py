@@ -84,7 +84,9 @@ def _run_record(model_dir: Path, corpus: Corpus, blocks: list[Block], block_size
     return {"schema": "accelkit.run/1", "input": corpus.path, "input_digest": _digest(files),
             "format": corpus.fmt, "text_column": corpus.text_column, "id_column": corpus.id_column,
             "model": str(model_dir), "model_plan": _digest([model_dir / "plan.json"]),
-            "block_size": block_size, "blocks": len(blocks), "max_new_tokens": max_new_tokens, "seed": seed}
+            "block_size": block_size, "blocks": len(blocks), "max_new_tokens": max_new_tokens,
+            # only when sampling: a greedy run's record stays as earlier versions wrote it, so they resume
+            **({"seed": seed} if seed is not None else {})}
 
 
 def run_batch(model_dir: str | os.PathLike, input: str | os.PathLike, output: str | os.PathLike,
