@@ -7,9 +7,10 @@ pass well under ``generate``'s (0.44-0.71x its time to first token on a 2-core Z
 ``generate`` bookkeeping between tokens: each step sends one token per row and reads one back.
 Saves as OpenVINO's own files, so a shipped folder writes text without torch running the model.
 Costs: an export and a compile at build time (seconds for a small model); the graph computes
-outside torch; greedy decoding only (sampling, beams or other ``generate`` options run the torch
-model's own ``generate``, and a loaded folder refuses them); the graph returns each row's last
-logits only, so no logits over the prompt for a perplexity pass. At ``precision="f32"`` with an f32 cache, greedy
+outside torch; the loop decodes greedily or samples (temperature, top-k, top-p, min-p: seeded, the
+draws ``generate`` makes), and beams, penalties or other ``generate`` options run the torch model's
+own ``generate`` (a loaded folder refuses them); the graph returns each row's last logits only, so
+no logits over the prompt for a perplexity pass. At ``precision="f32"`` with an f32 cache, greedy
 tokens equal ``generate``'s up to the kernels' rounding; "bf16", a smaller cache and compressed
 weights trade exactness for speed.
 """
