@@ -1,4 +1,4 @@
-"""openvino-generate: the stateful OpenVINO graph in a lean greedy loop writes exactly
+"""openvino-generate: the stateful OpenVINO graph in a lean decoding loop writes exactly
 ``model.generate``'s greedy tokens (left-padded batches, EOS stopping, a second call on a fresh
 cache) on tiny random Llama and GPT-2 models, also after a save and load; bad settings get the
 documented error."""

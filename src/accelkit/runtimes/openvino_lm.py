@@ -1,7 +1,7 @@
 """OpenVINO as the runtime of a causal LM writing text: the stateful graph of
-``accelkit.export.openvino_lm`` compiled for the CPU and driven by a lean greedy loop; saved as
-OpenVINO's own files (``model.xml``, ``model.bin``), so a shipped folder generates without torch
-running the model."""
+``accelkit.export.openvino_lm`` compiled for the CPU and driven by a lean decoding loop (greedy
+or sampled); saved as OpenVINO's own files (``model.xml``, ``model.bin``), so a shipped folder
+generates without torch running the model."""
 
 from __future__ import annotations
 

@@ -1,10 +1,10 @@
 """OpenVINO as the runtime of text generation: the causal LM exported as a stateful graph (its
-key/value cache kept inside the infer request), driven by a lean greedy loop.
+key/value cache kept inside the infer request), driven by a lean decoding loop.
 
 Buys: OpenVINO's CPU kernels for every step (weights packed once at compile, each layer's cache
 append and attention fused into one node, int8/int4 weights through NNCF when asked), a prompt
 pass well under ``generate``'s (0.44-0.71x its time to first token on a 2-core Zen 4), and no
-``generate`` bookkeeping between tokens: each step sends one token per row and reads one back.
+``generate`` bookkeeping between tokens: each step sends one token per row and reads its logits back.
 Saves as OpenVINO's own files, so a shipped folder writes text without torch running the model.
 Costs: an export and a compile at build time (seconds for a small model); the graph computes
 outside torch; the loop decodes greedily or samples (temperature, top-k, top-p, min-p: seeded, the
@@ -76,7 +76,7 @@ def openvino_generator(model: nn.Module, config: OpenVinoGenerateConfig | None =
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             graph = nncf.compress_weights(graph, mode=getattr(nncf.CompressWeightsMode, mode), **kwargs)
-    details = {"decode": "OpenVINO stateful graph, lean greedy loop", "weights": config.weights,
+    details = {"decode": "OpenVINO stateful graph, lean decoding loop", "weights": config.weights,
                "kv_cache": config.kv_cache}
     eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
     return OpenVinoLm(graph, config.runtime_config(), model=model, eos_token_id=eos, details=details)
@@ -88,7 +88,8 @@ _GENERATE = {"needs": ("generate",), "accepts": ("eager",), "produces": OpenVino
 
 
 @register_technique("openvino-generate", group="runtime", description="OpenVINO runtime for text generation: "
-                    "the causal LM as a stateful graph (cache inside the infer request), fp32, lean greedy loop",
+                    "the causal LM as a stateful graph (cache inside the infer request), fp32, lean "
+                    "decoding loop (greedy or sampled)",
                     **_GENERATE)
 def _openvino_generate(model: nn.Module, ctx: BuildContext, config: OpenVinoGenerateConfig) -> Built:
     return _build(model, ctx, config)
