@@ -1,7 +1,8 @@
 """openvino-generate: the stateful OpenVINO graph in a lean decoding loop writes exactly
 ``model.generate``'s greedy tokens (left-padded batches, EOS stopping, a second call on a fresh
-cache) on tiny random Llama and GPT-2 models, also after a save and load; bad settings get the
-documented error."""
+cache) on tiny random Llama and GPT-2 models, also after a save and load, and seeded sampling
+draws generate's tokens; what the loop does not follow goes to the torch model; bad settings get
+the documented error."""
 
 from __future__ import annotations
 
