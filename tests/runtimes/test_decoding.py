@@ -65,8 +65,8 @@ def test_eos_and_pad_are_the_calls_else_the_configs_and_pad_falls_back_to_eos():
 
 def test_lean_greedy_reads_the_models_config_as_generate_does():
     assert lean_greedy(IDS, {"max_new_tokens": 4, "do_sample": False})
-    assert not lean_greedy(IDS, {"max_new_tokens": 4}, GenerationConfig(do_sample=True))
-    assert not lean_greedy(IDS, {"max_new_tokens": 4}, GenerationConfig(no_repeat_ngram_size=3))
+    assert not lean_greedy(IDS, {"max_new_tokens": 4}, decoding_defaults(GenerationConfig(do_sample=True)))
+    assert not lean_greedy(IDS, {"max_new_tokens": 4}, decoding_defaults(GenerationConfig(no_repeat_ngram_size=3)))
     assert not lean_greedy(None, {"max_new_tokens": 4})
 
 

@@ -184,12 +184,13 @@ def _additive_masks(graph: Any) -> None:
     padding) then softmaxes to finite values instead of NaN, which the next layer would spread."""
     from openvino import opset13
 
+    boolean = require("openvino", "openvino").Type.boolean
     additive: dict[Any, Any] = {}
     for op in graph.get_ordered_ops():
         if op.get_type_name() != "ScaledDotProductAttention" or op.get_input_size() < 4:
             continue
         mask = op.input_value(3)
-        if mask.get_element_type() != require("openvino", "openvino").Type.boolean:
+        if mask.get_element_type() != boolean:
             continue
         if mask not in additive:
             additive[mask] = opset13.select(mask, opset13.constant(np.float32(0.0)),
@@ -211,5 +212,4 @@ def _serialized(graph: Any) -> Any:
     with tempfile.TemporaryDirectory(prefix="accelkit-ov-lm-", ignore_cleanup_errors=True) as tmp:
         path = os.path.join(tmp, "model.xml")
         ov.save_model(graph, path, compress_to_fp16=False)
-        del graph
         return ov.Core().read_model(path)

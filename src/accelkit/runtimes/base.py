@@ -18,6 +18,7 @@ from accelkit.errors import ConfigError
 
 __all__ = ["Runtime", "RuntimeRecord", "ShipError", "counting_flops", "device_kind", "name_inputs"]
 
+
 class ShipError(ConfigError):
     """A model that cannot be saved as it is (the message names why and what to choose instead)."""
 

@@ -134,8 +134,9 @@ def lean_decoding(input_ids: Any, options: Mapping[str, Any], defaults: Mapping[
         other.append("num_beams")
     if other or defaults.get("processors"):
         raise UnsupportedDecoding(f"generate option(s) {', '.join(other or defaults['processors'])}")
-    picking = {k: options.get(k, defaults.get(k, default)) for k, default in _PICKING.items()}
-    picking = {k: default if picking[k] is None and k != "min_p" else picking[k] for k, default in _PICKING.items()}
+    # the call's value where it names one, else the model's; unset (None): generate's own default
+    picking = {k: options[k] if k in options else defaults.get(k) for k in _PICKING}
+    picking = {k: default if picking[k] is None else picking[k] for k, default in _PICKING.items()}
     if picking["do_sample"]:
         if not can_sample:
             raise UnsupportedDecoding("do_sample (this loop's graph returns tokens, not logits)")
@@ -146,11 +147,12 @@ def lean_decoding(input_ids: Any, options: Mapping[str, Any], defaults: Mapping[
                        None if picking["min_p"] is None else float(picking["min_p"]))
 
 
-def lean_greedy(input_ids: Any, options: Mapping[str, Any], generation_config: Any = None) -> bool:
+def lean_greedy(input_ids: Any, options: Mapping[str, Any], defaults: Mapping[str, Any] | None = None) -> bool:
     """Whether a loop that writes argmax tokens (no logits) follows ``generate(input_ids, **options)``
-    of a model with ``generation_config`` exactly; if not, the call goes to the model's generate."""
+    of a model with ``defaults`` (its ``decoding_defaults``) exactly; if not, the call goes to the
+    model's generate."""
     try:
-        lean_decoding(input_ids, options, decoding_defaults(generation_config), can_sample=False)
+        lean_decoding(input_ids, options, defaults, can_sample=False)
     except UnsupportedDecoding:
         return False
     return True

@@ -61,9 +61,8 @@ class OpenVinoLmConfig(Config):
 class OpenVinoLm(Runtime):
     """A stateful causal-LM graph called like the model's ``generate`` (greedy or sampling);
     ``model``: the torch model, kept for ``generate`` options the loop does not follow (absent once
-    loaded); ``eos_token_id``: where a call that names none stops, as ``generate`` reads the model's
-    generation config; ``decoding``: the rest of that config the loop follows
-    (``accelkit.runtimes.decoding.decoding_defaults``; by default read from ``model``)."""
+    loaded); ``decoding``: what the model's generation config asks of decoding, its EOS and pad ids
+    included (``accelkit.runtimes.decoding.decoding_defaults``; by default read from ``model``)."""
 
     name = "openvino-lm"
     form = "openvino-lm"
@@ -73,11 +72,10 @@ class OpenVinoLm(Runtime):
     devices = ("cpu",)
 
     def __init__(self, graph: Any, config: OpenVinoLmConfig | None = None, *, model: Any = None,
-                 eos_token_id: int | list[int] | None = None, decoding: Mapping[str, Any] | None = None,
-                 details: Mapping[str, Any] | None = None) -> None:
+                 decoding: Mapping[str, Any] | None = None, details: Mapping[str, Any] | None = None) -> None:
         ov = require("openvino", "openvino")
         self.config = config or OpenVinoLmConfig()
-        self.model, self._graph, self.device, self.eos_token_id = model, graph, "cpu", eos_token_id
+        self.model, self._graph, self.device = model, graph, "cpu"
         self.decoding = dict(decoding) if decoding is not None else \
             decoding_defaults(getattr(model, "generation_config", None))
         threads = self.config.threads or OrtConfig().threads()
@@ -108,7 +106,8 @@ class OpenVinoLm(Runtime):
                  **kwargs: Any) -> torch.Tensor:
         """``model.generate``'s result (prompt and new tokens, one row per prompt), greedy or sampled
         (temperature, top-k, top-p, min-p; seed torch's generator for the same draws as generate);
-        EOS stops a row when ``eos_token_id`` is given (later columns: ``pad_token_id``)."""
+        EOS (the call's ``eos_token_id``, else the model's) stops a row, later columns
+        ``pad_token_id``, as generate does."""
         try:
             pick = lean_decoding(input_ids, kwargs, self.decoding)
         except UnsupportedDecoding as exc:
@@ -117,7 +116,7 @@ class OpenVinoLm(Runtime):
                                           "(temperature, top_k, top_p, min_p) only; run the original model for "
                                           "this") from None
             return self.model.generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
-        eos, pad = eos_and_pad(kwargs, {**self.decoding, "eos_token_id": self.eos_token_id})
+        eos, pad = eos_and_pad(kwargs, self.decoding)
         return self.decode(input_ids, attention_mask, kwargs["max_new_tokens"], pick=pick, eos_token_id=eos,
                            pad_token_id=pad)
 
@@ -165,15 +164,14 @@ class OpenVinoLm(Runtime):
         ov = require("openvino", "openvino")
         ov.save_model(self._graph, str(folder / self.model_file), compress_to_fp16=False)  # writes model.bin beside
         return {"runtime": self.name, "device": self.device, "openvino_lm": self.config.to_dict(),
-                "eos_token_id": self.eos_token_id, "decoding": dict(self.decoding), "runtime_extra": dict(self.extra)}
+                "decoding": dict(self.decoding), "runtime_extra": dict(self.extra)}
 
     @classmethod
     def load(cls, folder: Path, fields: Mapping[str, Any], *, baseline: Any = None) -> OpenVinoLm:
         ov = require("openvino", "openvino")
         graph = ov.Core().read_model(str(folder / cls.model_file))
         return cls(graph, OpenVinoLmConfig.from_dict(fields.get("openvino_lm") or {}),
-                   eos_token_id=fields.get("eos_token_id"), decoding=fields.get("decoding"),
-                   details=fields.get("runtime_extra"))
+                   decoding=fields.get("decoding"), details=fields.get("runtime_extra"))
 
     @property
     def serialized_size_bytes(self) -> int:

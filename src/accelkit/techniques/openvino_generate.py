@@ -62,7 +62,8 @@ class OpenVinoGenerateConfig(Config):
 
 def openvino_generator(model: nn.Module, config: OpenVinoGenerateConfig | None = None) -> OpenVinoLm:
     """``model`` (a transformers causal LM, fp32, eval) as a compiled stateful OpenVINO graph whose
-    ``generate`` decodes greedily; the torch model stays beside it for other ``generate`` options."""
+    ``generate`` decodes greedily or samples; the torch model stays beside it for other
+    ``generate`` options."""
     config = config or OpenVinoGenerateConfig()
     model = causal_lm_of(model)
     if getattr(model, "config", None) is None or not callable(getattr(model, "generate", None)):
@@ -78,8 +79,7 @@ def openvino_generator(model: nn.Module, config: OpenVinoGenerateConfig | None =
             graph = nncf.compress_weights(graph, mode=getattr(nncf.CompressWeightsMode, mode), **kwargs)
     details = {"decode": "OpenVINO stateful graph, lean decoding loop", "weights": config.weights,
                "kv_cache": config.kv_cache}
-    eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
-    return OpenVinoLm(graph, config.runtime_config(), model=model, eos_token_id=eos, details=details)
+    return OpenVinoLm(graph, config.runtime_config(), model=model, details=details)
 
 
 _GENERATE = {"needs": ("generate",), "accepts": ("eager",), "produces": OpenVinoLm.form, "voids": ("autocast",),

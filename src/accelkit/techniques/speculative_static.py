@@ -105,12 +105,12 @@ class CompiledSpeculativeGenerator(nn.Module):
 
     def generate(self, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
                  **kwargs: Any) -> torch.Tensor:
-        config = getattr(self.model, "generation_config", None)
-        if not lean_greedy(input_ids, kwargs, config):
+        defaults = decoding_defaults(getattr(self.model, "generation_config", None))
+        if not lean_greedy(input_ids, kwargs, defaults):
             return self.model.generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
         if input_ids.shape[0] != 1 or (attention_mask is not None and not bool(attention_mask.all())):
             return self.target.generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
-        eos, _ = eos_and_pad(kwargs, decoding_defaults(config))  # the model's own, as generate reads it
+        eos, _ = eos_and_pad(kwargs, defaults)
         return self.speculate(input_ids, kwargs["max_new_tokens"], eos_token_id=eos)
 
     def speculate(self, input_ids: torch.Tensor, max_new_tokens: int, *,

@@ -300,10 +300,11 @@ class StaticCacheGenerator(nn.Module):
         """``model.generate``'s greedy result (prompt and new tokens, one row per prompt); EOS (the
         call's ``eos_token_id``, else the model's) stops a row, later columns ``pad_token_id``, as
         generate does."""
-        config = getattr(self.model, "generation_config", None)
-        if not lean_greedy(input_ids, kwargs, config):
+        # read on every call: the model's generation config may change between them, as for generate
+        defaults = decoding_defaults(getattr(self.model, "generation_config", None))
+        if not lean_greedy(input_ids, kwargs, defaults):
             return self.model.generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
-        eos, pad = eos_and_pad(kwargs, decoding_defaults(config))  # the model's own, as generate reads them
+        eos, pad = eos_and_pad(kwargs, defaults)
         return self.greedy(input_ids, attention_mask, kwargs["max_new_tokens"], eos_token_id=eos, pad_token_id=pad)
 
     def greedy(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, max_new_tokens: int, *,
