@@ -20,6 +20,7 @@ from onnxruntime.transformers.optimizer import optimize_model  # noqa: E402
 from transformers import AutoModel  # noqa: E402
 
 from accelkit.export.onnx import (  # noqa: E402
+    OnnxExportConfig,
     OrtConfig,
     OrtModule,
     _via_files,
@@ -42,7 +43,8 @@ to_fuse = model if attn == "sdpa" else AutoModel.from_pretrained(str(minilm_path
 with tempfile.TemporaryDirectory() as tmp:
     src, dst = os.path.join(tmp, "m.onnx"), os.path.join(tmp, "f.onnx")
     with open(src, "wb") as fh:
-        fh.write(export_onnx(to_fuse, example))
+        # attention="model": the graph keeps to_fuse's own attention (export_onnx's default writes eager code)
+        fh.write(export_onnx(to_fuse, example, OnnxExportConfig(attention="model")))
     opt = optimize_model(src, model_type="bert", num_heads=12, hidden_size=384, opt_level=0)
     print("fused:", {k: v for k, v in opt.get_fused_operator_statistics().items() if v})
     opt.save_model_to_file(dst)

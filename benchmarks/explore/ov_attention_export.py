@@ -15,8 +15,15 @@ import time
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch  # noqa: E402
+from ov_export_paths import op_counts  # noqa: E402  (a sibling script: the runtime graph's op types)
 
-from accelkit.export.onnx import OrtModule, export_onnx, named_numpy_inputs, quantize_onnx_dynamic  # noqa: E402
+from accelkit.export.onnx import (  # noqa: E402
+    OnnxExportConfig,
+    OrtModule,
+    export_onnx,
+    named_numpy_inputs,
+    quantize_onnx_dynamic,
+)
 from accelkit.runtimes.openvino import OpenVinoConfig, OpenVinoModule  # noqa: E402
 from accelkit.techniques.openvino_runtime import quantize_onnx_nncf  # noqa: E402
 from accelkit.workloads import get_workload  # noqa: E402
@@ -29,14 +36,6 @@ def with_attention(model: torch.nn.Module, implementation: str) -> torch.nn.Modu
             m.set_attn_implementation(implementation)
             break
     return model
-
-
-def op_counts(compiled) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for op in compiled.get_runtime_model().get_ordered_ops():
-        kind = op.get_rt_info()["layerType"].astype(str)
-        counts[kind] = counts.get(kind, 0) + 1
-    return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
 
 
 def main() -> None:
@@ -54,7 +53,8 @@ def main() -> None:
     samples = [named_numpy_inputs(inputs) for inputs, _ in wl.batches(wl.calib_data(256), s.with_(batch_size=1))]
     variants = {}
     for implementation in ("sdpa", "eager"):
-        graph = export_onnx(with_attention(model, implementation), example)
+        # attention="model": the export keeps the copy's implementation (its default writes eager code)
+        graph = export_onnx(with_attention(model, implementation), example, OnnxExportConfig(attention="model"))
         variants[f"{implementation}-int8"] = OpenVinoModule(quantize_onnx_nncf(graph, samples),
                                                             OpenVinoConfig(precision="bf16", streams=1))
         variants[f"{implementation}-bf16"] = OpenVinoModule(graph, OpenVinoConfig(precision="bf16", streams=1))
