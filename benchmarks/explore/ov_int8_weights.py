@@ -1,7 +1,7 @@
 """Experiment (issue 24): which weights int8 compression (NNCF, per channel) can touch and keep
 greedy agreement >= 0.98 on generate_llama.py's trained Llama: everything, everything but the
 output head, everything but the head and the token embedding, only the MLPs or only the attention
-projections; asymmetric and symmetric.
+projections; asymmetric and symmetric; and f16 weights with f32 compute (``f16-weights``).
 
     ACCELKIT_CACHE=<generate_llama's models> HF_HUB_OFFLINE=1 PYTHONPATH=src \
         .venv/bin/python benchmarks/explore/ov_int8_weights.py [--batch 8]
@@ -55,7 +55,13 @@ def main() -> None:
 
     def build(mode: str | None, skip_head: bool, skip_embedding: bool, keep: str = "") -> OpenVinoLm:
         graph = export_stateful_lm(model)
-        if mode:
+        if mode == "f16":  # weights stored in f16, computed in f32: half the bytes a step
+            import openvino as ov
+
+            with tempfile.TemporaryDirectory() as tmp:
+                ov.save_model(graph, f"{tmp}/m.xml", compress_to_fp16=True)
+                graph = ov.Core().read_model(f"{tmp}/m.xml")
+        elif mode:
             ignored = nncf.IgnoredScope(names=[head_matmul(graph)] if skip_head else [],
                                         types=["Gather"] if skip_embedding else [],
                                         patterns=[f".*\\.{keep}[./].*"] if keep else [], validate=False)
@@ -65,7 +71,8 @@ def main() -> None:
     rows = {"float": (None, False, False), "int8-asym-all": ("INT8_ASYM", False, False),
             "int8-asym-but-head": ("INT8_ASYM", True, False), "int8-asym-but-head-emb": ("INT8_ASYM", True, True),
             "int8-sym-all": ("INT8_SYM", False, False), "int8-sym-but-head": ("INT8_SYM", True, False),
-            "int8-mlp-only": ("INT8_ASYM", True, True, "self_attn"), "int8-attention-only": ("INT8_ASYM", True, True, "mlp")}
+            "int8-mlp-only": ("INT8_ASYM", True, True, "self_attn"), "int8-attention-only": ("INT8_ASYM", True, True, "mlp"),
+            "f16-weights": ("f16", False, False)}
     with torch.inference_mode():
         ref = [generate_tokens(model, b, 64, pad) for b in batches]
         for name in args.rows.split(",") if args.rows else rows:  # one compiled graph at a time
