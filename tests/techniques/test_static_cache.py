@@ -1,6 +1,7 @@
-"""static-cache-compile: the lean greedy loop over a static cache writes exactly ``model.generate``'s
-greedy tokens (left-padded batches, EOS stopping) on tiny random Llama and GPT-2 models; compiled,
-alone and after int8 weight-only, through bench on a text-generation workload (slow)."""
+"""static-cache-compile: the lean loop over a static cache writes exactly ``model.generate``'s
+greedy tokens (left-padded batches, EOS stopping) and, under the same seed, its sampled draws, on
+tiny random Llama and GPT-2 models; compiled, alone and after int8 weight-only, through bench on a
+text-generation workload (slow)."""
 
 from __future__ import annotations
 
@@ -66,18 +67,34 @@ def test_the_lean_loop_writes_generates_greedy_tokens(kind):
     assert torch.equal(out_config, ref_config) and not torch.equal(ref_config, ref_eos)  # padded with EOS, not 0
 
 
+@pytest.mark.parametrize("options", [{"top_k": 5}, {"temperature": 1.7, "top_p": 0.9}, {"min_p": 0.05}])
+def test_sampling_draws_generates_tokens_under_the_same_seed(options):
+    model = _tiny("llama")
+    ids, mask = _left_padded_batch()
+    lean = StaticCacheGenerator(model, StaticCacheConfig(compile=False, bucket=16))
+    call = dict(input_ids=ids, attention_mask=mask, max_new_tokens=N_NEW, do_sample=True, pad_token_id=0,
+                eos_token_id=None, **options)
+    with torch.inference_mode():
+        torch.manual_seed(3)
+        ref = model.generate(**call)
+        torch.manual_seed(3)
+        out = lean.generate(**call)
+        greedy = lean.generate(**{**call, "do_sample": False})
+    assert torch.equal(out, ref)
+    assert not torch.equal(out, greedy)  # the loop sampled: these draws leave the argmax somewhere
+
+
 def test_options_the_lean_loop_does_not_follow_go_to_generate():
     model = _tiny("llama")
     ids, mask = _left_padded_batch()
     lean = StaticCacheGenerator(model, StaticCacheConfig(compile=False))
-    torch.manual_seed(3)
     with torch.inference_mode():
-        ref = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=4, do_sample=True, top_k=5,
-                             pad_token_id=0)
-        torch.manual_seed(3)
-        out = lean.generate(input_ids=ids, attention_mask=mask, max_new_tokens=4, do_sample=True, top_k=5,
-                            pad_token_id=0)
-    assert torch.equal(out, ref)
+        plain = lean.generate(input_ids=ids, attention_mask=mask, max_new_tokens=4, pad_token_id=0)
+        # beams, and a logits processor (banning the first token row 0 writes) that greedy picks ignore
+        for options in (dict(num_beams=2), dict(bad_words_ids=[[int(plain[0, 7])]])):
+            ref = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=4, pad_token_id=0, **options)
+            out = lean.generate(input_ids=ids, attention_mask=mask, max_new_tokens=4, pad_token_id=0, **options)
+            assert torch.equal(out, ref) and not torch.equal(out, plain), options
 
 
 def test_config_and_composition_are_declared():
@@ -176,6 +193,26 @@ def test_the_compiled_step_writes_generates_greedy_tokens(kind):
                                                    pad_token_id=0, eos_token_id=None))
     # the model's own attention is back after the steps
     assert model.config._attn_implementation == "sdpa"
+
+
+@pytest.mark.slow
+def test_the_compiled_sampling_step_draws_generates_tokens():
+    """Sampling through the compiled steps that return logits (batch 3 and batch 1), seeded: the
+    same draws as generate's, and the greedy step of the same generator still writes greedy tokens."""
+    model = _tiny("llama")
+    ids, mask = _left_padded_batch()
+    lean = StaticCacheGenerator(model, StaticCacheConfig(bucket=16))
+    with torch.inference_mode():
+        for rows in (ids, ids[:1]):
+            rows_mask = mask[: len(rows)]
+            call = dict(input_ids=rows, attention_mask=rows_mask, max_new_tokens=N_NEW, do_sample=True, top_k=20,
+                        pad_token_id=0, eos_token_id=None)
+            torch.manual_seed(7)
+            ref = model.generate(**call)
+            torch.manual_seed(7)
+            assert torch.equal(lean.generate(**call), ref)
+            greedy = {**call, "do_sample": False}
+            assert torch.equal(lean.generate(**greedy), model.generate(**greedy))
 
 
 def test_grouped_query_attention_equals_the_eager_path_with_repeated_heads():

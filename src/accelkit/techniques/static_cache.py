@@ -1,4 +1,5 @@
-"""Static key/value cache with a compiled one-token decode step, driven by a lean greedy loop.
+"""Static key/value cache with a compiled one-token decode step, driven by a lean decoding
+loop, greedy or sampling.
 
 ``model.generate`` with the default dynamic cache grows every layer's keys and values by one
 column per token and runs its logits processors, stopping criteria and cache bookkeeping in
@@ -6,7 +7,9 @@ Python each step; on a small model that overhead, not the weight reads, bounds t
 technique preallocates the cache (transformers' ``StaticCache``, its length rounded up to a
 bucket so prompts of similar length share one shape), runs the prompt pass eagerly, then runs
 each new token through one ``torch.compile``-d step of fixed shapes (token, position, cache
-position, mask) that also takes the argmax, so only a (batch, 1) tensor comes back per token.
+position, mask) that also takes the argmax, so only a (batch, 1) tensor comes back per token
+(when sampling, a second compiled step returns each row's last logits, and the token is drawn
+as ``generate`` draws it: transformers' warpers and torch's global generator).
 Within the compiled step, linear layers run as a multiply and a sum that inductor compiles into
 one vectorised reduction (at one token the library matmul reads weights at about a quarter of
 the memory bandwidth: on a 2-core Zen 4, 4.6 ms against 1.7 ms for a 6-layer, 384-wide Llama's
@@ -26,11 +29,12 @@ and bf16 casts applied before it. Batches of left-padded prompts keep their mask
 Costs: a compile per (batch size, cache bucket) — tens of seconds to minutes on a small CPU, paid
 at build time for the batch sizes the workload runs (``details.compile_s``), longer for many-row
 steps, which autotune each GEMM shape and hold a packed copy of the weights; attention over the
-whole bucket rather than the tokens written so far; greedy decoding only (sampling, beams or other
-``generate`` options run the model's own ``generate``); the model must not be changed between
-calls (parameters and module attributes are not re-checked before a step). Greedy tokens equal
-``generate``'s up to the rounding of a compiled graph (op reordering, the reduction's summation
-order), identical without compile.
+whole bucket rather than the tokens written so far; greedy decoding or sampling (temperature,
+top-k, top-p, min-p; beams, penalties and other ``generate`` options run the model's own
+``generate``), a sampling call compiling its own step; the model must not be changed between
+calls (parameters and module attributes are not re-checked before a step). Greedy tokens (and a
+seeded call's draws) equal ``generate``'s up to the rounding of a compiled graph (op reordering,
+the reduction's summation order), identical without compile.
 """
 
 from __future__ import annotations
@@ -50,7 +54,13 @@ from torch.overrides import TorchFunctionMode
 
 from accelkit.config import Config
 from accelkit.errors import ConfigError
-from accelkit.runtimes.decoding import decoding_defaults, eos_and_pad, lean_greedy
+from accelkit.runtimes.decoding import (
+    TokenPicker,
+    UnsupportedDecoding,
+    decoding_defaults,
+    eos_and_pad,
+    lean_decoding,
+)
 from accelkit.techniques.registry import BuildContext, Built, register_technique
 
 __all__ = ["StaticCacheConfig", "StaticCacheGenerator"]
@@ -175,11 +185,12 @@ def _skip_model_guards(entries: list) -> list[bool]:
 
 
 def _next_tokens(model: nn.Module, cache_arg: str, token: torch.Tensor, position: torch.Tensor,
-                 cache_position: torch.Tensor, mask: torch.Tensor, cache: Any) -> torch.Tensor:
-    """Greedy tokens after each of ``token``'s (batch, q) tokens, read over ``cache``: (batch, q)."""
+                 cache_position: torch.Tensor, mask: torch.Tensor, cache: Any, logits: bool = False) -> torch.Tensor:
+    """Greedy tokens after each of ``token``'s (batch, q) tokens, read over ``cache``: (batch, q);
+    ``logits``: each row's last float32 logits instead, (batch, vocabulary), for a sampler."""
     out = model(input_ids=token, attention_mask=mask, position_ids=position, cache_position=cache_position,
                 use_cache=True, **{cache_arg: cache})
-    return out.logits.argmax(-1)
+    return out.logits[:, -1].float() if logits else out.logits.argmax(-1)
 
 
 class _DecodeStep(nn.Module):
@@ -193,14 +204,14 @@ class _DecodeStep(nn.Module):
         self.forward = _own_code(self.forward)
 
     def forward(self, token: torch.Tensor, position: torch.Tensor, cache_position: torch.Tensor,
-                mask: torch.Tensor, cache: Any) -> torch.Tensor:
-        return _next_tokens(self.model, self.cache_arg, token, position, cache_position, mask, cache)
+                mask: torch.Tensor, cache: Any, logits: bool = False) -> torch.Tensor:
+        return _next_tokens(self.model, self.cache_arg, token, position, cache_position, mask, cache, logits)
 
 
 class StaticCacheGenerator(nn.Module):
-    """A causal LM whose greedy ``generate`` runs a prompt pass, then one-token steps over a
-    preallocated ``StaticCache`` (compiled unless ``config.compile`` is False); called like the
-    model otherwise. Caches are kept per (batch, cache length) and cleared between calls, so a
+    """A causal LM whose ``generate`` (greedy or sampling) runs a prompt pass, then one-token steps
+    over a preallocated ``StaticCache`` (compiled unless ``config.compile`` is False); called like
+    the model otherwise. Caches are kept per (batch, cache length) and cleared between calls, so a
     compiled step sees the same tensors every call and is not recompiled."""
 
     def __init__(self, model: nn.Module, config: StaticCacheConfig | None = None) -> None:
@@ -278,11 +289,12 @@ class StaticCacheGenerator(nn.Module):
         return self.model(*args, **kwargs)
 
     def _eager_step(self, token: torch.Tensor, position: torch.Tensor, cache_position: torch.Tensor,
-                    mask: torch.Tensor, cache: Any) -> torch.Tensor:
+                    mask: torch.Tensor, cache: Any, logits: bool = False) -> torch.Tensor:
         """Greedy tokens after each of ``token``'s (batch, q) tokens: (batch, q); q is 1 in the
-        decode loop, more where speculative decoding verifies drafted tokens."""
+        decode loop, more where speculative decoding verifies drafted tokens. ``logits``: the last
+        logits instead (dynamo keeps a graph per value, so sampling compiles a step of its own)."""
         with _GemvLinear() if self.config.gemv and self.config.compile else contextlib.nullcontext():
-            return _next_tokens(self.model, self._cache_arg, token, position, cache_position, mask, cache)
+            return _next_tokens(self.model, self._cache_arg, token, position, cache_position, mask, cache, logits)
 
     def _cache(self, batch: int, length: int, dtype: torch.dtype, device: torch.device) -> Any:
         from transformers import StaticCache
@@ -297,18 +309,32 @@ class StaticCacheGenerator(nn.Module):
 
     def generate(self, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
                  **kwargs: Any) -> torch.Tensor:
-        """``model.generate``'s greedy result (prompt and new tokens, one row per prompt); EOS (the
+        """``model.generate``'s result (prompt and new tokens, one row per prompt), greedy or sampled
+        (temperature, top-k, top-p, min-p; seed torch's generator for generate's draws); EOS (the
         call's ``eos_token_id``, else the model's) stops a row, later columns ``pad_token_id``, as
-        generate does."""
+        generate does. Other options (beams, penalties ...) run the model's own generate."""
         # read on every call: the model's generation config may change between them, as for generate
         defaults = decoding_defaults(getattr(self.model, "generation_config", None))
-        if not lean_greedy(input_ids, kwargs, defaults):
+        try:
+            pick = lean_decoding(input_ids, kwargs, defaults)
+        except UnsupportedDecoding:
             return self.model.generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
         eos, pad = eos_and_pad(kwargs, defaults)
-        return self.greedy(input_ids, attention_mask, kwargs["max_new_tokens"], eos_token_id=eos, pad_token_id=pad)
+        return self.decode(input_ids, attention_mask, kwargs["max_new_tokens"], pick=pick, eos_token_id=eos,
+                           pad_token_id=pad)
 
     def greedy(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, max_new_tokens: int, *,
                eos_token_id: int | list[int] | None = None, pad_token_id: int | None = None) -> torch.Tensor:
+        """``decode`` with greedy picks."""
+        return self.decode(input_ids, attention_mask, max_new_tokens, eos_token_id=eos_token_id,
+                           pad_token_id=pad_token_id)
+
+    def decode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, max_new_tokens: int, *,
+               pick: TokenPicker | None = None, eos_token_id: int | list[int] | None = None,
+               pad_token_id: int | None = None) -> torch.Tensor:
+        """``max_new_tokens`` tokens after each row of ``input_ids`` (left-padded as ``attention_mask``
+        says), each picked by ``pick`` (greedy when None: the argmax inside the compiled step)."""
+        sampling = pick is not None and pick.do_sample
         if max_new_tokens < 1:
             raise ConfigError(f"max_new_tokens={max_new_tokens}: expected a positive number of tokens to write")
         batch, length = input_ids.shape
@@ -328,7 +354,7 @@ class StaticCacheGenerator(nn.Module):
         out = self.model(input_ids=input_ids, attention_mask=full, position_ids=positions,
                          cache_position=torch.arange(length, device=device), use_cache=True,
                          **self._last_logits, **{self._cache_arg: cache})
-        token = out.logits[:, -1].argmax(-1, keepdim=True)
+        token = self._drawn(pick, out.logits[:, -1].float()) if sampling else out.logits[:, -1].argmax(-1, keepdim=True)
         del out
         eos = (torch.tensor([eos_token_id] if isinstance(eos_token_id, int) else list(eos_token_id), device=device)
                if eos_token_id is not None else None)
@@ -342,7 +368,11 @@ class StaticCacheGenerator(nn.Module):
                 done = done | torch.isin(token, eos)
                 if bool(done.all()):
                     break
-            token = step(token, position, torch.tensor([length + k - 1], device=device), full, cache)
+            if sampling:
+                token = self._drawn(pick, step(token, position, torch.tensor([length + k - 1], device=device), full,
+                                               cache, True))
+            else:
+                token = step(token, position, torch.tensor([length + k - 1], device=device), full, cache)
             if eos is not None:
                 token = torch.where(done, torch.full_like(token, pad_token_id if pad_token_id is not None else 0),
                                     token)
@@ -350,9 +380,14 @@ class StaticCacheGenerator(nn.Module):
             tokens.append(token)
         return torch.cat([input_ids, *tokens], dim=1)
 
+    @staticmethod
+    def _drawn(pick: TokenPicker, logits: torch.Tensor) -> torch.Tensor:
+        """(batch, 1) tokens ``pick`` draws from (batch, vocabulary) logits, on the logits' device."""
+        return torch.from_numpy(pick(logits.cpu().numpy())).to(logits.device)
+
     def warm_up(self, ctx: BuildContext) -> float:
         """Compile the step for the batch sizes the workload runs (full and a remainder of 1) on
-        calibration prompts; seconds taken."""
+        calibration prompts, greedy or sampling as the workload decodes; seconds taken."""
         start = time.perf_counter()
         data = ctx.calib_data(2 * ctx.batch_size)
         for size in dict.fromkeys((ctx.batch_size, 1)):
@@ -369,7 +404,7 @@ def causal_lm_of(model: nn.Module) -> nn.Module:
 
 
 @register_technique("static-cache-compile", group="runtime", description="static KV cache + torch.compile'd "
-                    "one-token decode step in a lean greedy loop (compile time in details.compile_s); composes "
+                    "one-token decode step in a lean loop, greedy or sampling (compile time in details.compile_s); composes "
                     "after int8-weight-only, int8-dynamic, bf16-cast", needs=("generate",),
                     accepts=("eager", "eager-lowp", "quantized"), produces="graph",
                     objectives=("throughput", "latency"), saveable=False, config=StaticCacheConfig)
@@ -383,6 +418,6 @@ def _static_cache_compile(model: nn.Module, ctx: BuildContext, config: StaticCac
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         compile_s = runner.warm_up(ctx)
-    return Built(runner, ctx.settings, {"decode": "static cache, lean greedy loop",
+    return Built(runner, ctx.settings, {"decode": "static cache, lean loop",
                                         "compiled_step": config.compile, "cache_bucket": config.bucket,
                                         "compile_s": compile_s})
