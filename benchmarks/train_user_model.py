@@ -98,13 +98,13 @@ def _report(label: str, results) -> dict:
     rows = [v for v in results.variants]
     print(f"\n{label}: batch {results.settings['batch_size']}, {results.settings['threads']} threads, baseline "
           f"{results.baseline}; MFU against the measured peak of the row's precision")
-    print(f"{'row':34} {'samples/s':>10} {'speed-up':>9} {'MFU':>5} {'val_loss':>9}")
+    print(f"{'row':42} {'samples/s':>10} {'speed-up':>9} {'MFU':>5} {'val_loss':>9}")
     for v in rows:
         if v.error:
-            print(f"{v.name:34} failed: {v.error}")
+            print(f"{v.name:42} failed: {v.error}")
             continue
         mfu = f"{v.roofline_fraction:5.0%}" if v.roofline_fraction is not None else "    -"
-        print(f"{v.name:34} {v.throughput:10,.1f} {v.speedup:8.2f}x {mfu} {v.quality['val_loss']:9.4f}")
+        print(f"{v.name:42} {v.throughput:10,.1f} {v.speedup:8.2f}x {mfu} {v.quality['val_loss']:9.4f}")
     ran = [v for v in rows if v.error is None]
     trainer = [v for v in ran if "trainer_flags" in v.details]
     ours = [v for v in ran if "trainer_flags" not in v.details]

@@ -31,6 +31,9 @@ _FLAGS = {
     "bf16+compile+fused+grouped": TrainVariant(precision="bf16", compile=True, fused=True, group_by_length=True),
     "bf16-weights+compile+fused+grouped": TrainVariant(precision="bf16", compile=True, fused=True, bf16_weights=True,
                                                        group_by_length=True),
+    # added with packed-dropout (it had no hand-written flags before)
+    "bf16+compile+fused+grouped+packed-dropout": TrainVariant(precision="bf16", compile=True, fused=True,
+                                                              group_by_length=True, packed_dropout=True),
 }
 
 

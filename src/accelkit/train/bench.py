@@ -52,6 +52,8 @@ TRAIN_PLANS: dict[str, list[str | dict[str, Any]]] = {
     "grouped": ["length-grouping"],
     "bf16+compile+fused+grouped": ["autocast", "compile", "fused-adamw", "length-grouping"],
     "bf16-weights+compile+fused+grouped": ["autocast", "bf16-weights", "compile", "fused-adamw", "length-grouping"],
+    "bf16+compile+fused+grouped+packed-dropout": ["autocast", "compile", "fused-adamw", "length-grouping",
+                                                  "packed-dropout"],
 }
 TRAIN_VARIANTS: dict[str, TrainVariant] = {name: build_train_variant(plan) for name, plan in TRAIN_PLANS.items()}
 
@@ -110,18 +112,23 @@ def _items(inputs: Any, unit: str) -> int:
     return int(first.numel()) if unit == "tokens" else int(first.shape[0])
 
 
-def _compile_forward(model: torch.nn.Module) -> Callable[..., Any]:
-    """torch.compile (inductor) of the model's forward, with attention on SDPA's math backend.
+def _compile_forward(model: torch.nn.Module, packed_dropout: bool = False) -> Callable[..., Any]:
+    """torch.compile (inductor) of the model's forward, with attention on SDPA's math backend
+    (``packed_dropout``: dropout masks from packed 16-bit draws, ``train.techniques.packed_dropout``).
 
     On CPU the flash-attention kernel gains nothing from bf16 (measured here: its fwd+bwd at
     B8 H8 T128 D64 is slower in bf16 than fp32); traced through the math backend, inductor
     fuses scale, mask and softmax around bf16 batched GEMMs instead (~8% of a large gpt-mini
     step). The math backend computes the same attention, so quality is unchanged.
     """
+    import contextlib
+
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
+    from accelkit.train.techniques.packed_dropout import PackedDropout
+
     def forward(*args: Any) -> Any:
-        with sdpa_kernel(SDPBackend.MATH):
+        with sdpa_kernel(SDPBackend.MATH), PackedDropout() if packed_dropout else contextlib.nullcontext():
             return model(*args)
 
     return torch.compile(forward)
@@ -134,7 +141,7 @@ def _make_step(model, loss_fn, variant: TrainVariant, lr: float, warmup_steps: i
         model.to(torch.bfloat16)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, fused=variant.fused or None, foreach=None if variant.fused else True)
     scaler = make_grad_scaler(variant.precision, "cpu")
-    forward = _compile_forward(model) if variant.compile else model
+    forward = _compile_forward(model, variant.packed_dropout) if variant.compile else model
 
     done = [0]
 

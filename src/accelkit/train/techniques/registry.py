@@ -51,6 +51,8 @@ class TrainVariant:
     bf16_weights: bool = False
     # batches of similar lengths, padded per batch (texts only: a dataset with ``lengths``)
     group_by_length: bool = False
+    # dropout masks drawn 16 bits at a time in the compiled step (train.techniques.packed_dropout)
+    packed_dropout: bool = False
 
 
 @dataclass(frozen=True)
