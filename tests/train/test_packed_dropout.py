@@ -76,3 +76,26 @@ def test_a_compiled_step_drops_with_packed_masks_and_trains(monkeypatch):
         losses.append(float(loss))
     assert all(torch.isfinite(torch.tensor(losses))) and sum(losses[-5:]) < sum(losses[:5])
     assert traced and set(traced) == {0.3}
+
+
+def test_the_train_loop_runs_packed_masks_in_its_compiled_forward(digits_dataset, monkeypatch):
+    """``accelkit train --compile --packed-dropout``: the loop's compiled forward traces the packed
+    masks (dynamo's eager backend here, so the test needs no C++ compile) and the model learns;
+    without compile the config is refused in one line."""
+    from train_testkit import make_model
+
+    import accelkit.train.techniques.packed_dropout as packed
+    from accelkit.errors import ConfigError
+    from accelkit.train import TrainConfig, train
+
+    traced = []
+    real = packed.packed_dropout
+    monkeypatch.setattr(packed, "packed_dropout", lambda x, p: traced.append(p) or real(x, p))
+    config = TrainConfig(micro_batch_size=32, lr=3e-3, epochs=2, progress=False, seed=1, compile=True,
+                         compile_backend="eager", packed_dropout=True)
+    result = train(make_model(dropout=0.25), digits_dataset, F.cross_entropy, config)
+    assert traced and set(traced) == {0.25}
+    assert sum(result.losses[-3:]) < sum(result.losses[:3])
+    with pytest.raises(ConfigError, match="packed_dropout=True acts in the compiled forward"):
+        TrainConfig(packed_dropout=True)
+    assert "packed_dropout" not in TrainConfig().to_dict()  # earlier configs' dicts stay equal

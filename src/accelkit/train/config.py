@@ -48,13 +48,15 @@ class TrainConfig(Config):
     (linear, sqrt or none) turns it into the LR used at ``target_batch_size``.
     """
 
-    _omit_at_default: ClassVar[tuple[str, ...]] = ("group_by_length",)  # added later: old dicts stay equal
+    _omit_at_default: ClassVar[tuple[str, ...]] = ("group_by_length", "packed_dropout")  # added later: old dicts stay equal
 
     # precision and speed switches
     precision: str = "fp32"
     compile: bool = False
     compile_backend: str = "inductor"
     compile_mode: str | None = None
+    # dropout masks from packed 16-bit draws in the compiled forward (train.techniques.packed_dropout)
+    packed_dropout: bool = False
     channels_last: bool = False
     tf32: bool = True  # CUDA only (Ampere+); ignored on CPU
     # optimizer
@@ -99,6 +101,8 @@ class TrainConfig(Config):
     extra: dict[str, Any] = field(default_factory=dict)  # free-form notes carried to results
 
     def __post_init__(self) -> None:
+        if self.packed_dropout and not self.compile:
+            raise ConfigError("packed_dropout=True acts in the compiled forward: set compile=True (--compile) too")
         _choice("precision", self.precision, PRECISIONS)
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("optimizer_impl", self.optimizer_impl, OPTIMIZER_IMPLS)

@@ -465,6 +465,16 @@ class _StepGuard:
         return grad_norm, was_skipped
 
 
+def _dropout_masks(config: TrainConfig) -> contextlib.AbstractContextManager:
+    """Packed dropout masks around the (compiled) forward when the config asks; dynamo traces the
+    mode's replacement of ``F.dropout`` into the graph."""
+    if not config.packed_dropout:
+        return contextlib.nullcontext()
+    from accelkit.train.techniques.packed_dropout import PackedDropout
+
+    return PackedDropout()
+
+
 def _forward_backward(trainee: _Trainee, batches: Any, loss_fn, config: TrainConfig, ctx: DistContext,
                       accum: int) -> tuple[float, int]:
     """One optimizer step's micro-batches forward and backward: (the step's loss averaged over
@@ -476,7 +486,7 @@ def _forward_backward(trainee: _Trainee, batches: Any, loss_fn, config: TrainCon
         inputs, targets = _to_device(next(batches), device, config.channels_last)
         items += _count_items(inputs, config.throughput_unit)
         with trainee.no_sync(micro == accum - 1):
-            with autocast_context(config.precision, device.type):
+            with autocast_context(config.precision, device.type), _dropout_masks(config):
                 loss = loss_fn(trainee.wrapped(inputs), targets)
             # mean over the effective batch: each micro-batch loss is a mean over its samples
             scaled = loss.float() / accum
