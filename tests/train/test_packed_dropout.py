@@ -99,3 +99,31 @@ def test_the_train_loop_runs_packed_masks_in_its_compiled_forward(digits_dataset
     with pytest.raises(ConfigError, match="packed_dropout=True acts in the compiled forward"):
         TrainConfig(packed_dropout=True)
     assert "packed_dropout" not in TrainConfig().to_dict()  # earlier configs' dicts stay equal
+
+
+@pytest.mark.parametrize("case", ["bool-mask", "float-mask", "causal", "gqa-scale"])
+def test_attention_with_dropout_runs_sdpas_math_with_packed_masks(case):
+    """Below one 65,536th the mask drops nothing: the replacement must then equal sdpa without
+    dropout (masks, causal, grouped heads, scale); at p = 0.5 its mean over draws must approach it."""
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 4, 6, 8, generator=g) for _ in range(3))
+    options: dict = {}
+    if case == "bool-mask":
+        options["attn_mask"] = torch.rand(2, 1, 6, 6, generator=g) > 0.3
+        options["attn_mask"][..., 0] = True  # every query keeps a key
+    elif case == "float-mask":
+        options["attn_mask"] = torch.randn(2, 1, 6, 6, generator=g)
+    elif case == "causal":
+        options["is_causal"] = True
+    else:
+        k, v = k[:, :2], v[:, :2]
+        options.update(enable_gqa=True, scale=0.3)
+    ref = F.scaled_dot_product_attention(q, k, v, dropout_p=0.0, **options)
+    with PackedDropout():
+        exact = F.scaled_dot_product_attention(q, k, v, dropout_p=1e-6, **options)
+        torch.manual_seed(0)
+        draws = torch.stack([F.scaled_dot_product_attention(q, k, v, dropout_p=0.5, **options)
+                             for _ in range(400)])
+    torch.testing.assert_close(exact, ref, rtol=1e-5, atol=1e-5)
+    assert float((draws[0] - ref).abs().mean()) > 0.1  # one draw is dropped ...
+    assert float((draws.mean(0) - ref).abs().mean()) < 0.05  # ... and unbiased over many
