@@ -121,14 +121,12 @@ def _compile_forward(model: torch.nn.Module, packed_dropout: bool = False) -> Ca
     fuses scale, mask and softmax around bf16 batched GEMMs instead (~8% of a large gpt-mini
     step). The math backend computes the same attention, so quality is unchanged.
     """
-    import contextlib
-
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
-    from accelkit.train.techniques.packed_dropout import PackedDropout
+    from accelkit.train.techniques.packed_dropout import packed_dropout_masks
 
     def forward(*args: Any) -> Any:
-        with sdpa_kernel(SDPBackend.MATH), PackedDropout() if packed_dropout else contextlib.nullcontext():
+        with sdpa_kernel(SDPBackend.MATH), packed_dropout_masks(packed_dropout):
             return model(*args)
 
     return torch.compile(forward)

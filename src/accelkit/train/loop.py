@@ -36,6 +36,7 @@ from accelkit.train.config import TrainConfig
 from accelkit.train.precision import autocast_context, make_grad_scaler, scaler_skipped_step
 from accelkit.train.sampler import ResumableDistributedSampler, length_group_size
 from accelkit.train.schedule import lr_at_step
+from accelkit.train.techniques.packed_dropout import packed_dropout_masks
 
 __all__ = ["TrainResult", "TrainingDivergedError", "train"]
 
@@ -465,16 +466,6 @@ class _StepGuard:
         return grad_norm, was_skipped
 
 
-def _dropout_masks(config: TrainConfig) -> contextlib.AbstractContextManager:
-    """Packed dropout masks around the (compiled) forward when the config asks; dynamo traces the
-    mode's replacement of ``F.dropout`` into the graph."""
-    if not config.packed_dropout:
-        return contextlib.nullcontext()
-    from accelkit.train.techniques.packed_dropout import PackedDropout
-
-    return PackedDropout()
-
-
 def _forward_backward(trainee: _Trainee, batches: Any, loss_fn, config: TrainConfig, ctx: DistContext,
                       accum: int) -> tuple[float, int]:
     """One optimizer step's micro-batches forward and backward: (the step's loss averaged over
@@ -486,7 +477,7 @@ def _forward_backward(trainee: _Trainee, batches: Any, loss_fn, config: TrainCon
         inputs, targets = _to_device(next(batches), device, config.channels_last)
         items += _count_items(inputs, config.throughput_unit)
         with trainee.no_sync(micro == accum - 1):
-            with autocast_context(config.precision, device.type), _dropout_masks(config):
+            with autocast_context(config.precision, device.type), packed_dropout_masks(config.packed_dropout):
                 loss = loss_fn(trainee.wrapped(inputs), targets)
             # mean over the effective batch: each micro-batch loss is a mean over its samples
             scaled = loss.float() / accum

@@ -14,6 +14,7 @@ stream from eager dropout's: the same distribution, not the same draws. Replaced
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from dataclasses import dataclass
 from typing import Any
@@ -25,7 +26,7 @@ from torch.overrides import TorchFunctionMode
 from accelkit.config import Config
 from accelkit.train.techniques.registry import TrainVariant, register_training_technique
 
-__all__ = ["PackedDropout", "PackedDropoutConfig", "packed_dropout"]
+__all__ = ["PackedDropout", "PackedDropoutConfig", "packed_dropout", "packed_dropout_masks"]
 
 _LEVELS = 1 << 16  # a 16-bit draw per element
 
@@ -91,6 +92,12 @@ class PackedDropout(TorchFunctionMode):
             if training and not bound.get("inplace", False) and 0.0 < p < 1.0:
                 return packed_dropout(bound["input"], float(p))
         return func(*args, **kwargs)
+
+
+def packed_dropout_masks(enabled: bool) -> contextlib.AbstractContextManager:
+    """``PackedDropout()`` around a (compiled) forward when ``enabled``, else nothing: dynamo traces
+    the mode's replacements into the graph."""
+    return PackedDropout() if enabled else contextlib.nullcontext()
 
 
 @register_training_technique(
