@@ -368,11 +368,9 @@ class StaticCacheGenerator(nn.Module):
                 done = done | torch.isin(token, eos)
                 if bool(done.all()):
                     break
-            if sampling:
-                token = self._drawn(pick, step(token, position, torch.tensor([length + k - 1], device=device), full,
-                                               cache, True))
-            else:
-                token = step(token, position, torch.tensor([length + k - 1], device=device), full, cache)
+            cache_position = torch.tensor([length + k - 1], device=device)
+            token = self._drawn(pick, step(token, position, cache_position, full, cache, True)) if sampling \
+                else step(token, position, cache_position, full, cache)
             if eos is not None:
                 token = torch.where(done, torch.full_like(token, pad_token_id if pad_token_id is not None else 0),
                                     token)
