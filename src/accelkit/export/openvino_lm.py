@@ -48,14 +48,15 @@ def _cache_from(past: tuple[torch.Tensor, ...]) -> Any:
 
 class _Step(nn.Module):
     """The traced call: new tokens over the cache given as tensors, returning each row's logits at
-    its last position and the grown cache. The argmax is left to the caller: OpenVINO's TopK over
+    its last position (or at every new position, ``all_logits``) and the grown cache. The argmax is left to the caller: OpenVINO's TopK over
     the vocabulary cost 14% of a decode step (0.47 ms at batch 8 over 4,096 tokens), numpy's a few
     microseconds."""
 
-    def __init__(self, model: nn.Module, cache_arg: str, last_logits: dict[str, int], cache_position: bool) -> None:
+    def __init__(self, model: nn.Module, cache_arg: str, last_logits: dict[str, int], cache_position: bool,
+                 all_logits: bool = False) -> None:
         super().__init__()
         self.model, self.cache_arg, self.last_logits = model, cache_arg, last_logits
-        self.cache_position = cache_position
+        self.cache_position, self.all_logits = cache_position, all_logits
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor,
                 *past: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -69,7 +70,7 @@ class _Step(nn.Module):
         present = []
         for layer in out.past_key_values.layers:
             present += [layer.keys, layer.values]
-        return (out.logits[:, -1], *present)
+        return (out.logits if self.all_logits else out.logits[:, -1], *present)
 
 
 @contextlib.contextmanager
@@ -117,10 +118,11 @@ def _cache_shape(model: nn.Module, step: _Step) -> tuple[int, int, int]:
     return len(layers), heads, size
 
 
-def export_stateful_lm(model: nn.Module) -> Any:
+def export_stateful_lm(model: nn.Module, *, all_logits: bool = False) -> Any:
     """``model`` (a transformers causal LM, fp32, eval) as an ``openvino.Model`` whose inputs are
     ``CACHE_INPUTS`` and whose one output, ``logits``, is each row's logits at its last position
-    (batch, vocabulary).
+    (batch, vocabulary), or with ``all_logits`` at each position the call reads (batch, new tokens,
+    vocabulary: what a call that verifies drafted tokens needs).
     The key/value cache is graph state: reset it (``InferRequest.reset_state``) before each batch
     of prompts, then call with the prompts and with each new token in turn, with
     ``attention_mask`` over everything read so far and ``position_ids`` counting real tokens."""
@@ -130,8 +132,8 @@ def export_stateful_lm(model: nn.Module) -> Any:
 
     params = inspect.signature(model.forward).parameters
     cache_arg = "cache" if "cache" in params else "past_key_values"
-    step = _Step(model, cache_arg, {"logits_to_keep": 1} if "logits_to_keep" in params else {},
-                 "cache_position" in params).eval()
+    keep = {"logits_to_keep": 0 if all_logits else 1} if "logits_to_keep" in params else {}
+    step = _Step(model, cache_arg, keep, "cache_position" in params, all_logits).eval()
     try:
         layers, heads, size = _cache_shape(model, step)
     except Exception as exc:

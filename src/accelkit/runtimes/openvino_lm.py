@@ -1,7 +1,7 @@
 """OpenVINO as the runtime of a causal LM writing text: the stateful graph of
 ``accelkit.export.openvino_lm`` compiled for the CPU and driven by a lean decoding loop (greedy
-or sampled); saved as OpenVINO's own files (``model.xml``, ``model.bin``), so a shipped folder
-generates without torch running the model."""
+or sampled; greedy at batch 1 optionally verifying prompt-lookup drafts); saved as OpenVINO's own
+files (``model.xml``, ``model.bin``), so a shipped folder generates without torch running the model."""
 
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ from accelkit.runtimes.decoding import (
     lean_decoding,
 )
 from accelkit.runtimes.onnxruntime import OrtConfig
+from accelkit.runtimes.prompt_lookup import lookup_draft
 from accelkit.runtimes.registry import register_runtime
 from accelkit.signal_stack import keep_signal_stack
 
@@ -41,17 +42,28 @@ _CACHES = ("f32", "f16", "u8")
 class OpenVinoLmConfig(Config):
     """``precision``: OpenVINO's inference precision, "f32" or "bf16" (a CPU with native bf16);
     ``kv_cache``: the precision the key/value cache is kept in ("f32", "f16", "u8"; OpenVINO's
-    own default on a CPU is a smaller one than f32); ``threads``: None for accelkit's count here."""
+    own default on a CPU is a smaller one than f32); ``threads``: None for accelkit's count here;
+    ``lookup_tokens``: at most this many prompt-lookup drafts verified per call in greedy batch-1
+    decoding (0: none; the graph must return every position's logits), found by matching the
+    row's last ``lookup_ngram`` ids or fewer."""
+
+    _omit_at_default = ("lookup_tokens", "lookup_ngram")
 
     precision: str = "f32"
     kv_cache: str = "f32"
     threads: int | None = None
     version: int = 1
+    lookup_tokens: int = 0
+    lookup_ngram: int = 3
 
     def __post_init__(self) -> None:
         for name, allowed in (("precision", _PRECISIONS), ("kv_cache", _CACHES)):
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{name}={getattr(self, name)!r}: expected one of {', '.join(allowed)}")
+        for name, low in (("lookup_tokens", 0), ("lookup_ngram", 1)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= 16:
+                raise ConfigError(f"{name}={value!r}: expected a whole number from {low} to 16")
         if self.threads is not None and (isinstance(self.threads, bool) or not isinstance(self.threads, int)
                                          or self.threads < 1):
             raise ConfigError(f"threads={self.threads!r}: expected None or a positive number of threads")
@@ -87,6 +99,11 @@ class OpenVinoLm(Runtime):
         with keep_signal_stack():  # compile_model swaps in a signal stack it later frees
             self._compiled = ov.Core().compile_model(graph, "CPU", settings)
         self._request = self._compiled.create_infer_request()
+        # (batch, new tokens, vocabulary): logits at every position read, as verifying drafts needs
+        self._all_logits = self._compiled.output(0).get_partial_shape().rank.get_length() == 3
+        if self.config.lookup_tokens and not self._all_logits:
+            raise ConfigError("lookup_tokens needs a graph that returns every position's logits; export it with "
+                              "export_stateful_lm(model, all_logits=True)")
         self._threads = threads
         self._size: int | None = None
         self.extra: dict[str, Any] = dict(details or {})
@@ -131,6 +148,11 @@ class OpenVinoLm(Runtime):
         ids = input_ids.cpu().numpy().astype(np.int64)
         batch, length = ids.shape
         mask = np.ones_like(ids) if attention_mask is None else attention_mask.cpu().numpy().astype(np.int64)
+        eos = np.asarray([eos_token_id] if isinstance(eos_token_id, int) else list(eos_token_id)) \
+            if eos_token_id is not None else None
+        if self.config.lookup_tokens and batch == 1 and not pick.do_sample and mask.all():
+            new = self._lookup_decode(ids, max_new_tokens, eos)
+            return torch.cat([input_ids, torch.from_numpy(new)[None].to(input_ids.device, input_ids.dtype)], dim=1)
         # the mask over everything read so far: the prompt's, then one column per token written
         full = np.ones((batch, length + max_new_tokens), dtype=np.int64)
         full[:, :length] = mask
@@ -139,10 +161,8 @@ class OpenVinoLm(Runtime):
         beam = np.arange(batch, dtype=np.int32)
         request = self._request
         request.reset_state()  # a new batch of prompts starts from an empty cache
-        token = pick(request.infer({"input_ids": ids, "attention_mask": mask, "position_ids": positions,
-                                    "beam_idx": beam})["logits"])
-        eos = np.asarray([eos_token_id] if isinstance(eos_token_id, int) else list(eos_token_id)) \
-            if eos_token_id is not None else None
+        token = pick(self._last(request.infer({"input_ids": ids, "attention_mask": mask, "position_ids": positions,
+                                               "beam_idx": beam})))
         done = np.zeros((batch, 1), dtype=bool)
         tokens = [token]
         position = positions[:, -1:] + 1
@@ -151,14 +171,62 @@ class OpenVinoLm(Runtime):
                 done |= np.isin(token, eos)
                 if done.all():
                     break
-            token = pick(request.infer({"input_ids": token, "attention_mask": np.ascontiguousarray(full[:, :length + k]),
-                                        "position_ids": position, "beam_idx": beam})["logits"])
+            token = pick(self._last(request.infer({"input_ids": token,
+                                                   "attention_mask": np.ascontiguousarray(full[:, :length + k]),
+                                                   "position_ids": position, "beam_idx": beam})))
             if eos is not None:
                 token = np.where(done, pad_token_id if pad_token_id is not None else 0, token)
             position = position + 1
             tokens.append(token)
         new = torch.from_numpy(np.concatenate(tokens, axis=1)).to(input_ids.device, input_ids.dtype)
         return torch.cat([input_ids, new], dim=1)
+
+    def _last(self, out: Any) -> np.ndarray:
+        logits = out["logits"]
+        return logits[:, -1] if self._all_logits else logits
+
+    def _lookup_decode(self, ids: np.ndarray, max_new_tokens: int, eos: np.ndarray | None) -> np.ndarray:
+        """Greedy tokens after one unpadded prompt (1, length), several a call where they can be
+        guessed: each call reads the last token and the prompt-lookup draft after it, and keeps
+        the drafts that equal the model's own argmax at their place, then its argmax after them.
+        A rejected draft's keys stay in the cache with their slots masked out (cheaper than
+        cutting OpenVINO's state), so a call's slots are causal in cache order while
+        ``position_ids`` count the tokens kept."""
+        drafts, ngram = self.config.lookup_tokens, self.config.lookup_ngram
+        length = ids.shape[1]
+        beam = np.zeros(1, dtype=np.int32)
+        mask = np.zeros((1, length + max_new_tokens * (drafts + 1)), dtype=np.int64)
+        mask[:, :length] = 1
+        context = np.zeros(length + max_new_tokens, dtype=np.int64)
+        context[:length] = ids[0]
+        request = self._request
+        request.reset_state()
+        logits = request.infer({"input_ids": ids, "attention_mask": mask[:, :length],
+                                "position_ids": np.arange(length)[None], "beam_idx": beam})["logits"]
+        context[length] = token = int(logits[0, -1].argmax())
+        written, slots = 1, length
+        while written < max_new_tokens and (eos is None or token not in eos):
+            draft = lookup_draft(context[:length + written], min(drafts, max_new_tokens - written - 1), ngram)
+            feed = np.concatenate([context[length + written - 1:length + written], draft])[None]
+            n = feed.shape[1]
+            mask[:, slots:slots + n] = 1
+            start = length + written - 1  # the position of the last token written, not yet in the cache
+            picks = request.infer({"input_ids": feed, "attention_mask": mask[:, :slots + n],
+                                   "position_ids": np.arange(start, start + n)[None], "beam_idx": beam}
+                                  )["logits"][0].argmax(-1)
+            kept = 0
+            while kept < len(draft) and draft[kept] == picks[kept]:
+                kept += 1
+            mask[:, slots + kept + 1:slots + n] = 0
+            slots += n
+            new = picks[:kept + 1]  # the kept drafts equal the picks before them
+            if eos is not None:
+                stops = np.flatnonzero(np.isin(new, eos))
+                new = new[:stops[0] + 1] if stops.size else new
+            context[length + written:length + written + len(new)] = new
+            written += len(new)
+            token = int(new[-1])
+        return context[length:length + written]
 
     def save(self, folder: Path) -> dict[str, Any]:
         ov = require("openvino", "openvino")

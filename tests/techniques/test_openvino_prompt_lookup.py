@@ -1,0 +1,149 @@
+"""openvino-prompt-lookup: greedy batch-1 decoding that verifies prompt-lookup drafts writes exactly
+``model.generate``'s tokens in fewer calls than tokens, with drafts both kept and rejected; EOS
+stops it as it stops generate; batches and sampling run the plain loop; a saved folder keeps the
+lookup; bad settings get the documented error."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from accelkit.errors import ConfigError
+from accelkit.techniques.openvino_runtime import OPENVINO_AVAILABLE
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import model_folders as mf  # noqa: E402
+
+pytestmark = pytest.mark.skipif(OPENVINO_AVAILABLE() is not None, reason=str(OPENVINO_AVAILABLE()))
+
+N_NEW = 24
+
+
+class _CountingRequest:
+    """The infer request, recording how many tokens each call reads."""
+
+    def __init__(self, request):
+        self.request, self.reads = request, []
+
+    def infer(self, feeds):
+        self.reads.append(feeds["input_ids"].shape[1])
+        return self.request.infer(feeds)
+
+    def reset_state(self):
+        self.request.reset_state()
+
+
+def _model():
+    model = mf.tiny_causal_lm("llama")
+    with torch.no_grad():  # wider logit margins than random init's, so kernel rounding flips no argmax
+        model.get_input_embeddings().weight.mul_(8)
+    return model
+
+
+def _greedy(model, ids, **options):
+    with torch.inference_mode():
+        return model.generate(input_ids=ids, max_new_tokens=N_NEW, do_sample=False, pad_token_id=0, **options)
+
+
+def _prompt():
+    # a prompt that repeats itself, so the lookup finds runs to copy
+    return torch.tensor([[5, 17, 42, 9, 33, 5, 17, 42, 9, 71, 5, 17]])
+
+
+def test_lookup_writes_generates_greedy_tokens_in_fewer_calls():
+    from accelkit.techniques.openvino_prompt_lookup import openvino_prompt_lookup
+
+    model = _model()
+    runner = openvino_prompt_lookup(model)
+    counting = runner._request = _CountingRequest(runner._request)
+    ids = _prompt()
+    ref = _greedy(model, ids, eos_token_id=None)
+    for _ in range(2):  # the second call starts from an empty cache again
+        counting.reads.clear()
+        with torch.inference_mode():
+            out = runner.generate(input_ids=ids, max_new_tokens=N_NEW, pad_token_id=0, eos_token_id=None)
+        assert torch.equal(out, ref)
+    decode_calls = counting.reads[1:]
+    assert len(decode_calls) < N_NEW - 1  # drafts were kept: fewer calls than tokens after the first
+    # more tokens read than kept: some drafts were rejected, and their masked slots did not change a token
+    assert sum(decode_calls) > N_NEW - 1
+
+
+def test_eos_in_a_kept_draft_stops_as_generate_stops():
+    from accelkit.techniques.openvino_prompt_lookup import openvino_prompt_lookup
+
+    model = _model()
+    ids = _prompt()
+    ref = _greedy(model, ids, eos_token_id=None)
+    eos = int(ref[0, ids.shape[1] + 9])  # a token written midway, taken as the EOS
+    ref_eos = _greedy(model, ids, eos_token_id=eos)
+    assert ref_eos.shape[1] < ref.shape[1]
+    with torch.inference_mode():
+        out = openvino_prompt_lookup(model).generate(input_ids=ids, max_new_tokens=N_NEW, pad_token_id=0,
+                                                     eos_token_id=eos)
+    assert torch.equal(out, ref_eos)
+
+
+def test_batches_and_sampling_run_the_plain_loop_with_generates_tokens():
+    from accelkit.techniques.openvino_prompt_lookup import openvino_prompt_lookup
+
+    model = _model()
+    runner = openvino_prompt_lookup(model)
+    counting = runner._request = _CountingRequest(runner._request)
+    ids, mask = mf.left_padded_batch(100)
+    with torch.inference_mode():
+        ref = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=N_NEW, do_sample=False,
+                             pad_token_id=0, eos_token_id=None)
+        out = runner.generate(input_ids=ids, attention_mask=mask, max_new_tokens=N_NEW, pad_token_id=0,
+                              eos_token_id=None)
+        assert torch.equal(out, ref) and counting.reads[1:] == [1] * (N_NEW - 1)
+        call = dict(input_ids=_prompt(), max_new_tokens=N_NEW, do_sample=True, top_k=5, pad_token_id=0,
+                    eos_token_id=None)
+        torch.manual_seed(2)
+        sampled = model.generate(**call)
+        torch.manual_seed(2)
+        assert torch.equal(runner.generate(**call), sampled)
+
+
+def test_a_saved_folder_keeps_the_lookup(tmp_path):
+    from accelkit.runtimes.openvino_lm import OpenVinoLm
+    from accelkit.techniques.openvino_prompt_lookup import (
+        PromptLookupConfig,
+        openvino_prompt_lookup,
+    )
+
+    model = _model()
+    fields = openvino_prompt_lookup(model, PromptLookupConfig(draft_tokens=3, ngram=2)).save(tmp_path)
+    loaded = OpenVinoLm.load(tmp_path, fields)
+    assert (loaded.config.lookup_tokens, loaded.config.lookup_ngram) == (3, 2)
+    counting = loaded._request = _CountingRequest(loaded._request)
+    with torch.inference_mode():
+        out = loaded.generate(input_ids=_prompt(), max_new_tokens=N_NEW, pad_token_id=0, eos_token_id=None)
+    assert torch.equal(out, _greedy(model, _prompt(), eos_token_id=None))
+    assert max(counting.reads[1:]) <= 4 and len(counting.reads) < N_NEW
+
+
+@pytest.mark.parametrize("field,value", [("draft_tokens", 0), ("draft_tokens", 17), ("ngram", 0), ("threads", 0)])
+def test_bad_settings_name_the_field(field, value):
+    from accelkit.techniques.openvino_prompt_lookup import PromptLookupConfig
+
+    with pytest.raises(ConfigError, match=field):
+        PromptLookupConfig(**{field: value})
+
+
+def test_lookup_needs_a_graph_with_every_positions_logits():
+    from accelkit.export.openvino_lm import export_stateful_lm
+    from accelkit.runtimes.openvino_lm import OpenVinoLm, OpenVinoLmConfig
+
+    with pytest.raises(ConfigError, match="all_logits=True"):
+        OpenVinoLm(export_stateful_lm(_model()), OpenVinoLmConfig(lookup_tokens=4))
+
+
+def test_a_model_that_is_not_a_causal_lm_is_refused():
+    from accelkit.techniques.openvino_prompt_lookup import openvino_prompt_lookup
+
+    with pytest.raises(ConfigError, match="causal LM"):
+        openvino_prompt_lookup(torch.nn.Linear(4, 4))
