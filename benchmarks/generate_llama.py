@@ -38,7 +38,7 @@ from accelkit.workloads.base import cache_dir
 VARIANTS = ["bf16", "bf16-cast", "int8-weight-only", "int8-dynamic", "speculative", "self-speculative",
             "speculative-distilled", "static-cache-compile", "int8-weight-only+static-cache-compile"]
 # HF generate's own fast paths, timed beside accelkit's default and its fastest variant within a 0.02 agreement drop
-PEERS = ["hf-generate", "hf-static-compile", "hf-static-compile-bf16", "ov-causal-lm-f32", "ov-causal-lm", "ov-causal-lm-int8"]
+PEERS = ["hf-generate", "hf-static-compile", "hf-static-compile-bf16", "hf-prompt-lookup", "ov-causal-lm-f32", "ov-causal-lm", "ov-causal-lm-int8"]
 EOS = "</s>"
 
 

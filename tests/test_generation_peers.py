@@ -94,3 +94,14 @@ def test_bench_peers_on_text_generation_through_the_cli(tmp_path):
     assert rows["hf-static-compile"]["greedy_agreement"] >= 0.98, rows["hf-static-compile"]
     assert rows["accelkit static-cache-compile"]["greedy_agreement"] == 1.0
     assert "error" in rows["hf-static-compile-bf16"] or rows["hf-static-compile-bf16"]["tokens_per_s"] > 0
+
+
+def test_transformers_prompt_lookup_is_a_batch_1_peer_that_keeps_generates_tokens(llama):
+    table = peers.measure_generation_peers(llama, llama.default_settings(1), llama.eval_data(), repeats=1,
+                                           peers=["hf-generate", "hf-prompt-lookup"])
+    by = {r["name"]: r for r in table["rows"]}
+    assert by["hf-prompt-lookup"]["greedy_agreement"] == 1.0 and by["hf-prompt-lookup"]["tokens_per_s"] > 0
+    table = peers.measure_generation_peers(llama, llama.default_settings(2), llama.eval_data(), repeats=1,
+                                           peers=["hf-generate", "hf-prompt-lookup"])
+    by = {r["name"]: r for r in table["rows"]}
+    assert by["hf-prompt-lookup"]["error"].startswith("skipped: transformers' prompt lookup")

@@ -484,6 +484,14 @@ def _hf_static_compile_bf16(b: _GenBuild) -> Callable:
     return _hf_static_compile(b, "bf16")
 
 
+def _hf_prompt_lookup(b: _GenBuild) -> Callable:
+    """transformers' own prompt-lookup decoding (``prompt_lookup_num_tokens``; 10 as its docs show),
+    greedy output unchanged; assisted generation runs one sequence at a time."""
+    if b.settings.batch_size != 1:
+        raise PeerSkipped("skipped: transformers' prompt lookup (assisted generation) runs batch 1 only")
+    return b.runner(_GenerateWith(b.workload.build_model(), prompt_lookup_num_tokens=10))
+
+
 def _ov_causal_lm(b: _GenBuild, int8: bool = False, f32: bool = False) -> Callable:
     from optimum.intel import OVModelForCausalLM
 
@@ -507,6 +515,8 @@ GENERATION_PEERS: dict[str, tuple[str, Callable[[_GenBuild], Callable]]] = {
     "hf-static-compile": ('generate with cache_implementation="static", model.forward torch.compile\'d',
                           _hf_static_compile),
     "hf-static-compile-bf16": ("the same with the weights in bf16", _hf_static_compile_bf16),
+    "hf-prompt-lookup": ("generate with prompt_lookup_num_tokens=10 (drafts copied from the prompt; batch 1)",
+                         _hf_prompt_lookup),
     "ov-causal-lm": ("optimum-intel OVModelForCausalLM, fp32 weights, OpenVINO's default precision (bf16 "
                      "compute where the CPU has it)", _ov_causal_lm),
     "ov-causal-lm-f32": ("the same, computing in fp32 (INFERENCE_PRECISION_HINT f32)", _ov_causal_lm_f32),
