@@ -26,3 +26,20 @@ def test_no_match_or_no_room_gives_nothing():
     assert _draft([1, 2, 3]) == []
     assert _draft([7]) == []
     assert _draft([1, 2, 1], tokens=0) == []
+
+
+def _by_windows(ids, tokens, ngram):
+    """The definition, spelled out: the latest earlier window equal to the last n ids, n from ngram down."""
+    for n in range(min(ngram, len(ids) - 1), 0, -1):
+        starts = [s for s in range(len(ids) - n) if ids[s:s + n] == ids[-n:]]
+        if starts:
+            return ids[starts[-1] + n:starts[-1] + n + tokens]
+    return []
+
+
+def test_random_contexts_match_the_definition():
+    rng = np.random.default_rng(0)
+    for _ in range(500):
+        ids = rng.integers(0, int(rng.integers(2, 6)), int(rng.integers(1, 30))).tolist()
+        tokens, ngram = int(rng.integers(1, 6)), int(rng.integers(1, 5))
+        assert _draft(ids, tokens, ngram) == _by_windows(ids, tokens, ngram), (ids, tokens, ngram)
