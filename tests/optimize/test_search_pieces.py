@@ -72,6 +72,21 @@ def test_the_final_run_gives_up_rounds_then_finalists_to_fit(tmp_path):
         state.config, _state(tmp_path / "new"), _NoBuilds(), {}, 1, 1).reserve() == MIN_RESERVE_S
 
 
+def test_a_final_run_cut_to_plans_that_cannot_be_saved_keeps_the_best_that_can(tmp_path):
+    # the folder optimize writes holds the best saveable plan of the final run: one must be in it
+    state = _state(tmp_path, repeats=5, finalists=2)
+    for name, speed in (("static-cache-compile", 4.0), ("speculative", 3.5), ("openvino-generate", 3.0),
+                        ("bf16-cast", 1.5)):
+        state.record({"name": name, "speedup": speed, "baseline_pass_ms": 1000.0, "pass_ms": {"p50": 1000.0}},
+                     Verdict(True))
+    final = FinalRun(state.config, state, _NoBuilds(), {}, n_screen=100, n_eval=100)
+    assert final.fit(0) == (["static-cache-compile", "openvino-generate"], 2)
+    assert final.fit(10_000)[0] == ["static-cache-compile", "speculative", "openvino-generate"]
+    state.record({"name": "int8-dynamic", "speedup": 5.0, "baseline_pass_ms": 1000.0, "pass_ms": {"p50": 1000.0}},
+                 Verdict(True))
+    assert final.fit(0)[0] == ["int8-dynamic"]  # the best saves: nothing added
+
+
 def test_a_state_file_of_another_search_starts_over(tmp_path):
     (tmp_path / "candidates.json").write_text(json.dumps({"key": {"other": 1}, "screened": [{"name": "a"}],
                                                           "spent_s": 99}))

@@ -3,10 +3,11 @@ one step shorter, for the ablation), what it will cost, and how it is fitted int
 
 from __future__ import annotations
 
+from accelkit.errors import UnknownVariantError
 from accelkit.optimize.config import OptimizeConfig
 from accelkit.optimize.plans import Plan, drop_one_step
 from accelkit.optimize.state import BuildTimes, SearchState
-from accelkit.techniques.registry import composition_error
+from accelkit.techniques.registry import composition_error, get_technique
 
 __all__ = ["FinalRun", "MIN_RESERVE_S"]
 
@@ -24,7 +25,12 @@ class FinalRun:
         self.n_screen, self.n_eval = n_screen, n_eval
 
     def names(self, n_finalists: int | None = None) -> list[str]:
-        finalists = [r["name"] for r in self.state.passing()[: n_finalists or self.config.finalists]]
+        passing = [r["name"] for r in self.state.passing()]
+        finalists = passing[: n_finalists or self.config.finalists]
+        if finalists and not any(_saveable(f) for f in finalists):
+            # optimize ships the best plan that saves: without one in the final run, the folder
+            # would get the baseline however well a saveable plan screened
+            finalists += [n for n in passing if _saveable(n)][:1]
         names = list(finalists)
         for f in finalists:  # every plan one step shorter, measured in the same run for the ablation
             for sub in drop_one_step(Plan.parse(f)):
@@ -64,3 +70,11 @@ class FinalRun:
             n_finalists -= 1
             names = self.names(n_finalists)
         return names, repeats
+
+
+def _saveable(name: str) -> bool:
+    """Whether every step of the plan ``name`` says it round-trips through accelkit.save/load."""
+    try:
+        return all(get_technique(step).saveable for step in Plan.parse(name).steps)
+    except UnknownVariantError:  # not a registered plan: nothing to say about it
+        return True
