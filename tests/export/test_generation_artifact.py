@@ -78,3 +78,30 @@ def test_generate_is_only_for_text_generation_models_and_checks_its_counts(tmp_p
          "default", workload=enc_wl)
     with pytest.raises(ConfigError, match="generate\\(\\) is for text-generation"):
         load(tmp_path / "e").generate("the")
+
+
+def test_a_saved_latency_plan_writes_one_prompt_a_call_by_default(tmp_path):
+    # openvino-prompt-lookup verifies drafts at batch 1 only: a folder chosen at batch 1 keeps to it
+    from accelkit.techniques.openvino_runtime import OPENVINO_AVAILABLE
+
+    if OPENVINO_AVAILABLE() is not None:
+        pytest.skip(str(OPENVINO_AVAILABLE()))
+    folder = mf.llama_folder(tmp_path)
+    wl = workload_from_model(folder, mf.prompts_file(tmp_path, 8), task="text-generation", max_new_tokens=5)
+    model = wl.build_model()
+    built = build_variant("openvino-prompt-lookup", wl.build_model(), wl.default_settings(1), wl)
+    save(built, tmp_path / "lookup", "openvino-prompt-lookup", workload=wl)
+    shipped = load(tmp_path / "lookup")
+    rows, decode = [], shipped.model.decode
+    shipped.model.decode = lambda ids, *a, **k: (rows.append(ids.shape[0]), decode(ids, *a, **k))[1]
+    out = shipped.generate(PROMPTS, max_new_tokens=4)
+    assert rows == [1, 1, 1]
+    tok = wl.tokenizer
+    with torch.inference_mode():
+        for prompt, text in zip(PROMPTS, out, strict=True):
+            ids = tok(prompt, return_tensors="pt")["input_ids"]
+            new = model.generate(input_ids=ids, max_new_tokens=4, do_sample=False, pad_token_id=tok.pad_token_id)
+            assert text == tok.decode(new[0, ids.shape[1]:], skip_special_tokens=True)
+    rows.clear()
+    shipped.generate(PROMPTS, max_new_tokens=4, batch_size=3)  # the caller's batch size still rules
+    assert rows == [3]

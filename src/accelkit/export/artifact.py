@@ -158,9 +158,11 @@ class ShippedModel:
 
 
     def generate(self, prompts: str | list[str], max_new_tokens: int | None = None,
-                 batch_size: int = 8, seed: int | None = None) -> str | list[str]:
+                 batch_size: int | None = None, seed: int | None = None) -> str | list[str]:
         """The text a causal language model writes after each prompt (up to ``max_new_tokens``
-        tokens or EOS; default: the number it was measured with), in input order. Greedy, or with
+        tokens or EOS; default: the number it was measured with), in input order, ``batch_size``
+        prompts a call (default: the batch size the plan was chosen at, so a latency plan
+        writes one prompt at a time, as it was measured). Greedy, or with
         ``seed``, sampled with the model's own temperature, top-k and top-p, torch's generator
         seeded with ``seed`` plus the position of the batch's first prompt before each batch (the
         same seed writes the same text, and batches do not repeat each other's draws)."""
@@ -173,6 +175,8 @@ class ShippedModel:
         max_length = positions - new_tokens
         if new_tokens < 1 or max_length < 1:
             raise ConfigError(f"max_new_tokens={new_tokens}: expected 1 to {positions - 1}")
+        if batch_size is None:
+            batch_size = int(getattr(self.settings, "batch_size", None) or 8)
         if batch_size < 1:
             raise ConfigError(f"batch_size={batch_size}: expected a positive integer")
         from accelkit.workloads.base import autocast_context
