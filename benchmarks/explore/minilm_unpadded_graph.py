@@ -1,0 +1,96 @@
+"""Experiment (issue 27, unpadding): minilm with its linear layers, layer norms and feed-forward run
+on the real tokens only, gathered out of the padded batch once, scattered back into (batch, length)
+just around each layer's attention. Exported to ONNX, NNCF int8 as `openvino-int8` does, one
+OpenVINO request on 2 threads, timed against the padded graph on the 512 held-out pydoc sentences
+in length-sorted batches (interleaved rounds), with the cosine of the mean-pooled embeddings.
+
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/explore/minilm_unpadded_graph.py [--rounds 5] [--batch 32]
+"""
+
+import argparse
+import os
+import statistics
+import time
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+
+from accelkit.export.onnx import export_onnx, named_numpy_inputs  # noqa: E402
+from accelkit.runtimes.openvino import OpenVinoConfig, OpenVinoModule  # noqa: E402
+from accelkit.techniques.openvino_runtime import quantize_onnx_nncf  # noqa: E402
+from accelkit.workloads import get_workload  # noqa: E402
+
+
+class Unpadded(nn.Module):
+    """A BERT encoder whose per-token work runs on (real tokens, width); returns the last hidden
+    state as (batch, length, width), zeros at padding."""
+
+    def __init__(self, bert: nn.Module) -> None:
+        super().__init__()
+        self.bert = bert
+        self.heads = bert.config.num_attention_heads
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        b, t = input_ids.shape
+        flat = attention_mask.reshape(-1)
+        keep = torch.nonzero(flat).squeeze(1)
+        x = self.bert.embeddings(input_ids=input_ids).reshape(b * t, -1).index_select(0, keep)
+        c = x.shape[-1]
+        bias = (1.0 - attention_mask[:, None, None, :].float()) * torch.finfo(torch.float32).min
+        for layer in self.bert.encoder.layer:
+            sa = layer.attention.self
+            qkv = torch.cat([sa.query(x), sa.key(x), sa.value(x)], dim=-1)
+            full = torch.zeros(b * t, 3 * c, dtype=x.dtype).index_copy(0, keep, qkv)
+            q, k, v = full.reshape(b, t, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
+            scores = q @ k.transpose(-1, -2) / (c // self.heads) ** 0.5 + bias
+            ctx = (scores.softmax(-1) @ v).transpose(1, 2).reshape(b * t, c).index_select(0, keep)
+            x = layer.attention.output.LayerNorm(layer.attention.output.dense(ctx) + x)
+            x = layer.output.LayerNorm(layer.output.dense(layer.intermediate(x)) + x)
+        return torch.zeros(b * t, c, dtype=x.dtype).index_copy(0, keep, x).reshape(b, t, c)
+
+
+def mean_pooled(hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    m = mask[..., None].astype(np.float32)
+    return (hidden * m).sum(1) / m.sum(1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--batch", type=int, default=32)
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    wl = get_workload("minilm")
+    bert = wl.build_model().eval()
+    s = wl.default_settings().with_(batch_size=args.batch)
+    example = wl.example_inputs(wl.calib_data(64), s)
+    samples = [named_numpy_inputs(i) for i, _ in wl.batches(wl.calib_data(256), s.with_(batch_size=1))]
+    feeds = [named_numpy_inputs(i) for i, _ in wl.batches(wl.eval_data(), s)]
+    with torch.no_grad():
+        ref = [mean_pooled(bert(**{k: torch.from_numpy(v) for k, v in f.items()}).last_hidden_state.numpy(),
+                           f["attention_mask"]) for f in feeds]
+    graphs = {"padded": export_onnx(bert, example), "unpadded": export_onnx(Unpadded(bert).eval(), example)}
+    requests = {name: OpenVinoModule(quantize_onnx_nncf(g, samples), OpenVinoConfig(precision="bf16", streams=1)
+                                     )._requests[0] for name, g in graphs.items()}
+    for name, request in requests.items():
+        got = [mean_pooled(next(iter(request.infer(f).values())), f["attention_mask"]) for f in feeds]
+        cos = np.concatenate([np.sum(a * b, 1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+                              for a, b in zip(got, ref, strict=True)])
+        print(f"{name:9s} int8 cosine to fp32: mean {cos.mean():.4f}, worst {cos.min():.4f}")
+    times: dict[str, list[float]] = {n: [] for n in requests}
+    for _ in range(args.rounds):
+        for name, request in requests.items():
+            start = time.perf_counter()
+            for f in feeds:
+                request.infer(f)
+            times[name].append(time.perf_counter() - start)
+    ratios = [p / u for p, u in zip(times["padded"], times["unpadded"], strict=True)]
+    for name in requests:
+        print(f"{name:9s} {len(wl.eval_data()) / statistics.median(times[name]):7.0f} sentences/s (infer only)")
+    print(f"unpadded / padded: {statistics.median(ratios):.3f}x (pairs {', '.join(f'{r:.3f}' for r in ratios)})")
+
+
+if __name__ == "__main__":
+    main()
