@@ -206,11 +206,11 @@ class OpenVinoLm(Runtime):
         context[length] = token = int(logits[0, -1].argmax())
         written, slots = 1, length
         while written < max_new_tokens and (eos is None or token not in eos):
-            draft = lookup_draft(context[:length + written], min(drafts, max_new_tokens - written - 1), ngram)
-            feed = np.concatenate([context[length + written - 1:length + written], draft])[None]
+            start = length + written - 1  # the position of the last token written, not yet in the cache
+            draft = lookup_draft(context[:start + 1], min(drafts, max_new_tokens - written - 1), ngram)
+            feed = np.concatenate([context[start:start + 1], draft])[None]
             n = feed.shape[1]
             mask[:, slots:slots + n] = 1
-            start = length + written - 1  # the position of the last token written, not yet in the cache
             picks = request.infer({"input_ids": feed, "attention_mask": mask[:, :slots + n],
                                    "position_ids": np.arange(start, start + n)[None], "beam_idx": beam}
                                   )["logits"][0].argmax(-1)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from torch import nn
@@ -33,7 +34,7 @@ from accelkit.techniques.openvino_runtime import OPENVINO_AVAILABLE
 from accelkit.techniques.registry import BuildContext, Built, register_technique
 from accelkit.techniques.static_cache import causal_lm_of
 
-__all__ = ["OpenVinoGenerateConfig", "openvino_generator"]
+__all__ = ["OpenVinoGenerateConfig", "built_runner", "openvino_generator", "transformers_causal_lm"]
 
 _WEIGHTS = {"float": None, "int8": "INT8_ASYM", "int4": "INT4_SYM"}
 
@@ -60,15 +61,31 @@ class OpenVinoGenerateConfig(Config):
         return OpenVinoLmConfig(precision=self.precision, kv_cache=self.kv_cache, threads=self.threads)
 
 
+def transformers_causal_lm(model: nn.Module, technique: str) -> nn.Module:
+    """The transformers causal LM inside ``model`` (what a stateful OpenVINO export reads), or a
+    ConfigError naming ``technique``."""
+    model = causal_lm_of(model)
+    if getattr(model, "config", None) is None or not callable(getattr(model, "generate", None)):
+        raise ConfigError(f"{technique} needs a transformers causal LM (with .config and generate); got a "
+                          f"{type(model).__name__}")
+    return model
+
+
+def built_runner(make: Callable[[], OpenVinoLm], ctx: BuildContext, config: Config) -> Built:
+    """A technique's result for the OpenVINO generation runtime ``make()`` builds: its record, with
+    the export-and-compile time in ``compile_s``, and autocast off (the graph computes outside torch)."""
+    start = time.perf_counter()
+    runner = make()
+    details = {**runner.describe().to_dict(), "compile_s": round(time.perf_counter() - start, 2)}
+    return Built(runner, ctx.settings.with_(autocast=None), details, config=config.to_dict())
+
+
 def openvino_generator(model: nn.Module, config: OpenVinoGenerateConfig | None = None) -> OpenVinoLm:
     """``model`` (a transformers causal LM, fp32, eval) as a compiled stateful OpenVINO graph whose
     ``generate`` decodes greedily or samples; the torch model stays beside it for other
     ``generate`` options."""
     config = config or OpenVinoGenerateConfig()
-    model = causal_lm_of(model)
-    if getattr(model, "config", None) is None or not callable(getattr(model, "generate", None)):
-        raise ConfigError(f"openvino-generate needs a transformers causal LM (with .config and generate); got a "
-                          f"{type(model).__name__}")
+    model = transformers_causal_lm(model, "openvino-generate")
     graph = export_stateful_lm(model)
     mode = _WEIGHTS[config.weights]
     if mode is not None:
@@ -103,7 +120,4 @@ def _openvino_generate_f16_cache(model: nn.Module, ctx: BuildContext, config: Op
 
 
 def _build(model: nn.Module, ctx: BuildContext, config: OpenVinoGenerateConfig) -> Built:
-    start = time.perf_counter()
-    runner = openvino_generator(model, config)
-    details = {**runner.describe().to_dict(), "compile_s": round(time.perf_counter() - start, 2)}
-    return Built(runner, ctx.settings.with_(autocast=None), details, config=config.to_dict())
+    return built_runner(lambda: openvino_generator(model, config), ctx, config)

@@ -17,7 +17,6 @@ so at batch 8 it cost more than it saved: 1.42 tokens a call against 1.5-2.1x a 
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 from torch import nn
@@ -26,9 +25,9 @@ from accelkit.config import Config
 from accelkit.errors import ConfigError
 from accelkit.export.openvino_lm import export_stateful_lm
 from accelkit.runtimes.openvino_lm import OpenVinoLm, OpenVinoLmConfig
+from accelkit.techniques.openvino_generate import built_runner, transformers_causal_lm
 from accelkit.techniques.openvino_runtime import OPENVINO_AVAILABLE
 from accelkit.techniques.registry import BuildContext, Built, register_technique
-from accelkit.techniques.static_cache import causal_lm_of
 
 __all__ = ["PromptLookupConfig", "openvino_prompt_lookup"]
 
@@ -59,10 +58,7 @@ def openvino_prompt_lookup(model: nn.Module, config: PromptLookupConfig | None =
     """``model`` (a transformers causal LM, fp32, eval) as a stateful OpenVINO graph returning every
     position's logits, whose greedy batch-1 ``generate`` verifies prompt-lookup drafts."""
     config = config or PromptLookupConfig()
-    model = causal_lm_of(model)
-    if getattr(model, "config", None) is None or not callable(getattr(model, "generate", None)):
-        raise ConfigError(f"openvino-prompt-lookup needs a transformers causal LM (with .config and generate); got "
-                          f"a {type(model).__name__}")
+    model = transformers_causal_lm(model, "openvino-prompt-lookup")
     details = {"decode": "OpenVINO stateful graph, prompt-lookup drafts verified at batch 1",
                "draft_tokens": config.draft_tokens, "ngram": config.ngram}
     return OpenVinoLm(export_stateful_lm(model, all_logits=True), config.runtime_config(), model=model,
@@ -75,7 +71,4 @@ def openvino_prompt_lookup(model: nn.Module, config: PromptLookupConfig | None =
                     produces=OpenVinoLm.form, voids=("autocast",), objectives=("latency", "throughput"),
                     available=OPENVINO_AVAILABLE, config=PromptLookupConfig)
 def _openvino_prompt_lookup(model: nn.Module, ctx: BuildContext, config: PromptLookupConfig) -> Built:
-    start = time.perf_counter()
-    runner = openvino_prompt_lookup(model, config)
-    details = {**runner.describe().to_dict(), "compile_s": round(time.perf_counter() - start, 2)}
-    return Built(runner, ctx.settings.with_(autocast=None), details, config=config.to_dict())
+    return built_runner(lambda: openvino_prompt_lookup(model, config), ctx, config)
