@@ -16,13 +16,14 @@ import statistics
 import time
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import sys  # noqa: E402
 
-from accelkit.export.onnx import export_onnx, named_numpy_inputs  # noqa: E402
-from accelkit.runtimes.openvino import OpenVinoConfig, OpenVinoModule  # noqa: E402
-from accelkit.techniques.openvino_runtime import quantize_onnx_nncf  # noqa: E402
-from accelkit.workloads import get_workload  # noqa: E402
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from minilm_int8_setup import minilm_int8  # noqa: E402
+
+from accelkit.export.onnx import export_onnx  # noqa: E402
 
 SHAPES = ((32, 16), (32, 24), (32, 48), (64, 24), (128, 24), (8, 96))  # (batch, length), no padding
 
@@ -31,15 +32,10 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
-    torch.set_num_threads(2)
-    wl = get_workload("minilm")
-    model = wl.build_model().eval()
-    s = wl.default_settings().with_(batch_size=32)
-    data = wl.eval_data()
-    graph = export_onnx(model, wl.example_inputs(wl.calib_data(64), s))
-    samples = [named_numpy_inputs(inputs) for inputs, _ in wl.batches(wl.calib_data(256), s.with_(batch_size=1))]
-    request = OpenVinoModule(quantize_onnx_nncf(graph, samples), OpenVinoConfig(precision="bf16", streams=1))._requests[0]
-    feeds = {b: [named_numpy_inputs(i) for i, _ in wl.batches(data, s.with_(batch_size=b))] for b in (32, 128)}
+    setup = minilm_int8()
+    request = setup.int8_request(export_onnx(setup.model, setup.example))
+    feeds = {b: setup.feeds(b) for b in (32, 128)}
+    data = setup.wl.eval_data()
     tokens = sum(int(f["attention_mask"].sum()) for f in feeds[32])
     first = feeds[32][0]
 

@@ -13,14 +13,16 @@ import statistics
 import time
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+import sys  # noqa: E402
+
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from accelkit.export.onnx import export_onnx, named_numpy_inputs  # noqa: E402
-from accelkit.runtimes.openvino import OpenVinoConfig, OpenVinoModule  # noqa: E402
-from accelkit.techniques.openvino_runtime import quantize_onnx_nncf  # noqa: E402
-from accelkit.workloads import get_workload  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from minilm_int8_setup import minilm_int8  # noqa: E402
+
+from accelkit.export.onnx import export_onnx  # noqa: E402
 
 
 class Unpadded(nn.Module):
@@ -67,19 +69,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--batch", type=int, default=32)
     args = parser.parse_args()
-    torch.set_num_threads(2)
-    wl = get_workload("minilm")
-    bert = wl.build_model().eval()
-    s = wl.default_settings().with_(batch_size=args.batch)
-    example = wl.example_inputs(wl.calib_data(64), s)
-    samples = [named_numpy_inputs(i) for i, _ in wl.batches(wl.calib_data(256), s.with_(batch_size=1))]
-    feeds = [named_numpy_inputs(i) for i, _ in wl.batches(wl.eval_data(), s)]
+    setup = minilm_int8(args.batch)
+    bert, example, feeds = setup.model, setup.example, setup.feeds()
     with torch.no_grad():
         ref = [mean_pooled(bert(**{k: torch.from_numpy(v) for k, v in f.items()}).last_hidden_state.numpy(),
                            f["attention_mask"]) for f in feeds]
     graphs = {"padded": export_onnx(bert, example), "unpadded": export_onnx(Unpadded(bert).eval(), example)}
-    requests = {name: OpenVinoModule(quantize_onnx_nncf(g, samples), OpenVinoConfig(precision="bf16", streams=1)
-                                     )._requests[0] for name, g in graphs.items()}
+    requests = {name: setup.int8_request(g) for name, g in graphs.items()}
     for name, request in requests.items():
         got = [mean_pooled(next(iter(request.infer(f).values())), f["attention_mask"]) for f in feeds]
         cos = np.concatenate([np.sum(a * b, 1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
@@ -94,7 +90,7 @@ def main() -> None:
             times[name].append(time.perf_counter() - start)
     ratios = [p / u for p, u in zip(times["padded"], times["unpadded"], strict=True)]
     for name in requests:
-        print(f"{name:9s} {len(wl.eval_data()) / statistics.median(times[name]):7.0f} sentences/s (infer only)")
+        print(f"{name:9s} {len(setup.wl.eval_data()) / statistics.median(times[name]):7.0f} sentences/s (infer only)")
     print(f"unpadded / padded: {statistics.median(ratios):.3f}x (pairs {', '.join(f'{r:.3f}' for r in ratios)})")
 
 

@@ -11,12 +11,11 @@ import tempfile
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import torch  # noqa: E402
+from minilm_int8_setup import minilm_int8  # noqa: E402
 from minilm_unpadded_graph import Unpadded  # noqa: E402
 
-from accelkit.export.onnx import export_onnx, named_numpy_inputs  # noqa: E402
+from accelkit.export.onnx import export_onnx  # noqa: E402
 from accelkit.techniques.openvino_runtime import quantize_onnx_nncf  # noqa: E402
-from accelkit.workloads import get_workload  # noqa: E402
 
 SETTINGS = {"INFERENCE_PRECISION_HINT": "bf16", "INFERENCE_NUM_THREADS": 2, "NUM_STREAMS": 1, "PERF_COUNT": True,
             "PERFORMANCE_HINT": "LATENCY"}
@@ -25,13 +24,8 @@ SETTINGS = {"INFERENCE_PRECISION_HINT": "bf16", "INFERENCE_NUM_THREADS": 2, "NUM
 def main() -> None:
     import openvino as ov
 
-    torch.set_num_threads(2)
-    wl = get_workload("minilm")
-    bert = wl.build_model().eval()
-    s = wl.default_settings().with_(batch_size=32)
-    example = wl.example_inputs(wl.calib_data(64), s)
-    samples = [named_numpy_inputs(i) for i, _ in wl.batches(wl.calib_data(256), s.with_(batch_size=1))]
-    feeds = [named_numpy_inputs(i) for i, _ in wl.batches(wl.eval_data(), s)]
+    setup = minilm_int8()
+    bert, example, samples, feeds = setup.model, setup.example, setup.samples, setup.feeds()
     for name, model in (("padded", bert), ("unpadded", Unpadded(bert).eval())):
         for int8 in (True, False):
             graph = export_onnx(model, example)
