@@ -5,8 +5,10 @@ dynamic padding, and truncation only at the model's own maximum, counted and rep
 from __future__ import annotations
 
 from collections.abc import Iterator
+from itertools import chain
 from typing import Any
 
+import numpy as np
 import torch
 
 from accelkit.workloads.base import RunSettings, Workload
@@ -18,21 +20,20 @@ def pad_token_rows(tokenizer: Any, encoded: Any, idx: list[int], names: Any) -> 
     """Rows ``idx`` of an unpadded tokenizer output as tensors padded to their longest row, on the
     tokenizer's padding side: what ``tokenizer(texts, padding="longest")`` returns for those texts,
     without tokenizing them a second time."""
-    longest = max(len(encoded["input_ids"][i]) for i in idx)
+    lengths = np.array([len(encoded["input_ids"][i]) for i in idx])
+    longest = int(lengths.max())
     left = getattr(tokenizer, "padding_side", "right") == "left"
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    # one boolean mask places every row's ids at once: a tensor a row cost 10 ms a pass on minilm
+    places = np.arange(longest)[None, :]
+    filled = places >= longest - lengths[:, None] if left else places < lengths[:, None]
     out = {}
     for name in names:
         if name not in encoded:
             continue
-        rows = torch.full((len(idx), longest), pad_id if name == "input_ids" else 0, dtype=torch.long)
-        for r, i in enumerate(idx):
-            seq = torch.as_tensor(encoded[name][i], dtype=torch.long)
-            if left:
-                rows[r, longest - len(seq):] = seq
-            else:
-                rows[r, : len(seq)] = seq
-        out[name] = rows
+        rows = np.full((len(idx), longest), pad_id if name == "input_ids" else 0, dtype=np.int64)
+        rows[filled] = np.fromiter(chain.from_iterable(encoded[name][i] for i in idx), np.int64, int(lengths.sum()))
+        out[name] = torch.from_numpy(rows)
     return out
 
 
