@@ -1,7 +1,8 @@
 """openvino-prompt-lookup: greedy batch-1 decoding that verifies prompt-lookup drafts writes exactly
 ``model.generate``'s tokens in fewer calls than tokens, with drafts both kept and rejected; EOS
 stops it as it stops generate; batches and sampling run the plain loop; a saved folder keeps the
-lookup; bad settings get the documented error."""
+lookup; GPT-2 (absolute positions) and Qwen2 keep and reject drafts and still write generate's
+tokens; bad settings get the documented error."""
 
 from __future__ import annotations
 
@@ -70,6 +71,28 @@ def test_lookup_writes_generates_greedy_tokens_in_fewer_calls():
     assert len(decode_calls) < N_NEW - 1  # drafts were kept: fewer calls than tokens after the first
     # more tokens read than kept: some drafts were rejected, and their masked slots did not change a token
     assert sum(decode_calls) > N_NEW - 1
+
+
+@pytest.mark.parametrize("kind,scale,prompt", [
+    # GPT-2 reads absolute positions, which must count the kept tokens only, past masked slots. A
+    # larger scale makes this tiny GPT-2 repeat one token, which leaves no draft to reject.
+    ("gpt2", 1, [87, 25, 41, 68, 47, 72, 94, 21, 71, 15, 36, 24]),
+    ("qwen2", 4, [65, 90, 23, 3, 53, 81, 23, 28, 81, 58, 11, 59]),
+])
+def test_other_architectures_keep_and_reject_drafts_and_write_generates_tokens(kind, scale, prompt):
+    from accelkit.techniques.openvino_prompt_lookup import openvino_prompt_lookup
+
+    model = mf.tiny_causal_lm(kind)
+    with torch.no_grad():
+        model.get_input_embeddings().weight.mul_(scale)
+    runner = openvino_prompt_lookup(model)
+    counting = runner._request = _CountingRequest(runner._request)
+    ids = torch.tensor([prompt])
+    with torch.inference_mode():
+        out = runner.generate(input_ids=ids, max_new_tokens=N_NEW, pad_token_id=0, eos_token_id=None)
+    assert torch.equal(out, _greedy(model, ids, eos_token_id=None))
+    decode_calls = counting.reads[1:]
+    assert len(decode_calls) < N_NEW - 1 and sum(decode_calls) > N_NEW - 1  # drafts kept and drafts rejected
 
 
 def test_eos_in_a_kept_draft_stops_as_generate_stops():
