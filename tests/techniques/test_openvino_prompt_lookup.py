@@ -149,7 +149,44 @@ def test_a_saved_folder_keeps_the_lookup(tmp_path):
     assert max(counting.reads[1:]) <= 4 and len(counting.reads) < N_NEW
 
 
-@pytest.mark.parametrize("field,value", [("draft_tokens", 0), ("draft_tokens", 17), ("ngram", 0), ("threads", 0)])
+def _store_batches():
+    g = torch.Generator().manual_seed(0)
+    ids, mask = mf.left_padded_batch(100)  # padding must not enter the store
+    return [{"input_ids": torch.randint(2, 100, (4, 8), generator=g)} for _ in range(2)] + \
+        [{"input_ids": ids, "attention_mask": mask}]
+
+
+def _reads(runner, ids):
+    counting = runner._request = _CountingRequest(getattr(runner._request, "request", runner._request))
+    with torch.inference_mode():
+        out = runner.generate(input_ids=ids, max_new_tokens=N_NEW, pad_token_id=0, eos_token_id=None)
+    return out, counting.reads[1:]
+
+
+def test_a_store_of_the_models_own_continuations_drafts_where_the_row_has_not_repeated(tmp_path):
+    from accelkit.runtimes.openvino_lm import OpenVinoLm
+    from accelkit.techniques.openvino_prompt_lookup import openvino_prompt_lookup
+
+    model = _model()
+    ids = torch.tensor([[45, 58, 16, 30, 40, 48, 9, 7]])  # no id repeats: nothing to copy at first
+    ref = _greedy(model, ids, eos_token_id=None)
+    stored = openvino_prompt_lookup(model, store_from=_store_batches(), max_new_tokens=N_NEW)
+    assert stored.extra["store_prompts"] == 11 and len(stored.lookup_store) > 0
+    padded, mask = mf.left_padded_batch(100)
+    for row, m in zip(padded, mask, strict=True):  # padding never enters the store
+        if not m.all():
+            assert (0, int(row[m.bool()][0])) not in stored.lookup_store.table
+    out, reads = _reads(stored, ids)
+    plain_out, plain_reads = _reads(openvino_prompt_lookup(model), ids)
+    assert torch.equal(out, ref) and torch.equal(plain_out, ref)
+    assert len(reads) < len(plain_reads)  # the store's drafts were kept where the row had none
+    loaded = OpenVinoLm.load(tmp_path, stored.save(tmp_path))
+    loaded_out, loaded_reads = _reads(loaded, ids)
+    assert torch.equal(loaded_out, ref) and loaded_reads == reads
+
+
+@pytest.mark.parametrize("field,value", [("draft_tokens", 0), ("draft_tokens", 17), ("ngram", 0), ("threads", 0),
+                                         ("store_prompts", -1)])
 def test_bad_settings_name_the_field(field, value):
     from accelkit.techniques.openvino_prompt_lookup import PromptLookupConfig
 

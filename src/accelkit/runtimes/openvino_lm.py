@@ -28,7 +28,7 @@ from accelkit.runtimes.decoding import (
     lean_decoding,
 )
 from accelkit.runtimes.onnxruntime import OrtConfig
-from accelkit.runtimes.prompt_lookup import lookup_draft
+from accelkit.runtimes.prompt_lookup import NgramStore, best_draft
 from accelkit.runtimes.registry import register_runtime
 from accelkit.signal_stack import keep_signal_stack
 
@@ -84,8 +84,10 @@ class OpenVinoLm(Runtime):
     devices = ("cpu",)
 
     def __init__(self, graph: Any, config: OpenVinoLmConfig | None = None, *, model: Any = None,
-                 decoding: Mapping[str, Any] | None = None, details: Mapping[str, Any] | None = None) -> None:
+                 decoding: Mapping[str, Any] | None = None, details: Mapping[str, Any] | None = None,
+                 lookup_store: NgramStore | None = None) -> None:
         ov = require("openvino", "openvino")
+        self.lookup_store = lookup_store
         self.config = config or OpenVinoLmConfig()
         self.model, self._graph, self.device = model, graph, "cpu"
         self.decoding = dict(decoding) if decoding is not None else \
@@ -207,7 +209,8 @@ class OpenVinoLm(Runtime):
         written, slots = 1, length
         while written < max_new_tokens and (eos is None or token not in eos):
             start = length + written - 1  # the position of the last token written, not yet in the cache
-            draft = lookup_draft(context[:start + 1], min(drafts, max_new_tokens - written - 1), ngram)
+            draft = best_draft(context[:start + 1], min(drafts, max_new_tokens - written - 1), ngram,
+                               self.lookup_store)
             feed = np.concatenate([context[start:start + 1], draft])[None]
             n = feed.shape[1]
             mask[:, slots:slots + n] = 1
@@ -231,15 +234,23 @@ class OpenVinoLm(Runtime):
     def save(self, folder: Path) -> dict[str, Any]:
         ov = require("openvino", "openvino")
         ov.save_model(self._graph, str(folder / self.model_file), compress_to_fp16=False)  # writes model.bin beside
-        return {"runtime": self.name, "device": self.device, "openvino_lm": self.config.to_dict(),
-                "decoding": dict(self.decoding), "runtime_extra": dict(self.extra)}
+        fields = {"runtime": self.name, "device": self.device, "openvino_lm": self.config.to_dict(),
+                  "decoding": dict(self.decoding), "runtime_extra": dict(self.extra)}
+        if self.lookup_store is not None:
+            self.lookup_store.save(folder / NgramStore.file_name)
+            fields["lookup_store"] = NgramStore.file_name
+        return fields
 
     @classmethod
     def load(cls, folder: Path, fields: Mapping[str, Any], *, baseline: Any = None) -> OpenVinoLm:
         ov = require("openvino", "openvino")
         graph = ov.Core().read_model(str(folder / cls.model_file))
+        store = fields.get("lookup_store")
+        if store is not None and (not isinstance(store, str) or Path(store).name != store):
+            raise ConfigError(f"lookup_store={store!r}: expected a file name inside the model folder")
         return cls(graph, OpenVinoLmConfig.from_dict(fields.get("openvino_lm") or {}),
-                   decoding=fields.get("decoding"), details=fields.get("runtime_extra"))
+                   decoding=fields.get("decoding"), details=fields.get("runtime_extra"),
+                   lookup_store=NgramStore.load(folder / store) if store else None)
 
     @property
     def serialized_size_bytes(self) -> int:
