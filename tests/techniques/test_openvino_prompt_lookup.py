@@ -110,25 +110,53 @@ def test_eos_in_a_kept_draft_stops_as_generate_stops():
     assert torch.equal(out, ref_eos)
 
 
-def test_batches_and_sampling_run_the_plain_loop_with_generates_tokens():
-    from accelkit.techniques.openvino_prompt_lookup import openvino_prompt_lookup
+def test_batches_verify_fewer_drafts_and_sampling_runs_the_plain_loop_with_generates_tokens():
+    from accelkit.techniques.openvino_prompt_lookup import (
+        PromptLookupConfig,
+        openvino_prompt_lookup,
+    )
 
     model = _model()
-    runner = openvino_prompt_lookup(model)
-    counting = runner._request = _CountingRequest(runner._request)
-    ids, mask = mf.left_padded_batch(100)
+    # rows that repeat themselves (so drafts are kept in every row), the last one left-padded by 3
+    ids = torch.cat([_prompt(), (_prompt() + 11) % 100, (_prompt() + 23) % 100, _prompt() * 0])
+    ids[3, 3:] = ((_prompt() + 37) % 100)[0, :9]
+    mask = (torch.arange(12) >= torch.tensor([0, 0, 0, 3])[:, None]).long()
     with torch.inference_mode():
         ref = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=N_NEW, do_sample=False,
                              pad_token_id=0, eos_token_id=None)
-        out = runner.generate(input_ids=ids, attention_mask=mask, max_new_tokens=N_NEW, pad_token_id=0,
-                              eos_token_id=None)
-        assert torch.equal(out, ref) and counting.reads[1:] == [1] * (N_NEW - 1)
+        for drafts in (2, 0):
+            runner = openvino_prompt_lookup(model, PromptLookupConfig(batch_draft_tokens=drafts))
+            counting = runner._request = _CountingRequest(runner._request)
+            out = runner.generate(input_ids=ids, attention_mask=mask, max_new_tokens=N_NEW, pad_token_id=0,
+                                  eos_token_id=None)
+            assert torch.equal(out, ref)
+            if drafts:  # each call reads at most 1 + 2 columns, and fewer calls than tokens are needed
+                assert max(counting.reads[1:]) <= 3 and len(counting.reads[1:]) < N_NEW - 1
+            else:
+                assert counting.reads[1:] == [1] * (N_NEW - 1)
         call = dict(input_ids=_prompt(), max_new_tokens=N_NEW, do_sample=True, top_k=5, pad_token_id=0,
                     eos_token_id=None)
         torch.manual_seed(2)
         sampled = model.generate(**call)
         torch.manual_seed(2)
         assert torch.equal(runner.generate(**call), sampled)
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_rows_stopped_by_eos_are_padded_as_generate_pads_them(batch):
+    from accelkit.techniques.openvino_prompt_lookup import openvino_prompt_lookup
+
+    model = _model()
+    ids = _prompt().repeat(batch, 1)
+    ids[1:, 0] = 3  # other rows: another first id, so they write other tokens
+    mask = torch.ones_like(ids)
+    ref = _greedy(model, ids, eos_token_id=None, attention_mask=mask)
+    eos = int(ref[0, ids.shape[1] + 9])  # a token written midway by the first row, taken as the EOS
+    ref_eos = _greedy(model, ids, eos_token_id=eos, attention_mask=mask)
+    with torch.inference_mode():
+        out = openvino_prompt_lookup(model).generate(input_ids=ids, attention_mask=mask, max_new_tokens=N_NEW,
+                                                     pad_token_id=0, eos_token_id=eos)
+    assert torch.equal(out, ref_eos)
 
 
 def test_a_saved_folder_keeps_the_lookup(tmp_path):

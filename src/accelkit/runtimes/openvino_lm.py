@@ -1,6 +1,6 @@
 """OpenVINO as the runtime of a causal LM writing text: the stateful graph of
 ``accelkit.export.openvino_lm`` compiled for the CPU and driven by a lean decoding loop (greedy
-or sampled; greedy at batch 1 optionally verifying prompt-lookup drafts); saved as OpenVINO's own
+or sampled; greedy decoding optionally verifying prompt-lookup drafts); saved as OpenVINO's own
 files (``model.xml``, ``model.bin``), so a shipped folder generates without torch running the model."""
 
 from __future__ import annotations
@@ -45,9 +45,10 @@ class OpenVinoLmConfig(Config):
     own default on a CPU is a smaller one than f32); ``threads``: None for accelkit's count here;
     ``lookup_tokens``: at most this many prompt-lookup drafts verified per call in greedy batch-1
     decoding (0: none; the graph must return every position's logits), found by matching the
-    row's last ``lookup_ngram`` ids or fewer."""
+    row's last ``lookup_ngram`` ids or fewer; ``lookup_batch_tokens``: the same for a batch of
+    several rows (0: the plain loop), where a call costs more for each column it reads."""
 
-    _omit_at_default = ("lookup_tokens", "lookup_ngram")
+    _omit_at_default = ("lookup_tokens", "lookup_ngram", "lookup_batch_tokens")
 
     precision: str = "f32"
     kv_cache: str = "f32"
@@ -55,12 +56,13 @@ class OpenVinoLmConfig(Config):
     version: int = 1
     lookup_tokens: int = 0
     lookup_ngram: int = 3
+    lookup_batch_tokens: int = 0
 
     def __post_init__(self) -> None:
         for name, allowed in (("precision", _PRECISIONS), ("kv_cache", _CACHES)):
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{name}={getattr(self, name)!r}: expected one of {', '.join(allowed)}")
-        for name, low in (("lookup_tokens", 0), ("lookup_ngram", 1)):
+        for name, low in (("lookup_tokens", 0), ("lookup_ngram", 1), ("lookup_batch_tokens", 0)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= 16:
                 raise ConfigError(f"{name}={value!r}: expected a whole number from {low} to 16")
@@ -152,9 +154,11 @@ class OpenVinoLm(Runtime):
         mask = np.ones_like(ids) if attention_mask is None else attention_mask.cpu().numpy().astype(np.int64)
         eos = np.asarray([eos_token_id] if isinstance(eos_token_id, int) else list(eos_token_id)) \
             if eos_token_id is not None else None
-        if self.config.lookup_tokens and batch == 1 and not pick.do_sample and mask.all():
-            new = self._lookup_decode(ids, max_new_tokens, eos)
-            return torch.cat([input_ids, torch.from_numpy(new)[None].to(input_ids.device, input_ids.dtype)], dim=1)
+        drafts = self.config.lookup_tokens if batch == 1 else self.config.lookup_batch_tokens
+        if drafts and self.config.lookup_tokens and not pick.do_sample:
+            new = self._lookup_decode(ids, mask, max_new_tokens, drafts, eos,
+                                      pad_token_id if pad_token_id is not None else 0)
+            return torch.cat([input_ids, torch.from_numpy(new).to(input_ids.device, input_ids.dtype)], dim=1)
         # the mask over everything read so far: the prompt's, then one column per token written
         full = np.ones((batch, length + max_new_tokens), dtype=np.int64)
         full[:, :length] = mask
@@ -187,49 +191,66 @@ class OpenVinoLm(Runtime):
         logits = out["logits"]
         return logits[:, -1] if self._all_logits else logits
 
-    def _lookup_decode(self, ids: np.ndarray, max_new_tokens: int, eos: np.ndarray | None) -> np.ndarray:
-        """Greedy tokens after one unpadded prompt (1, length), several a call where they can be
-        guessed: each call reads the last token and the prompt-lookup draft after it, and keeps
-        the drafts that equal the model's own argmax at their place, then its argmax after them.
-        A rejected draft's keys stay in the cache with their slots masked out (cheaper than
-        cutting OpenVINO's state), so a call's slots are causal in cache order while
-        ``position_ids`` count the tokens kept."""
-        drafts, ngram = self.config.lookup_tokens, self.config.lookup_ngram
-        length = ids.shape[1]
-        beam = np.zeros(1, dtype=np.int32)
-        mask = np.zeros((1, length + max_new_tokens * (drafts + 1)), dtype=np.int64)
-        mask[:, :length] = 1
-        context = np.zeros(length + max_new_tokens, dtype=np.int64)
-        context[:length] = ids[0]
+    def _lookup_decode(self, ids: np.ndarray, mask: np.ndarray, max_new_tokens: int, drafts: int,
+                       eos: np.ndarray | None, pad: int) -> np.ndarray:
+        """Greedy tokens after each row of ``ids`` (left-padded as ``mask`` says), several a call
+        where they can be guessed: each call reads every row's last token and up to ``drafts``
+        guesses after it, and keeps a row's guesses while they equal the model's own argmax at
+        their place, then its argmax after them. A call reads as many columns as its longest
+        draft; a rejected or unused slot's keys stay in the cache masked out (cheaper than cutting
+        OpenVINO's state), so a call's slots are causal in cache order while ``position_ids``
+        count each row's kept tokens."""
+        ngram = self.config.lookup_ngram
+        batch, length = ids.shape
+        beam = np.arange(batch, dtype=np.int32)
+        full = np.zeros((batch, length + max_new_tokens * (drafts + 1)), dtype=np.int64)
+        full[:, :length] = mask
+        real = mask.sum(-1)
+        contexts = [np.zeros(int(n) + max_new_tokens, dtype=np.int64) for n in real]
+        for row, context in zip(ids, contexts, strict=True):  # left padding: the real ids end the row
+            context[:len(context) - max_new_tokens] = row[length - (len(context) - max_new_tokens):]
+        out = np.full((batch, max_new_tokens), pad, dtype=np.int64)
         request = self._request
         request.reset_state()
-        logits = request.infer({"input_ids": ids, "attention_mask": mask[:, :length],
-                                "position_ids": np.arange(length)[None], "beam_idx": beam})["logits"]
-        context[length] = token = int(logits[0, -1].argmax())
-        written, slots = 1, length
-        while written < max_new_tokens and (eos is None or token not in eos):
-            start = length + written - 1  # the position of the last token written, not yet in the cache
-            draft = best_draft(context[:start + 1], min(drafts, max_new_tokens - written - 1), ngram,
-                               self.lookup_store)
-            feed = np.concatenate([context[start:start + 1], draft])[None]
-            n = feed.shape[1]
-            mask[:, slots:slots + n] = 1
-            picks = request.infer({"input_ids": feed, "attention_mask": mask[:, :slots + n],
-                                   "position_ids": np.arange(start, start + n)[None], "beam_idx": beam}
-                                  )["logits"][0].argmax(-1)
-            kept = 0
-            while kept < len(draft) and draft[kept] == picks[kept]:
-                kept += 1
-            mask[:, slots + kept + 1:slots + n] = 0
+        logits = request.infer({"input_ids": ids, "attention_mask": mask, "beam_idx": beam,
+                                "position_ids": np.clip(mask.cumsum(-1) - 1, 0, None)})["logits"]
+        out[:, 0] = logits[:, -1].argmax(-1)
+        written = np.ones(batch, dtype=np.int64)
+        for r in range(batch):
+            contexts[r][real[r]] = out[r, 0]
+        live = written < max_new_tokens
+        if eos is not None:
+            live &= ~np.isin(out[:, 0], eos)
+        slots = length
+        while live.any():
+            guesses = [best_draft(contexts[r][:real[r] + written[r]], min(drafts, max_new_tokens - written[r] - 1),
+                                  ngram, self.lookup_store) if live[r] else contexts[r][:0] for r in range(batch)]
+            n = 1 + max(len(g) for g in guesses)
+            feed = np.zeros((batch, n), dtype=np.int64)
+            for r, guess in enumerate(guesses):
+                feed[r, 0] = contexts[r][real[r] + written[r] - 1]
+                feed[r, 1:1 + len(guess)] = guess
+                full[r, slots:slots + 1 + len(guess)] = live[r]
+            # the last token written sits at the row's real length + written - 1
+            positions = (real + written - 1)[:, None] + np.arange(n)[None]
+            picks = request.infer({"input_ids": feed, "attention_mask": full[:, :slots + n],
+                                   "position_ids": positions, "beam_idx": beam})["logits"].argmax(-1)
+            for r in np.flatnonzero(live):
+                guess, kept = guesses[r], 0
+                while kept < len(guess) and guess[kept] == picks[r, kept]:
+                    kept += 1
+                full[r, slots + kept + 1:slots + n] = 0
+                new = picks[r, :kept + 1]  # the kept guesses equal the picks before them
+                if eos is not None:
+                    stops = np.flatnonzero(np.isin(new, eos))
+                    if stops.size:
+                        new, live[r] = new[:stops[0] + 1], False
+                contexts[r][real[r] + written[r]:real[r] + written[r] + len(new)] = new
+                out[r, written[r]:written[r] + len(new)] = new
+                written[r] += len(new)
+                live[r] &= written[r] < max_new_tokens
             slots += n
-            new = picks[:kept + 1]  # the kept drafts equal the picks before them
-            if eos is not None:
-                stops = np.flatnonzero(np.isin(new, eos))
-                new = new[:stops[0] + 1] if stops.size else new
-            context[length + written:length + written + len(new)] = new
-            written += len(new)
-            token = int(new[-1])
-        return context[length:length + written]
+        return out[:, :written.max()]  # as generate: it stops once every row has stopped
 
     def save(self, folder: Path) -> dict[str, Any]:
         ov = require("openvino", "openvino")

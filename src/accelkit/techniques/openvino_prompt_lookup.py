@@ -38,13 +38,16 @@ __all__ = ["PromptLookupConfig", "openvino_prompt_lookup"]
 @dataclass
 class PromptLookupConfig(Config):
     """``draft_tokens``: tokens guessed and verified per call at most (1-16; 4 measured best of 3, 4, 6 and 8 on the trained Llama); ``ngram``: the
-    longest run of the row's last ids matched (shorter ones are tried after it); ``store_prompts``:
+    longest run of the row's last ids matched (shorter ones are tried after it);
+    ``batch_draft_tokens``: drafts a row per call in a batch of several rows (0-16; 0: the plain
+    loop), fewer than at batch 1 because there each column read costs a share of a call; ``store_prompts``:
     calibration prompts the model writes greedy continuations of (``max_new_tokens`` each) for the
     n-gram store drafts are also read from (0: the row's own text only); ``threads``: None for
     accelkit's thread count here. Computes in f32 with an f32 cache: the exact plan."""
 
     draft_tokens: int = 4
     ngram: int = 3
+    batch_draft_tokens: int = 2
     store_prompts: int = 256
     threads: int | None = None
     version: int = 1
@@ -54,13 +57,17 @@ class PromptLookupConfig(Config):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 16:
                 raise ConfigError(f"{name}={value!r}: expected a whole number from 1 to 16")
+        value = self.batch_draft_tokens
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 16:
+            raise ConfigError(f"batch_draft_tokens={value!r}: expected a whole number from 0 to 16")
         value = self.store_prompts
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise ConfigError(f"store_prompts={value!r}: expected 0 (no store) or a number of calibration prompts")
         self.runtime_config()  # the runtime checks the thread count
 
     def runtime_config(self) -> OpenVinoLmConfig:
-        return OpenVinoLmConfig(threads=self.threads, lookup_tokens=self.draft_tokens, lookup_ngram=self.ngram)
+        return OpenVinoLmConfig(threads=self.threads, lookup_tokens=self.draft_tokens, lookup_ngram=self.ngram,
+                                lookup_batch_tokens=self.batch_draft_tokens)
 
 
 def openvino_prompt_lookup(model: nn.Module, config: PromptLookupConfig | None = None,
