@@ -144,7 +144,10 @@ def test_batches_verify_fewer_drafts_and_sampling_runs_the_plain_loop_with_gener
 
 @pytest.mark.parametrize("batch", [1, 3])
 def test_rows_stopped_by_eos_are_padded_as_generate_pads_them(batch):
-    from accelkit.techniques.openvino_prompt_lookup import openvino_prompt_lookup
+    from accelkit.techniques.openvino_prompt_lookup import (
+        PromptLookupConfig,
+        openvino_prompt_lookup,
+    )
 
     model = _model()
     ids = _prompt().repeat(batch, 1)
@@ -154,8 +157,9 @@ def test_rows_stopped_by_eos_are_padded_as_generate_pads_them(batch):
     eos = int(ref[0, ids.shape[1] + 9])  # a token written midway by the first row, taken as the EOS
     ref_eos = _greedy(model, ids, eos_token_id=eos, attention_mask=mask)
     with torch.inference_mode():
-        out = openvino_prompt_lookup(model).generate(input_ids=ids, attention_mask=mask, max_new_tokens=N_NEW,
-                                                     pad_token_id=0, eos_token_id=eos)
+        runner = openvino_prompt_lookup(model, PromptLookupConfig(batch_draft_tokens=2))
+        out = runner.generate(input_ids=ids, attention_mask=mask, max_new_tokens=N_NEW, pad_token_id=0,
+                              eos_token_id=eos)
     assert torch.equal(out, ref_eos)
 
 

@@ -1,18 +1,22 @@
-"""Prompt-lookup speculation on OpenVINO: greedy batch-1 decoding that guesses the next tokens by
-copying what followed the row's last n-gram earlier in its text, and checks the guesses in one call.
+"""Prompt-lookup speculation on OpenVINO: greedy decoding that guesses the next tokens by copying
+what followed the row's last n-gram, in its own text or in what the model wrote before, and checks
+the guesses in one call.
 
-Buys: several tokens a call wherever the text repeats itself (names, code, quoted phrases, the
-loops a small model falls into), with no draft model to train or hold; output is the model's own
-greedy tokens (a guess is kept only where it equals the model's argmax). At batch 1 a call is
-bound by reading the weights, so reading 5 tokens costs little more than reading one (2.60-2.72
-against 2.44-2.65 ms on generate_llama.py's trained 11.3M Llama, 2-core Zen 4). There, at 1.66
-tokens a call: 4.41x generate's tokens/s, against 3.41x for openvino-generate and 3.98x for
-static-cache-compile, every token the same, and the first token at 0.37x generate's time.
-Costs: the graph returns every read position's logits (a prompt pass computes the output layer for
-the whole prompt); rejected guesses leave masked slots in the cache (at most ``draft_tokens`` + 1
-slots a call); nothing gained on text that does not repeat; greedy at batch 1 only: a batch of
-several rows, or sampling, runs openvino-generate's loop (each call verifies for its slowest row,
-so at batch 8 it cost more than it saved: 1.42 tokens a call against 1.5-2.1x a call's time).
+Buys: several tokens a call wherever the text repeats itself or the model repeats its own phrases
+(names, code, quoted phrases, the loops a small model falls into), with no draft model to train or
+hold; output is the model's own greedy tokens (a guess is kept only where it equals the model's
+argmax). The guesses come from the row's own text and from an n-gram store of the model's greedy
+continuations of the calibration prompts, whichever matches more of the row's last ids. At batch 1
+a call is bound by reading the weights, so reading 5 tokens costs little more than reading one.
+On generate_llama.py's trained 11.3M Llama (2-core Zen 4, 64 held-out prompts, 64 new tokens, a
+store of its 64 calibration prompts): 2.8 tokens a call (1.66 without the store) and 6.11x
+generate's tokens/s, against 2.67x for openvino-generate and 3.59x for static-cache-compile in the
+same run, every token the same, the first token at 0.39x generate's time.
+Costs: writing the store's continuations at build time (seconds); the graph returns every read
+position's logits (a prompt pass computes the output layer for the whole prompt); rejected
+guesses leave masked slots in the cache (at most ``draft_tokens`` + 1 a call); on text unlike
+the calibration prompts, only the row's own repeats help. Sampling runs openvino-generate's loop,
+and so do batches by default: a call verifies for its slowest row and pays for every column.
 """
 
 from __future__ import annotations
@@ -39,15 +43,16 @@ __all__ = ["PromptLookupConfig", "openvino_prompt_lookup"]
 class PromptLookupConfig(Config):
     """``draft_tokens``: tokens guessed and verified per call at most (1-16; 4 measured best of 3, 4, 6 and 8 on the trained Llama); ``ngram``: the
     longest run of the row's last ids matched (shorter ones are tried after it);
-    ``batch_draft_tokens``: drafts a row per call in a batch of several rows (0-16; 0: the plain
-    loop), fewer than at batch 1 because there each column read costs a share of a call; ``store_prompts``:
+    ``batch_draft_tokens``: drafts a row per call in a batch of several rows (0-16; 0, the default:
+    openvino-generate's loop). At batch 8 on the trained Llama, 2 drafts wrote 1.95 tokens a call
+    at 1.7x a call's time: 0.89-1.06x the plain loop, no reliable gain; ``store_prompts``:
     calibration prompts the model writes greedy continuations of (``max_new_tokens`` each) for the
     n-gram store drafts are also read from (0: the row's own text only); ``threads``: None for
     accelkit's thread count here. Computes in f32 with an f32 cache: the exact plan."""
 
     draft_tokens: int = 4
     ngram: int = 3
-    batch_draft_tokens: int = 2
+    batch_draft_tokens: int = 0
     store_prompts: int = 256
     threads: int | None = None
     version: int = 1
@@ -96,8 +101,8 @@ def openvino_prompt_lookup(model: nn.Module, config: PromptLookupConfig | None =
 
 
 @register_technique("openvino-prompt-lookup", group="runtime", description="openvino-generate verifying "
-                    "prompt-lookup drafts (tokens copied from the row's earlier text) several a call: "
-                    "greedy batch 1, exact tokens", needs=("generate",), accepts=("eager",),
+                    "prompt-lookup drafts (tokens copied from the row's earlier text or the model's own "
+                    "earlier continuations) several a call: greedy batch 1, exact tokens", needs=("generate",), accepts=("eager",),
                     produces=OpenVinoLm.form, voids=("autocast",), objectives=("latency", "throughput"),
                     available=OPENVINO_AVAILABLE, config=PromptLookupConfig)
 def _openvino_prompt_lookup(model: nn.Module, ctx: BuildContext, config: PromptLookupConfig) -> Built:
