@@ -1,5 +1,6 @@
 """The search's pieces on their own: the state decides on bench's verdict, the kept models stay
-bounded, the clock counts earlier runs, and the final run fits the time left."""
+bounded, the clock counts earlier runs, the final run fits the time left, and screening runs on
+fewer items when a baseline pass over all of them would not fit the budget (kept for a resume)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import json
 
 from accelkit.optimize.config import OptimizeConfig
 from accelkit.optimize.final import MIN_RESERVE_S, FinalRun
-from accelkit.optimize.screening import KeptModels
+from accelkit.optimize.screening import KeptModels, fit_screen_data
 from accelkit.optimize.state import Clock, SearchState
 from accelkit.verdict import Verdict
 
@@ -164,3 +165,45 @@ def test_when_nothing_can_be_saved_no_model_folder_is_left(tmp_path, monkeypatch
     assert shipped.name is None and list(shipped.refused) == ["a+b", "a", "baseline"]
     assert not (tmp_path / "model").exists()
     assert _shipped_line("a+b", shipped, tmp_path / "model").startswith("no model saved to ")
+
+
+class _SlowWorkload:
+    """Items are ints; predict advances a fake clock by ``per_item`` seconds an item."""
+
+    def __init__(self, per_item: float, clock: list[float]) -> None:
+        self.per_item, self.clock, self.calls = per_item, clock, 0
+
+    def n_items(self, data):
+        return len(data)
+
+    def screen_data(self, limit):
+        return list(range(limit))
+
+    def default_settings(self, batch_size=None):
+        return batch_size
+
+    def predict(self, model, data, settings):
+        self.calls += 1
+        self.clock[0] += self.per_item * len(data) * (10 if self.calls == 1 else 1)  # a slow first call
+
+
+def test_screening_runs_on_fewer_items_when_the_baseline_is_too_slow_for_the_budget(monkeypatch):
+    import time
+
+    clock = [0.0]
+    monkeypatch.setattr(time, "perf_counter", lambda: clock[0])
+    # 0.25 s an item and 300 s left: a pass may take 300/40 = 7.5 s, so 30 items of 128
+    wl = _SlowWorkload(0.25, clock)
+    assert fit_screen_data(wl, None, list(range(128)), 1, 300.0) == list(range(30))
+    assert wl.calls == 2  # the untimed first call (10x slower here) did not count
+    # never under 4 batches, and a fast baseline keeps every item
+    assert len(fit_screen_data(_SlowWorkload(10.0, clock), None, list(range(128)), 8, 300.0)) == 32
+    assert len(fit_screen_data(_SlowWorkload(0.001, clock), None, list(range(128)), 8, 300.0)) == 128
+
+
+def test_a_resumed_search_keeps_its_screening_item_count(tmp_path):
+    state = _state(tmp_path)
+    assert state.screen_items is None
+    state.screen_items = 30
+    state.save(Clock(600, 0))
+    assert _state(tmp_path).screen_items == 30

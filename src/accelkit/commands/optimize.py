@@ -59,7 +59,7 @@ def optimize(
     out: Annotated[Path, typer.Option(help="output folder")] = Path("out/optimize"),
     candidates: Annotated[str | None, typer.Option(help="comma-separated single techniques to search (default: all)")] = None,
     no_expensive: Annotated[bool, typer.Option("--no-expensive", help="skip techniques that train (distill, fine-tune)")] = False,
-    screen_limit: Annotated[int, typer.Option(help="calibration items per screening pass (at least 4 batches)")] = 128,
+    screen_limit: Annotated[int, typer.Option(help="calibration items per screening pass, at most (at least 4 batches; fewer when a baseline pass over them would not fit the time budget)")] = 128,
     eval_limit: Annotated[int | None, typer.Option(help="held-out items for the final measurement")] = None,
     overwrite: Annotated[bool, typer.Option(help="write into an --out that holds other files (they are kept)")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", help=VERBOSE_HELP)] = False,

@@ -32,7 +32,7 @@ from accelkit.optimize.config import OptimizeConfig
 from accelkit.optimize.final import FinalRun
 from accelkit.optimize.objective import objective_score
 from accelkit.optimize.plans import Plan, drop_one_step
-from accelkit.optimize.screening import KeptModels, Screening
+from accelkit.optimize.screening import KeptModels, Screening, fit_screen_data
 from accelkit.optimize.state import BuildTimes, Clock, SearchState
 from accelkit.quality_floors import floors_text
 from accelkit.report.results import Results, VariantResult, check_writable, write_text_atomic
@@ -201,7 +201,10 @@ def optimize(config: OptimizeConfig, out_dir: str | Path, *, console: Console | 
     build_times = BuildTimes(wl.name)
     kept = KeptModels()
     # representative screening data: at least four batches, shaped like the held-out data
-    screen_data = wl.screen_data(max(config.screen_limit or 0, 4 * batch_size))
+    screen_data = wl.screen_data(state.screen_items or max(config.screen_limit or 0, 4 * batch_size))
+    if state.screen_items is None:  # a resumed search screens on the items it started with
+        screen_data = fit_screen_data(wl, model, screen_data, batch_size, clock.left(), console)
+        state.screen_items = wl.n_items(screen_data)
     final_run = FinalRun(config, state, build_times, kept, wl.n_items(screen_data),
                          wl.n_items(wl.eval_data(config.eval_limit)))
 

@@ -48,11 +48,12 @@ class SearchState:
 
     def __init__(self, path: Path, config: OptimizeConfig) -> None:
         self.path, self.config = path, config
-        self.records, self.spent_before = _load(path, config)
+        # how many items screening runs on, kept so a resumed search screens on the same data
+        self.records, self.spent_before, self.screen_items = _load(path, config)
 
     def save(self, clock: Clock) -> None:
         payload = {"key": self.config.search_key(), "screened": list(self.records.values()),
-                   "spent_s": round(clock.spent_total(), 1)}
+                   "spent_s": round(clock.spent_total(), 1), "screen_items": self.screen_items}
         write_text_atomic(self.path, json.dumps(payload, indent=1, default=str))
 
     def __contains__(self, name: str) -> bool:
@@ -91,10 +92,11 @@ class SearchState:
         return next((r.get("baseline_pass_ms") for r in self.records.values() if r.get("baseline_pass_ms")), None)
 
 
-def _load(path: Path, config: OptimizeConfig) -> tuple[dict[str, dict], float]:
-    """Screened candidates and the seconds earlier runs spent, when the search key matches."""
+def _load(path: Path, config: OptimizeConfig) -> tuple[dict[str, dict], float, int | None]:
+    """Screened candidates, the seconds earlier runs spent and the screening item count, when the
+    search key matches."""
     if not path.is_file():
-        return {}, 0.0
+        return {}, 0.0, None
     try:
         state = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -102,10 +104,12 @@ def _load(path: Path, config: OptimizeConfig) -> tuple[dict[str, dict], float]:
     if not isinstance(state, dict) or not isinstance(state.get("screened", []), list):
         raise ConfigError(f"{path} is not a search state written by accelkit optimize; delete it to start over")
     if state.get("key") != config.search_key():
-        return {}, 0.0  # a different search: start over rather than mix results
+        return {}, 0.0, None  # a different search: start over rather than mix results
     recs = [r for r in state.get("screened", []) if isinstance(r, dict) and isinstance(r.get("name"), str)]
     spent = state.get("spent_s", 0.0)
-    return {r["name"]: r for r in recs}, float(spent) if isinstance(spent, (int, float)) else 0.0
+    items = state.get("screen_items")
+    items = items if isinstance(items, int) and not isinstance(items, bool) and items > 0 else None
+    return {r["name"]: r for r in recs}, float(spent) if isinstance(spent, (int, float)) else 0.0, items
 
 
 class BuildTimes:
