@@ -168,23 +168,24 @@ def test_when_nothing_can_be_saved_no_model_folder_is_left(tmp_path, monkeypatch
 
 
 class _SlowWorkload:
-    """Items are ints; predict advances a fake clock by ``per_item`` seconds an item."""
+    """Items are ints, each counted as ``units`` (tokens written, say); predict advances a fake
+    clock by ``per_unit`` seconds a unit; the calibration set holds ``calib`` items."""
 
-    def __init__(self, per_item: float, clock: list[float]) -> None:
-        self.per_item, self.clock, self.calls = per_item, clock, 0
+    def __init__(self, per_unit: float, clock: list[float], units: int = 1, calib: int = 1000) -> None:
+        self.per_unit, self.clock, self.units, self.calib, self.calls = per_unit, clock, units, calib, 0
 
     def n_items(self, data):
-        return len(data)
+        return len(data) * self.units
 
     def screen_data(self, limit):
-        return list(range(limit))
+        return list(range(min(limit, self.calib)))
 
     def default_settings(self, batch_size=None):
         return batch_size
 
     def predict(self, model, data, settings):
         self.calls += 1
-        self.clock[0] += self.per_item * len(data) * (10 if self.calls == 1 else 1)  # a slow first call
+        self.clock[0] += self.per_unit * self.n_items(data) * (10 if self.calls == 1 else 1)  # a slow first call
 
 
 def test_screening_runs_on_fewer_items_when_the_baseline_is_too_slow_for_the_budget(monkeypatch):
@@ -194,11 +195,19 @@ def test_screening_runs_on_fewer_items_when_the_baseline_is_too_slow_for_the_bud
     monkeypatch.setattr(time, "perf_counter", lambda: clock[0])
     # 0.25 s an item and 300 s left: a pass may take 300/40 = 7.5 s, so 30 items of 128
     wl = _SlowWorkload(0.25, clock)
-    assert fit_screen_data(wl, None, list(range(128)), 1, 300.0) == list(range(30))
+    data, limit = fit_screen_data(wl, None, 128, 1, 300.0)
+    assert (data, limit) == (list(range(30)), 30)
     assert wl.calls == 2  # the untimed first call (10x slower here) did not count
+    # the item count in another unit (32 tokens an item) and fewer calibration items than asked
+    data, limit = fit_screen_data(_SlowWorkload(0.25 / 32, clock, units=32, calib=64), None, 128, 1, 300.0)
+    assert len(data) <= 30 and per_pass(data, 0.25) <= 7.5 and limit == len(data)
     # never under 4 batches, and a fast baseline keeps every item
-    assert len(fit_screen_data(_SlowWorkload(10.0, clock), None, list(range(128)), 8, 300.0)) == 32
-    assert len(fit_screen_data(_SlowWorkload(0.001, clock), None, list(range(128)), 8, 300.0)) == 128
+    assert fit_screen_data(_SlowWorkload(10.0, clock), None, 128, 8, 300.0)[1] == 32
+    assert fit_screen_data(_SlowWorkload(0.001, clock), None, 128, 8, 300.0)[1] == 128
+
+
+def per_pass(data, seconds_an_item):
+    return len(data) * seconds_an_item
 
 
 def test_a_resumed_search_keeps_its_screening_item_count(tmp_path):

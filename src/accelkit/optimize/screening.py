@@ -36,30 +36,33 @@ _SCREEN_ROUNDS = 3
 _SCREEN_PASS_SHARE = 1 / 40
 
 
-def fit_screen_data(wl: Workload, model: Any, data: Any, batch_size: int, seconds_left: float,
-                    console: Console | None = None) -> Any:
-    """``data``, or fewer of its items when a baseline pass over all of them would take more than
-    ``_SCREEN_PASS_SHARE`` of ``seconds_left`` (timed on one batch after an untimed one); never
-    fewer than 4 batches. On a 2-core Zen 4, ``generate`` at batch 1 over 128 prompts took 31 s
-    a pass, and a 5-minute search ran 10 minutes."""
+def fit_screen_data(wl: Workload, model: Any, limit: int, batch_size: int, seconds_left: float,
+                    console: Console | None = None) -> tuple[Any, int]:
+    """``wl.screen_data(limit)`` and ``limit``, or fewer calibration items when a baseline pass over
+    them would take more than ``_SCREEN_PASS_SHARE`` of ``seconds_left`` (the baseline timed on one
+    batch after an untimed one); never fewer than 4 batches. On a 2-core Zen 4, ``generate`` at
+    batch 1 over 128 prompts took 31 s a pass, and a 5-minute search ran 10 minutes."""
     import time
 
-    n, floor = wl.n_items(data), 4 * batch_size
-    if n <= floor:
-        return data
+    floor = 4 * batch_size
+    data = wl.screen_data(limit)
+    if limit <= floor:
+        return data, limit
     probe, settings = wl.screen_data(batch_size), wl.default_settings(batch_size)
     wl.predict(model, probe, settings)  # the first call pays for lazy set-up
     start = time.perf_counter()
     wl.predict(model, probe, settings)
-    per_item = (time.perf_counter() - start) / max(wl.n_items(probe), 1)
-    fits = int(seconds_left * _SCREEN_PASS_SHARE / per_item) if per_item > 0 else n
-    if fits >= n:
-        return data
-    fits = max(fits, floor)
-    if console is not None:
-        console.print(f"screening on {fits} of {n} items: the baseline takes {per_item:.2f}s an item, and more "
-                      f"would not fit the {seconds_left:.0f}s left (--time-budget)")
-    return wl.screen_data(fits)
+    # per unit of the workload's item count (a token written, for text generation)
+    per_unit = (time.perf_counter() - start) / max(wl.n_items(probe), 1)
+    allowed, asked = seconds_left * _SCREEN_PASS_SHARE, limit
+    while limit > floor and per_unit * wl.n_items(data) > allowed:
+        limit = max(floor, min(limit // 2, int(limit * allowed / (per_unit * wl.n_items(data)))))
+        data = wl.screen_data(limit)
+    if limit < asked and console is not None:
+        console.print(f"screening on {limit} calibration items, not {asked}: a baseline pass over them "
+                      f"takes about {per_unit * wl.n_items(data):.0f}s, and more would not fit the "
+                      f"{seconds_left:.0f}s left (--time-budget)")
+    return data, limit
 
 
 class KeptModels(dict[str, Built]):

@@ -48,7 +48,7 @@ class SearchState:
 
     def __init__(self, path: Path, config: OptimizeConfig) -> None:
         self.path, self.config = path, config
-        # how many items screening runs on, kept so a resumed search screens on the same data
+        # how many calibration items screening asks for, kept so a resumed search screens on the same data
         self.records, self.spent_before, self.screen_items = _load(path, config)
 
     def save(self, clock: Clock) -> None:
