@@ -7,6 +7,7 @@ expected build would overrun the time left (after the final run's reserve) is sk
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from rich.console import Console
@@ -42,8 +43,6 @@ def fit_screen_data(wl: Workload, model: Any, limit: int, batch_size: int, secon
     them would take more than ``_SCREEN_PASS_SHARE`` of ``seconds_left`` (the baseline timed on one
     batch after an untimed one); never fewer than 4 batches. On a 2-core Zen 4, ``generate`` at
     batch 1 over 128 prompts took 31 s a pass, and a 5-minute search ran 10 minutes."""
-    import time
-
     floor = 4 * batch_size
     data = wl.screen_data(limit)
     if limit <= floor:

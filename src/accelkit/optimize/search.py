@@ -201,11 +201,13 @@ def optimize(config: OptimizeConfig, out_dir: str | Path, *, console: Console | 
     build_times = BuildTimes(wl.name)
     kept = KeptModels()
     # representative screening data: at least four batches, shaped like the held-out data
-    if state.screen_items:  # a resumed search screens on the items it started with
+    limit = max(config.screen_limit or 0, 4 * batch_size)
+    if state.records:  # a resumed search screens on the items it started with (a state saved before
+        # the count was kept: the limit asked for, as then)
+        state.screen_items = state.screen_items or limit
         screen_data = wl.screen_data(state.screen_items)
     else:
-        screen_data, state.screen_items = fit_screen_data(
-            wl, model, max(config.screen_limit or 0, 4 * batch_size), batch_size, clock.left(), console)
+        screen_data, state.screen_items = fit_screen_data(wl, model, limit, batch_size, clock.left(), console)
     final_run = FinalRun(config, state, build_times, kept, wl.n_items(screen_data),
                          wl.n_items(wl.eval_data(config.eval_limit)))
 

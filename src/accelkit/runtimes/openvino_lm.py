@@ -207,8 +207,6 @@ class OpenVinoLm(Runtime):
         full[:, :length] = mask
         real = mask.sum(-1)
         contexts = [np.zeros(int(n) + max_new_tokens, dtype=np.int64) for n in real]
-        for row, context in zip(ids, contexts, strict=True):  # left padding: the real ids end the row
-            context[:len(context) - max_new_tokens] = row[length - (len(context) - max_new_tokens):]
         out = np.full((batch, max_new_tokens), pad, dtype=np.int64)
         request = self._request
         request.reset_state()
@@ -216,8 +214,9 @@ class OpenVinoLm(Runtime):
                                 "position_ids": np.clip(mask.cumsum(-1) - 1, 0, None)})["logits"]
         out[:, 0] = logits[:, -1].argmax(-1)
         written = np.ones(batch, dtype=np.int64)
-        for r in range(batch):
-            contexts[r][real[r]] = out[r, 0]
+        for r, context in enumerate(contexts):  # left padding: the real ids end the row
+            context[:real[r]] = ids[r, length - real[r]:]
+            context[real[r]] = out[r, 0]
         live = written < max_new_tokens
         if eos is not None:
             live &= ~np.isin(out[:, 0], eos)
