@@ -45,7 +45,7 @@ class PromptLookupConfig(Config):
     longest run of the row's last ids matched (shorter ones are tried after it);
     ``batch_draft_tokens``: drafts a row per call in a batch of several rows (0-16; 0, the default:
     openvino-generate's loop). At batch 8 on the trained Llama, 2 drafts wrote 1.95 tokens a call
-    at 1.7x a call's time: 0.89-1.06x the plain loop, no reliable gain; ``store_prompts``:
+    at 1.7x a call's time: 0.78-1.06x openvino-generate, no reliable gain; ``store_prompts``:
     calibration prompts the model writes greedy continuations of (``max_new_tokens`` each) for the
     n-gram store drafts are also read from (0: the row's own text only); ``threads``: None for
     accelkit's thread count here. Computes in f32 with an f32 cache: the exact plan."""
