@@ -163,7 +163,7 @@ def heldout_workload(where: Path, new_tokens: int = 64) -> tuple[Path, object]:
     """The cached trained target (trained first if missing, 6 minutes) and its text-generation
     workload on 64 held-out pydoc prompts (prompt files in ``where``): what the explore scripts
     measure on, as this script's default run does."""
-    target, _ = models(False, 6)
+    target, _ = models(False, 6.0)  # 6.0 as --train-minutes 6 parses it: the key hashes the number's text
     data = prompts_file(64, 8, where)
     return target, workload_from_model(target, data, task="text-generation", max_new_tokens=new_tokens,
                                        calib_size=64, eval_size=64)
@@ -206,10 +206,13 @@ def main() -> None:
                     print(f"batch {batch:<3} {v.name:<18} ERROR {v.error}")
                     continue
                 ttft = v.details.get("time_to_first_token_ms", {})
-                first, first_vs = ttft.get("p50", float("nan")), ttft.get("vs_default", float("nan"))
+                first = ttft.get("p50", float("nan"))
+                # a plan at another batch size (prompt-batching) has no batch-for-batch pairs with default
+                first_vs = (f"{ttft['vs_default']:.2f}x default's" if "vs_default" in ttft
+                            else f"a batch of {v.details.get('batch_size', '?')}")
                 q = v.quality
                 print(f"batch {batch:<3} {v.name:<18} {v.throughput:8.1f} {v.throughput_unit}  speed-up "
-                      f"{v.speedup:5.2f}x  TTFT p50 {first:7.1f} ms ({first_vs:.2f}x default's)  agreement {q['greedy_agreement']:.4f} "
+                      f"{v.speedup:5.2f}x  TTFT p50 {first:7.1f} ms ({first_vs})  agreement {q['greedy_agreement']:.4f} "
                       f"(prefix {q['prefix_agreement']:.4f}, first divergence {q['first_divergence']:.1f})  "
                       f"peak {v.peak_memory_mb or 0:.0f} MB  " + _perplexity(v.details)
                       + (f"  compile {v.details['compile_s']:.0f} s" if "compile_s" in v.details else ""))
@@ -224,9 +227,13 @@ def print_peer_rows(batch: int, table: dict) -> None:
         if "error" in r:
             print(f"batch {batch:<3} peer {r['name']:<28} {r['error']}")
             continue
-        vs = f"  {r['vs_best_peer']:.2f}x the fastest peer" if "vs_best_peer" in r else ""
+        own = r.get("batch_rule") == "own best"
+        vs = (f"  {r['vs_best_peer']:.2f}x the fastest peer {'at its own best batch' if own else 'at this batch'}"
+              if "vs_best_peer" in r else "")
         print(f"batch {batch:<3} peer {r['name']:<28} {r['tokens_per_s']:8.1f} tokens/s  ratio {r['ratio']:5.2f}x  "
-              f"agreement {r['greedy_agreement']:.4f}  build {r.get('build_s', 0):.0f} s{vs}")
+              f"agreement {r['greedy_agreement']:.4f}  run at batch {r.get('batch_size')}{vs}")
+    print(f"batch {batch:<3} fastest peer: {table.get('best_peer')} at this batch; "
+          f"{table.get('best_peer_own_batch') or '-'} at its own best batch")
 
 
 if __name__ == "__main__":

@@ -105,3 +105,31 @@ def test_transformers_prompt_lookup_is_a_batch_1_peer_that_keeps_generates_token
                                            peers=["hf-generate", "hf-prompt-lookup"])
     by = {r["name"]: r for r in table["rows"]}
     assert by["hf-prompt-lookup"]["error"].startswith("skipped: transformers' prompt lookup")
+
+
+def test_a_row_at_its_plans_own_batch_is_judged_against_the_peers_at_theirs(llama):
+    """A throughput plan that chose a larger batch (prompt-batching) is compared with each peer
+    at the size it writes fastest at, not with peers held at the user's batch; a peer that runs
+    at none of the sizes gets a row saying so."""
+    settings = llama.default_settings(1)
+    model = llama.build_model()
+    wide = settings.with_(batch_size=4)
+    rows = {"accelkit wide": ("four prompts a call", lambda p: llama.predict(model, list(p), wide), 4)}
+    table = peers.measure_generation_peers(llama, settings, llama.eval_data(), accelkit=rows, repeats=2,
+                                           peers=["hf-generate", "hf-prompt-lookup"], own_batch_sizes=(2, 4))
+    by = {r["name"]: r for r in table["rows"]}
+    assert by["accelkit wide"]["batch_rule"] == "own best" and by["accelkit wide"]["batch_size"] == 4
+    own = by["hf-generate @ own batch"]
+    assert own["batch_rule"] == "own best" and own["batch_size"] in (2, 4) and set(own["probe_s"]) == {"2", "4"}
+    assert own["greedy_agreement"] == 1.0 and own["ratio"] > 0
+    assert table["best_peer_own_batch"] == "hf-generate @ own batch"
+    # judged against the own-best peer, not the batch-1 one
+    assert by["accelkit wide"]["vs_best_peer"] == round(by["accelkit wide"]["ratio"] / own["ratio"], 4)
+    assert by["hf-prompt-lookup @ own batch"]["error"] == "ran at none of the batch sizes [2, 4]"
+    assert by["hf-generate"]["batch_rule"] == "parity" and by["hf-generate"]["batch_size"] == 1
+
+
+def test_own_batch_candidates_double_within_the_largest_and_the_items():
+    assert peers.own_batch_candidates(8, 64, 64) == [8, 16, 32, 64]
+    assert peers.own_batch_candidates(8, 64, 20) == [8, 16]
+    assert peers.own_batch_candidates(8, 4, 64) == [8]

@@ -43,11 +43,23 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--rows", default="", help="comma-separated rows [default: all]")
+    parser.add_argument("--dq-group", type=int, default=None,
+                        help="OpenVINO's DYNAMIC_QUANTIZATION_GROUP_SIZE (0: activations stay float) "
+                             "[default: OpenVINO's own, 32 here]")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
     import nncf
 
     torch.set_num_threads(1)
+    if args.dq_group is not None:  # OpenVINO quantizes activations of int8-weight layers unless told not to
+        import openvino as ov
+
+        compile_model = ov.Core.compile_model
+
+        def with_dq(self, graph, device, settings=None):
+            return compile_model(self, graph, device, {**(settings or {}),
+                                                       "DYNAMIC_QUANTIZATION_GROUP_SIZE": args.dq_group})
+        ov.Core.compile_model = with_dq
     _, wl = generate_llama.heldout_workload(Path(tempfile.mkdtemp()))
     model = wl.build_model()
     batches = [b for b, _ in wl.batches(list(wl.eval_data()), wl.default_settings(args.batch, "cpu"))]
@@ -87,7 +99,7 @@ def main() -> None:
                 times.append(time.perf_counter() - start)
             same = sum(float((o == r).float().mean()) for o, r in zip(outs, ref, strict=True)) / len(ref)
             tokens = sum(b["input_ids"].shape[0] for b in batches) * 64
-            print(f"batch {args.batch}  {name:24s} {tokens / statistics.median(times):8.1f} tokens/s  "
+            print(f"batch {args.batch} dq {args.dq_group}  {name:24s} {tokens / statistics.median(times):8.1f} tokens/s  "
                   f"agreement {same:.4f}", flush=True)
             del runner
 

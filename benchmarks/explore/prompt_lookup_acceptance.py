@@ -65,7 +65,7 @@ def main() -> None:
     parser.add_argument("--store-prompts", type=int, default=0, help="calibration prompts for an n-gram store")
     args = parser.parse_args()
     torch.set_num_threads(2)
-    target, _ = generate_llama.models(False, 6)
+    target, _ = generate_llama.models(False, 6.0)  # as generate_llama.py --train-minutes 6 keys it
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(target)

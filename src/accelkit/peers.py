@@ -440,8 +440,12 @@ class _GenBuild:
     settings: Any
     notes: dict[str, str] = field(default_factory=dict)
 
-    def runner(self, model: Any) -> Callable[[list[str]], Any]:
-        return lambda prompts: self.workload.predict(model, list(prompts), self.settings)
+    def runner(self, model: Any) -> Callable[..., Any]:
+        """prompts (, batch_size=None: the shared one) → new token ids."""
+        def run(prompts: list[str], batch_size: int | None = None) -> Any:
+            settings = self.settings if batch_size is None else self.settings.with_(batch_size=batch_size)
+            return self.workload.predict(model, list(prompts), settings)
+        return run
 
     def folder(self) -> Path:
         folder = self.workload.model_folder()
@@ -529,15 +533,20 @@ def measure_generation_peers(
     settings: Any,
     prompts: Sequence[str],
     *,
-    accelkit: dict[str, tuple[str, Callable]] | None = None,
+    accelkit: dict[str, tuple] | None = None,
     peers: Sequence[str] | None = None,
     repeats: int = 3,
+    own_batch_sizes: Sequence[int] = (),
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Build each generation peer of ``workload``'s causal LM and time it beside ``accelkit``'s rows
-    (name → (what, prompts → new token ids)), every row writing the same prompts in the same
-    batches (``settings``) in interleaved rounds. Returns a JSON-able table like ``measure_peers``'s,
-    with tokens/s and greedy agreement with the reference's tokens in place of sentences/s and cosine."""
+    (name → (what, prompts → new token ids) or (what, fn, batch size)), every row writing the same
+    prompts in interleaved rounds, the peers in the same batches (``settings``). An accelkit row
+    whose plan chose its own batch size is labelled ``batch_rule="own best"``; with
+    ``own_batch_sizes``, each peer is also timed at the size of those it writes fastest at, as
+    "<name> @ own batch", so such a row is judged against peers at their own best. Returns a
+    JSON-able table like ``measure_peers``'s, with tokens/s and greedy agreement with the
+    reference's tokens in place of sentences/s and cosine."""
     import torch
 
     from accelkit.errors import ConfigError, UnknownVariantError
@@ -551,14 +560,16 @@ def measure_generation_peers(
     if unknown:
         raise UnknownVariantError(f"peers {unknown} are not known; choose from {list(GENERATION_PEERS)}")
     build = _GenBuild(workload, settings)
-    rows = [(n, "peer", *GENERATION_PEERS[n]) for n in chosen] + [(n, "accelkit", what, fn) for n, (what, fn) in
-                                                                 (accelkit or {}).items()]
+    rows = [(n, "peer", *GENERATION_PEERS[n], settings.batch_size) for n in chosen] + [
+        (n, "accelkit", row[0], row[1], row[2] if len(row) > 2 else settings.batch_size)
+        for n, row in (accelkit or {}).items()]
     entries: dict[str, dict[str, Any]] = {}
     runners: dict[str, Callable] = {}
     outputs: dict[str, Any] = {}
-    for name, kind, what, make in rows:
+    for name, kind, what, make, batch in rows:
         say(f"peers: building {name}")
-        entry = entries[name] = {"name": name, "kind": kind, "what": what}
+        entry = entries[name] = {"name": name, "kind": kind, "what": what, "batch_size": batch,
+                                 "batch_rule": PARITY if batch == settings.batch_size else OWN_BEST}
         start = time.perf_counter()
         try:
             with keep_signal_stack():
@@ -592,6 +603,9 @@ def measure_generation_peers(
                 entries[name]["error"] = f"failed while timed: {_reason(exc)}"
                 continue
             times[name].append(time.perf_counter() - start)
+    if own_batch_sizes:
+        _own_best_generation(entries, runners, outputs, times, reference, prompts, sorted(set(own_batch_sizes)),
+                             repeats, say)
     ref = outputs[reference]
     for name, entry in entries.items():
         if "error" in entry:
@@ -601,7 +615,8 @@ def measure_generation_peers(
             entry["error"] = f"tokens of shape {tuple(getattr(out, 'shape', ()))}, the reference's are {tuple(ref.shape)}"
             continue
         quality = workload.quality(out, ref, None)
-        ratios = [a / b for a, b in zip(times[reference], times[name], strict=False) if b > 0]
+        ref_times = times[f"{reference} @ parity again"] if name.endswith(" @ own batch") else times[reference]
+        ratios = [a / b for a, b in zip(ref_times, times[name], strict=False) if b > 0]
         entry.update(tokens_per_s=round(n_tokens / statistics.median(times[name]), 1),
                      ratio=round(statistics.median(ratios), 4),
                      greedy_agreement=round(quality["greedy_agreement"], 4),
@@ -611,18 +626,71 @@ def measure_generation_peers(
     return {**_gen_table(entries, reference, len(prompts), settings, repeats), **extra}
 
 
+def _own_best_generation(entries: dict[str, dict], runners: dict[str, Callable], outputs: dict[str, Any],
+                         times: dict[str, list[float]], reference: str, prompts: list[str], sizes: list[int],
+                         repeats: int, say: Callable[[str], None]) -> None:
+    """Each peer again at the batch size of ``sizes`` it writes fastest at (one untimed and one
+    timed pass over the prompts a size), then interleaved rounds with the reference at the shared
+    batch size, whose times are the own-best rows' baseline."""
+    own: dict[str, tuple[Callable, int]] = {}
+    for name in [n for n in runners if entries[n]["kind"] == "peer" and "error" not in entries[n]]:
+        fn, row = runners[name], f"{name} @ own batch"
+        base = {k: entries[name][k] for k in ("kind", "what")}
+        say(f"peers: batch sizes {sizes} for {name}")
+        spent: dict[int, float] = {}
+        for size in sizes:
+            try:
+                fn(prompts, batch_size=size)  # the warm-up: a new shape may compile
+                start = time.perf_counter()
+                fn(prompts, batch_size=size)
+                spent[size] = time.perf_counter() - start
+            except Exception as exc:  # a size a peer cannot run (batch 1 only) is left out
+                from accelkit.quiet import log_exception
+
+                log_exception(exc, f"peer {name} at batch {size}")
+        if not spent:
+            entries[row] = {"name": row, **base, "batch_size": None, "batch_rule": OWN_BEST,
+                            "error": f"ran at none of the batch sizes {sizes}"}
+            continue
+        size = min(spent, key=spent.__getitem__)
+        entries[row] = {"name": row, **base, "batch_size": size, "batch_rule": OWN_BEST,
+                        "probe_s": {str(k): round(v, 4) for k, v in spent.items()}}
+        own[row] = (fn, size)
+    again = f"{reference} @ parity again"
+    times[again] = []
+    names = list(own)
+    for r in range(repeats):
+        for name in names[r % max(1, len(names)):] + names[: r % max(1, len(names))]:
+            fn, size = own[name]
+            say(f"peers: round {r + 1}/{repeats}: {name}")
+            start = time.perf_counter()
+            out = fn(prompts, batch_size=size)
+            times.setdefault(name, []).append(time.perf_counter() - start)
+            outputs.setdefault(name, out)
+        start = time.perf_counter()
+        runners[reference](prompts)  # the reference at the shared batch size, in the same round
+        times[again].append(time.perf_counter() - start)
+
+
 def _gen_table(entries: dict[str, dict], reference: str | None, n_prompts: int, settings: Any,
                repeats: int) -> dict[str, Any]:
     import torch
 
-    ok_peers = [e for e in entries.values() if e["kind"] == "peer" and "ratio" in e
-                and e["greedy_agreement"] >= GEN_KEEPS_QUALITY]
-    best = max(ok_peers, key=lambda e: e["ratio"], default=None)
-    if best is not None:
-        for e in entries.values():
-            if e["kind"] == "accelkit" and "ratio" in e:
-                e["vs_best_peer"] = round(e["ratio"] / best["ratio"], 4)
-    return {"reference": reference, "best_peer": best["name"] if best else None, "keeps_quality": GEN_KEEPS_QUALITY,
+    def best_of(rule: str) -> dict | None:
+        ok = [e for e in entries.values() if e["kind"] == "peer" and "ratio" in e and e["batch_rule"] == rule
+              and e["greedy_agreement"] >= GEN_KEEPS_QUALITY]
+        return max(ok, key=lambda e: e["ratio"], default=None)
+
+    best, best_own = best_of(PARITY), best_of(OWN_BEST)
+    for e in entries.values():
+        # a row at its plan's own batch size is judged against the peers at their own best
+        judge_by = best if e["batch_rule"] == PARITY else (best_own or best)
+        if judge_by is not None and e["kind"] == "accelkit" and "ratio" in e:
+            e["vs_best_peer"] = round(e["ratio"] / judge_by["ratio"], 4)
+            if e["batch_rule"] == OWN_BEST and best_own is None:
+                e["vs_best_peer_note"] = "against the peers at the shared batch size: none ran at its own best"
+    return {"reference": reference, "best_peer": best["name"] if best else None,
+            "best_peer_own_batch": best_own["name"] if best_own else None, "keeps_quality": GEN_KEEPS_QUALITY,
             "prompts": n_prompts, "threads": torch.get_num_threads(), "batch_size": settings.batch_size,
             "repeats": repeats, "versions": {d: package_version(d) for d in _DISTS}, "rows": list(entries.values())}
 
@@ -642,19 +710,33 @@ def generation_peers_beside_bench(workload: Any, results: Any, *, max_quality_dr
     def runner(m: Any, settings: Any) -> Callable:
         return lambda prompts: workload.predict(m, list(prompts), settings)
 
-    rows: dict[str, tuple[str, Callable]] = {"accelkit-default": (f"accelkit {BASELINE} (how the model runs today)",
-                                                                  runner(model, base))}
+    rows: dict[str, tuple] = {"accelkit-default": (f"accelkit {BASELINE} (how the model runs today)",
+                                                   runner(model, base))}
     within = [v for v in results.variants if v.name != BASELINE and v.speedup and v.name in results.built
               and _keeps(v, budget, results)]
+    own_sizes: list[int] = []
+    prompts = workload.eval_data(limit)
     if within:
         best = max(within, key=lambda v: v.speedup)
         built = results.built[best.name]
         rows[f"accelkit {best.name}"] = (f"accelkit's fastest variant within a {budget:g} agreement drop",
-                                         runner(built.model, built.settings))
-    table = measure_generation_peers(workload, base, workload.eval_data(limit), accelkit=rows, repeats=repeats,
-                                     peers=peers, progress=progress)
+                                         runner(built.model, built.settings), built.settings.batch_size)
+        if built.settings.batch_size > base.batch_size:
+            # its plan chose a larger batch (prompt batching): the peers get theirs too, over the
+            # sizes prompt batching tries, so the comparison is each at its own best
+            own_sizes = own_batch_candidates(base.batch_size, max(64, built.settings.batch_size), len(prompts))
+    table = measure_generation_peers(workload, base, prompts, accelkit=rows, repeats=repeats,
+                                     peers=peers, own_batch_sizes=own_sizes, progress=progress)
     table["text"] = f"{workload.name} held-out prompts"
     return table
+
+
+def own_batch_candidates(start: int, largest: int, items: int) -> list[int]:
+    """``start`` doubled while it stays within ``largest`` and the ``items`` there are to batch."""
+    sizes = [start]
+    while sizes[-1] * 2 <= min(largest, items):
+        sizes.append(sizes[-1] * 2)
+    return sizes
 
 
 def peers_for(workload: Any) -> str:
