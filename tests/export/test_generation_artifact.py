@@ -105,3 +105,30 @@ def test_a_saved_latency_plan_writes_one_prompt_a_call_by_default(tmp_path):
     rows.clear()
     shipped.generate(PROMPTS, max_new_tokens=4, batch_size=3)  # the caller's batch size still rules
     assert rows == [3]
+
+
+def test_a_saved_throughput_plan_keeps_its_batch_size_and_length_sorted_batches(tmp_path):
+    """dynamic-padding+prompt-batching ships the batch size it chose and length-sorted batches;
+    the text comes back in the caller's order, each the model's own greedy continuation."""
+    folder = mf.llama_folder(tmp_path)
+    wl = workload_from_model(folder, mf.prompts_file(tmp_path, 8), task="text-generation", max_new_tokens=4)
+    model = wl.build_model()
+    plan = ["dynamic-padding", {"technique": "prompt-batching", "config": {"batch_size": 2}}]
+    built = build_variant(plan, wl.build_model(), wl.default_settings(1), wl)
+    save(built, tmp_path / "batched", "dynamic-padding+prompt-batching", workload=wl)
+    shipped = load(tmp_path / "batched")
+    prompts = ["the", "return a new list of the", "the module is"]
+    seen: list[list[int]] = []
+    generate = shipped.model.generate
+    shipped.model.generate = lambda *a, **k: (seen.append(k["attention_mask"].sum(1).tolist()), generate(*a, **k))[1]
+    out = shipped.generate(prompts, max_new_tokens=4)
+    tok = wl.tokenizer
+    lengths = [len(tok(p)["input_ids"]) for p in prompts]
+    # two prompts a call, longest first: the plan's size and order
+    assert seen == [sorted(lengths, reverse=True)[:2], sorted(lengths, reverse=True)[2:]]
+    with torch.inference_mode():
+        for prompt, text in zip(prompts, out, strict=True):
+            ids = tok(prompt, return_tensors="pt")["input_ids"]
+            new = model.generate(input_ids=ids, max_new_tokens=4, do_sample=False, pad_token_id=tok.pad_token_id)
+            assert text == tok.decode(new[0, ids.shape[1]:], skip_special_tokens=True)
+    assert shipped.generate([], max_new_tokens=4) == []

@@ -17,10 +17,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import model_folders as mf  # noqa: E402
 
 
-def clock(seconds_at: dict[int, float], calls: list[int] | None = None):
-    def time_pass(size: int) -> float:
+def clock(seconds_at: dict[int, float], calls: list | None = None):
+    """A pass's seconds by batch size (for any count of prompts), RuntimeError for a size not listed."""
+    def time_pass(size: int, n: int) -> float:
         if calls is not None:
-            calls.append(size)
+            calls.append((size, n))
         if size not in seconds_at:
             raise RuntimeError("DefaultCPUAllocator: can't allocate memory")
         return seconds_at[size]
@@ -35,9 +36,9 @@ def test_doubles_while_a_doubling_pays_and_stops_at_the_first_that_does_not():
 
 
 def test_a_size_that_fails_ends_the_search_and_the_limit_is_kept():
-    calls: list[int] = []
+    calls: list = []
     size, relative, stopped = find_prompt_batch(clock({4: 2.0, 8: 1.0}, calls), 4, 64)
-    assert size == 8 and 16 in calls and 32 not in calls
+    assert size == 8 and (16, 16) in calls and not [c for c in calls if c[0] == 32]
     assert "batch 16 failed: RuntimeError" in stopped
     size, _, stopped = find_prompt_batch(clock({4: 4.0, 8: 2.0, 16: 1.0, 32: 0.5}), 4, 16)
     assert size == 16 and stopped.startswith("reached 16")
@@ -45,11 +46,12 @@ def test_a_size_that_fails_ends_the_search_and_the_limit_is_kept():
     assert find_prompt_batch(clock({}), 8, 8)[0] == 8
 
 
-def test_each_comparison_takes_the_median_of_interleaved_pairs():
-    calls: list[int] = []
-    find_prompt_batch(clock({8: 2.0, 16: 1.0}, calls), 8, 16, rounds=3)
-    # one untimed pass of the new size, then (old, new) pairs
-    assert calls == [16, 8, 16, 8, 16, 8, 16]
+def test_each_comparison_takes_the_median_of_interleaved_pairs_over_the_doubled_count():
+    calls: list = []
+    find_prompt_batch(clock({8: 2.0, 16: 1.0, 32: 0.8}, calls), 8, 32, rounds=3)
+    # one untimed pass of the new size, then (old, new) pairs, each over as many prompts as the new size
+    assert calls == [(16, 16), (8, 16), (16, 16), (8, 16), (16, 16), (8, 16), (16, 16),
+                     (32, 32), (16, 32), (32, 32), (16, 32), (32, 32), (16, 32), (32, 32)]
 
 
 @pytest.mark.parametrize(("field", "value"), [("max_batch_size", 0), ("rounds", 0), ("batch_size", 0),

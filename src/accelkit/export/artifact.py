@@ -162,7 +162,8 @@ class ShippedModel:
         """The text a causal language model writes after each prompt (up to ``max_new_tokens``
         tokens or EOS; default: the number it was measured with), in input order, ``batch_size``
         prompts a call (default: the batch size the plan was chosen at, so a latency plan
-        writes one prompt at a time, as it was measured). Greedy, or with
+        writes one prompt at a time, as it was measured), in length-sorted batches where the plan
+        was measured on them (``dynamic-padding``). Greedy, or with
         ``seed``, sampled with the model's own temperature, top-k and top-p, torch's generator
         seeded with ``seed`` plus the position of the batch's first prompt before each batch (the
         same seed writes the same text, and batches do not repeat each other's draws)."""
@@ -185,15 +186,23 @@ class ShippedModel:
         spec.prepare_tokenizer(self.tokenizer, Path(str(self.workload)))
         single = isinstance(prompts, str)
         texts = [prompts] if single else list(prompts)
-        written: list[str] = []
+        if not texts:
+            return []
+        from accelkit.workloads.text import pad_token_rows
+
+        encoded = self.tokenizer(texts, truncation=True, max_length=max_length)  # once: ordered, then padded
+        order = list(range(len(texts)))
+        if getattr(self.settings, "sort_by_length", False):  # the plan was measured on length-sorted batches
+            order.sort(key=lambda i: -len(encoded["input_ids"][i]))
+        written: list[str] = [""] * len(texts)
         with torch.inference_mode(), autocast_context(self.settings):
-            for start in range(0, len(texts), batch_size):
-                inputs = self.tokenizer(texts[start : start + batch_size], padding=True, truncation=True,
-                                        max_length=max_length, return_tensors="pt")
-                inputs = {k: v for k, v in inputs.items() if k in self.pipeline["input_names"]}
+            for start in range(0, len(order), batch_size):
+                idx = order[start : start + batch_size]
+                inputs = pad_token_rows(self.tokenizer, encoded, idx, self.pipeline["input_names"])
                 new = generate_tokens(self.model, inputs, new_tokens, self.tokenizer.pad_token_id, stop_at_eos=True,
                                       sample_seed=None if seed is None else seed + start)
-                written += self.tokenizer.batch_decode(new, skip_special_tokens=True)
+                for i, text in zip(idx, self.tokenizer.batch_decode(new, skip_special_tokens=True), strict=True):
+                    written[i] = text
         return written[0] if single else written
 
 

@@ -49,20 +49,22 @@ class PromptBatchingConfig(Config):
             raise ConfigError(f"min_gain={self.min_gain!r}: expected a ratio of 1.0 or more")
 
 
-def find_prompt_batch(time_pass: Callable[[int], float], start: int, limit: int, *, min_gain: float = 1.1,
+def find_prompt_batch(time_pass: Callable[[int, int], float], start: int, limit: int, *, min_gain: float = 1.1,
                       rounds: int = 2) -> tuple[int, dict[int, float], str]:
-    """The batch size, from ``start`` doubling up to ``limit``, whose pass over the same prompts
-    ``time_pass(size)`` (seconds) is fastest, where each doubling must beat the size before it by
-    ``min_gain`` (median of ``rounds`` interleaved pairs, after one untimed pass of the new size:
-    its first call may compile); a size whose pass raises (out of memory, a runner that writes
-    one prompt at a time) ends the doubling, its reason in ``stopped``.
+    """The batch size, from ``start`` doubling up to ``limit``, that writes the same prompts
+    fastest: ``time_pass(size, n)`` is the seconds a pass over the first ``n`` prompts takes at
+    ``size`` a call, and each doubling must beat the size before it by ``min_gain`` over the
+    doubled size's count of prompts (two calls against one: the cheapest fair comparison), the
+    median of ``rounds`` interleaved pairs after one untimed pass of the new size (its first call
+    may compile). A size whose pass raises (out of memory, a runner that writes one prompt at a
+    time) ends the doubling, its reason in ``stopped``.
     Returns (chosen size, {size tried: its time relative to ``start``'s}, why it stopped)."""
     chosen, relative, stopped = start, {start: 1.0}, f"reached {limit} (the largest size asked for, or the prompts)"
     size = start * 2
     while size <= limit:
         try:
-            time_pass(size)
-            pairs = [(time_pass(chosen), time_pass(size)) for _ in range(rounds)]
+            time_pass(size, size)
+            pairs = [(time_pass(chosen, size), time_pass(size, size)) for _ in range(rounds)]
         except Exception as exc:  # noqa: BLE001 - any failure at a size only rules that size out
             stopped = f"batch {size} failed: {type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}"
             break
@@ -83,9 +85,9 @@ def _prompt_batching(model: Any, ctx: BuildContext, config: PromptBatchingConfig
     prompts = ctx.calib_data(config.max_batch_size)
     limit = min(config.max_batch_size, len(prompts))
 
-    def time_pass(size: int) -> float:
+    def time_pass(size: int, n: int) -> float:
         begin = time.perf_counter()
-        ctx.workload.predict(model, prompts, ctx.settings.with_(batch_size=size))
+        ctx.workload.predict(model, prompts[:n], ctx.settings.with_(batch_size=size))
         return time.perf_counter() - begin
 
     chosen, relative, stopped = find_prompt_batch(time_pass, start, limit, min_gain=config.min_gain,
