@@ -98,3 +98,28 @@ def test_a_saved_size_is_replayed_without_timing(llama, monkeypatch):
     built = build_plan([{"technique": "prompt-batching", "config": {"batch_size": 6}}], llama.build_model(),
                        llama.default_settings(2), llama)
     assert built.settings.batch_size == 6
+
+
+def test_the_cache_estimate_reads_the_models_config_and_caps_the_sizes(llama, monkeypatch):
+    import types
+
+    import accelkit.techniques.prompt_batching as pb
+    from accelkit.bench import bench
+
+    model = llama.build_model()
+    c = model.config
+    head_dim = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
+    want = 2 * c.num_hidden_layers * (c.num_key_value_heads or c.num_attention_heads) * head_dim * 4 * 10
+    assert pb.cache_bytes_per_row(model, 10) == want
+    assert pb.cache_bytes_per_row(types.SimpleNamespace(model=model), 10) == want  # a runtime keeping .model
+    assert pb.cache_bytes_per_row(object(), 10) is None
+    # free memory for three rows' caches in the share: the doubling stops at 3 rows' worth (2)
+    import psutil
+
+    per_row = pb.cache_bytes_per_row(model, max(llama.token_lengths(llama.calib_data(64))) + 4)
+    real = psutil.virtual_memory()
+    monkeypatch.setattr(psutil, "virtual_memory",
+                        lambda: types.SimpleNamespace(total=real.total, available=per_row * 3 / pb.MEMORY_SHARE))
+    res = bench(llama, ["prompt-batching"], batch_size=1, repeats=1, roofline=False, flops=False, memory=False)
+    details = res.variant("prompt-batching").details
+    assert set(details["pass_time_vs_start"]) <= {"1", "2"} and "capped at 3 rows by the free memory" in details["stopped"]

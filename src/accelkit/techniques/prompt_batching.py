@@ -22,7 +22,10 @@ from accelkit.config import Config
 from accelkit.errors import ConfigError
 from accelkit.techniques.registry import FORMS, BuildContext, Built, register_technique
 
-__all__ = ["PromptBatchingConfig", "find_prompt_batch"]
+__all__ = ["PromptBatchingConfig", "cache_bytes_per_row", "find_prompt_batch"]
+
+# the share of the free memory the largest batch's key/value cache may take
+MEMORY_SHARE = 0.25
 
 
 @dataclass
@@ -47,6 +50,21 @@ class PromptBatchingConfig(Config):
             raise ConfigError(f"batch_size={self.batch_size!r}: expected None (find it) or a positive whole number")
         if not isinstance(self.min_gain, int | float) or self.min_gain < 1.0:
             raise ConfigError(f"min_gain={self.min_gain!r}: expected a ratio of 1.0 or more")
+
+
+def cache_bytes_per_row(model: Any, tokens: int) -> int | None:
+    """What one row's key/value cache holds at ``tokens`` positions in fp32, read from the
+    transformers config of ``model`` (or of the torch model a runtime keeps as ``.model``); None
+    when neither has one."""
+    for found in (model, getattr(model, "model", None)):
+        config = getattr(found, "config", None)
+        layers, hidden, heads = (getattr(config, k, None) for k in ("num_hidden_layers", "hidden_size",
+                                                                     "num_attention_heads"))
+        if isinstance(layers, int) and isinstance(hidden, int) and isinstance(heads, int) and heads > 0:
+            kv_heads = getattr(config, "num_key_value_heads", None) or heads
+            head_dim = getattr(config, "head_dim", None) or hidden // heads
+            return 2 * layers * kv_heads * head_dim * 4 * tokens
+    return None
 
 
 def find_prompt_batch(time_pass: Callable[[int, int], float], start: int, limit: int, *, min_gain: float = 1.1,
@@ -84,6 +102,19 @@ def _prompt_batching(model: Any, ctx: BuildContext, config: PromptBatchingConfig
                      config=config.to_dict())
     prompts = ctx.calib_data(config.max_batch_size)
     limit = min(config.max_batch_size, len(prompts))
+    capped = ""
+    lengths = getattr(ctx.workload, "token_lengths", None)
+    if lengths is not None and len(prompts):
+        # a size whose cache would take over a quarter of the free memory is not tried: a row too
+        # many is the kernel's out-of-memory kill, not an exception the search could catch
+        new_tokens = ctx.workload.n_items(prompts) // len(prompts)
+        per_row = cache_bytes_per_row(model, max(lengths(prompts)) + new_tokens)
+        if per_row:
+            import psutil
+
+            fits = max(1, int(psutil.virtual_memory().available * MEMORY_SHARE // per_row))
+            if fits < limit:
+                limit, capped = max(start, fits), f"; capped at {fits} rows by the free memory"
 
     def time_pass(size: int, n: int) -> float:
         begin = time.perf_counter()
@@ -93,7 +124,7 @@ def _prompt_batching(model: Any, ctx: BuildContext, config: PromptBatchingConfig
     chosen, relative, stopped = find_prompt_batch(time_pass, start, limit, min_gain=config.min_gain,
                                                   rounds=config.rounds)
     details = {"batch_size": chosen, "from_batch_size": start, "calib_prompts": len(prompts),
-               "pass_time_vs_start": {str(k): v for k, v in relative.items()}, "stopped": stopped}
+               "pass_time_vs_start": {str(k): v for k, v in relative.items()}, "stopped": stopped + capped}
     applied = PromptBatchingConfig(batch_size=chosen, max_batch_size=config.max_batch_size,
                                    min_gain=config.min_gain, rounds=config.rounds)
     return Built(model, ctx.settings.with_(batch_size=chosen), details, config=applied.to_dict())
