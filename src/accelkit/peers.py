@@ -623,7 +623,19 @@ def measure_generation_peers(
                      first_divergence=round(quality["first_divergence"], 2))
         if name in build.notes:
             entry["note"] = build.notes[name]
-    return {**_gen_table(entries, reference, len(prompts), settings, repeats), **extra}
+    table = _gen_table(entries, reference, len(prompts), settings, repeats)
+    best_own = table["best_peer_own_batch"]
+    for e in entries.values():
+        again = times.get(f"{e['name']}{_OWN_ROUNDS}")
+        if best_own and again and e["kind"] == "accelkit" and "ratio" in e:
+            # timed in the same rounds as the peers at their own best: pair by pair, not through
+            # two reference ratios from rounds minutes apart
+            e["vs_best_peer"] = round(statistics.median(p / a for p, a in zip(times[best_own], again, strict=False)
+                                                        if a > 0), 4)
+    return {**table, **extra}
+
+
+_OWN_ROUNDS = " (own-batch rounds)"
 
 
 def _own_best_generation(entries: dict[str, dict], runners: dict[str, Callable], outputs: dict[str, Any],
@@ -631,7 +643,8 @@ def _own_best_generation(entries: dict[str, dict], runners: dict[str, Callable],
                          repeats: int, say: Callable[[str], None]) -> None:
     """Each peer again at the batch size of ``sizes`` it writes fastest at (one untimed and one
     timed pass over the prompts a size), then interleaved rounds with the reference at the shared
-    batch size, whose times are the own-best rows' baseline."""
+    batch size, whose times are the own-best rows' baseline, and with accelkit's rows that run at
+    their own plan's batch size, so those are compared with the peers pair by pair."""
     own: dict[str, tuple[Callable, int]] = {}
     for name in [n for n in runners if entries[n]["kind"] == "peer" and "error" not in entries[n]]:
         fn, row = runners[name], f"{name} @ own batch"
@@ -656,6 +669,9 @@ def _own_best_generation(entries: dict[str, dict], runners: dict[str, Callable],
         entries[row] = {"name": row, **base, "batch_size": size, "batch_rule": OWN_BEST,
                         "probe_s": {str(k): round(v, 4) for k, v in spent.items()}}
         own[row] = (fn, size)
+    for name in [n for n in runners if entries[n]["kind"] == "accelkit" and entries[n]["batch_rule"] == OWN_BEST
+                 and "error" not in entries[n]]:
+        own[f"{name}{_OWN_ROUNDS}"] = (runners[name], None)  # its plan's own batch size, as first timed
     again = f"{reference} @ parity again"
     times[again] = []
     names = list(own)
@@ -664,9 +680,10 @@ def _own_best_generation(entries: dict[str, dict], runners: dict[str, Callable],
             fn, size = own[name]
             say(f"peers: round {r + 1}/{repeats}: {name}")
             start = time.perf_counter()
-            out = fn(prompts, batch_size=size)
+            out = fn(prompts) if size is None else fn(prompts, batch_size=size)
             times.setdefault(name, []).append(time.perf_counter() - start)
-            outputs.setdefault(name, out)
+            if size is not None:
+                outputs.setdefault(name, out)
         start = time.perf_counter()
         runners[reference](prompts)  # the reference at the shared batch size, in the same round
         times[again].append(time.perf_counter() - start)
