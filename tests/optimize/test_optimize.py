@@ -155,6 +155,10 @@ def test_search_rejects_lossy_and_crashing_candidates_and_writes_outputs(test_va
     assert res.shipped.name == res.best and plan["shipped"]["name"] == res.best and "saved" not in res.message
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["schema"] == "accelkit.results/1" and results["search"]["best"] == res.best
+    # where the time went, phase by phase: an overrun can be traced to screening or the final run
+    timing = results["search"]["timing_s"]
+    assert set(timing) == {"budget_s", "before_final_s", "final_estimate_s", "final_s", "total_s"}
+    assert 0 < timing["before_final_s"] <= timing["total_s"] and 0 < timing["final_s"] <= timing["total_s"]
     # every measured candidate's status is bench's verdict, judged once
     measured = [r for r in results["search"]["candidates"] if not r.get("skipped")]
     assert measured and all(r["status"] == (r["verdict"]["reason"] or "within budget") for r in measured)

@@ -216,3 +216,12 @@ def test_a_resumed_search_keeps_its_screening_item_count(tmp_path):
     state.screen_items = 30
     state.save(Clock(600, 0))
     assert _state(tmp_path).screen_items == 30
+
+
+def test_an_overrun_says_which_phase_took_the_time():
+    from accelkit.optimize.search import overrun_line
+
+    line = overrun_line({"budget_s": 300, "before_final_s": 170.4, "final_s": 190.2, "final_estimate_s": 120.0,
+                         "total_s": 361.0})
+    assert line == ("took 361s of the 300s budget: screening 170s, the final run 190s (expected 120s); "
+                    "--eval-limit shortens the final run")

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import shutil
 import statistics
+import time
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,6 +76,8 @@ class OptimizeResult:
     ablation: list[dict] = field(default_factory=list)
     elapsed_s: float = 0.0
     shipped: Shipped | None = None  # what out_dir/model holds (``best``, unless its model cannot be saved)
+    # seconds spent by phase, and what the final run was expected to take: where an overrun went
+    timing: dict[str, float] = field(default_factory=dict)
 
 
 def step_gain(plan: VariantResult, without: VariantResult) -> tuple[float, float] | None:
@@ -222,8 +225,11 @@ def optimize(config: OptimizeConfig, out_dir: str | Path, *, console: Console | 
         cheap, expensive, modifiers, console)
 
     names, repeats = final_run.fit(clock.left())
+    timing = {"budget_s": config.time_budget_s, "before_final_s": clock.elapsed(),
+              "final_estimate_s": final_run.cost(names, repeats)}
     console.print(f"screened {len(state.records)} candidates; final on held-out data ({repeats} rounds): "
                   f"{', '.join(names) or 'baseline only'}")
+    final_start = time.perf_counter()
     with console.status("final side-by-side measurement on held-out data") as status:
         final = bench(
             wl, names, batch_size=batch_size, repeats=repeats, limit=config.eval_limit,
@@ -231,18 +237,31 @@ def optimize(config: OptimizeConfig, out_dir: str | Path, *, console: Console | 
             keep_built=True, progress=lambda m: status.update(f"final: {m}"),
             search=SearchOptions(objective=config.objective, prebuilt=dict(kept)),
         )
+    timing["final_s"] = time.perf_counter() - final_start
     best, ablation = choose_plan(final, config.objective, config.min_gain)
     baseline = Built(model, wl.default_settings(batch_size))
     shipped = ship_model(final, config, wl, baseline, out_dir / "model")
     message = "\n".join(filter(None, (_message(best, final, config, wl), _shipped_line(best.name, shipped,
                                                                                     out_dir / "model"))))
     result = OptimizeResult(best.name, message, final, list(state.records.values()), out_dir, ablation,
-                            shipped=shipped)
+                            shipped=shipped, timing=timing)
     chosen = final.built.get(best.name) if best.name != final.baseline else baseline
+    timing["total_s"] = clock.elapsed()
     _write_outputs(result, config, chosen)
     result.elapsed_s = clock.elapsed()
+    if result.elapsed_s > config.time_budget_s * 1.05:
+        console.print(overrun_line(timing))
     state.save(clock)
     return result
+
+
+def overrun_line(timing: dict[str, float]) -> str:
+    """Where a search past its budget spent the time: screening, and the final run against what
+    it was expected to take (``--eval-limit`` shortens the final run, which is never cut under two
+    rounds of the finalist and its ablation)."""
+    return (f"took {timing['total_s']:.0f}s of the {timing['budget_s']:.0f}s budget: screening "
+            f"{timing['before_final_s']:.0f}s, the final run {timing['final_s']:.0f}s (expected "
+            f"{timing['final_estimate_s']:.0f}s); --eval-limit shortens the final run")
 
 
 def _message(best: VariantResult, final: Results, config: OptimizeConfig, wl: Workload) -> str:
@@ -299,7 +318,8 @@ def _write_outputs(result: OptimizeResult, config: OptimizeConfig, chosen: Built
     shipped = result.shipped.to_dict() if result.shipped is not None else None
     payload = result.results.to_dict()
     payload["search"] = {"config": config.to_dict(), "best": result.best, "message": result.message,
-                         "ablation": result.ablation, "candidates": result.search, "shipped": shipped}
+                         "ablation": result.ablation, "candidates": result.search, "shipped": shipped,
+                         "timing_s": {k: round(v, 1) for k, v in result.timing.items()}}
     write_text_atomic(out / "results.json", json.dumps(payload, indent=2, default=str))
     # the steps as the final run applied them, each with its config (what a self-tuning step chose)
     steps = chosen.plan if chosen is not None else []
