@@ -24,6 +24,7 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -283,7 +284,7 @@ def measure_peers(
                 entry["error"] = f"embeddings of shape {outputs[name].shape}, the reference's are {tuple(ref.shape)}"
             continue
         quality = embedding_quality(torch.from_numpy(outputs[name]), ref)
-        ref_times = times[reference] if entry["batch_rule"] == PARITY else times[f"{reference} @ parity again"]
+        ref_times = times[reference] if entry["batch_rule"] == PARITY else times[f"{reference}{_AGAIN}"]
         ratios = [a / b for a, b in zip(ref_times, times[name], strict=False) if b > 0]
         entry.update(sentences_per_s=round(len(sentences) / statistics.median(times[name]), 1),
                      ratio=round(statistics.median(ratios), 4), cosine_mean=round(quality["cosine_mean"], 6),
@@ -321,29 +322,50 @@ def _own_best_rows(entries: dict[str, dict], encoders: dict[str, Encode], output
         entries[row] = {"name": row, **base, "threads": threads, "batch_size": size, "batch_rule": OWN_BEST,
                         "probe_s": {str(k): round(v, 4) for k, v in best.items()}}
         own[row] = (fn, size)
-    again = f"{reference} @ parity again"
+    calls = {name: partial(fn, sentences, batch_size=size) for name, (fn, size) in own.items()}
+    first = _rounds_beside_reference(calls, partial(encoders[reference], sentences), f"{reference}{_AGAIN}", times,
+                                     repeats)
+    outputs.update({name: np.asarray(out, dtype=np.float32) for name, out in first.items()})
+
+
+# the reference's times in the rounds of the rows at their own best batch size: their baseline
+_AGAIN = " @ parity again"
+
+
+def _rounds_beside_reference(calls: dict[str, Callable[[], Any]], reference: Callable[[], Any], again: str,
+                             times: dict[str, list[float]], repeats: int,
+                             say: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """``repeats`` interleaved rounds of ``calls`` (the order rotating each round), each round
+    ending with ``reference`` (timed under ``again``); times go into ``times``, and each call's
+    first output is returned."""
+    first: dict[str, Any] = {}
     times[again] = []
-    names = list(own)
+    names = list(calls)
     for r in range(repeats):
         for name in names[r % max(1, len(names)):] + names[: r % max(1, len(names))]:
-            fn, size = own[name]
+            if say is not None:
+                say(f"peers: round {r + 1}/{repeats}: {name}")
             start = time.perf_counter()
-            out = fn(sentences, batch_size=size)
+            out = calls[name]()
             times.setdefault(name, []).append(time.perf_counter() - start)
-            outputs.setdefault(name, np.asarray(out, dtype=np.float32))
+            first.setdefault(name, out)
         start = time.perf_counter()
-        encoders[reference](sentences)  # the reference at the shared batch size, in the same round
+        reference()  # the reference at the shared batch size, in the same round
         times[again].append(time.perf_counter() - start)
+    return first
+
+
+def _fastest_peer(entries: dict[str, dict], rule: str, metric: str, floor: float) -> dict | None:
+    """The peer row under ``rule`` (parity or own best) with the highest ratio among those whose
+    ``metric`` is at least ``floor``; None when none is."""
+    ok = [e for e in entries.values() if e["kind"] == "peer" and "ratio" in e and e["batch_rule"] == rule
+          and e[metric] >= floor]
+    return max(ok, key=lambda e: e["ratio"], default=None)
 
 
 def _table(entries: dict[str, dict], reference: str | None, sentences: list[str], threads: int, batch_size: int,
            repeats: int) -> dict[str, Any]:
-    def best_of(rule: str) -> dict | None:
-        ok = [e for e in entries.values() if e["kind"] == "peer" and "ratio" in e and e["batch_rule"] == rule
-              and e["cosine_mean"] >= KEEPS_QUALITY]
-        return max(ok, key=lambda e: e["ratio"], default=None)
-
-    best, best_own = best_of(PARITY), best_of(OWN_BEST)
+    best, best_own = (_fastest_peer(entries, rule, "cosine_mean", KEEPS_QUALITY) for rule in (PARITY, OWN_BEST))
     for e in entries.values():
         judge_by = best if e["batch_rule"] == PARITY else best_own
         if judge_by is not None and e["kind"] == "accelkit" and "ratio" in e:
@@ -615,7 +637,7 @@ def measure_generation_peers(
             entry["error"] = f"tokens of shape {tuple(getattr(out, 'shape', ()))}, the reference's are {tuple(ref.shape)}"
             continue
         quality = workload.quality(out, ref, None)
-        ref_times = times[f"{reference} @ parity again"] if name.endswith(" @ own batch") else times[reference]
+        ref_times = times[f"{reference}{_AGAIN}"] if name.endswith(" @ own batch") else times[reference]
         ratios = [a / b for a, b in zip(ref_times, times[name], strict=False) if b > 0]
         entry.update(tokens_per_s=round(n_tokens / statistics.median(times[name]), 1),
                      ratio=round(statistics.median(ratios), 4),
@@ -623,16 +645,7 @@ def measure_generation_peers(
                      first_divergence=round(quality["first_divergence"], 2))
         if name in build.notes:
             entry["note"] = build.notes[name]
-    table = _gen_table(entries, reference, len(prompts), settings, repeats)
-    best_own = table["best_peer_own_batch"]
-    for e in entries.values():
-        again = times.get(f"{e['name']}{_OWN_ROUNDS}")
-        if best_own and again and e["kind"] == "accelkit" and "ratio" in e:
-            # timed in the same rounds as the peers at their own best: pair by pair, not through
-            # two reference ratios from rounds minutes apart
-            e["vs_best_peer"] = round(statistics.median(p / a for p, a in zip(times[best_own], again, strict=False)
-                                                        if a > 0), 4)
-    return {**table, **extra}
+    return {**_gen_table(entries, reference, len(prompts), settings, repeats, times), **extra}
 
 
 _OWN_ROUNDS = " (own-batch rounds)"
@@ -669,40 +682,33 @@ def _own_best_generation(entries: dict[str, dict], runners: dict[str, Callable],
         entries[row] = {"name": row, **base, "batch_size": size, "batch_rule": OWN_BEST,
                         "probe_s": {str(k): round(v, 4) for k, v in spent.items()}}
         own[row] = (fn, size)
+    calls = {name: partial(fn, prompts, batch_size=size) for name, (fn, size) in own.items()}
     for name in [n for n in runners if entries[n]["kind"] == "accelkit" and entries[n]["batch_rule"] == OWN_BEST
                  and "error" not in entries[n]]:
-        own[f"{name}{_OWN_ROUNDS}"] = (runners[name], None)  # its plan's own batch size, as first timed
-    again = f"{reference} @ parity again"
-    times[again] = []
-    names = list(own)
-    for r in range(repeats):
-        for name in names[r % max(1, len(names)):] + names[: r % max(1, len(names))]:
-            fn, size = own[name]
-            say(f"peers: round {r + 1}/{repeats}: {name}")
-            start = time.perf_counter()
-            out = fn(prompts) if size is None else fn(prompts, batch_size=size)
-            times.setdefault(name, []).append(time.perf_counter() - start)
-            if size is not None:
-                outputs.setdefault(name, out)
-        start = time.perf_counter()
-        runners[reference](prompts)  # the reference at the shared batch size, in the same round
-        times[again].append(time.perf_counter() - start)
+        calls[f"{name}{_OWN_ROUNDS}"] = partial(runners[name], prompts)  # its plan's own batch size, as first timed
+    first = _rounds_beside_reference(calls, partial(runners[reference], prompts), f"{reference}{_AGAIN}", times,
+                                     repeats, say)
+    outputs.update({name: first[name] for name in own})  # accelkit's rows keep the outputs they were scored on
 
 
 def _gen_table(entries: dict[str, dict], reference: str | None, n_prompts: int, settings: Any,
-               repeats: int) -> dict[str, Any]:
+               repeats: int, times: dict[str, list[float]] | None = None) -> dict[str, Any]:
     import torch
 
-    def best_of(rule: str) -> dict | None:
-        ok = [e for e in entries.values() if e["kind"] == "peer" and "ratio" in e and e["batch_rule"] == rule
-              and e["greedy_agreement"] >= GEN_KEEPS_QUALITY]
-        return max(ok, key=lambda e: e["ratio"], default=None)
-
-    best, best_own = best_of(PARITY), best_of(OWN_BEST)
+    best, best_own = (_fastest_peer(entries, rule, "greedy_agreement", GEN_KEEPS_QUALITY)
+                      for rule in (PARITY, OWN_BEST))
     for e in entries.values():
+        if e["kind"] != "accelkit" or "ratio" not in e:
+            continue
         # a row at its plan's own batch size is judged against the peers at their own best
         judge_by = best if e["batch_rule"] == PARITY else (best_own or best)
-        if judge_by is not None and e["kind"] == "accelkit" and "ratio" in e:
+        paired = (times or {}).get(f"{e['name']}{_OWN_ROUNDS}")
+        if judge_by is best_own and best_own is not None and paired:
+            # timed in the same rounds as the peers at their own best: pair by pair, not through
+            # two reference ratios from rounds minutes apart
+            e["vs_best_peer"] = round(statistics.median(p / a for p, a in zip(times[best_own["name"]], paired,
+                                                                              strict=False) if a > 0), 4)
+        elif judge_by is not None:
             e["vs_best_peer"] = round(e["ratio"] / judge_by["ratio"], 4)
             if e["batch_rule"] == OWN_BEST and best_own is None:
                 e["vs_best_peer_note"] = "against the peers at the shared batch size: none ran at its own best"

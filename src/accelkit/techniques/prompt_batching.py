@@ -12,6 +12,7 @@ attend over more masked positions, which can reorder a sum (the quality column s
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 import time
 from collections.abc import Callable
@@ -125,8 +126,7 @@ def _prompt_batching(model: Any, ctx: BuildContext, config: PromptBatchingConfig
                                                   rounds=config.rounds)
     details = {"batch_size": chosen, "from_batch_size": start, "calib_prompts": len(prompts),
                "pass_time_vs_start": {str(k): v for k, v in relative.items()}, "stopped": stopped + capped}
-    applied = PromptBatchingConfig(batch_size=chosen, max_batch_size=config.max_batch_size,
-                                   min_gain=config.min_gain, rounds=config.rounds)
+    applied = dataclasses.replace(config, batch_size=chosen)
     return Built(model, ctx.settings.with_(batch_size=chosen), details, config=applied.to_dict())
 
 
