@@ -11,6 +11,7 @@ travel with it, so ``accelkit.load(path).encode(texts)`` needs nothing but the f
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -135,15 +136,9 @@ class ShippedModel:
         if batch_size < 1:
             raise ConfigError(f"batch_size={batch_size}: expected a positive integer")
         max_length = int(self.pipeline["max_length"])
-        from accelkit.workloads.text import pad_token_rows
-
-        encoded = self.tokenizer(texts, truncation=True, max_length=max_length)  # once: sorted, then padded
-        order = sorted(range(len(texts)), key=lambda i: -len(encoded["input_ids"][i]))
         out: torch.Tensor | None = None
         with torch_threads_beside(self.model):
-            for start in range(0, len(order), batch_size):
-                idx = order[start : start + batch_size]
-                inputs = pad_token_rows(self.tokenizer, encoded, idx, self.pipeline["input_names"])
+            for _, idx, inputs in self._padded_batches(texts, max_length, batch_size, sort_by_length=True):
                 hidden = spec.pick_output(self(**inputs), self.pipeline.get("output")).float()
                 emb = spec.reduce(hidden, inputs, pooling=self.pipeline.get("pooling", "mean"), width=max_length)
                 if self.pipeline.get("normalize") or normalize_embeddings:
@@ -156,6 +151,21 @@ class ShippedModel:
         result = out[0] if single else out
         return result.numpy() if convert_to_numpy else result
 
+
+    def _padded_batches(self, texts: list[str], max_length: int, batch_size: int, *,
+                        sort_by_length: bool) -> Iterator[tuple[int, list[int], dict[str, torch.Tensor]]]:
+        """(position of the batch's first text in the order, the texts' indices, padded inputs) for
+        ``batch_size`` texts at a time, longest first when ``sort_by_length``; each text is
+        tokenized once, truncated at ``max_length``."""
+        from accelkit.workloads.text import pad_token_rows
+
+        encoded = self.tokenizer(texts, truncation=True, max_length=max_length)
+        order = list(range(len(texts)))
+        if sort_by_length:
+            order.sort(key=lambda i: -len(encoded["input_ids"][i]))
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            yield start, idx, pad_token_rows(self.tokenizer, encoded, idx, self.pipeline["input_names"])
 
     def generate(self, prompts: str | list[str], max_new_tokens: int | None = None,
                  batch_size: int | None = None, seed: int | None = None) -> str | list[str]:
@@ -188,17 +198,11 @@ class ShippedModel:
         texts = [prompts] if single else list(prompts)
         if not texts:
             return []
-        from accelkit.workloads.text import pad_token_rows
-
-        encoded = self.tokenizer(texts, truncation=True, max_length=max_length)  # once: ordered, then padded
-        order = list(range(len(texts)))
-        if getattr(self.settings, "sort_by_length", False):  # the plan was measured on length-sorted batches
-            order.sort(key=lambda i: -len(encoded["input_ids"][i]))
         written: list[str] = [""] * len(texts)
+        # length-sorted where the plan was measured on length-sorted batches
+        sort = bool(getattr(self.settings, "sort_by_length", False))
         with torch.inference_mode(), autocast_context(self.settings):
-            for start in range(0, len(order), batch_size):
-                idx = order[start : start + batch_size]
-                inputs = pad_token_rows(self.tokenizer, encoded, idx, self.pipeline["input_names"])
+            for start, idx, inputs in self._padded_batches(texts, max_length, batch_size, sort_by_length=sort):
                 new = generate_tokens(self.model, inputs, new_tokens, self.tokenizer.pad_token_id, stop_at_eos=True,
                                       sample_seed=None if seed is None else seed + start)
                 for i, text in zip(idx, self.tokenizer.batch_decode(new, skip_special_tokens=True), strict=True):
