@@ -66,6 +66,39 @@ def test_the_openvino_loop_writes_generates_greedy_tokens(kind):
     assert torch.equal(out_config, ref_config) and not torch.equal(ref_config, ref_eos)  # padded with EOS, not 0
 
 
+@pytest.mark.parametrize("kv_cache", ["f32", "u8"])
+def test_rows_that_wrote_eos_leave_the_batch(kv_cache):
+    """A greedy row that wrote EOS costs no later step: each call reads only the rows with no EOS
+    yet, and the tokens still equal generate's (which steps every row until the last one ends)."""
+    from accelkit.techniques.openvino_generate import OpenVinoGenerateConfig, openvino_generator
+
+    model = _tiny("llama")
+    ids, mask = _left_padded_batch()
+    runner = openvino_generator(model, OpenVinoGenerateConfig(kv_cache=kv_cache))
+    call = dict(input_ids=ids, attention_mask=mask, max_new_tokens=N_NEW, do_sample=False, pad_token_id=0)
+    with torch.inference_mode():
+        free = model.generate(**call, eos_token_id=None)
+        eos = int(free[0, ids.shape[1] + 2])  # row 0 writes it third
+        ref = model.generate(**call, eos_token_id=eos)
+        request, rows_read = runner._request, []
+
+        class Counting:  # the infer request, counting the rows each call reads
+            def infer(self, feeds):
+                rows_read.append(len(feeds["input_ids"]))
+                return request.infer(feeds)
+
+            def reset_state(self):
+                request.reset_state()
+
+        runner._request = Counting()
+        out = runner.generate(**call, eos_token_id=eos)
+    assert torch.equal(out, ref)
+    new = ref[:, ids.shape[1]:]
+    writing = [int((~(new[:, :k] == eos).any(1)).sum()) for k in range(1, new.shape[1])]
+    assert rows_read == [len(ids), *writing]
+    assert min(writing) < len(ids)
+
+
 @pytest.mark.parametrize("options", [{}, {"temperature": 1.5, "top_k": 5}, {"top_p": 0.8, "top_k": 0},
                                      {"min_p": 0.2}])
 def test_sampling_draws_generates_tokens_under_the_same_seed(options):

@@ -169,22 +169,36 @@ class OpenVinoLm(Runtime):
         request.reset_state()  # a new batch of prompts starts from an empty cache
         token = pick(self._last(request.infer({"input_ids": ids, "attention_mask": mask, "position_ids": positions,
                                                "beam_idx": beam})))
-        done = np.zeros((batch, 1), dtype=bool)
-        tokens = [token]
+        pad = pad_token_id if pad_token_id is not None else 0
+        written = np.full((batch, max_new_tokens), pad, dtype=np.int64)
+        written[:, 0] = token[:, 0]
+        rows = np.arange(batch)  # the prompt each row of the cache belongs to
         position = positions[:, -1:] + 1
+        done = np.zeros((batch, 1), dtype=bool)  # rows that wrote EOS (greedy ones leave the batch)
+        steps = 1
         for k in range(1, max_new_tokens):
+            gather = beam
             if eos is not None:
                 done |= np.isin(token, eos)
                 if done.all():
                     break
+                if done.any() and not pick.do_sample:
+                    # a finished row leaves the batch: this call's beam_idx gathers only the cache rows
+                    # still writing, so no later step computes it (generate computes every row until
+                    # the last one ends). Sampling keeps every row, to draw generate's random numbers.
+                    live = ~done[:, 0]
+                    gather = np.flatnonzero(live).astype(np.int32)
+                    rows, token, position, full, done = rows[live], token[live], position[live], full[live], done[live]
+                    beam = np.arange(len(rows), dtype=np.int32)
             token = pick(self._last(request.infer({"input_ids": token,
                                                    "attention_mask": np.ascontiguousarray(full[:, :length + k]),
-                                                   "position_ids": position, "beam_idx": beam})))
+                                                   "position_ids": position, "beam_idx": gather})))
             if eos is not None:
-                token = np.where(done, pad_token_id if pad_token_id is not None else 0, token)
+                token = np.where(done, pad, token)
+            written[rows, k] = token[:, 0]
             position = position + 1
-            tokens.append(token)
-        new = torch.from_numpy(np.concatenate(tokens, axis=1)).to(input_ids.device, input_ids.dtype)
+            steps = k + 1
+        new = torch.from_numpy(written[:, :steps]).to(input_ids.device, input_ids.dtype)
         return torch.cat([input_ids, new], dim=1)
 
     def _last(self, out: Any) -> np.ndarray:
