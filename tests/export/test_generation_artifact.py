@@ -132,3 +132,29 @@ def test_a_saved_throughput_plan_keeps_its_batch_size_and_length_sorted_batches(
             new = model.generate(input_ids=ids, max_new_tokens=4, do_sample=False, pad_token_id=tok.pad_token_id)
             assert text == tok.decode(new[0, ids.shape[1]:], skip_special_tokens=True)
     assert shipped.generate([], max_new_tokens=4) == []
+
+
+def test_a_saved_model_stops_at_the_callers_eos_token(tmp_path):
+    """``generate(eos_token_id=...)`` ends each prompt's text at that token, as ``generate`` does,
+    on a torch plan and on the OpenVINO plan (which drops the row from its batch); an id outside
+    the vocabulary is refused."""
+    folder = mf.llama_folder(tmp_path)
+    wl = workload_from_model(folder, mf.prompts_file(tmp_path, 8), task="text-generation", max_new_tokens=6)
+    model, tok = wl.build_model(), wl.tokenizer
+    enc = tok(PROMPTS, padding=True, return_tensors="pt")
+    enc.pop("token_type_ids", None)
+    call = dict(max_new_tokens=6, do_sample=False, pad_token_id=tok.pad_token_id)
+    with torch.inference_mode():
+        free = model.generate(**enc, **call, eos_token_id=None)[:, enc["input_ids"].shape[1]:]
+        stop = int(free[0, 1])  # row 0 writes it second
+        stopped = model.generate(**enc, **call, eos_token_id=stop)[:, enc["input_ids"].shape[1]:]
+    expected = tok.batch_decode(stopped, skip_special_tokens=True)
+    assert expected != tok.batch_decode(free, skip_special_tokens=True)
+    for variant in ("default", "openvino-generate"):
+        save(build_variant(variant, wl.build_model(), wl.default_settings(), wl), tmp_path / variant, variant,
+             workload=wl)
+        shipped = load(tmp_path / variant)
+        assert shipped.generate(PROMPTS, max_new_tokens=6, eos_token_id=stop) == expected
+        assert shipped.generate(PROMPTS, max_new_tokens=6, eos_token_id=[stop]) == expected
+        with pytest.raises(ConfigError, match="eos_token_id"):
+            shipped.generate(PROMPTS, max_new_tokens=6, eos_token_id=len(tok))

@@ -168,7 +168,8 @@ class ShippedModel:
             yield start, idx, pad_token_rows(self.tokenizer, encoded, idx, self.pipeline["input_names"])
 
     def generate(self, prompts: str | list[str], max_new_tokens: int | None = None,
-                 batch_size: int | None = None, seed: int | None = None) -> str | list[str]:
+                 batch_size: int | None = None, seed: int | None = None,
+                 eos_token_id: int | list[int] | None = None) -> str | list[str]:
         """The text a causal language model writes after each prompt (up to ``max_new_tokens``
         tokens or EOS; default: the number it was measured with), in input order, ``batch_size``
         prompts a call (default: the batch size the plan was chosen at, so a latency plan
@@ -176,7 +177,9 @@ class ShippedModel:
         was measured on them (``dynamic-padding``). Greedy, or with
         ``seed``, sampled with the model's own temperature, top-k and top-p, torch's generator
         seeded with ``seed`` plus the position of the batch's first prompt before each batch (the
-        same seed writes the same text, and batches do not repeat each other's draws)."""
+        same seed writes the same text, and batches do not repeat each other's draws).
+        ``eos_token_id``: the token id(s) that end a prompt's text, in place of the model's EOS
+        (as ``generate`` takes them); a plan on OpenVINO stops computing a row once it ends."""
         spec = get_task(self.task)
         if spec.method != "generate":
             raise ConfigError(f"generate() is for text-generation models; this one is {self.task}")
@@ -190,6 +193,12 @@ class ShippedModel:
             batch_size = int(getattr(self.settings, "batch_size", None) or 8)
         if batch_size < 1:
             raise ConfigError(f"batch_size={batch_size}: expected a positive integer")
+        if eos_token_id is not None:
+            ids = [eos_token_id] if isinstance(eos_token_id, int) else list(eos_token_id)
+            if not ids or any(isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < len(self.tokenizer)
+                              for i in ids):
+                raise ConfigError(f"eos_token_id={eos_token_id!r}: expected token ids from 0 to "
+                                  f"{len(self.tokenizer) - 1} (tokenizer.convert_tokens_to_ids gives them)")
         from accelkit.workloads.base import autocast_context
         from accelkit.workloads.generation import generate_tokens
 
@@ -204,7 +213,7 @@ class ShippedModel:
         with torch.inference_mode(), autocast_context(self.settings):
             for start, idx, inputs in self._padded_batches(texts, max_length, batch_size, sort_by_length=sort):
                 new = generate_tokens(self.model, inputs, new_tokens, self.tokenizer.pad_token_id, stop_at_eos=True,
-                                      sample_seed=None if seed is None else seed + start)
+                                      sample_seed=None if seed is None else seed + start, eos_token_id=eos_token_id)
                 for i, text in zip(idx, self.tokenizer.batch_decode(new, skip_special_tokens=True), strict=True):
                     written[i] = text
         return written[0] if single else written

@@ -51,17 +51,20 @@ def check_same_tokenizer(tokenizer: Any, draft_tokenizer: Any, draft: Path) -> N
 
 
 def generate_tokens(model: Any, inputs: dict[str, torch.Tensor], max_new_tokens: int, pad_token_id: int, *,
-                    stop_at_eos: bool = False, sample_seed: int | None = None) -> torch.Tensor:
+                    stop_at_eos: bool = False, sample_seed: int | None = None,
+                    eos_token_id: int | list[int] | None = None) -> torch.Tensor:
     """Up to ``max_new_tokens`` greedy new token ids per row, as ``model.generate`` writes them.
     By default EOS does not stop a row: every run writes the same number of tokens, so tokens/s
-    compare; ``stop_at_eos`` stops as users' own calls do (rows that end early are padded).
+    compare; ``stop_at_eos`` stops as users' own calls do (rows that end early are padded), at
+    ``eos_token_id`` when given, else at the model's EOS.
     ``sample_seed``: sample instead (``do_sample=True``, the model's own generation settings), with
     torch's generator seeded so before each batch: the same model writes the same tokens every run."""
     generate = getattr(model, "generate", None)
     if not callable(generate):
         raise ConfigError(f"the model is a {type(model).__name__} without generate(); text-generation runs "
                           "Hugging Face causal language models (or wrappers that keep generate)")
-    eos = {} if stop_at_eos else {"eos_token_id": None}
+    eos = {"eos_token_id": eos_token_id} if stop_at_eos and eos_token_id is not None else \
+        {} if stop_at_eos else {"eos_token_id": None}
     if sample_seed is not None:
         torch.manual_seed(sample_seed)
     out = generate(**inputs, max_new_tokens=max_new_tokens, do_sample=sample_seed is not None, num_beams=1,
