@@ -145,7 +145,9 @@ class OpenVinoLm(Runtime):
                pick: TokenPicker | None = None, eos_token_id: int | list[int] | None = None,
                pad_token_id: int | None = None) -> torch.Tensor:
         """``max_new_tokens`` tokens after each row of ``input_ids`` (left-padded as ``attention_mask``
-        says), each picked by ``pick`` (greedy when None) from the row's last logits."""
+        says), each picked by ``pick`` (greedy when None) from the row's last logits; a row that
+        wrote ``eos_token_id`` is padded with ``pad_token_id`` from then on and, when greedy, no
+        longer computed."""
         pick = pick or TokenPicker()
         if max_new_tokens < 1:
             raise ConfigError(f"max_new_tokens={max_new_tokens}: expected a positive number of tokens to write")
