@@ -3,7 +3,7 @@ against optimum-intel's, on generate_llama.py's trained Llama at batch 8, both c
 same settings (f32 precision, f16 cache, one stream, 2 threads), each in a process of its own.
 
     ACCELKIT_CACHE=<generate_llama's models> HF_HUB_OFFLINE=1 PYTHONPATH=src \
-        .venv-peers/bin/python benchmarks/explore/ov_generate_profile.py {accelkit,optimum}
+        .venv-peers/bin/python benchmarks/explore/ov_generate_profile.py {accelkit,optimum} [--batch 8] [--kv-cache f16]
 
 Prints the mean time of one decode step (prompt of 32 tokens, then 64 steps; 5 passes, the first
 dropped) and OpenVINO's per-op-type counters summed over the steps of the last pass, largest first.
@@ -45,6 +45,7 @@ def main() -> None:
     parser.add_argument("which", choices=("accelkit", "optimum"))
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--steps", type=int, default=64)
+    parser.add_argument("--kv-cache", default="f16", choices=("f32", "f16", "u8"), help="KV_CACHE_PRECISION")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
     import openvino as ov
@@ -54,7 +55,7 @@ def main() -> None:
     model = wl.build_model()
     g = graph(args.which, target, model)
     print("inputs:", [p.get_any_name() for p in g.inputs], "outputs:", [p.get_any_name() for p in g.outputs][:2])
-    compiled = ov.Core().compile_model(g, "CPU", SETTINGS)
+    compiled = ov.Core().compile_model(g, "CPU", {**SETTINGS, "KV_CACHE_PRECISION": args.kv_cache})
     runtime = collections.Counter(op.get_rt_info()["layerType"].astype(str) for op in compiled.get_runtime_model().get_ops())
     print("runtime graph:", dict(runtime.most_common()))
     request = compiled.create_infer_request()
