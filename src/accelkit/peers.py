@@ -312,12 +312,7 @@ def _own_best_rows(entries: dict[str, dict], encoders: dict[str, Encode], output
                             "error": "runs at one fixed batch size: no own-best row"}
             continue
         say(f"peers: batch sizes {sizes} for {name}")
-        best: dict[int, float] = {}
-        for size in sizes:
-            fn(probe, batch_size=size)  # the warm-up: new shapes compile or allocate
-            start = time.perf_counter()
-            fn(probe, batch_size=size)
-            best[size] = time.perf_counter() - start
+        best = {size: _pass_seconds(fn, probe, size) for size in sizes}
         size = min(best, key=best.__getitem__)
         entries[row] = {"name": row, **base, "threads": threads, "batch_size": size, "batch_rule": OWN_BEST,
                         "probe_s": {str(k): round(v, 4) for k, v in best.items()}}
@@ -330,6 +325,15 @@ def _own_best_rows(entries: dict[str, dict], encoders: dict[str, Encode], output
 
 # the reference's times in the rounds of the rows at their own best batch size: their baseline
 _AGAIN = " @ parity again"
+
+
+def _pass_seconds(fn: Callable[..., Any], data: list[str], size: int) -> float:
+    """Seconds of a pass of ``fn`` over ``data`` at ``size`` a call, after an untimed one (a new
+    shape may compile or allocate)."""
+    fn(data, batch_size=size)
+    start = time.perf_counter()
+    fn(data, batch_size=size)
+    return time.perf_counter() - start
 
 
 def _rounds_beside_reference(calls: dict[str, Callable[[], Any]], reference: Callable[[], Any], again: str,
@@ -666,10 +670,7 @@ def _own_best_generation(entries: dict[str, dict], runners: dict[str, Callable],
         spent: dict[int, float] = {}
         for size in sizes:
             try:
-                fn(prompts, batch_size=size)  # the warm-up: a new shape may compile
-                start = time.perf_counter()
-                fn(prompts, batch_size=size)
-                spent[size] = time.perf_counter() - start
+                spent[size] = _pass_seconds(fn, prompts, size)
             except Exception as exc:  # a size a peer cannot run (batch 1 only) is left out
                 from accelkit.quiet import log_exception
 
