@@ -177,12 +177,13 @@ class OpenVinoLm(Runtime):
         rows = np.arange(batch)  # the prompt each row of the cache belongs to
         position = positions[:, -1:] + 1
         done = np.zeros((batch, 1), dtype=bool)  # rows that wrote EOS (greedy ones leave the batch)
-        steps = 1
+        steps = max_new_tokens  # fewer when every row ends sooner
         for k in range(1, max_new_tokens):
             gather = beam
             if eos is not None:
                 done |= np.isin(token, eos)
                 if done.all():
+                    steps = k
                     break
                 if done.any() and not pick.do_sample:
                     # a finished row leaves the batch: this call's beam_idx gathers only the cache rows
@@ -199,7 +200,6 @@ class OpenVinoLm(Runtime):
                 token = np.where(done, pad, token)
             written[rows, k] = token[:, 0]
             position = position + 1
-            steps = k + 1
         new = torch.from_numpy(written[:, :steps]).to(input_ids.device, input_ids.dtype)
         return torch.cat([input_ids, new], dim=1)
 

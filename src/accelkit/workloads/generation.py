@@ -63,8 +63,9 @@ def generate_tokens(model: Any, inputs: dict[str, torch.Tensor], max_new_tokens:
     if not callable(generate):
         raise ConfigError(f"the model is a {type(model).__name__} without generate(); text-generation runs "
                           "Hugging Face causal language models (or wrappers that keep generate)")
-    eos = {"eos_token_id": eos_token_id} if stop_at_eos and eos_token_id is not None else \
-        {} if stop_at_eos else {"eos_token_id": None}
+    eos = {} if stop_at_eos else {"eos_token_id": None}
+    if stop_at_eos and eos_token_id is not None:
+        eos = {"eos_token_id": eos_token_id}
     if sample_seed is not None:
         torch.manual_seed(sample_seed)
     out = generate(**inputs, max_new_tokens=max_new_tokens, do_sample=sample_seed is not None, num_beams=1,
