@@ -156,16 +156,19 @@ class ShippedModel:
                         sort_by_length: bool) -> Iterator[tuple[int, list[int], dict[str, torch.Tensor]]]:
         """(position of the batch's first text in the order, the texts' indices, padded inputs) for
         ``batch_size`` texts at a time, longest first when ``sort_by_length``; each text is
-        tokenized once, truncated at ``max_length``."""
+        tokenized once, truncated at ``max_length``, padded as the plan was measured (to the
+        batch's longest, or to the bucket length holding it for ``static-shapes``)."""
         from accelkit.workloads.text import pad_token_rows
 
         encoded = self.tokenizer(texts, truncation=True, max_length=max_length)
         order = list(range(len(texts)))
         if sort_by_length:
             order.sort(key=lambda i: -len(encoded["input_ids"][i]))
+        cap = max_length if getattr(self.settings, "padding", None) == "bucketed" else None
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
-            yield start, idx, pad_token_rows(self.tokenizer, encoded, idx, self.pipeline["input_names"])
+            yield start, idx, pad_token_rows(self.tokenizer, encoded, idx, self.pipeline["input_names"],
+                                             bucket_cap=cap)
 
     def generate(self, prompts: str | list[str], max_new_tokens: int | None = None,
                  batch_size: int | None = None, seed: int | None = None,

@@ -1,5 +1,6 @@
 """OpenVINO as a runtime: an ONNX graph compiled by OpenVINO for a CPU (or an Intel GPU), served
-from several infer requests each on a slice of the batch; saved as the graph plus its settings.
+from several infer requests each on a slice of the batch, optionally compiled again for each input
+shape it meets (static shapes); saved as the graph plus its settings.
 
 Buys OpenVINO's kernels (oneDNN with its own fusions, VNNI and AMX tiles) without writing any;
 costs a dependency of the default install (``openvino``; absent, the runtime says so).
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,12 +38,16 @@ _DEVICES = ("CPU", "GPU")
 @dataclass
 class OpenVinoConfig(Config):
     """``precision``: "bf16" (native bf16 CPUs) or "f32". ``streams``: sessions side by side, each
-    on a slice of the batch (None: one per compute thread). ``device``: OpenVINO's "CPU" or "GPU"."""
+    on a slice of the batch (None: one per compute thread). ``device``: OpenVINO's "CPU" or "GPU".
+    ``static_shapes``: the most input shapes that each get a compile of their own with every
+    dimension fixed (0: the one dynamic-shape compile serves every call); a shape met after that
+    many runs on the dynamic compile."""
 
     precision: str = "f32"
     streams: int | None = None
     threads: int | None = None  # None: $ACCELKIT_THREADS, else accelkit env's recommendation
     device: str = "CPU"
+    static_shapes: int = 0
     version: int = 1
 
     def __post_init__(self) -> None:
@@ -51,6 +57,8 @@ class OpenVinoConfig(Config):
             raise ConfigError(f"streams={self.streams}: expected None or >= 1")
         if self.device not in _DEVICES:
             raise ConfigError(f"device={self.device!r}: expected one of {_DEVICES}")
+        if self.static_shapes < 0:
+            raise ConfigError(f"static_shapes={self.static_shapes}: expected 0 (one dynamic-shape compile) or more")
 
 
 @register_runtime
@@ -90,14 +98,22 @@ class OpenVinoModule(Runtime):
         self.inputs = [p.get_any_name() for p in self._compiled.inputs]
         self._threads = threads
         self.extra: dict[str, Any] = dict(details or {})
+        # static shapes: compiled on first meeting a shape, from the model as read (kept only for that)
+        self._core, self._settings = core, settings
+        self._model = model if config.static_shapes else None
+        self._static: dict[tuple, list[Any]] = {}
+        self._static_compile_s = 0.0
 
     @classmethod
     def unavailable_reason(cls) -> str | None:
         return None if is_available("openvino") else "openvino is not installed (pip install openvino)"
 
     def describe(self) -> RuntimeRecord:
-        return RuntimeRecord(self.name, self.device, self.config.precision, len(self._requests), self._threads,
-                             dict(self.extra))
+        extra = dict(self.extra)
+        if self.config.static_shapes:
+            extra.update(static_shapes_compiled=len(self._static),
+                         static_compile_s=round(self._static_compile_s, 2))
+        return RuntimeRecord(self.name, self.device, self.config.precision, len(self._requests), self._threads, extra)
 
     @property
     def serialized_size_bytes(self) -> int:
@@ -116,12 +132,36 @@ class OpenVinoModule(Runtime):
         # each request on its slice, on OpenVINO's own threads: start_async takes the inputs in this
         # thread, then infers without the GIL. (Python threads each calling infer() deadlocked
         # pyopenvino on a first concurrent call: a C++ static-init guard held against the GIL.)
-        requests = self._requests[: len(parts)]
+        requests = [self._requests_for(part)[i] for i, part in enumerate(parts)]
         for request, part in zip(requests, parts, strict=True):
             request.start_async(part)
         for request in requests:
             request.wait()
         return torch.from_numpy(np.concatenate([r.get_output_tensor(0).data.copy() for r in requests]))
+
+    def _requests_for(self, feeds: dict[str, Any]) -> list[Any]:
+        """The infer requests of the compile for these inputs' shapes: a static one (compiled now
+        when the shape is new and the limit allows), else the dynamic one."""
+        if not self.config.static_shapes:
+            return self._requests
+        key = tuple((name, tuple(np.shape(v))) for name, v in sorted(feeds.items()))
+        requests = self._static.get(key)
+        if requests is None:
+            if len(self._static) >= self.config.static_shapes:
+                return self._requests
+            start = time.perf_counter()
+            model = self._model.clone()
+            model.reshape({name: list(shape) for name, shape in key})
+            with keep_signal_stack():
+                compiled = self._core.compile_model(model, self.config.device, self._settings)
+            requests = self._static[key] = [compiled.create_infer_request() for _ in self._requests]
+            self._static_compile_s += time.perf_counter() - start
+        return requests
+
+    def with_static_shapes(self, limit: int) -> OpenVinoModule:
+        """The same graph, compiled again for each input shape it meets, up to ``limit`` shapes."""
+        config = OpenVinoConfig.from_dict({**self.config.to_dict(), "static_shapes": limit})
+        return type(self)(self.onnx_bytes, config, details=self.extra, flop_reference=self.flop_reference)
 
     def with_streams(self, streams: int | None) -> OpenVinoModule:
         """The same graph compiled again for ``streams`` requests side by side (None: one per thread)."""

@@ -1,0 +1,100 @@
+"""static-shapes: an OpenVINO model compiled once per batch shape, text padded to bucket lengths;
+the outputs stay the float model's, each shape compiles once, past the limit the dynamic compile
+serves, and a shipped folder pads as the plan was measured."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from accelkit.errors import ConfigError
+from accelkit.saving import load, save
+from accelkit.variants import build_variant
+from accelkit.workloads.base import RunSettings
+from accelkit.workloads.text import bucketed_length, pad_token_rows
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import model_folders as mf  # noqa: E402
+
+
+def test_bucket_lengths_hold_the_row_within_a_tenth_and_are_few():
+    lengths = [bucketed_length(n, 256) for n in range(1, 257)]
+    assert all(b >= n for n, b in zip(range(1, 257), lengths, strict=True))
+    assert all(b <= max(8, n + (n + 9) // 10) for n, b in zip(range(1, 257), lengths, strict=True) if b < 256)
+    assert lengths == sorted(lengths) and len(set(lengths)) == 34 and lengths[-1] == 256
+    assert bucketed_length(300, 256) == 300  # never shorter than the row: truncation happens before
+
+
+def test_bucketed_padding_masks_the_extra_tokens():
+    class Tok:
+        padding_side, pad_token_id = "right", 0
+
+    encoded = {"input_ids": [[5, 6, 7], list(range(5, 17))], "attention_mask": [[1] * 3, [1] * 12]}
+    rows = pad_token_rows(Tok(), encoded, [0, 1], ("input_ids", "attention_mask"), bucket_cap=64)
+    assert rows["input_ids"].shape == (2, 13)  # 12 tokens → the bucket of 13
+    assert rows["attention_mask"].sum(1).tolist() == [3, 12]
+    assert rows["input_ids"][1, :12].tolist() == encoded["input_ids"][1] and rows["input_ids"][1, 12] == 0
+    assert pad_token_rows(Tok(), encoded, [0, 1], ("input_ids",), bucket_cap=12)["input_ids"].shape == (2, 12)
+
+
+def test_bucketed_is_a_padding_setting_and_others_are_refused():
+    assert RunSettings(padding="bucketed").padding == "bucketed"
+    with pytest.raises(ConfigError, match="'fixed', 'dynamic' or 'bucketed'"):
+        RunSettings(padding="buckets")
+
+
+def test_static_shapes_keep_the_outputs_compile_once_per_shape_and_ship(tmp_path, monkeypatch):
+    from accelkit.workloads import workload_from_model
+
+    monkeypatch.setenv("ACCELKIT_THREADS", "1")
+    wl = workload_from_model(mf.sentence_transformers_folder(tmp_path), mf.text_file(tmp_path, 60))
+    model = wl.build_model()
+    built = build_variant("openvino+static-shapes", model, wl.default_settings(8), wl)
+    assert built.settings.padding == "bucketed" and built.settings.sort_by_length
+    assert built.plan[-1] == {"technique": "static-shapes", "config": {"max_shapes": 40, "version": 1}}
+    texts = list(wl.eval_data(40))
+    batches = [inputs for inputs, _ in wl.batches(texts, built.settings)]
+    lengths = {b["input_ids"].shape[1] for b in batches}
+    cap = min(built.settings.max_length, wl.model_max_length)
+    assert all(n == bucketed_length(n, cap) for n in lengths) and len(lengths) > 1  # every batch at a bucket length
+    out = wl.predict(built.model, texts, built.settings)
+    float_out = wl.predict(model, texts, wl.default_settings(8))
+    assert torch.nn.functional.cosine_similarity(out, float_out).min() > 0.9999
+    shapes = {tuple(b["input_ids"].shape) for b in batches}
+    extra = built.model.describe().extra
+    assert extra["static_shapes_compiled"] == len(shapes) and extra["static_compile_s"] > 0
+    wl.predict(built.model, texts, built.settings)  # again: no shape is compiled twice
+    assert built.model.describe().extra["static_shapes_compiled"] == len(shapes)
+    loaded = load(save(built, tmp_path / "model", workload=wl))
+    assert loaded.settings.padding == "bucketed"
+    again = torch.from_numpy(loaded.encode(texts, batch_size=8))
+    assert torch.nn.functional.cosine_similarity(torch.nn.functional.normalize(out, dim=1), again).min() > 0.9999
+    assert loaded.model.describe().extra["static_shapes_compiled"] == len(shapes)
+
+
+def test_a_shape_past_the_limit_runs_on_the_dynamic_compile(digits_workload, digits_model, monkeypatch):
+    from accelkit.techniques.static_shapes import StaticShapesConfig, apply_static_shapes
+
+    monkeypatch.setenv("ACCELKIT_THREADS", "1")
+    dynamic = build_variant("openvino", digits_model, digits_workload.default_settings(64), digits_workload).model
+    static = apply_static_shapes(dynamic, StaticShapesConfig(max_shapes=1))
+    for rows in (16, 5, 16):
+        x = torch.randn(rows, 1, 8, 8)
+        np.testing.assert_allclose(static(x).numpy(), dynamic(x).numpy(), rtol=1e-4, atol=1e-4)
+    assert static.describe().extra["static_shapes_compiled"] == 1
+
+
+def test_static_shapes_need_an_openvino_model():
+    from accelkit.techniques.registry import composition_error
+    from accelkit.techniques.static_shapes import StaticShapesConfig, apply_static_shapes
+
+    with pytest.raises(ConfigError, match="put an OpenVINO step"):
+        apply_static_shapes(torch.nn.Linear(2, 2))
+    with pytest.raises(ConfigError, match="max_shapes=0"):
+        StaticShapesConfig(max_shapes=0)
+    assert composition_error(["onnx", "static-shapes"])
+    assert composition_error(["openvino-int8", "static-shapes"]) is None
