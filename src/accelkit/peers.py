@@ -141,7 +141,11 @@ def _st_openvino_int8(b: _Build) -> Encode:
     folder, ov_model = b.built["openvino"]
     # calibration: tokenized calibration sentences (one a sample), never the measured ones
     tokens = ov_model.tokenizer(b.calibration, truncation=True, max_length=ov_model.max_seq_length)
-    quantizer = OVQuantizer.from_pretrained(ov_model.transformers_model)
+    # a copy of its own: the quantizer rewrites the graph it is given in place, and st-openvino's
+    # model then ran int8 once something recompiled it (its own-batch row did, with int8's cosine)
+    fresh = SentenceTransformer(str(folder), device="cpu", backend="openvino",
+                                model_kwargs={"file_name": "openvino/openvino_model.xml"})
+    quantizer = OVQuantizer.from_pretrained(fresh.transformers_model)
     raw = b.work / "ov-int8-raw"
     quantizer.quantize(calibration_dataset=Dataset.from_dict(dict(tokens)), save_directory=str(raw),
                        ov_config=OVConfig(quantization_config=OVQuantizationConfig(num_samples=len(b.calibration))))
