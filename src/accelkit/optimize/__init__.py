@@ -39,7 +39,7 @@ DEMO_CONFIGS = (
                    screen_limit=64, eval_limit=256, repeats=3,
                    candidates=["bf16", "bf16-cast", "int8-aware", "int8-aware-torch", "int8-dynamic", "onnx",
                                "onnx-int8-dynamic", "parallel-streams", "openvino", "openvino-bf16",
-                               "openvino-int8"]),
+                               "openvino-int8", "static-shapes"]),
     OptimizeConfig("digits", max_quality_drop=0.005, objective="throughput", batch_size=256,
                    time_budget_s=150, screen_limit=512, repeats=5,
                    candidates=["bf16", "onnx", "onnx-int8-static", "int8-aware", "prune-structured-50", "early-exit"]),
