@@ -55,7 +55,11 @@ def test_static_shapes_keep_the_outputs_compile_once_per_shape_and_ship(tmp_path
     model = wl.build_model()
     built = build_variant("openvino+static-shapes", model, wl.default_settings(8), wl)
     assert built.settings.padding == "bucketed" and built.settings.sort_by_length
-    assert built.plan[-1] == {"technique": "static-shapes", "config": {"max_shapes": 40, "version": 1}}
+    # the limit chosen for this graph's size is the plan's config, so a saved plan replays it
+    from accelkit.techniques.static_shapes import default_max_shapes
+
+    limit = default_max_shapes(built.model.serialized_size_bytes)
+    assert built.plan[-1] == {"technique": "static-shapes", "config": {"max_shapes": limit, "version": 1}}
     texts = list(wl.eval_data(40))
     batches = [inputs for inputs, _ in wl.batches(texts, built.settings)]
     lengths = {b["input_ids"].shape[1] for b in batches}
@@ -96,5 +100,14 @@ def test_static_shapes_need_an_openvino_model():
         apply_static_shapes(torch.nn.Linear(2, 2))
     with pytest.raises(ConfigError, match="max_shapes=0"):
         StaticShapesConfig(max_shapes=0)
+
     assert composition_error(["onnx", "static-shapes"])
     assert composition_error(["openvino-int8", "static-shapes"]) is None
+
+
+def test_the_default_limit_follows_the_graph_size():
+    from accelkit.techniques.static_shapes import default_max_shapes
+
+    assert default_max_shapes(23_000_000) == 40  # minilm int8: every bucket length up to 256 fits
+    assert default_max_shapes(90_000_000) == 11  # minilm fp32
+    assert default_max_shapes(440_000_000) == 4  # a BERT-base fp32 graph: the floor

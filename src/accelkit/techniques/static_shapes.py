@@ -6,7 +6,8 @@ larger JIT subgraphs than a dynamic-shape compile gets (minilm int8, batch 32, 2
 Zen 4: 1.14-1.20x on inference; ``benchmarks/explore/minilm_static_shapes.py``). Outputs are the
 same up to float rounding (the extra pad tokens are masked). Costs a compile (~0.5 s for minilm)
 and a copy of the compiled weights (~45 MB for minilm int8) for each new shape, up to
-``max_shapes`` (later shapes run on the dynamic compile), and ~3.5% more pad tokens; it pays on
+``max_shapes`` (by default as many as fit in 2 GiB; later shapes run on the dynamic compile),
+and ~3.5% more pad tokens; it pays on
 a corpus with many batches of each shape, not on a few hundred sentences encoded once.
 """
 
@@ -20,20 +21,32 @@ from accelkit.runtimes.openvino import OpenVinoModule
 from accelkit.techniques.openvino_runtime import OPENVINO_AVAILABLE
 from accelkit.techniques.registry import BuildContext, Built, register_technique
 
-__all__ = ["StaticShapesConfig", "apply_static_shapes"]
+__all__ = ["StaticShapesConfig", "apply_static_shapes", "default_max_shapes"]
+
+
+# compiles kept by default: as many as fit in this much memory at twice the graph's size each (a
+# compiled minilm int8 graph of 23 MB held ~45 MB), between these bounds; 34 bucket lengths reach 256
+_MEMORY_BYTES = 2 * 1024**3
+_DEFAULT_RANGE = (4, 40)
 
 
 @dataclass
 class StaticShapesConfig(Config):
-    """``max_shapes``: the most shapes compiled each on its own (33 bucket lengths reach 256 tokens;
-    with the last, shorter batch of a corpus that is about 35 at one batch size)."""
+    """``max_shapes``: the most shapes compiled each on its own (None: as many as fit in 2 GiB at
+    twice the graph's size each, 4 to 40; the saved plan records the number chosen)."""
 
-    max_shapes: int = 40
+    max_shapes: int | None = None
     version: int = 1
 
     def __post_init__(self) -> None:
-        if self.max_shapes < 1:
-            raise ConfigError(f"max_shapes={self.max_shapes}: expected a positive integer")
+        if self.max_shapes is not None and self.max_shapes < 1:
+            raise ConfigError(f"max_shapes={self.max_shapes}: expected None or a positive integer")
+
+
+def default_max_shapes(graph_bytes: int) -> int:
+    """How many static compiles of a graph of ``graph_bytes`` fit the default memory allowance."""
+    low, high = _DEFAULT_RANGE
+    return max(low, min(high, _MEMORY_BYTES // max(1, 2 * graph_bytes)))
 
 
 def apply_static_shapes(module: OpenVinoModule, config: StaticShapesConfig | None = None) -> OpenVinoModule:
@@ -42,7 +55,8 @@ def apply_static_shapes(module: OpenVinoModule, config: StaticShapesConfig | Non
         raise ConfigError(f"static shapes recompile an OpenVINO model, not a {type(module).__name__}; put an "
                           "OpenVINO step (openvino, openvino-bf16, openvino-int8) before static-shapes")
     config = config or StaticShapesConfig()
-    return module.with_static_shapes(config.max_shapes)
+    limit = config.max_shapes or default_max_shapes(module.serialized_size_bytes)
+    return module.with_static_shapes(limit)
 
 
 @register_technique("static-shapes", group="serving", description="OpenVINO compiled once per batch shape, "
@@ -51,4 +65,6 @@ def apply_static_shapes(module: OpenVinoModule, config: StaticShapesConfig | Non
 def _static_shapes(module: OpenVinoModule, ctx: BuildContext, config: StaticShapesConfig) -> Built:
     built = apply_static_shapes(module, config)
     settings = ctx.settings.with_(padding="bucketed", sort_by_length=True)
-    return Built(built, settings, {"max_shapes": config.max_shapes})
+    limit = built.config.static_shapes
+    # the limit chosen for this graph, so the saved plan replays it rather than re-deciding
+    return Built(built, settings, {"max_shapes": limit}, config=StaticShapesConfig(max_shapes=limit).to_dict())
