@@ -126,18 +126,12 @@ class ShippedRunner:
         import torch
 
         from accelkit.tasks import pick_output
-        from accelkit.workloads.text import pad_token_rows
 
         model = self.model
-        encoded = model.tokenizer(texts, truncation=True, max_length=int(model.pipeline["max_length"]))
-        # longest first, as encode batches: each batch pads to its own longest text
-        order = sorted(range(len(texts)), key=lambda i: -len(encoded["input_ids"][i]))
-        # padded as the plan was measured: to the bucket length for static-shapes plans
-        cap = int(model.pipeline["max_length"]) if getattr(model.settings, "padding", None) == "bucketed" else None
         labels, scores = [""] * len(texts), [0.0] * len(texts)
-        for start in range(0, len(order), self.batch_size):
-            idx = order[start : start + self.batch_size]
-            inputs = pad_token_rows(model.tokenizer, encoded, idx, model.pipeline["input_names"], bucket_cap=cap)
+        # longest first, as encode batches, each padded as the plan was measured
+        for _, idx, inputs in model.padded_batches(texts, int(model.pipeline["max_length"]), self.batch_size,
+                                                   sort_by_length=True):
             probs = torch.softmax(pick_output(model(**inputs), "logits").float(), dim=-1)
             best, top = probs.max(dim=-1)
             for i, p, k in zip(idx, best.tolist(), top.tolist(), strict=True):

@@ -138,7 +138,7 @@ class ShippedModel:
         max_length = int(self.pipeline["max_length"])
         out: torch.Tensor | None = None
         with torch_threads_beside(self.model):
-            for _, idx, inputs in self._padded_batches(texts, max_length, batch_size, sort_by_length=True):
+            for _, idx, inputs in self.padded_batches(texts, max_length, batch_size, sort_by_length=True):
                 hidden = spec.pick_output(self(**inputs), self.pipeline.get("output")).float()
                 emb = spec.reduce(hidden, inputs, pooling=self.pipeline.get("pooling", "mean"), width=max_length)
                 if self.pipeline.get("normalize") or normalize_embeddings:
@@ -151,8 +151,7 @@ class ShippedModel:
         result = out[0] if single else out
         return result.numpy() if convert_to_numpy else result
 
-
-    def _padded_batches(self, texts: list[str], max_length: int, batch_size: int, *,
+    def padded_batches(self, texts: list[str], max_length: int, batch_size: int, *,
                         sort_by_length: bool) -> Iterator[tuple[int, list[int], dict[str, torch.Tensor]]]:
         """(position of the batch's first text in the order, the texts' indices, padded inputs) for
         ``batch_size`` texts at a time, longest first when ``sort_by_length``; each text is
@@ -214,7 +213,7 @@ class ShippedModel:
         # length-sorted where the plan was measured on length-sorted batches
         sort = bool(getattr(self.settings, "sort_by_length", False))
         with torch.inference_mode(), autocast_context(self.settings):
-            for start, idx, inputs in self._padded_batches(texts, max_length, batch_size, sort_by_length=sort):
+            for start, idx, inputs in self.padded_batches(texts, max_length, batch_size, sort_by_length=sort):
                 new = generate_tokens(self.model, inputs, new_tokens, self.tokenizer.pad_token_id, stop_at_eos=True,
                                       sample_seed=None if seed is None else seed + start, eos_token_id=eos_token_id)
                 for i, text in zip(idx, self.tokenizer.batch_decode(new, skip_special_tokens=True), strict=True):

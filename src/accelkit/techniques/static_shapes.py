@@ -7,8 +7,8 @@ Zen 4: 1.14-1.20x on inference; ``benchmarks/explore/minilm_static_shapes.py``).
 same up to float rounding (the extra pad tokens are masked). Costs a compile (~0.5 s for minilm)
 and a copy of the compiled weights (~45 MB for minilm int8) for each new shape, up to
 ``max_shapes`` (by default as many as fit in 2 GiB; later shapes run on the dynamic compile),
-and ~3.5% more pad tokens; it pays on
-a corpus with many batches of each shape, not on a few hundred sentences encoded once.
+and ~3.5% more pad tokens; it pays on a corpus with many batches of each shape, not on a few
+hundred sentences encoded once.
 """
 
 from __future__ import annotations

@@ -18,9 +18,9 @@ __all__ = ["TokenizedTextWorkload", "bucketed_length", "pad_token_rows"]
 
 def bucketed_length(n: int, cap: int) -> int:
     """The shortest of the lengths 8, 9, 10, 11, 13, 15, … 30, 33, 37, 41, … (each ~10% past the
-    last) that holds ``n`` tokens, at most ``cap`` (itself a length): 33 lengths up to 256, so a
-    runtime that compiles once per input shape meets few, for ~3.5% more pad tokens than padding
-    to the longest row (the 512 held-out pydoc sentences in batches of 32)."""
+    last) that holds ``n`` tokens, at most ``cap`` (itself a length): 34 lengths up to a cap of
+    256, so a runtime that compiles once per input shape meets few, for ~3.5% more pad tokens
+    than padding to the longest row (the 512 held-out pydoc sentences in batches of 32)."""
     length = 8
     while length < n:
         length = max(length + 1, (length * 11 + 9) // 10)  # integer ceil of 1.1 × length
