@@ -1,6 +1,7 @@
 """static-shapes: an OpenVINO model compiled once per batch shape, text padded to bucket lengths;
-the outputs stay the float model's, each shape compiles once, past the limit the dynamic compile
-serves, and a shipped folder pads as the plan was measured."""
+the outputs stay the float model's, each shape compiles once when its calls pay for it (or at
+settle), past the limit the dynamic compile serves, and a shipped folder pads as the plan was
+measured."""
 
 from __future__ import annotations
 
@@ -77,7 +78,43 @@ def test_static_shapes_keep_the_outputs_compile_once_per_shape_and_ship(tmp_path
     assert loaded.settings.padding == "bucketed"
     again = torch.from_numpy(loaded.encode(texts, batch_size=8))
     assert torch.nn.functional.cosine_similarity(torch.nn.functional.normalize(out, dim=1), again).min() > 0.9999
+    # a few sentences encoded once never pay for a compile (the first call has no time to go by)
+    assert loaded.model.describe().extra["static_shapes_compiled"] < len(shapes)
+    loaded.settle()  # a server after its warm-up call: every shape met gets its compile
     assert loaded.model.describe().extra["static_shapes_compiled"] == len(shapes)
+    settled = torch.from_numpy(loaded.encode(texts, batch_size=8))
+    assert torch.nn.functional.cosine_similarity(again, settled).min() > 0.9999
+
+
+def test_a_compile_pays_when_the_time_spent_and_announced_covers_it():
+    from accelkit.runtimes.openvino import compile_pays
+
+    assert not compile_pays(0.0, 0.0, 0.5)  # nothing run and nothing announced: the dynamic compile serves
+    assert not compile_pays(0.2, 0.0, 0.5, gain=0.15)  # saving 15% of 0.2 s does not buy a 0.5 s compile
+    assert compile_pays(1.0, 3.0, 0.5, gain=0.15)  # 4 s of calls at 15% saved: 0.6 s > 0.5 s
+    assert compile_pays(4.0, 0.0, 0.5, gain=0.15)  # calls never announced pay once enough time went by
+
+
+def test_announced_calls_compile_a_shape_once_they_pay(digits_workload, digits_model, monkeypatch):
+    from accelkit.techniques.static_shapes import StaticShapesConfig, apply_static_shapes
+
+    monkeypatch.setenv("ACCELKIT_THREADS", "1")
+    dynamic = build_variant("openvino", digits_model, digits_workload.default_settings(64), digits_workload).model
+    static = apply_static_shapes(dynamic, StaticShapesConfig(max_shapes=4))
+    x = torch.randn(16, 1, 8, 8)
+    static(x)  # the first call of a process: no time per call known yet, so it runs dynamic
+    assert static.describe().extra["static_shapes_compiled"] == 0
+    import accelkit.runtimes.openvino as ov_runtime
+
+    # the rule's arithmetic is tested above; here any announced time pays, so the test reads no clock
+    monkeypatch.setattr(ov_runtime, "compile_pays", lambda spent, expected, compile_s: expected > 0)
+    static.expect_calls([(16, 1, 8, 8)] * 3)  # a corpus of this shape is coming
+    np.testing.assert_allclose(static(x).numpy(), dynamic(x).numpy(), rtol=1e-4, atol=1e-4)
+    assert static.describe().extra["static_shapes_compiled"] == 1
+    static(torch.randn(5, 1, 8, 8))  # met once, never announced: not yet paid for
+    assert static.describe().extra["static_shapes_compiled"] == 1
+    static.settle()
+    assert static.describe().extra["static_shapes_compiled"] == 2
 
 
 def test_a_shape_past_the_limit_runs_on_the_dynamic_compile(digits_workload, digits_model, monkeypatch):
@@ -89,6 +126,7 @@ def test_a_shape_past_the_limit_runs_on_the_dynamic_compile(digits_workload, dig
     for rows in (16, 5, 16):
         x = torch.randn(rows, 1, 8, 8)
         np.testing.assert_allclose(static(x).numpy(), dynamic(x).numpy(), rtol=1e-4, atol=1e-4)
+        static.settle()
     assert static.describe().extra["static_shapes_compiled"] == 1
 
 

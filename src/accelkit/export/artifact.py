@@ -151,19 +151,32 @@ class ShippedModel:
         result = out[0] if single else out
         return result.numpy() if convert_to_numpy else result
 
+    def settle(self) -> None:
+        """Finish what the runtime defers while serving (a shape's compile that its calls have not
+        yet paid for, in a ``static-shapes`` plan), so later calls run at their long-run speed:
+        for a server, after a warm-up call."""
+        if isinstance(self.model, Runtime):
+            self.model.settle()
+
     def padded_batches(self, texts: list[str], max_length: int, batch_size: int, *,
                         sort_by_length: bool) -> Iterator[tuple[int, list[int], dict[str, torch.Tensor]]]:
         """(position of the batch's first text in the order, the texts' indices, padded inputs) for
         ``batch_size`` texts at a time, longest first when ``sort_by_length``; each text is
         tokenized once, truncated at ``max_length``, padded as the plan was measured (to the
-        batch's longest, or to the bucket length holding it for ``static-shapes``)."""
-        from accelkit.workloads.text import pad_token_rows
+        batch's longest, or to the bucket length holding it for ``static-shapes``). The runtime is
+        told the batches' shapes first (``Runtime.expect_calls``)."""
+        from accelkit.workloads.text import bucketed_length, pad_token_rows
 
         encoded = self.tokenizer(texts, truncation=True, max_length=max_length)
         order = list(range(len(texts)))
         if sort_by_length:
             order.sort(key=lambda i: -len(encoded["input_ids"][i]))
         cap = max_length if getattr(self.settings, "padding", None) == "bucketed" else None
+        if isinstance(self.model, Runtime):  # the batches' shapes, for a runtime that prepares per shape
+            longest = [max(len(encoded["input_ids"][i]) for i in order[start : start + batch_size])
+                       for start in range(0, len(order), batch_size)]
+            self.model.expect_calls((min(batch_size, len(order) - start), n if cap is None else bucketed_length(n, cap))
+                                    for start, n in zip(range(0, len(order), batch_size), longest, strict=True))
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
             yield start, idx, pad_token_rows(self.tokenizer, encoded, idx, self.pipeline["input_names"],

@@ -7,7 +7,7 @@ A new runtime is one module in this package: a ``Runtime`` subclass decorated wi
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -130,6 +130,16 @@ class Runtime:
     def unwrap(self) -> Any:
         """What callers run: the runtime itself, or the nn.Module an adapter (torch eager) serves."""
         return self
+
+    def expect_calls(self, shapes: Iterable[Sequence[int]]) -> None:
+        """Announce the calls about to come, by the shape every input of each has (a padded text
+        batch's ``(rows, length)``), so a runtime that prepares per shape (a compile of its own)
+        can weigh what the preparation buys against what it costs. This default ignores them."""
+
+    def settle(self) -> None:
+        """Finish the preparation deferred while serving (a shape's compile its calls have not yet
+        paid for), so the next calls run as they will in a long run. The measuring harness calls
+        it after its warm-up pass; this default has nothing to finish."""
 
     def with_streams(self, streams: int | None) -> Runtime:
         """The same model served by ``streams`` side-by-side sessions, each on a slice of the batch

@@ -5,10 +5,12 @@ Buys OpenVINO's static-shape kernels: the attention and the element-wise chains 
 larger JIT subgraphs than a dynamic-shape compile gets (minilm int8, batch 32, 2 threads on a
 Zen 4: 1.14-1.20x on inference; ``benchmarks/explore/minilm_static_shapes.py``). Outputs are the
 same up to float rounding (the extra pad tokens are masked). Costs a compile (~0.5 s for minilm)
-and a copy of the compiled weights (~45 MB for minilm int8) for each new shape, up to
+and a copy of the compiled weights (~45 MB for minilm int8) for each shape compiled, up to
 ``max_shapes`` (by default as many as fit in 2 GiB; later shapes run on the dynamic compile),
-and ~3.5% more pad tokens; it pays on a corpus with many batches of each shape, not on a few
-hundred sentences encoded once.
+and ~3.5% more pad tokens. So a shape is compiled only once its calls pay for it
+(``accelkit.runtimes.openvino.compile_pays``: minilm, some 75 batches of 32 a shape), or at
+``settle`` (a server after a warm-up call; ``bench`` and ``optimize`` after their warm-up pass):
+a few hundred sentences encoded once run on the dynamic compile at its speed.
 """
 
 from __future__ import annotations

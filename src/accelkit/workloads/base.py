@@ -20,6 +20,7 @@ from torch import nn
 
 from accelkit._threads import torch_threads_beside
 from accelkit.errors import ConfigError
+from accelkit.runtimes.base import Runtime
 
 __all__ = ["OFFERS", "RunSettings", "TensorWorkload", "Workload", "autocast_context", "cache_dir"]
 
@@ -158,11 +159,15 @@ class Workload(ABC):
         """How many items (sentences, images, tokens) one pass over ``data`` processes."""
 
     def predict(self, model: Callable, data: Any, settings: RunSettings) -> torch.Tensor:
-        """Outputs for every item of ``data`` in the original order."""
+        """Outputs for every item of ``data`` in the original order. A runtime that prepares per
+        input shape is settled after the pass (``Runtime.settle``), so the passes timed after a
+        warm-up one measure it as a long run would."""
         parts: list[tuple[Any, torch.Tensor]] = []
         with torch.inference_mode(), autocast_context(settings), torch_threads_beside(model):
             for inputs, index in self.batches(data, settings):
                 parts.append((index, self.forward(model, inputs).float()))
+        if isinstance(model, Runtime):
+            model.settle()
         return _reassemble(parts)
 
     def example_inputs(self, data: Any, settings: RunSettings) -> Any:
