@@ -86,6 +86,24 @@ def test_static_shapes_keep_the_outputs_compile_once_per_shape_and_ship(tmp_path
     assert torch.nn.functional.cosine_similarity(again, settled).min() > 0.9999
 
 
+def test_encode_announces_its_batch_shapes_to_the_runtime(tmp_path, monkeypatch):
+    import accelkit.runtimes.openvino as ov_runtime
+    from accelkit.workloads import workload_from_model
+
+    monkeypatch.setenv("ACCELKIT_THREADS", "1")
+    wl = workload_from_model(mf.sentence_transformers_folder(tmp_path), mf.text_file(tmp_path, 60))
+    built = build_variant("openvino+static-shapes", wl.build_model(), wl.default_settings(8), wl)
+    loaded = load(save(built, tmp_path / "model", workload=wl))
+    texts = list(wl.eval_data(40))
+    shapes = {tuple(b["input_ids"].shape) for b, _ in wl.batches(texts, built.settings)}
+    # any announced time pays (the rule's arithmetic is tested below), so the test reads no clock:
+    # every shape but the first call's is compiled on meeting, which only the announcement allows
+    monkeypatch.setattr(ov_runtime, "compile_pays", lambda spent, expected, compile_s: expected > 0)
+    loaded.encode(texts, batch_size=8)
+    assert len(shapes) >= 2
+    assert loaded.model.describe().extra["static_shapes_compiled"] >= len(shapes) - 1
+
+
 def test_a_compile_pays_when_the_time_spent_and_announced_covers_it():
     from accelkit.runtimes.openvino import compile_pays
 
