@@ -133,6 +133,8 @@ def test_announced_calls_compile_a_shape_once_they_pay(digits_workload, digits_m
     assert static.describe().extra["static_shapes_compiled"] == 1
     static.settle()
     assert static.describe().extra["static_shapes_compiled"] == 2
+    static(torch.randn(7, 1, 8, 8))  # settled: a new shape compiles on meeting it, as in a long run
+    assert static.describe().extra["static_shapes_compiled"] == 3
 
 
 def test_a_shape_past_the_limit_runs_on_the_dynamic_compile(digits_workload, digits_model, monkeypatch):

@@ -152,9 +152,9 @@ class ShippedModel:
         return result.numpy() if convert_to_numpy else result
 
     def settle(self) -> None:
-        """Finish what the runtime defers while serving (a shape's compile that its calls have not
-        yet paid for, in a ``static-shapes`` plan), so later calls run at their long-run speed:
-        for a server, after a warm-up call."""
+        """Serve as in a long run from now on: a ``static-shapes`` plan compiles every batch shape
+        met so far and each new one on meeting it, rather than once its calls pay for the compile
+        (for a server, after a warm-up call). Its outputs are then the ones the plan was measured on."""
         if isinstance(self.model, Runtime):
             self.model.settle()
 

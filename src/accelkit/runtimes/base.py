@@ -137,9 +137,10 @@ class Runtime:
         can weigh what the preparation buys against what it costs. This default ignores them."""
 
     def settle(self) -> None:
-        """Finish the preparation deferred while serving (a shape's compile its calls have not yet
-        paid for), so the next calls run as they will in a long run. The measuring harness calls
-        it after its warm-up pass; this default has nothing to finish."""
+        """Serve as in a long run from now on: finish the preparation deferred while serving (a
+        shape's compile its calls have not yet paid for) and prepare each new shape on meeting it.
+        ``Workload.predict`` calls it before every pass, so what is measured (speed and quality
+        alike) is the long run; this default has nothing to do."""
 
     def with_streams(self, streams: int | None) -> Runtime:
         """The same model served by ``streams`` side-by-side sessions, each on a slice of the batch

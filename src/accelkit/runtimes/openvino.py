@@ -55,8 +55,8 @@ class OpenVinoConfig(Config):
     ``static_shapes``: the most input shapes that each get a compile of their own with every
     dimension fixed (0: the one dynamic-shape compile serves every call). A shape is compiled once
     its calls pay for it (``compile_pays``: those already run plus those announced with
-    ``expect_calls``), or at ``settle``; until then, and past the limit, it runs on the dynamic
-    compile."""
+    ``expect_calls``), or at ``settle`` (and on first meeting after it); until then, and past the
+    limit, it runs on the dynamic compile."""
 
     precision: str = "f32"
     streams: int | None = None
@@ -124,6 +124,7 @@ class OpenVinoModule(Runtime):
         self._spent: dict[tuple, float] = {}  # seconds each shape not yet compiled has run dynamic
         self._announced: Counter[tuple] = Counter()  # calls announced and not yet made, by shape
         self._dynamic_s_per_value = [0.0, 0]  # dynamic seconds and input values run: a call's estimate
+        self._settled = False  # after settle(): each new shape compiles on first meeting
 
     @classmethod
     def unavailable_reason(cls) -> str | None:
@@ -171,8 +172,8 @@ class OpenVinoModule(Runtime):
             return self._requests
         requests = self._static.get(key)
         if requests is None:
-            if len(self._static) >= self.config.static_shapes or not compile_pays(
-                    self._spent.get(key, 0.0), self._announced[key] * self._call_estimate_s(key), self._compile_s):
+            if len(self._static) >= self.config.static_shapes or not (self._settled or compile_pays(
+                    self._spent.get(key, 0.0), self._announced[key] * self._call_estimate_s(key), self._compile_s)):
                 return self._requests
             requests = self._compile_static(key)
         return requests
@@ -222,7 +223,9 @@ class OpenVinoModule(Runtime):
 
     def settle(self) -> None:
         """Compile every shape met so far and not yet compiled (most time spent first, up to the
-        limit), as a long run would have: what a call of each costs from now on is the steady state."""
+        limit), and from now on each new shape on first meeting: the long run, where every shape
+        has paid for its compile, and what a call costs from now on is its steady state."""
+        self._settled = True
         for key in sorted(self._spent, key=self._spent.__getitem__, reverse=True):
             if len(self._static) >= self.config.static_shapes:
                 break

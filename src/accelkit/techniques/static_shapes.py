@@ -9,8 +9,9 @@ and a copy of the compiled weights (~45 MB for minilm int8) for each shape compi
 ``max_shapes`` (by default as many as fit in 2 GiB; later shapes run on the dynamic compile),
 and ~3.5% more pad tokens. So a shape is compiled only once its calls pay for it
 (``accelkit.runtimes.openvino.compile_pays``: minilm, some 75 batches of 32 a shape), or at
-``settle`` (a server after a warm-up call; ``bench`` and ``optimize`` after their warm-up pass):
-a few hundred sentences encoded once run on the dynamic compile at its speed.
+``settle`` (a server after a warm-up call; ``bench`` and ``optimize`` before every pass, so they
+measure the long run): a few hundred sentences encoded once run on the dynamic compile at its
+speed, with its slightly different bf16 rounding.
 """
 
 from __future__ import annotations

@@ -160,14 +160,14 @@ class Workload(ABC):
 
     def predict(self, model: Callable, data: Any, settings: RunSettings) -> torch.Tensor:
         """Outputs for every item of ``data`` in the original order. A runtime that prepares per
-        input shape is settled after the pass (``Runtime.settle``), so the passes timed after a
-        warm-up one measure it as a long run would."""
+        input shape is settled first (``Runtime.settle``), so speed and quality are measured as a
+        long run serves them: each shape prepared on meeting it, in the warm-up pass."""
+        if isinstance(model, Runtime):
+            model.settle()
         parts: list[tuple[Any, torch.Tensor]] = []
         with torch.inference_mode(), autocast_context(settings), torch_threads_beside(model):
             for inputs, index in self.batches(data, settings):
                 parts.append((index, self.forward(model, inputs).float()))
-        if isinstance(model, Runtime):
-            model.settle()
         return _reassemble(parts)
 
     def example_inputs(self, data: Any, settings: RunSettings) -> Any:
