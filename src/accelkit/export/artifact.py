@@ -165,22 +165,20 @@ class ShippedModel:
         tokenized once, truncated at ``max_length``, padded as the plan was measured (to the
         batch's longest, or to the bucket length holding it for ``static-shapes``). The runtime is
         told the batches' shapes first (``Runtime.expect_calls``)."""
-        from accelkit.workloads.text import bucketed_length, pad_token_rows
+        from accelkit.workloads.text import pad_token_rows, padded_length
 
         encoded = self.tokenizer(texts, truncation=True, max_length=max_length)
         order = list(range(len(texts)))
         if sort_by_length:
             order.sort(key=lambda i: -len(encoded["input_ids"][i]))
         cap = max_length if getattr(self.settings, "padding", None) == "bucketed" else None
+        batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
         if isinstance(self.model, Runtime):  # the batches' shapes, for a runtime that prepares per shape
-            longest = [max(len(encoded["input_ids"][i]) for i in order[start : start + batch_size])
-                       for start in range(0, len(order), batch_size)]
-            self.model.expect_calls((min(batch_size, len(order) - start), n if cap is None else bucketed_length(n, cap))
-                                    for start, n in zip(range(0, len(order), batch_size), longest, strict=True))
-        for start in range(0, len(order), batch_size):
-            idx = order[start : start + batch_size]
-            yield start, idx, pad_token_rows(self.tokenizer, encoded, idx, self.pipeline["input_names"],
-                                             bucket_cap=cap)
+            self.model.expect_calls((len(idx), padded_length(max(len(encoded["input_ids"][i]) for i in idx), cap))
+                                    for idx in batches)
+        for n, idx in enumerate(batches):
+            yield n * batch_size, idx, pad_token_rows(self.tokenizer, encoded, idx, self.pipeline["input_names"],
+                                                      bucket_cap=cap)
 
     def generate(self, prompts: str | list[str], max_new_tokens: int | None = None,
                  batch_size: int | None = None, seed: int | None = None,

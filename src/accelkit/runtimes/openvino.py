@@ -27,7 +27,7 @@ from accelkit.errors import ConfigError
 from accelkit.runtimes.base import Runtime, RuntimeRecord, name_inputs
 from accelkit.runtimes.onnxruntime import OrtConfig, read_verified_graph
 from accelkit.runtimes.registry import register_runtime
-from accelkit.runtimes.streams import split_rows
+from accelkit.runtimes.streams import split_rows, split_sizes
 from accelkit.signal_stack import keep_signal_stack
 
 __all__ = ["STATIC_GAIN", "OpenVinoConfig", "OpenVinoModule", "compile_pays"]
@@ -123,7 +123,8 @@ class OpenVinoModule(Runtime):
         self._static_compile_s = 0.0
         self._spent: dict[tuple, float] = {}  # seconds each shape not yet compiled has run dynamic
         self._announced: Counter[tuple] = Counter()  # calls announced and not yet made, by shape
-        self._dynamic_s_per_value = [0.0, 0]  # dynamic seconds and input values run: a call's estimate
+        # seconds run on the dynamic compile and the input values they took: a call's estimate
+        self._dynamic_s, self._dynamic_values = 0.0, 0
         self._settled = False  # after settle(): each new shape compiles on first meeting
 
     @classmethod
@@ -147,10 +148,7 @@ class OpenVinoModule(Runtime):
                 if isinstance(v, torch.Tensor) else v for k, v in feeds.items()}
 
     def run(self, *args: Any, **kwargs: Any) -> torch.Tensor:
-        feeds = self._feeds(args, kwargs)
-        rows = len(next(iter(feeds.values())))
-        n = len(self._requests)
-        parts = [feeds] if n == 1 or rows < n else split_rows(feeds, n)
+        parts = split_rows(self._feeds(args, kwargs), len(self._requests))
         # each request on its slice, on OpenVINO's own threads: start_async takes the inputs in this
         # thread, then infers without the GIL. (Python threads each calling infer() deadlocked
         # pyopenvino on a first concurrent call: a C++ static-init guard held against the GIL.)
@@ -193,32 +191,29 @@ class OpenVinoModule(Runtime):
     def _call_estimate_s(self, key: tuple) -> float:
         """A call of shape ``key`` on the dynamic compile, at the time a value its calls have taken
         (0 before any has run: the first call of a process is never compiled for)."""
-        seconds, values = self._dynamic_s_per_value
-        return seconds / values * _values(key) if values else 0.0
+        return self._dynamic_s / self._dynamic_values * _values(key) if self._dynamic_values else 0.0
 
     def _count_call(self, keys: list[tuple], seconds: float) -> None:
         """Book a call's time on the shapes it ran dynamic (by the share of the rows each part had)."""
-        rows = sum(dict(key)[self.inputs[0]][0] for key in keys) or 1
-        for key in keys:
+        rows = [dict(key)[self.inputs[0]][0] for key in keys]
+        for key, part_rows in zip(keys, rows, strict=True):
             if self._announced[key] > 0:
                 self._announced[key] -= 1
             if key in self._static:
                 continue
-            share = seconds * dict(key)[self.inputs[0]][0] / rows
+            share = seconds * part_rows / (sum(rows) or 1)
             self._spent[key] = self._spent.get(key, 0.0) + share
-            self._dynamic_s_per_value[0] += share
-            self._dynamic_s_per_value[1] += _values(key)
+            self._dynamic_s += share
+            self._dynamic_values += _values(key)
 
     def expect_calls(self, shapes: Iterable[Sequence[int]]) -> None:
         """Announce calls with every input of these shapes (a padded text batch's (rows, length)):
         with static shapes on, a shape's announced calls count towards paying for its compile."""
         if not self.config.static_shapes:
             return
-        n = len(self._requests)
         for shape in shapes:
             rows, rest = int(shape[0]), tuple(int(d) for d in shape[1:])
-            parts = [rows] if n == 1 or rows < n else [rows * (i + 1) // n - rows * i // n for i in range(n)]
-            for part in parts:
+            for part in split_sizes(rows, len(self._requests)):  # the slices run() will cut the batch into
                 self._announced[tuple((name, (part, *rest)) for name in sorted(self.inputs))] += 1
 
     def settle(self) -> None:

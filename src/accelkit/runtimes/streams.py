@@ -8,11 +8,21 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["split_rows"]
+__all__ = ["split_rows", "split_sizes"]
+
+
+def split_sizes(rows: int, n: int) -> list[int]:
+    """How many rows each slice of a batch of ``rows`` holds across ``n`` streams: ``n`` contiguous
+    slices, or the whole batch as one when there are fewer rows than streams."""
+    if n == 1 or rows < n:
+        return [rows]
+    return [rows * (i + 1) // n - rows * i // n for i in range(n)]
 
 
 def split_rows(feeds: dict[str, Any], n: int) -> list[dict[str, Any]]:
-    """``n`` contiguous slices of every input's rows (batch dimension first), one per stream."""
-    rows = len(next(iter(feeds.values())))
-    bounds = [rows * i // n for i in range(n + 1)]
-    return [{k: v[lo:hi] for k, v in feeds.items()} for lo, hi in zip(bounds, bounds[1:], strict=False)]
+    """Every input's rows (batch dimension first) cut as ``split_sizes`` says, one slice per stream."""
+    slices, start = [], 0
+    for size in split_sizes(len(next(iter(feeds.values()))), n):
+        slices.append({k: v[start : start + size] for k, v in feeds.items()})
+        start += size
+    return slices

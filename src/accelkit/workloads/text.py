@@ -13,7 +13,7 @@ import torch
 
 from accelkit.workloads.base import RunSettings, Workload
 
-__all__ = ["TokenizedTextWorkload", "bucketed_length", "pad_token_rows"]
+__all__ = ["TokenizedTextWorkload", "bucketed_length", "pad_token_rows", "padded_length"]
 
 
 def bucketed_length(n: int, cap: int) -> int:
@@ -27,6 +27,12 @@ def bucketed_length(n: int, cap: int) -> int:
     return max(n, min(length, cap))
 
 
+def padded_length(longest: int, bucket_cap: int | None = None) -> int:
+    """The length a batch whose longest row has ``longest`` tokens is padded to: that row's, or
+    with ``bucket_cap`` the bucket length holding it (``bucketed_length``)."""
+    return longest if bucket_cap is None else bucketed_length(longest, bucket_cap)
+
+
 def pad_token_rows(tokenizer: Any, encoded: Any, idx: list[int], names: Any, *,
                    bucket_cap: int | None = None) -> dict[str, torch.Tensor]:
     """Rows ``idx`` of an unpadded tokenizer output as tensors padded to their longest row, on the
@@ -34,9 +40,7 @@ def pad_token_rows(tokenizer: Any, encoded: Any, idx: list[int], names: Any, *,
     without tokenizing them a second time. ``bucket_cap``: pad further, to ``bucketed_length`` of
     the longest row with that cap."""
     lengths = np.array([len(encoded["input_ids"][i]) for i in idx])
-    longest = int(lengths.max())
-    if bucket_cap is not None:
-        longest = bucketed_length(longest, bucket_cap)
+    longest = padded_length(int(lengths.max()), bucket_cap)
     left = getattr(tokenizer, "padding_side", "right") == "left"
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     # one boolean mask places every row's ids at once: a tensor a row cost 10 ms a pass on minilm
