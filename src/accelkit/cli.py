@@ -16,6 +16,9 @@ from accelkit.errors import AccelkitError
 
 app = typer.Typer(
     add_completion=False,
+    # click's plain help wraps long words (package.module:function, option names) at 80
+    # columns; rich's boxed help cut them to an ellipsis
+    rich_markup_mode=None,
     no_args_is_help=True,
     help="Make PyTorch models faster with classic techniques; every speed-up measured beside its baseline.",
 )

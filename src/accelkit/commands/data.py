@@ -19,7 +19,7 @@ __all__ = ["register"]
 
 DATA_WORKLOADS = ("images",)
 
-cache_app = typer.Typer(no_args_is_help=True, help="Build, inspect and clear dataset caches.")
+cache_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Build, inspect and clear dataset caches.")
 
 
 def _image_dataset(workload: str, image_size: int, limit: int | None) -> Any:

@@ -46,7 +46,7 @@ def export(
     do_sample: DoSampleOpt = False,
     seed: SeedOpt = None,
 ) -> None:
-    """Build ``variant`` of the workload's baseline and save it; ``accelkit.load(out)`` restores it."""
+    """Build --variant on the workload's baseline and save it to --out; accelkit.load(out) restores it."""
     from accelkit.quiet import quiet
     from accelkit.saving import save
     from accelkit.variants import build_variant
