@@ -25,6 +25,7 @@ from accelkit.measure import (
 from accelkit.measure.roofline import measure_roofline
 from accelkit.quality_floors import check_floor_metrics, check_quality_floors
 from accelkit.report.results import Results, VariantResult, describe_error
+from accelkit.runtimes.base import Runtime
 from accelkit.techniques.registry import BASELINE, BASELINE_ALIASES
 from accelkit.variants import Built, build_variant, check_variants, list_variants
 from accelkit.verdict import judge
@@ -125,6 +126,13 @@ class _Reference:
         vmodel, vsettings = variant.model, variant.settings
         outputs, n_flops = _flops_of_pass(lambda: self.wl.predict(vmodel, self.data, vsettings), self.count_flops)
         rec.quality = self.wl.quality(outputs, self.outputs, self.data)
+        # a runtime that serves a one-off call otherwise (before settling) is scored that way too,
+        # and the worse kept: the reported quality then holds for any call, not only the long run
+        unsettled = vmodel.before_settling() if isinstance(vmodel, Runtime) else None
+        if unsettled is not None:
+            settled = rec.quality
+            before = self.wl.quality(self.wl.predict(unsettled, self.data, vsettings), self.outputs, self.data)
+            rec.quality = self.wl.worse_quality(settled, before)
         rec.quality_drop = self.wl.quality_drop(rec.quality, self.quality)
         rec.size_mb = serialized_size_mb(vmodel)
         rec.params = count_parameters(vmodel) if isinstance(vmodel, torch.nn.Module) else None
@@ -133,6 +141,8 @@ class _Reference:
         rec.plan = variant.plan
         # techniques report what they decided (kept layers, thresholds, curves) here
         rec.details = {k: v for k, v in variant.details.items() if k != "build_s"}
+        if unsettled is not None:
+            rec.details.update(quality_settled=settled, quality_before_settling=before)
 
 
 def _build(name: str, model: torch.nn.Module, ref: _Reference, rec: VariantResult, search: SearchOptions,

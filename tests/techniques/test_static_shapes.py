@@ -169,3 +169,49 @@ def test_the_default_limit_follows_the_graph_size():
     assert default_max_shapes(23_000_000) == 40  # minilm int8: every bucket length up to 256 fits
     assert default_max_shapes(90_000_000) == 11  # minilm fp32
     assert default_max_shapes(440_000_000) == 4  # a BERT-base fp32 graph: the floor
+
+
+def test_before_settling_serves_every_call_on_the_dynamic_compile(digits_workload, digits_model, monkeypatch):
+    from accelkit.techniques.static_shapes import StaticShapesConfig, apply_static_shapes
+
+    monkeypatch.setenv("ACCELKIT_THREADS", "1")
+    dynamic = build_variant("openvino", digits_model, digits_workload.default_settings(64), digits_workload).model
+    assert dynamic.before_settling() is None  # one compile serves every call alike
+    static = apply_static_shapes(dynamic, StaticShapesConfig(max_shapes=4))
+    one_off = static.before_settling()
+    x = torch.randn(16, 1, 8, 8)
+    one_off.settle()
+    np.testing.assert_array_equal(one_off(x).numpy(), dynamic(x).numpy())
+    assert static.describe().extra["static_shapes_compiled"] == 0  # the view compiled nothing
+    static.settle()
+    static(x)
+    assert static.describe().extra["static_shapes_compiled"] == 1  # the model itself still settles
+
+
+def test_bench_keeps_the_worse_quality_of_a_one_off_and_a_settled_call(tmp_path, monkeypatch):
+    """A plan whose one-off calls run on another compile is scored on both; the worse is reported."""
+    from accelkit.bench import bench
+    from accelkit.runtimes.base import Runtime
+    from accelkit.runtimes.openvino import OpenVinoModule
+
+    class Shuffled(Runtime):  # the one-off path, made worse: every other row's output reversed
+        def __init__(self, inner):
+            self.inner = inner
+
+        def run(self, *args, **kwargs):
+            out = self.inner(*args, **kwargs)
+            out[::2] = out[::2].flip(-1)
+            return out
+
+    real = OpenVinoModule.before_settling
+    monkeypatch.setattr(OpenVinoModule, "before_settling", lambda self: Shuffled(real(self)))
+    monkeypatch.setenv("ACCELKIT_THREADS", "1")
+    from accelkit.workloads import workload_from_model
+
+    wl = workload_from_model(mf.sentence_transformers_folder(tmp_path), mf.text_file(tmp_path, 60))
+    res = bench(wl, ["openvino+static-shapes"], batch_size=8, repeats=1, warmup=0, roofline=False)
+    plan = res.variants[1]
+    settled, before = plan.details["quality_settled"], plan.details["quality_before_settling"]
+    assert before["cosine_min"] < settled["cosine_min"] - 0.1
+    assert plan.quality == {k: min(settled[k], before[k]) for k in settled}
+    assert plan.quality_drop == pytest.approx(res.variants[0].quality["cosine_mean"] - before["cosine_mean"])

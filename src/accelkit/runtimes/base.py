@@ -142,6 +142,13 @@ class Runtime:
         ``Workload.predict`` calls it before every pass, so what is measured (speed and quality
         alike) is the long run; this default has nothing to do."""
 
+    def before_settling(self) -> Runtime | None:
+        """The model as calls meet it before ``settle``, where they are served otherwise than in
+        the long run (another compile, which rounds differently): the same model, serving every
+        call that way. ``bench`` scores quality on both and keeps the worse, so what it reports
+        also holds for a one-off call. None (this default): every call is served alike."""
+        return None
+
     def with_streams(self, streams: int | None) -> Runtime:
         """The same model served by ``streams`` side-by-side sessions, each on a slice of the batch
         (None: one per compute thread)."""

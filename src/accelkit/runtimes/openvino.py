@@ -8,6 +8,7 @@ costs a dependency of the default install (``openvino``; absent, the runtime say
 
 from __future__ import annotations
 
+import copy
 import os
 import tempfile
 import time
@@ -225,6 +226,16 @@ class OpenVinoModule(Runtime):
             if len(self._static) >= self.config.static_shapes:
                 break
             self._compile_static(key)
+
+    def before_settling(self) -> OpenVinoModule | None:
+        """With static shapes on, the same model serving every call on the dynamic compile, as a
+        call that has not paid for a shape's compile meets it (its requests are shared, nothing is
+        compiled again); None without static shapes."""
+        if not self.config.static_shapes:
+            return None
+        view = copy.copy(self)
+        view.config = OpenVinoConfig.from_dict({**self.config.to_dict(), "static_shapes": 0})
+        return view
 
     def with_static_shapes(self, limit: int) -> OpenVinoModule:
         """The same graph, compiled again for each input shape whose calls pay for it, up to ``limit`` shapes."""

@@ -11,7 +11,8 @@ and ~3.5% more pad tokens. So a shape is compiled only once its calls pay for it
 (``accelkit.runtimes.openvino.compile_pays``: minilm, some 75 batches of 32 a shape), or at
 ``settle`` (a server after a warm-up call; ``bench`` and ``optimize`` before every pass, so they
 measure the long run): a few hundred sentences encoded once run on the dynamic compile at its
-speed, with its slightly different bf16 rounding.
+speed, with its slightly different bf16 rounding. ``bench`` scores quality on both compiles and
+reports the worse (``Runtime.before_settling``), so the plan's floors hold for either.
 """
 
 from __future__ import annotations

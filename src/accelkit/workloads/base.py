@@ -174,6 +174,12 @@ class Workload(ABC):
         """One batch of model inputs (for FLOP counting, export, calibration)."""
         return next(iter(self.batches(data, settings)))[0]
 
+    def worse_quality(self, first: dict[str, float], second: dict[str, float]) -> dict[str, float]:
+        """Metric by metric, the worse of two measures of one model's quality (lower where higher
+        is better, as quality floors read every metric); a metric only one has is kept."""
+        pick = min if self.higher_is_better else max
+        return {**first, **second, **{k: pick(first[k], second[k]) for k in first.keys() & second.keys()}}
+
     def quality_drop(self, quality: dict[str, float], reference: dict[str, float]) -> float:
         """How much worse ``quality`` is than ``reference`` in the primary metric (>0 is worse)."""
         q, r = quality[self.primary_metric], reference[self.primary_metric]
