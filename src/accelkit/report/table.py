@@ -175,13 +175,32 @@ def print_table(results: Results | Sequence[Results], console: Console | None = 
 
 def _print_one(res: Results, console: Console, wide: bool) -> None:
     cols = _columns(res, wide)
-    ok = [v for v in res.variants if not v.error]
-    cells = {id(v): [_cell(v, c.key) for c in cols] for v in ok}
-    widths = [max([len(c.header)] + [len(cells[id(v)][i][0]) for v in ok]) for i, c in enumerate(cols)]
-    numbers_w = sum(widths) + _GAP * (len(cols) - 1)
-    names = [str(v.name) for v in res.variants]
-    name_w = max([len("variant")] + [len(n) for n in names])
-    # a name column only when every name fits beside the numbers; else each name on its own line
+    title = Text(f"{res.workload} ({res.task})", style="bold")
+    title.append(f" — speed-up: median of interleaved pair ratios against {res.baseline}", style="dim")
+    budget = _num(res.max_quality_drop)
+    limits = ([f"{res.primary_metric} drop ≤ {budget:g}"] if budget is not None and res.primary_metric else []) \
+        + ([floors_text(res.min_quality)] if res.min_quality else [])
+    if limits:
+        title.append(f"; budget: {', '.join(limits)}", style="dim")
+    console.print(title)
+    _print_rows(console, "variant", [c.header for c in cols], [
+        (str(v.name), None, Text("failed: " + str(v.error), style="red")) if v.error
+        else (str(v.name), [_cell(v, c.key) for c in cols], None) for v in res.variants])
+    from accelkit.report.results import result_notes
+
+    for note in result_notes(res):
+        console.print(Text(note, style="dim"))
+
+
+def _print_rows(console: Console, label: str, heads: list[str],
+                rows: list[tuple[str, list[tuple[str, str]] | None, Text | None]]) -> None:
+    """Rows of right-aligned numbers under bold ``heads``: (name, its (text, style) cells, or None
+    and the error that stands in for them). The names are a column headed ``label`` when every one
+    fits beside the numbers; else each name has a line of its own, above its numbers."""
+    cells = [row_cells for _, row_cells, _ in rows if row_cells is not None]
+    widths = [max([len(h)] + [len(c[i][0]) for c in cells]) for i, h in enumerate(heads)]
+    numbers_w = sum(widths) + _GAP * (len(heads) - 1)
+    name_w = max([len(label)] + [len(name) for name, _, _ in rows])
     inline = name_w + _GAP + numbers_w <= console.width
     lead = name_w + _GAP if inline else _INDENT
 
@@ -193,36 +212,22 @@ def _print_one(res: Results, console: Console, wide: bool) -> None:
             line.append(s.rjust(w), style=style or None)
         return line
 
-    title = Text(f"{res.workload} ({res.task})", style="bold")
-    title.append(f" — speed-up: median of interleaved pair ratios against {res.baseline}", style="dim")
-    budget = _num(res.max_quality_drop)
-    limits = ([f"{res.primary_metric} drop ≤ {budget:g}"] if budget is not None and res.primary_metric else []) \
-        + ([floors_text(res.min_quality)] if res.min_quality else [])
-    if limits:
-        title.append(f"; budget: {', '.join(limits)}", style="dim")
-    console.print(title)
     # stacked: the names have their own lines, so the header holds only the number columns
-    header = Text(("variant".ljust(name_w) + " " * _GAP) if inline else " " * lead, style="bold")
-    header.append_text(numbers_line([(c.header, "bold") for c in cols]))
+    header = Text((label.ljust(name_w) + " " * _GAP) if inline else " " * lead, style="bold")
+    header.append_text(numbers_line([(h, "bold") for h in heads]))
     console.print(header, no_wrap=True, overflow="ignore", crop=False)
     console.print(Text("─" * min(console.width, lead + numbers_w), style="dim"))
-    for v in res.variants:
-        name = Text(str(v.name), style="bold" if not v.error else "")
-        if v.error:
-            console.print(name)
-            console.print(Padding(Text("failed: " + str(v.error), style="red"), (0, 0, 0, _INDENT), expand=False))
-            continue
-        row = numbers_line(cells[id(v)])
-        if inline:
-            console.print(Text(str(v.name).ljust(name_w) + " " * _GAP).append_text(row),
+    for name, row_cells, error in rows:
+        if row_cells is None:
+            console.print(Text(name))
+            console.print(Padding(error or Text(""), (0, 0, 0, _INDENT), expand=False))
+        elif inline:
+            console.print(Text(name.ljust(name_w) + " " * _GAP).append_text(numbers_line(row_cells)),
                           no_wrap=True, overflow="ignore", crop=False)
         else:
-            console.print(name)  # wraps (without cutting) only when it is wider than the terminal
-            console.print(Text(" " * _INDENT).append_text(row), no_wrap=True, overflow="ignore", crop=False)
-    from accelkit.report.results import result_notes
-
-    for note in result_notes(res):
-        console.print(Text(note, style="dim"))
+            console.print(Text(name, style="bold"))  # wraps (without cutting) only when wider than the terminal
+            console.print(Text(" " * _INDENT).append_text(numbers_line(row_cells)), no_wrap=True, overflow="ignore",
+                          crop=False)
 
 
 def peer_summary(table: dict) -> list[str]:
@@ -299,18 +304,6 @@ def print_peers(table: dict, console: Console | None = None) -> None:
     if not rows:
         return
     columns = peer_columns(table)
-    heads = [h for _, h in columns]
-    ok = [r for r in rows if not r.get("error")]
-    cells = {id(r): peer_cells(r, columns=columns) for r in ok}
-    widths = [max([len(h)] + [len(cells[id(r)][i]) for r in ok]) for i, h in enumerate(heads)]
-    numbers_w = sum(widths) + _GAP * (len(heads) - 1)
-    name_w = max(len("row"), *(len(peer_label(r)) for r in rows))
-    inline = name_w + _GAP + numbers_w <= console.width
-    lead = name_w + _GAP if inline else _INDENT
-
-    def numbers(texts: list[str]) -> str:
-        return (" " * _GAP).join(t.rjust(w) for t, w in zip(texts, widths, strict=True))
-
     title = Text("\npeers", style="bold")
     items = (f"{table['prompts']} prompts × {table.get('max_new_tokens', '?')} new tokens" if "prompts" in table
              else f"{table.get('sentences', '?')} sentences")
@@ -318,19 +311,8 @@ def print_peers(table: dict, console: Console | None = None) -> None:
                  f"{table.get('threads', '?')} threads, median of {table.get('repeats', '?')} interleaved rounds",
                  style="dim")
     console.print(title)
-    console.print(Text(("row".ljust(name_w) + " " * _GAP if inline else " " * lead) + numbers(heads), style="bold"),
-                  no_wrap=True, overflow="ignore", crop=False)
-    console.print(Text("─" * min(console.width, lead + numbers_w), style="dim"))
-    for r in rows:
-        name = peer_label(r)
-        if r.get("error"):
-            console.print(Text(name))
-            console.print(Padding(Text(str(r["error"]), style="dim"), (0, 0, 0, _INDENT), expand=False))
-        elif inline:
-            console.print(Text(name.ljust(name_w) + " " * _GAP + numbers(cells[id(r)])), no_wrap=True, overflow="ignore",
-                          crop=False)
-        else:
-            console.print(Text(name, style="bold"))
-            console.print(Text(" " * _INDENT + numbers(cells[id(r)])), no_wrap=True, overflow="ignore", crop=False)
+    _print_rows(console, "row", [h for _, h in columns], [
+        (peer_label(r), None, Text(str(r["error"]), style="dim")) if r.get("error")
+        else (peer_label(r), [(c, "") for c in peer_cells(r, columns=columns)], None) for r in rows])
     for line in peer_summary(table):
         console.print(Text(line, style="dim"))
