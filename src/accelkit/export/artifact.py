@@ -154,7 +154,8 @@ class ShippedModel:
     def settle(self) -> None:
         """Serve as in a long run from now on: a ``static-shapes`` plan compiles every batch shape
         met so far and each new one on meeting it, rather than once its calls pay for the compile
-        (for a server, after a warm-up call). Its outputs are then the ones the plan was measured on."""
+        (for a server, after a warm-up call). The plan's quality was scored on both compiles, the
+        worse reported, so it holds before and after."""
         if isinstance(self.model, Runtime):
             self.model.settle()
 
