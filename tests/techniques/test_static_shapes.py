@@ -215,3 +215,6 @@ def test_bench_keeps_the_worse_quality_of_a_one_off_and_a_settled_call(tmp_path,
     assert before["cosine_min"] < settled["cosine_min"] - 0.1
     assert plan.quality == {k: min(settled[k], before[k]) for k in settled}
     assert plan.quality_drop == pytest.approx(res.variants[0].quality["cosine_mean"] - before["cosine_mean"])
+    from accelkit.report.results import result_notes
+
+    assert any(n.startswith("openvino+static-shapes: quality is the worse") for n in result_notes(res))

@@ -241,6 +241,11 @@ def result_notes(res: Results) -> list[str]:
     for v in res.variants:
         if v.name in REFERENCE_ROWS:
             notes.append(f"{v.name}: {REFERENCE_ROWS[v.name]}")
+    both = [str(v.name) for v in res.variants
+            if isinstance(v.details, dict) and "quality_before_settling" in v.details]
+    if both:
+        notes.append(f"{', '.join(both)}: quality is the worse of the settled compiles and the one a "
+                     "one-off call runs on (details.quality_settled, details.quality_before_settling)")
     return notes
 
 
