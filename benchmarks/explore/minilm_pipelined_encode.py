@@ -27,6 +27,15 @@ from accelkit.workloads import get_workload  # noqa: E402
 SETTINGS: dict = {}
 
 
+def compile_shape(module, key: tuple):
+    """The runtime's graph compiled for the input shapes ``key`` ((name, shape) pairs), with this
+    script's settings."""
+    m = module._model.clone()
+    m.reshape({k: list(s) for k, s in key})
+    with keep_signal_stack():
+        return module._core.compile_model(m, "CPU", {**module._settings, **SETTINGS})
+
+
 def pipelined(model, texts: list[str], batch_size: int, compiled: dict, depth: int) -> np.ndarray:
     """Embeddings with up to ``depth`` whole batches in flight, each on a request of its shape's compile."""
     module = model.model
@@ -48,10 +57,7 @@ def pipelined(model, texts: list[str], batch_size: int, compiled: dict, depth: i
         key = tuple((k, v.shape) for k, v in sorted(feeds.items()))
         requests = compiled.get(key)
         if requests is None:
-            m = module._model.clone()
-            m.reshape({k: list(s) for k, s in key})
-            with keep_signal_stack():
-                c = module._core.compile_model(m, "CPU", {**module._settings, **SETTINGS})
+            c = compile_shape(module, key)
             requests = compiled[key] = [c.create_infer_request() for _ in range(depth)]
         if len(pending) >= depth:
             finish(pending.pop(0))
@@ -90,10 +96,7 @@ def overlapped(model, texts: list[str], batch_size: int, compiled: dict) -> np.n
         key = tuple((k, v.shape) for k, v in sorted(parts[0].items()))
         sets = compiled.get(key)
         if sets is None:
-            m = module._model.clone()
-            m.reshape({k: list(s) for k, s in key})
-            with keep_signal_stack():
-                c = module._core.compile_model(m, "CPU", {**module._settings, **SETTINGS})
+            c = compile_shape(module, key)
             sets = compiled[key] = [[c.create_infer_request() for _ in range(2)] for _ in range(2)]
         requests = sets[slot % 2]
         slot += 1
